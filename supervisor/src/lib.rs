@@ -1,1 +1,12 @@
-//! placeholder
+//! berthd as a library: [`Daemon`] starts every service on a unix socket, so
+//! tests can run it in-process and `main.rs` stays a thin binary.
+
+pub mod config;
+pub mod daemon;
+pub mod filters;
+pub mod observability;
+pub mod services;
+pub mod store;
+
+pub use config::Config;
+pub use daemon::Daemon;

@@ -1,0 +1,112 @@
+//! berthd's configuration: TOML file keys mirror the command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where berthd looks for its config when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.toml";
+
+/// Everything berthd can be told; every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Persistent data: blobs, metadata, snapshots.
+    pub root: PathBuf,
+    /// Runtime state: shim sockets, bundles, fifos.
+    pub state: PathBuf,
+    /// The gRPC unix socket.
+    pub address: PathBuf,
+    /// `error`, `warn`, `info`, `debug`, `trace` or a tracing filter.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Snapshotter used when a client names none.
+    pub default_snapshotter: String,
+    /// OCI runtime binary used when a container's options name none.
+    pub runtime_binary: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root: "/var/lib/berth".into(),
+            state: "/run/berth".into(),
+            address: "/run/berth/berthd.sock".into(),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            default_snapshotter: "overlayfs".into(),
+            runtime_binary: "runc".into(),
+        }
+    }
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// the file could not be read
+    #[error("reading config {path}: {source}")]
+    Read {
+        /// the file
+        path: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+    /// the file is not valid TOML for [`Config`]
+    #[error("parsing config {path}: {source}")]
+    Parse {
+        /// the file
+        path: PathBuf,
+        /// the cause
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Loads `path`; a missing file at the default path means defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default())
+            }
+            Err(source) => return Err(Error::Read { path, source }),
+        };
+        toml::from_str(&text).map_err(|source| Error::Parse { path, source })
+    }
+
+    /// The defaults as a TOML document (`berthd config default`).
+    pub fn default_toml() -> String {
+        toml::to_string_pretty(&Self::default()).expect("default config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_unknown_keys_are_refused() {
+        let text = Config::default_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, Config::default());
+        assert!(toml::from_str::<Config>("rooot = \"/x\"").is_err());
+        let partial: Config = toml::from_str("root = \"/x\"").unwrap();
+        assert_eq!(partial.root, PathBuf::from("/x"));
+        assert_eq!(partial.state, Config::default().state);
+    }
+}

@@ -1,0 +1,206 @@
+//! Start-up, serving and graceful stop of berthd.
+//!
+//! Order matters: directories → exclusive lock on the root → metadata →
+//! socket (0660) → serve. On stop: refuse new connections, let in-flight
+//! calls drain for a bounded time, then remove the socket.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_api::services as svc;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::services::introspection::{IntrospectionService, PluginInfo};
+use crate::services::{self, Context};
+use crate::store::{self, Store};
+use crate::Config;
+
+/// How long in-flight calls may run after a stop was asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why berthd could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// another daemon owns this root
+    #[error("another berthd (pid {pid}) is already using root {root}; stop it or choose another --root")]
+    Locked {
+        /// the root
+        root: PathBuf,
+        /// the holder's pid, as it wrote it
+        pid: String,
+    },
+    /// another process serves on our socket path
+    #[error("socket {0} is in use by another server")]
+    SocketInUse(PathBuf),
+    /// a filesystem step failed
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// what was being done
+        what: &'static str,
+        /// on which path
+        path: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+    /// the metadata store failed to open
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// the gRPC server failed
+    #[error("grpc server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { what, path, source }
+}
+
+/// A configured daemon, ready to [`run`](Daemon::run).
+pub struct Daemon {
+    config: Config,
+}
+
+impl Daemon {
+    /// A daemon for `config`.
+    pub fn new(config: Config) -> Self {
+        Self { config }
+    }
+
+    /// Serves until `shutdown` is cancelled. Logs `berthd ready` once the
+    /// socket accepts calls.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let cfg = &self.config;
+        make_dir(&cfg.root, 0o711)?;
+        make_dir(&cfg.state, 0o711)?;
+        let _lock = lock_root(&cfg.root)?;
+        let store = Store::open(&cfg.root)?;
+        let uuid = server_uuid(&cfg.root)?;
+        let ctx = Context { store, root: cfg.root.clone(), state: cfg.state.clone() };
+
+        let listener = bind(&cfg.address)?;
+        let plugins = plugin_list();
+        let router = tonic::transport::Server::builder()
+            .add_service(svc::version::v1::version_server::VersionServer::new(
+                services::version::VersionService,
+            ))
+            .add_service(svc::introspection::v1::introspection_server::IntrospectionServer::new(
+                IntrospectionService::new(plugins, uuid),
+            ))
+            .add_service(svc::namespaces::v1::namespaces_server::NamespacesServer::new(
+                services::namespaces::NamespacesService::new(ctx.clone()),
+            ))
+            .add_service(svc::leases::v1::leases_server::LeasesServer::new(
+                services::leases::LeasesService::new(ctx.clone()),
+            ));
+
+        tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
+        let incoming = UnixListenerStream::new(listener);
+        let stop = shutdown.clone();
+        let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        let result = tokio::select! {
+            r = serve => r.map_err(Error::from),
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+                tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}; stopping anyway");
+                Ok(())
+            }
+        };
+        let _ = fs::remove_file(&cfg.address);
+        ctx.store.flush().await?;
+        tracing::info!("berthd stopped");
+        result
+    }
+}
+
+/// What Introspection reports: exactly the services registered above.
+fn plugin_list() -> Vec<PluginInfo> {
+    let grpc = |id| PluginInfo { kind: "io.containerd.grpc.v1", id, capabilities: vec![] };
+    vec![
+        grpc("version"),
+        grpc("introspection"),
+        grpc("namespaces"),
+        grpc("leases"),
+    ]
+}
+
+fn make_dir(path: &Path, mode: u32) -> Result<(), Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(io("creating directory", path))
+}
+
+/// Takes an exclusive, non-blocking lock on `<root>/berthd.lock`, held for
+/// the life of the returned value, and writes our pid into it.
+fn lock_root(root: &Path) -> Result<Flock<File>, Error> {
+    let path = root.join("berthd.lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io("opening lock file", &path))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, _)) => {
+            let pid = fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+            return Err(Error::Locked { root: root.to_path_buf(), pid });
+        }
+    };
+    lock.set_len(0).map_err(io("writing lock file", &path))?;
+    writeln!(lock, "{}", std::process::id()).map_err(io("writing lock file", &path))?;
+    Ok(lock)
+}
+
+/// The server UUID, created once and kept in `<root>/uuid`.
+fn server_uuid(root: &Path) -> Result<String, Error> {
+    let path = root.join("uuid");
+    match fs::read_to_string(&path) {
+        Ok(s) if uuid::Uuid::parse_str(s.trim()).is_ok() => return Ok(s.trim().to_string()),
+        Ok(_) => tracing::warn!(path = %path.display(), "server uuid file is corrupt; making a new one"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("reading", &path)(e)),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    write_durably(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+/// Writes `data` to a temp file, fsyncs it, renames it over `path` and
+/// fsyncs the directory.
+pub fn write_durably(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+    f.write_all(data).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("syncing", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing", dir))?;
+    }
+    Ok(())
+}
+
+/// Binds the socket with mode 0660, removing a stale file left by a
+/// daemon that died, but never stealing a live server's socket.
+fn bind(address: &Path) -> Result<UnixListener, Error> {
+    if let Some(dir) = address.parent() {
+        make_dir(dir, 0o711)?;
+    }
+    if address.exists() {
+        if std::os::unix::net::UnixStream::connect(address).is_ok() {
+            return Err(Error::SocketInUse(address.to_path_buf()));
+        }
+        fs::remove_file(address).map_err(io("removing stale socket", address))?;
+    }
+    let listener = UnixListener::bind(address).map_err(io("binding", address))?;
+    fs::set_permissions(address, fs::Permissions::from_mode(0o660))
+        .map_err(io("setting mode 0660 on", address))?;
+    Ok(listener)
+}

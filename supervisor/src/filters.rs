@@ -1,0 +1,310 @@
+//! containerd's filter language for every List call.
+//!
+//! A request carries several filter strings: a record matches when ANY of
+//! them matches (or). Inside one string, `,` separates selectors that must
+//! ALL match (and). A selector is a field path, optionally followed by an
+//! operator and a value:
+//!
+//! ```text
+//! labels."io.example/a"==b     equality
+//! name!=foo                    inequality
+//! name~=^ba[rz]$               regular expression (also /re/ quoting)
+//! labels.foo                   presence
+//! ```
+//!
+//! Field path components are plain words (`[A-Za-z0-9_]`) or double-quoted
+//! strings; values are quoted strings or unquoted runs up to the next `,`.
+
+use regex::Regex;
+
+/// Why a filter string was refused (the services answer InvalidArgument).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// the string does not follow the grammar
+    #[error("filters: {msg} at byte {pos} of {input:?}")]
+    Syntax {
+        /// what was expected
+        msg: &'static str,
+        /// where
+        pos: usize,
+        /// the whole filter
+        input: String,
+    },
+    /// a `~=` value is not a valid regular expression
+    #[error("filters: invalid regular expression {0:?}")]
+    Regex(String),
+}
+
+/// A record that can be filtered: returns the value at a field path, or
+/// None when the field is absent.
+pub trait Fields {
+    /// The value of `path` (e.g. `["labels", "a"]`).
+    fn field(&self, path: &[String]) -> Option<String>;
+}
+
+#[derive(Debug)]
+enum Op {
+    Present,
+    Eq(String),
+    Ne(String),
+    Match(Regex),
+}
+
+#[derive(Debug)]
+struct Selector {
+    path: Vec<String>,
+    op: Op,
+}
+
+/// A parsed set of filters; the empty set matches everything.
+#[derive(Debug, Default)]
+pub struct Filter {
+    any_of: Vec<Vec<Selector>>,
+}
+
+impl Filter {
+    /// Parses the filter strings of a request.
+    pub fn parse<S: AsRef<str>>(filters: &[S]) -> Result<Self, Error> {
+        let mut any_of = Vec::new();
+        for f in filters {
+            let f = f.as_ref();
+            if f.trim().is_empty() {
+                continue;
+            }
+            any_of.push(Parser { s: f, pos: 0 }.parse_all()?);
+        }
+        Ok(Self { any_of })
+    }
+
+    /// True when `rec` satisfies the filters.
+    pub fn matches(&self, rec: &dyn Fields) -> bool {
+        self.any_of.is_empty()
+            || self.any_of.iter().any(|all| all.iter().all(|s| s.matches(rec)))
+    }
+}
+
+impl Selector {
+    fn matches(&self, rec: &dyn Fields) -> bool {
+        let v = rec.field(&self.path);
+        match (&self.op, v) {
+            (Op::Present, v) => v.is_some(),
+            (Op::Eq(want), Some(v)) => &v == want,
+            (Op::Ne(want), Some(v)) => &v != want,
+            (Op::Ne(_), None) => true,
+            (Op::Match(re), Some(v)) => re.is_match(&v),
+            _ => false,
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn err(&self, msg: &'static str) -> Error {
+        Error::Syntax { msg, pos: self.pos, input: self.s.to_string() }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.s[self.pos..].chars().next()
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn parse_all(mut self) -> Result<Vec<Selector>, Error> {
+        let mut out = vec![self.selector()?];
+        loop {
+            self.skip_ws();
+            match self.peek() {
+                None => return Ok(out),
+                Some(',') => {
+                    self.pos += 1;
+                    out.push(self.selector()?);
+                }
+                Some(_) => return Err(self.err("expected ',' or end")),
+            }
+        }
+    }
+
+    fn selector(&mut self) -> Result<Selector, Error> {
+        self.skip_ws();
+        let mut path = vec![self.field()?];
+        while self.peek() == Some('.') {
+            self.pos += 1;
+            path.push(self.field()?);
+        }
+        self.skip_ws();
+        let rest = &self.s[self.pos..];
+        let op = if rest.starts_with("==") {
+            self.pos += 2;
+            Op::Eq(self.value()?)
+        } else if rest.starts_with("!=") {
+            self.pos += 2;
+            Op::Ne(self.value()?)
+        } else if rest.starts_with("~=") {
+            self.pos += 2;
+            let v = self.value()?;
+            Op::Match(Regex::new(&v).map_err(|_| Error::Regex(v))?)
+        } else if rest.is_empty() || rest.starts_with(',') {
+            Op::Present
+        } else {
+            return Err(self.err("expected an operator (==, !=, ~=)"));
+        };
+        Ok(Selector { path, op })
+    }
+
+    fn field(&mut self) -> Result<String, Error> {
+        self.skip_ws();
+        if self.peek() == Some('"') {
+            return self.quoted('"');
+        }
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            self.pos += 1;
+        }
+        if start == self.pos {
+            return Err(self.err("expected a field name"));
+        }
+        Ok(self.s[start..self.pos].to_string())
+    }
+
+    fn value(&mut self) -> Result<String, Error> {
+        self.skip_ws();
+        match self.peek() {
+            Some(q @ ('"' | '/')) => self.quoted(q),
+            _ => {
+                let start = self.pos;
+                while self.peek().is_some_and(|c| c != ',') {
+                    self.pos += self.peek().map_or(1, char::len_utf8);
+                }
+                let v = self.s[start..self.pos].trim_end();
+                if v.is_empty() {
+                    return Err(self.err("expected a value"));
+                }
+                Ok(v.to_string())
+            }
+        }
+    }
+
+    /// A string between `q` quotes; `\q` and `\\` escape (and for `"`
+    /// strings, the usual \n \t too).
+    fn quoted(&mut self, q: char) -> Result<String, Error> {
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let c = self.peek().ok_or_else(|| self.err("unterminated quoted string"))?;
+            self.pos += c.len_utf8();
+            match c {
+                c if c == q => return Ok(out),
+                '\\' => {
+                    let e = self.peek().ok_or_else(|| self.err("unterminated escape"))?;
+                    self.pos += e.len_utf8();
+                    match (q, e) {
+                        ('"', 'n') => out.push('\n'),
+                        ('"', 't') => out.push('\t'),
+                        (_, e) if e == q || e == '\\' => out.push(e),
+                        // In /regex/ strings other escapes belong to the regex.
+                        ('/', e) => {
+                            out.push('\\');
+                            out.push(e);
+                        }
+                        _ => return Err(self.err("unknown escape")),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+/// Field lookup helper for records with a label map.
+pub fn label_field(
+    labels: &std::collections::BTreeMap<String, String>,
+    path: &[String],
+) -> Option<String> {
+    match path {
+        [key] => labels.get(key).cloned(),
+        [] => None,
+        // A label key written unquoted with dots: labels.a.b means "a.b".
+        parts => labels.get(&parts.join(".")).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Rec {
+        name: &'static str,
+        labels: BTreeMap<String, String>,
+    }
+
+    impl Fields for Rec {
+        fn field(&self, path: &[String]) -> Option<String> {
+            match path.first().map(String::as_str) {
+                Some("name") if path.len() == 1 => Some(self.name.to_string()),
+                Some("labels") => label_field(&self.labels, &path[1..]),
+                _ => None,
+            }
+        }
+    }
+
+    fn rec(name: &'static str, labels: &[(&str, &str)]) -> Rec {
+        Rec {
+            name,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn m(filters: &[&str], r: &Rec) -> bool {
+        Filter::parse(filters).unwrap().matches(r)
+    }
+
+    #[test]
+    fn operators() {
+        let r = rec("bar", &[("io.example/a", "b"), ("x", "1")]);
+        assert!(m(&[], &r));
+        assert!(m(&["name==bar"], &r));
+        assert!(!m(&["name==baz"], &r));
+        assert!(m(&["name!=baz"], &r));
+        assert!(m(&["name~=^ba[rz]$"], &r));
+        assert!(m(&["name~=/^b.r$/"], &r));
+        assert!(m(&[r#"labels."io.example/a"==b"#], &r));
+        assert!(m(&["labels.x"], &r));
+        assert!(!m(&["labels.y"], &r));
+        assert!(m(&["labels.y!=1"], &r));
+        assert!(m(&[r#"name=="bar""#], &r));
+    }
+
+    #[test]
+    fn and_or() {
+        let r = rec("bar", &[("x", "1")]);
+        assert!(m(&["name==bar,labels.x==1"], &r));
+        assert!(!m(&["name==bar,labels.x==2"], &r));
+        assert!(m(&["name==nope", "labels.x==1"], &r));
+        assert!(!m(&["name==nope", "labels.x==2"], &r));
+        assert!(m(&[" name == bar , labels.x==1 "], &r));
+    }
+
+    #[test]
+    fn dotted_label_keys_and_quoting() {
+        let r = rec("n", &[("a.b", "c d"), ("q\"k", "v,w")]);
+        assert!(m(&["labels.a.b==c d"], &r));
+        assert!(m(&[r#"labels."a.b"=="c d""#], &r));
+        assert!(m(&[r#"labels."q\"k"=="v,w""#], &r));
+    }
+
+    #[test]
+    fn syntax_errors() {
+        for bad in ["==x", "name==", "name=x", "labels.\"open", "name~=(", "a,,b", "name==x y,"] {
+            assert!(Filter::parse(&[bad]).is_err(), "{bad}");
+        }
+    }
+}

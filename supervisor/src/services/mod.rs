@@ -1,0 +1,62 @@
+//! Thin gRPC adapters, one file per service: decode the request, call the
+//! domain module, encode the reply. No logic lives here.
+
+pub mod convert;
+pub mod introspection;
+pub mod leases;
+pub mod namespaces;
+pub mod status;
+pub mod version;
+
+use tonic::{Request, Status};
+
+use crate::store::Store;
+
+/// What every service adapter may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    /// Metadata database.
+    pub store: Store,
+    /// Persistent root directory.
+    pub root: std::path::PathBuf,
+    /// Runtime state directory.
+    pub state: std::path::PathBuf,
+}
+
+/// The namespace of a call, from the `containerd-namespace` metadata key.
+/// Missing: FailedPrecondition (as containerd); malformed: InvalidArgument.
+#[allow(clippy::result_large_err)]
+pub fn namespace<T>(req: &Request<T>) -> Result<String, Status> {
+    let ns = req
+        .metadata()
+        .get(berth_api::namespace::GRPC_HEADER)
+        .ok_or_else(|| Status::failed_precondition("namespace is required"))?;
+    let ns = ns
+        .to_str()
+        .map_err(|_| Status::invalid_argument("namespace: not valid ASCII"))?;
+    berth_api::identifiers::validate("namespace", ns)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(ns.to_string())
+}
+
+/// The filter strings of a List request, parsed.
+#[allow(clippy::result_large_err)]
+pub fn parse_filters(filters: &[String]) -> Result<crate::filters::Filter, Status> {
+    crate::filters::Filter::parse(filters).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+impl Context {
+    /// Whether any snapshotter still holds snapshots in `ns` (a namespace
+    /// with snapshots cannot be deleted). Snapshotters are not wired into
+    /// the daemon yet, so no namespace holds any.
+    pub async fn namespace_has_snapshots(&self, _ns: &str) -> Result<bool, Status> {
+        Ok(false)
+    }
+
+    /// Runs garbage collection: now when `sync`, else soon (debounced).
+    /// Collection arrives with images and snapshots; until then nothing is
+    /// ever unreferenced, so there is nothing to do.
+    pub async fn collect_garbage(&self, _sync: bool) -> Result<(), Status> {
+        Ok(())
+    }
+}

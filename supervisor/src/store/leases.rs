@@ -1,0 +1,209 @@
+//! Lease records and the resources they hold. Garbage collection treats
+//! everything a live lease holds as a root.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode, encode, id_of, ns_key, ns_prefix};
+use super::labels::{self, Labels};
+use super::{Error, Result, Store};
+
+const TREE: &str = "leases";
+const RESOURCES: &str = "lease_resources";
+
+/// Label holding a lease's expiry time (RFC 3339).
+pub const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
+
+/// One lease.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Lease {
+    /// Its id (a containerd identifier).
+    pub id: String,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// Labels, among them the optional expiry.
+    pub labels: Labels,
+}
+
+/// A resource held by a lease: `content`, `ingests` or `snapshots/<name>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Resource {
+    /// The resource's id (a digest, an ingest ref or a snapshot key).
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+}
+
+fn check_id(id: &str) -> Result<()> {
+    berth_api::identifiers::validate("lease id", id)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+fn check_resource(r: &Resource) -> Result<()> {
+    let known = r.kind == "content"
+        || r.kind == "ingests"
+        || r.kind.strip_prefix("snapshots/").is_some_and(|s| !s.is_empty() && !s.contains('/'));
+    if !known {
+        return Err(Error::InvalidArgument(format!(
+            "resource type: unsupported resource type {:?}",
+            r.kind
+        )));
+    }
+    if r.id.is_empty() || r.id.contains('\0') {
+        return Err(Error::InvalidArgument("resource id: must not be empty or hold NUL".into()));
+    }
+    Ok(())
+}
+
+/// Creates a lease; AlreadyExists if the id is taken.
+pub async fn create(store: &Store, ns: &str, id: &str, labels: Labels) -> Result<Lease> {
+    check_id(id)?;
+    labels::validate(&labels)?;
+    super::namespaces::ensure(store, ns).await?;
+    let lease = Lease { id: id.to_string(), created_at: SystemTime::now(), labels };
+    let prev = store.tree(TREE)?.compare_and_swap(
+        ns_key(ns, id),
+        None::<&[u8]>,
+        Some(encode(&lease)?),
+    )?;
+    if prev.is_err() {
+        return Err(Error::AlreadyExists { kind: "lease", id: id.into() });
+    }
+    store.flush().await?;
+    Ok(lease)
+}
+
+/// Deletes a lease and its resource list; what it held becomes collectable.
+pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
+    check_id(id)?;
+    if store.tree(TREE)?.remove(ns_key(ns, id))?.is_none() {
+        return Err(Error::NotFound { kind: "lease", id: id.into() });
+    }
+    let res = store.tree(RESOURCES)?;
+    let prefix = resource_prefix(ns, id);
+    for k in res.scan_prefix(&prefix).keys() {
+        res.remove(k?)?;
+    }
+    store.flush().await?;
+    Ok(())
+}
+
+/// Reads one lease.
+pub fn get(store: &Store, ns: &str, id: &str) -> Result<Lease> {
+    check_id(id)?;
+    let raw = store.tree(TREE)?.get(ns_key(ns, id))?;
+    decode(&raw.ok_or_else(|| Error::NotFound { kind: "lease", id: id.into() })?)
+}
+
+/// Every lease of a namespace.
+pub fn list(store: &Store, ns: &str) -> Result<Vec<Lease>> {
+    store
+        .tree(TREE)?
+        .scan_prefix(ns_prefix(ns))
+        .values()
+        .map(|v| decode(&v?))
+        .collect()
+}
+
+/// Every namespace that holds leases, with its leases (for GC).
+pub fn list_all(store: &Store) -> Result<Vec<(String, Lease)>> {
+    let mut out = Vec::new();
+    for kv in store.tree(TREE)?.iter() {
+        let (k, v) = kv?;
+        let key = String::from_utf8_lossy(&k);
+        let ns = key.split('/').next().unwrap_or_default().to_string();
+        out.push((ns, decode(&v)?));
+    }
+    Ok(out)
+}
+
+fn resource_prefix(ns: &str, lease: &str) -> Vec<u8> {
+    let mut k = ns_key(ns, lease);
+    k.push(0);
+    k
+}
+
+fn resource_key(ns: &str, lease: &str, r: &Resource) -> Vec<u8> {
+    let mut k = resource_prefix(ns, lease);
+    k.extend_from_slice(r.kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(r.id.as_bytes());
+    k
+}
+
+/// Adds a resource to a lease (idempotent); NotFound if the lease is gone.
+pub async fn add_resource(store: &Store, ns: &str, lease: &str, r: Resource) -> Result<()> {
+    check_resource(&r)?;
+    get(store, ns, lease)?;
+    store.tree(RESOURCES)?.insert(resource_key(ns, lease, &r), &[])?;
+    store.flush().await?;
+    Ok(())
+}
+
+/// Removes a resource from a lease.
+pub async fn delete_resource(store: &Store, ns: &str, lease: &str, r: Resource) -> Result<()> {
+    check_resource(&r)?;
+    get(store, ns, lease)?;
+    store.tree(RESOURCES)?.remove(resource_key(ns, lease, &r))?;
+    store.flush().await?;
+    Ok(())
+}
+
+/// The resources a lease holds.
+pub fn resources(store: &Store, ns: &str, lease: &str) -> Result<Vec<Resource>> {
+    get(store, ns, lease)?;
+    let prefix = resource_prefix(ns, lease);
+    let mut out = Vec::new();
+    for k in store.tree(RESOURCES)?.scan_prefix(&prefix).keys() {
+        let k = k?;
+        let rest = &k[prefix.len()..];
+        let mut parts = rest.splitn(2, |b| *b == 0);
+        let kind = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        out.push(Resource { id, kind });
+    }
+    Ok(out)
+}
+
+/// The id part of a lease key, for callers scanning the tree.
+pub fn lease_id(key: &[u8], ns: &str) -> String {
+    id_of(key, ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lease_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let l = create(&store, "ns1", "l1", Labels::new()).await.unwrap();
+        assert_eq!(l.id, "l1");
+        assert!(matches!(
+            create(&store, "ns1", "l1", Labels::new()).await,
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            create(&store, "ns1", "a/b", Labels::new()).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        let r = Resource { id: "sha256:abc".into(), kind: "content".into() };
+        add_resource(&store, "ns1", "l1", r.clone()).await.unwrap();
+        let snap = Resource { id: "k".into(), kind: "snapshots/overlayfs".into() };
+        add_resource(&store, "ns1", "l1", snap.clone()).await.unwrap();
+        let bad = Resource { id: "k".into(), kind: "bogus".into() };
+        assert!(add_resource(&store, "ns1", "l1", bad).await.is_err());
+        let mut got = resources(&store, "ns1", "l1").unwrap();
+        got.sort();
+        assert_eq!(got, vec![snap, r.clone()]);
+        delete_resource(&store, "ns1", "l1", r).await.unwrap();
+        assert_eq!(resources(&store, "ns1", "l1").unwrap().len(), 1);
+        assert_eq!(list(&store, "ns1").unwrap().len(), 1);
+        assert_eq!(list(&store, "ns2").unwrap().len(), 0);
+        delete(&store, "ns1", "l1").await.unwrap();
+        assert!(matches!(delete(&store, "ns1", "l1").await, Err(Error::NotFound { .. })));
+        assert!(matches!(resources(&store, "ns1", "l1"), Err(Error::NotFound { .. })));
+    }
+}
