@@ -1,0 +1,103 @@
+//! The crate's error type and the coarse kind callers map to gRPC codes.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::mount::MountError;
+
+/// What kind of failure an [`Error`] is; the supervisor maps these to the
+/// gRPC codes containerd returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// the key (or its parent) does not exist
+    NotFound,
+    /// the name is taken
+    AlreadyExists,
+    /// the operation is not allowed in the object's current state
+    FailedPrecondition,
+    /// the request itself is malformed (bad key, hostile layer, unknown media type)
+    InvalidArgument,
+    /// anything else: I/O, metadata store, mounts
+    Internal,
+}
+
+/// Every failure of the snapshotters and of layer apply/diff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// unknown key in a namespace
+    #[error("snapshot {key:?} not found in namespace {namespace:?}")]
+    NotFound {
+        /// namespace
+        namespace: String,
+        /// key
+        key: String,
+    },
+    /// key/name already used in the namespace
+    #[error("snapshot {key:?} already exists in namespace {namespace:?}")]
+    AlreadyExists {
+        /// namespace
+        namespace: String,
+        /// key
+        key: String,
+    },
+    /// state does not allow the operation
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// malformed request or refused layer content
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// filesystem error on a path
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// what we were doing
+        op: &'static str,
+        /// on which path
+        path: PathBuf,
+        /// why
+        source: io::Error,
+    },
+    /// metadata store failure
+    #[error("metadata store: {0}")]
+    Store(String),
+    /// mount or unmount failure
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// other internal failure
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The coarse kind, for mapping to gRPC status codes.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::Mount(MountError::Invalid(_) | MountError::UnsupportedKind(_)) => {
+                ErrorKind::InvalidArgument
+            }
+            Error::Io { .. } | Error::Store(_) | Error::Mount(_) | Error::Internal(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+/// Result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
