@@ -63,7 +63,9 @@ impl FromStr for Digest {
         if !ok {
             return Err(DigestError::BadEncoding(s.to_owned()));
         }
-        Ok(Self { hex: enc.to_owned() })
+        Ok(Self {
+            hex: enc.to_owned(),
+        })
     }
 }
 
@@ -105,9 +107,18 @@ mod tests {
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(s.parse::<Digest>().unwrap(), d);
-        assert!(matches!("nocolon".parse::<Digest>(), Err(DigestError::NoAlgorithm(_))));
-        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::Unsupported(_))));
-        assert!(matches!("sha256:ABC".parse::<Digest>(), Err(DigestError::BadEncoding(_))));
+        assert!(matches!(
+            "nocolon".parse::<Digest>(),
+            Err(DigestError::NoAlgorithm(_))
+        ));
+        assert!(matches!(
+            "md5:abc".parse::<Digest>(),
+            Err(DigestError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "sha256:ABC".parse::<Digest>(),
+            Err(DigestError::BadEncoding(_))
+        ));
         let upper = format!("sha256:{}", d.hex().to_uppercase());
         assert!(upper.parse::<Digest>().is_err());
     }

@@ -78,10 +78,15 @@ pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
         return Err("labels: label key must not be empty".into());
     }
     if key.len() + value.len() > 4096 {
-        return Err(format!("labels: label {key:?} exceeds the 4096 byte maximum"));
+        return Err(format!(
+            "labels: label {key:?} exceeds the 4096 byte maximum"
+        ));
     }
     if key.contains('\0') || value.contains('\0') {
-        return Err(format!("labels: label {:?} contains NUL", key.escape_debug().to_string()));
+        return Err(format!(
+            "labels: label {:?} contains NUL",
+            key.escape_debug().to_string()
+        ));
     }
     Ok(())
 }
@@ -95,7 +100,18 @@ mod tests {
         for ok in ["a", "default", "k8s.io", "a-b_c.d", "A9", &"x".repeat(76)] {
             assert_eq!(validate("id", ok), Ok(()), "{ok}");
         }
-        for bad in ["", "-a", "a-", "a..b", "a/b", "..", "a\0b", "é", " a", &"x".repeat(77)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "a/b",
+            "..",
+            "a\0b",
+            "é",
+            " a",
+            &"x".repeat(77),
+        ] {
             assert!(validate("id", bad).is_err(), "{bad:?}");
         }
         let msg = validate("container id", "a/b").unwrap_err().to_string();

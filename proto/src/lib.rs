@@ -106,6 +106,18 @@ mod generated {
             }
         }
     }
+    pub mod io {
+        pub mod containerd {
+            pub mod cgroups {
+                pub mod v1 {
+                    generated!("io.containerd.cgroups.v1");
+                }
+                pub mod v2 {
+                    generated!("io.containerd.cgroups.v2");
+                }
+            }
+        }
+    }
     pub mod berth {
         pub mod shim {
             pub mod v1 {
@@ -123,3 +135,5 @@ pub use generated::containerd::types;
 /// Task status and process types (`containerd.v1.types`).
 pub use generated::containerd::v1::types as task_types;
 pub use generated::google::rpc;
+/// containerd's cgroup metrics (`io.containerd.cgroups.v1` / `.v2`), sent in `Any`.
+pub use generated::io::containerd::cgroups;

@@ -28,7 +28,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// another daemon owns this root
-    #[error("another berthd (pid {pid}) is already using root {root}; stop it or choose another --root")]
+    #[error(
+        "another berthd (pid {pid}) is already using root {root}; stop it or choose another --root"
+    )]
     Locked {
         /// the root
         root: PathBuf,
@@ -81,7 +83,11 @@ impl Daemon {
         let _lock = lock_root(&cfg.root)?;
         let store = Store::open(&cfg.root)?;
         let uuid = server_uuid(&cfg.root)?;
-        let ctx = Context { store, root: cfg.root.clone(), state: cfg.state.clone() };
+        let ctx = Context {
+            store,
+            root: cfg.root.clone(),
+            state: cfg.state.clone(),
+        };
 
         let listener = bind(&cfg.address)?;
         let plugins = plugin_list();
@@ -89,12 +95,16 @@ impl Daemon {
             .add_service(svc::version::v1::version_server::VersionServer::new(
                 services::version::VersionService,
             ))
-            .add_service(svc::introspection::v1::introspection_server::IntrospectionServer::new(
-                IntrospectionService::new(plugins, uuid),
-            ))
-            .add_service(svc::namespaces::v1::namespaces_server::NamespacesServer::new(
-                services::namespaces::NamespacesService::new(ctx.clone()),
-            ))
+            .add_service(
+                svc::introspection::v1::introspection_server::IntrospectionServer::new(
+                    IntrospectionService::new(plugins, uuid),
+                ),
+            )
+            .add_service(
+                svc::namespaces::v1::namespaces_server::NamespacesServer::new(
+                    services::namespaces::NamespacesService::new(ctx.clone()),
+                ),
+            )
             .add_service(svc::leases::v1::leases_server::LeasesServer::new(
                 services::leases::LeasesService::new(ctx.clone()),
             ));
@@ -119,7 +129,11 @@ impl Daemon {
 
 /// What Introspection reports: exactly the services registered above.
 fn plugin_list() -> Vec<PluginInfo> {
-    let grpc = |id| PluginInfo { kind: "io.containerd.grpc.v1", id, capabilities: vec![] };
+    let grpc = |id| PluginInfo {
+        kind: "io.containerd.grpc.v1",
+        id,
+        capabilities: vec![],
+    };
     vec![
         grpc("version"),
         grpc("introspection"),
@@ -150,8 +164,14 @@ fn lock_root(root: &Path) -> Result<Flock<File>, Error> {
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((_, _)) => {
-            let pid = fs::read_to_string(&path).unwrap_or_default().trim().to_string();
-            return Err(Error::Locked { root: root.to_path_buf(), pid });
+            let pid = fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            return Err(Error::Locked {
+                root: root.to_path_buf(),
+                pid,
+            });
         }
     };
     lock.set_len(0).map_err(io("writing lock file", &path))?;
@@ -164,7 +184,9 @@ fn server_uuid(root: &Path) -> Result<String, Error> {
     let path = root.join("uuid");
     match fs::read_to_string(&path) {
         Ok(s) if uuid::Uuid::parse_str(s.trim()).is_ok() => return Ok(s.trim().to_string()),
-        Ok(_) => tracing::warn!(path = %path.display(), "server uuid file is corrupt; making a new one"),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "server uuid file is corrupt; making a new one")
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("reading", &path)(e)),
     }
@@ -182,7 +204,9 @@ pub fn write_durably(path: &Path, data: &[u8]) -> Result<(), Error> {
     f.sync_all().map_err(io("syncing", &tmp))?;
     fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
     if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing", dir))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing", dir))?;
     }
     Ok(())
 }

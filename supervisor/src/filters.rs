@@ -79,7 +79,10 @@ impl Filter {
     /// True when `rec` satisfies the filters.
     pub fn matches(&self, rec: &dyn Fields) -> bool {
         self.any_of.is_empty()
-            || self.any_of.iter().any(|all| all.iter().all(|s| s.matches(rec)))
+            || self
+                .any_of
+                .iter()
+                .any(|all| all.iter().all(|s| s.matches(rec)))
     }
 }
 
@@ -104,7 +107,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, msg: &'static str) -> Error {
-        Error::Syntax { msg, pos: self.pos, input: self.s.to_string() }
+        Error::Syntax {
+            msg,
+            pos: self.pos,
+            input: self.s.to_string(),
+        }
     }
 
     fn peek(&self) -> Option<char> {
@@ -165,7 +172,10 @@ impl Parser<'_> {
             return self.quoted('"');
         }
         let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             self.pos += 1;
         }
         if start == self.pos {
@@ -198,7 +208,9 @@ impl Parser<'_> {
         self.pos += 1;
         let mut out = String::new();
         loop {
-            let c = self.peek().ok_or_else(|| self.err("unterminated quoted string"))?;
+            let c = self
+                .peek()
+                .ok_or_else(|| self.err("unterminated quoted string"))?;
             self.pos += c.len_utf8();
             match c {
                 c if c == q => return Ok(out),
@@ -259,7 +271,10 @@ mod tests {
     fn rec(name: &'static str, labels: &[(&str, &str)]) -> Rec {
         Rec {
             name,
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -303,7 +318,15 @@ mod tests {
 
     #[test]
     fn syntax_errors() {
-        for bad in ["==x", "name==", "name=x", "labels.\"open", "name~=(", "a,,b", "name==x y,"] {
+        for bad in [
+            "==x",
+            "name==",
+            "name=x",
+            "labels.\"open",
+            "name~=(",
+            "a,,b",
+            "name==x y,",
+        ] {
             assert!(Filter::parse(&[bad]).is_err(), "{bad}");
         }
     }

@@ -59,7 +59,10 @@ fn main() {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Config { action: ConfigAction::Default }) = cli.command {
+    if let Some(Command::Config {
+        action: ConfigAction::Default,
+    }) = cli.command
+    {
         print!("{}", Config::default_toml());
         return Ok(());
     }
@@ -88,14 +91,19 @@ fn real_main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        Daemon::new(config).run(shutdown).await.map_err(anyhow::Error::from)
+        Daemon::new(config)
+            .run(shutdown)
+            .await
+            .map_err(anyhow::Error::from)
     })
 }
 
 async fn stop_on_signal(token: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };

@@ -7,7 +7,10 @@ use prost_types::Timestamp;
 /// SystemTime → protobuf Timestamp.
 pub fn timestamp(t: SystemTime) -> Timestamp {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// protobuf Timestamp → SystemTime (None for an absent or negative one).
@@ -25,9 +28,7 @@ pub fn labels(m: std::collections::HashMap<String, String>) -> crate::store::lab
 }
 
 /// Our ordered map → a wire label map.
-pub fn wire_labels(
-    m: &crate::store::labels::Labels,
-) -> std::collections::HashMap<String, String> {
+pub fn wire_labels(m: &crate::store::labels::Labels) -> std::collections::HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 

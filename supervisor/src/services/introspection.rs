@@ -50,7 +50,9 @@ impl Introspection for IntrospectionService {
         let filter = super::parse_filters(&req.get_ref().filters)?;
         let platform = berth_api::types::Platform {
             os: "linux".into(),
-            architecture: std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+            architecture: std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64"),
             variant: String::new(),
         };
         let plugins = self
@@ -73,6 +75,8 @@ impl Introspection for IntrospectionService {
     }
 
     async fn server(&self, _: Request<()>) -> Result<Response<pb::ServerResponse>, Status> {
-        Ok(Response::new(pb::ServerResponse { uuid: self.uuid.clone() }))
+        Ok(Response::new(pb::ServerResponse {
+            uuid: self.uuid.clone(),
+        }))
     }
 }

@@ -31,7 +31,10 @@ fn to_wire(l: &Lease) -> pb::Lease {
 #[allow(clippy::result_large_err)]
 fn resource(r: Option<pb::Resource>) -> Result<Resource, Status> {
     let r = r.ok_or_else(|| Status::invalid_argument("resource: required"))?;
-    Ok(Resource { id: r.id, kind: r.r#type })
+    Ok(Resource {
+        id: r.id,
+        kind: r.r#type,
+    })
 }
 
 impl Fields for Lease {
@@ -59,7 +62,9 @@ impl Leases for LeasesService {
         };
         let lease = leases::create(&self.ctx.store, &ns, &id, convert::labels(req.labels)).await?;
         tracing::debug!(namespace = %ns, lease = %lease.id, "lease created");
-        Ok(Response::new(pb::CreateResponse { lease: Some(to_wire(&lease)) }))
+        Ok(Response::new(pb::CreateResponse {
+            lease: Some(to_wire(&lease)),
+        }))
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<()>, Status> {
@@ -70,15 +75,25 @@ impl Leases for LeasesService {
         Ok(Response::new(()))
     }
 
-    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         let ns = namespace(&req)?;
         let filter = super::parse_filters(&req.get_ref().filters)?;
         let all = leases::list(&self.ctx.store, &ns)?;
-        let leases = all.iter().filter(|l| filter.matches(*l)).map(to_wire).collect();
+        let leases = all
+            .iter()
+            .filter(|l| filter.matches(*l))
+            .map(to_wire)
+            .collect();
         Ok(Response::new(pb::ListResponse { leases }))
     }
 
-    async fn add_resource(&self, req: Request<pb::AddResourceRequest>) -> Result<Response<()>, Status> {
+    async fn add_resource(
+        &self,
+        req: Request<pb::AddResourceRequest>,
+    ) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let req = req.into_inner();
         leases::add_resource(&self.ctx.store, &ns, &req.id, resource(req.resource)?).await?;
@@ -103,7 +118,10 @@ impl Leases for LeasesService {
         let list = leases::resources(&self.ctx.store, &ns, &req.get_ref().id)?;
         let resources = list
             .into_iter()
-            .map(|r| pb::Resource { id: r.id, r#type: r.kind })
+            .map(|r| pb::Resource {
+                id: r.id,
+                r#type: r.kind,
+            })
             .collect();
         Ok(Response::new(pb::ListResourcesResponse { resources }))
     }

@@ -21,12 +21,18 @@ impl NamespacesService {
 }
 
 fn to_wire(ns: &Namespace) -> pb::Namespace {
-    pb::Namespace { name: ns.name.clone(), labels: convert::wire_labels(&ns.labels) }
+    pb::Namespace {
+        name: ns.name.clone(),
+        labels: convert::wire_labels(&ns.labels),
+    }
 }
 
 fn from_wire(ns: Option<pb::Namespace>) -> Namespace {
     let ns = ns.unwrap_or_default();
-    Namespace { name: ns.name, labels: convert::labels(ns.labels) }
+    Namespace {
+        name: ns.name,
+        labels: convert::labels(ns.labels),
+    }
 }
 
 impl Fields for Namespace {
@@ -47,7 +53,9 @@ impl Namespaces for NamespacesService {
         req: Request<pb::GetNamespaceRequest>,
     ) -> Result<Response<pb::GetNamespaceResponse>, Status> {
         let ns = namespaces::get(&self.ctx.store, &req.get_ref().name)?;
-        Ok(Response::new(pb::GetNamespaceResponse { namespace: Some(to_wire(&ns)) }))
+        Ok(Response::new(pb::GetNamespaceResponse {
+            namespace: Some(to_wire(&ns)),
+        }))
     }
 
     async fn list(
@@ -57,7 +65,11 @@ impl Namespaces for NamespacesService {
         let filter = req.into_inner().filter;
         let filter = super::parse_filters(std::slice::from_ref(&filter))?;
         let list = namespaces::list(&self.ctx.store)?;
-        let namespaces = list.iter().filter(|n| filter.matches(*n)).map(to_wire).collect();
+        let namespaces = list
+            .iter()
+            .filter(|n| filter.matches(*n))
+            .map(to_wire)
+            .collect();
         Ok(Response::new(pb::ListNamespacesResponse { namespaces }))
     }
 
@@ -68,7 +80,9 @@ impl Namespaces for NamespacesService {
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
         let ns = namespaces::create(&self.ctx.store, from_wire(req.into_inner().namespace)).await?;
         tracing::info!(namespace = %ns.name, "namespace created");
-        Ok(Response::new(pb::CreateNamespaceResponse { namespace: Some(to_wire(&ns)) }))
+        Ok(Response::new(pb::CreateNamespaceResponse {
+            namespace: Some(to_wire(&ns)),
+        }))
     }
 
     async fn update(
@@ -78,11 +92,16 @@ impl Namespaces for NamespacesService {
         let req = req.into_inner();
         let paths = convert::mask_paths(req.update_mask);
         let ns = namespaces::update(&self.ctx.store, from_wire(req.namespace), &paths).await?;
-        Ok(Response::new(pb::UpdateNamespaceResponse { namespace: Some(to_wire(&ns)) }))
+        Ok(Response::new(pb::UpdateNamespaceResponse {
+            namespace: Some(to_wire(&ns)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(namespace = %req.get_ref().name))]
-    async fn delete(&self, req: Request<pb::DeleteNamespaceRequest>) -> Result<Response<()>, Status> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteNamespaceRequest>,
+    ) -> Result<Response<()>, Status> {
         let name = req.into_inner().name;
         let snapshots = self.ctx.namespace_has_snapshots(&name).await?;
         namespaces::delete(&self.ctx.store, &name, snapshots).await?;

@@ -60,13 +60,22 @@ mod tests {
     use super::*;
 
     fn l(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn masks() {
         let mut cur = l(&[("a", "1"), ("b", "2")]);
-        apply_mask(&mut cur, &l(&[("a", "9"), ("c", "3")]), &["labels.a".into()], &[]).unwrap();
+        apply_mask(
+            &mut cur,
+            &l(&[("a", "9"), ("c", "3")]),
+            &["labels.a".into()],
+            &[],
+        )
+        .unwrap();
         assert_eq!(cur, l(&[("a", "9"), ("b", "2")]));
         apply_mask(&mut cur, &l(&[]), &["labels.b".into()], &[]).unwrap();
         assert_eq!(cur, l(&[("a", "9")]));

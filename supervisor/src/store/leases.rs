@@ -43,7 +43,9 @@ fn check_id(id: &str) -> Result<()> {
 fn check_resource(r: &Resource) -> Result<()> {
     let known = r.kind == "content"
         || r.kind == "ingests"
-        || r.kind.strip_prefix("snapshots/").is_some_and(|s| !s.is_empty() && !s.contains('/'));
+        || r.kind
+            .strip_prefix("snapshots/")
+            .is_some_and(|s| !s.is_empty() && !s.contains('/'));
     if !known {
         return Err(Error::InvalidArgument(format!(
             "resource type: unsupported resource type {:?}",
@@ -51,7 +53,9 @@ fn check_resource(r: &Resource) -> Result<()> {
         )));
     }
     if r.id.is_empty() || r.id.contains('\0') {
-        return Err(Error::InvalidArgument("resource id: must not be empty or hold NUL".into()));
+        return Err(Error::InvalidArgument(
+            "resource id: must not be empty or hold NUL".into(),
+        ));
     }
     Ok(())
 }
@@ -61,14 +65,20 @@ pub async fn create(store: &Store, ns: &str, id: &str, labels: Labels) -> Result
     check_id(id)?;
     labels::validate(&labels)?;
     super::namespaces::ensure(store, ns).await?;
-    let lease = Lease { id: id.to_string(), created_at: SystemTime::now(), labels };
-    let prev = store.tree(TREE)?.compare_and_swap(
-        ns_key(ns, id),
-        None::<&[u8]>,
-        Some(encode(&lease)?),
-    )?;
+    let lease = Lease {
+        id: id.to_string(),
+        created_at: SystemTime::now(),
+        labels,
+    };
+    let prev =
+        store
+            .tree(TREE)?
+            .compare_and_swap(ns_key(ns, id), None::<&[u8]>, Some(encode(&lease)?))?;
     if prev.is_err() {
-        return Err(Error::AlreadyExists { kind: "lease", id: id.into() });
+        return Err(Error::AlreadyExists {
+            kind: "lease",
+            id: id.into(),
+        });
     }
     store.flush().await?;
     Ok(lease)
@@ -78,7 +88,10 @@ pub async fn create(store: &Store, ns: &str, id: &str, labels: Labels) -> Result
 pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
     check_id(id)?;
     if store.tree(TREE)?.remove(ns_key(ns, id))?.is_none() {
-        return Err(Error::NotFound { kind: "lease", id: id.into() });
+        return Err(Error::NotFound {
+            kind: "lease",
+            id: id.into(),
+        });
     }
     let res = store.tree(RESOURCES)?;
     let prefix = resource_prefix(ns, id);
@@ -93,7 +106,10 @@ pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
 pub fn get(store: &Store, ns: &str, id: &str) -> Result<Lease> {
     check_id(id)?;
     let raw = store.tree(TREE)?.get(ns_key(ns, id))?;
-    decode(&raw.ok_or_else(|| Error::NotFound { kind: "lease", id: id.into() })?)
+    decode(&raw.ok_or_else(|| Error::NotFound {
+        kind: "lease",
+        id: id.into(),
+    })?)
 }
 
 /// Every lease of a namespace.
@@ -136,7 +152,9 @@ fn resource_key(ns: &str, lease: &str, r: &Resource) -> Vec<u8> {
 pub async fn add_resource(store: &Store, ns: &str, lease: &str, r: Resource) -> Result<()> {
     check_resource(&r)?;
     get(store, ns, lease)?;
-    store.tree(RESOURCES)?.insert(resource_key(ns, lease, &r), &[])?;
+    store
+        .tree(RESOURCES)?
+        .insert(resource_key(ns, lease, &r), &[])?;
     store.flush().await?;
     Ok(())
 }
@@ -189,11 +207,22 @@ mod tests {
             create(&store, "ns1", "a/b", Labels::new()).await,
             Err(Error::InvalidArgument(_))
         ));
-        let r = Resource { id: "sha256:abc".into(), kind: "content".into() };
+        let r = Resource {
+            id: "sha256:abc".into(),
+            kind: "content".into(),
+        };
         add_resource(&store, "ns1", "l1", r.clone()).await.unwrap();
-        let snap = Resource { id: "k".into(), kind: "snapshots/overlayfs".into() };
-        add_resource(&store, "ns1", "l1", snap.clone()).await.unwrap();
-        let bad = Resource { id: "k".into(), kind: "bogus".into() };
+        let snap = Resource {
+            id: "k".into(),
+            kind: "snapshots/overlayfs".into(),
+        };
+        add_resource(&store, "ns1", "l1", snap.clone())
+            .await
+            .unwrap();
+        let bad = Resource {
+            id: "k".into(),
+            kind: "bogus".into(),
+        };
         assert!(add_resource(&store, "ns1", "l1", bad).await.is_err());
         let mut got = resources(&store, "ns1", "l1").unwrap();
         got.sort();
@@ -203,7 +232,13 @@ mod tests {
         assert_eq!(list(&store, "ns1").unwrap().len(), 1);
         assert_eq!(list(&store, "ns2").unwrap().len(), 0);
         delete(&store, "ns1", "l1").await.unwrap();
-        assert!(matches!(delete(&store, "ns1", "l1").await, Err(Error::NotFound { .. })));
-        assert!(matches!(resources(&store, "ns1", "l1"), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            delete(&store, "ns1", "l1").await,
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            resources(&store, "ns1", "l1"),
+            Err(Error::NotFound { .. })
+        ));
     }
 }

@@ -119,7 +119,12 @@ impl Store {
             if !namespaced_tree(&name) {
                 continue;
             }
-            if self.tree(&name)?.scan_prefix(ns_prefix(ns)).next().is_some() {
+            if self
+                .tree(&name)?
+                .scan_prefix(ns_prefix(ns))
+                .next()
+                .is_some()
+            {
                 return Ok(Some(name));
             }
         }

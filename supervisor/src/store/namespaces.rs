@@ -29,7 +29,10 @@ pub async fn create(store: &Store, ns: Namespace) -> Result<Namespace> {
     let tree = store.tree(TREE)?;
     let prev = tree.compare_and_swap(ns.name.as_bytes(), None::<&[u8]>, Some(encode(&ns)?))?;
     if prev.is_err() {
-        return Err(Error::AlreadyExists { kind: "namespace", id: ns.name });
+        return Err(Error::AlreadyExists {
+            kind: "namespace",
+            id: ns.name,
+        });
     }
     store.flush().await?;
     Ok(ns)
@@ -43,7 +46,10 @@ pub async fn ensure(store: &Store, name: &str) -> Result<()> {
     if tree.contains_key(name)? {
         return Ok(());
     }
-    let ns = Namespace { name: name.to_string(), labels: Labels::new() };
+    let ns = Namespace {
+        name: name.to_string(),
+        labels: Labels::new(),
+    };
     // Losing the race to another creator is fine.
     let _ = tree.compare_and_swap(name.as_bytes(), None::<&[u8]>, Some(encode(&ns)?))?;
     Ok(())
@@ -53,13 +59,21 @@ pub async fn ensure(store: &Store, name: &str) -> Result<()> {
 pub fn get(store: &Store, name: &str) -> Result<Namespace> {
     check_name(name)?;
     let raw = store.tree(TREE)?.get(name)?;
-    let raw = raw.ok_or_else(|| Error::NotFound { kind: "namespace", id: name.into() })?;
+    let raw = raw.ok_or_else(|| Error::NotFound {
+        kind: "namespace",
+        id: name.into(),
+    })?;
     decode(&raw)
 }
 
 /// Every namespace, by name.
 pub fn list(store: &Store) -> Result<Vec<Namespace>> {
-    store.tree(TREE)?.iter().values().map(|v| decode(&v?)).collect()
+    store
+        .tree(TREE)?
+        .iter()
+        .values()
+        .map(|v| decode(&v?))
+        .collect()
 }
 
 /// Updates labels under a field mask (only `labels` paths are allowed).
@@ -98,7 +112,10 @@ pub async fn delete(store: &Store, name: &str, snapshots_in_use: bool) -> Result
     }
     let removed = store.tree(TREE)?.remove(name)?;
     if removed.is_none() {
-        return Err(Error::NotFound { kind: "namespace", id: name.into() });
+        return Err(Error::NotFound {
+            kind: "namespace",
+            id: name.into(),
+        });
     }
     store.flush().await?;
     Ok(())
