@@ -1,0 +1,23 @@
+# Berth's entry points. The README's two fresh-machine commands are
+# `make run` and `make test`.
+
+.PHONY: run test lint build images
+
+## Build, install runtime deps, start berthd with its defaults, run a first container.
+run:
+	scripts/run
+
+## The whole test suite (what CI runs).
+test:
+	scripts/test
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+build:
+	cargo build --workspace --bins
+
+## Test images (OCI and docker-save archives) into target/test-images.
+images:
+	scripts/build-test-images target/test-images
