@@ -20,3 +20,7 @@ pub mod snapshot;
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "full")]
 pub use snapshot::{Backend, Info, Kind, Snapshotter, Usage};
+#[cfg(feature = "full")]
+pub mod layer;
+#[cfg(feature = "full")]
+pub use layer::{apply_layer, Applied, Compression, Written};

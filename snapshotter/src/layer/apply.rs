@@ -1,0 +1,438 @@
+//! Applying a layer tar onto a snapshot directory.
+//!
+//! On an overlay mount spec the entries are written into the upperdir and
+//! whiteouts become overlay whiteouts (0/0 character devices, the
+//! `trusted.overlay.opaque=y` xattr); the lowerdirs (top first) are consulted
+//! to copy the metadata of directories that must be created in the upperdir
+//! and to copy up hard-link targets. On a bind mount spec (native
+//! snapshotter) entries are written into the source directory and whiteouts
+//! are real deletions.
+//!
+//! Confinement: see [`super::safe`]. Entries whose parent is a symlink —
+//! planted by this layer or present in a lower layer — are refused with
+//! InvalidArgument (containerd instead resolves such parents inside the
+//! root; we prefer refusing to following any link). Hard-link targets are
+//! resolved the same way. The caller removes the snapshot of a refused layer.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+use tar::EntryType;
+
+
+use super::safe::{self, clean, is_dir, join, lstat_at, open_dir_at, proc_path, Lowers};
+use super::{compression_of, Applied, Compression, HashReader};
+use crate::error::{Error, Result};
+use crate::mount::{layer_dirs, Mount};
+use crate::sys;
+
+const BUF: usize = 1 << 20;
+
+/// Applies the layer `reader` (of `media_type`) onto the snapshot described
+/// by `mounts` (an overlay spec with an upperdir, or a writable bind), in one
+/// streaming pass that also computes both digests. Refused content and
+/// malformed streams (truncated, trailing garbage) are InvalidArgument; the
+/// target may then hold partial content and must be discarded by the caller.
+/// On success the written tree is synced (`syncfs`) before returning.
+pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Result<Applied> {
+    let compression = compression_of(media_type)?;
+    let bad_spec = || Error::InvalidArgument("apply needs one overlay mount with an upperdir or one writable bind mount".into());
+    let (upper, lowers) = layer_dirs(mounts).ok_or_else(bad_spec)?;
+    let upper = upper.ok_or_else(bad_spec)?;
+    let overlay = mounts.first().is_some_and(|m| m.kind == "overlay");
+    let mut applier = Applier {
+        root: safe::open_root(&upper)?,
+        overlay,
+        lowers: Lowers::open(&lowers)?,
+        stack: Vec::new(),
+        created: HashSet::new(),
+        dir_times: Vec::new(),
+        buf: vec![0; BUF],
+    };
+    let stream_err = |e: std::io::Error| Error::InvalidArgument(format!("layer stream: {e}"));
+    let mut compressed = HashReader::new(reader);
+    let diff_id = {
+        let decoded: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(&mut compressed),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
+                BufReader::with_capacity(BUF, &mut compressed),
+            )),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF, &mut compressed))
+                    .map_err(stream_err)?,
+            ),
+        };
+        let mut plain = HashReader::new(decoded);
+        let mut archive = tar::Archive::new(&mut plain);
+        for entry in archive.entries().map_err(stream_err)? {
+            let mut entry = entry.map_err(stream_err)?;
+            applier.entry(&mut entry)?;
+        }
+        drop(archive);
+        // Past the end marker only zero padding may follow.
+        let mut tail = vec![0u8; 64 * 1024];
+        loop {
+            let n = plain.read(&mut tail).map_err(stream_err)?;
+            if n == 0 {
+                break;
+            }
+            if tail[..n].iter().any(|b| *b != 0) {
+                return Err(Error::InvalidArgument("layer stream: trailing data after the tar end marker".into()));
+            }
+        }
+        if plain.trailing_zeros < 1024 {
+            return Err(Error::InvalidArgument("layer stream: truncated tar (no end-of-archive marker)".into()));
+        }
+        plain.finish().0
+    };
+    let mut one = [0u8; 1];
+    if compressed.read(&mut one).map_err(stream_err)? != 0 {
+        return Err(Error::InvalidArgument("layer stream: trailing data after the compressed stream".into()));
+    }
+    let (compressed_digest, compressed_size) = compressed.finish();
+    applier.finish()?;
+    Ok(Applied {
+        diff_id,
+        compressed_digest,
+        compressed_size,
+    })
+}
+
+/// Owner, mode, times and xattrs of one entry.
+pub(super) struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: TimeSpec,
+    xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+pub(super) struct Applier {
+    pub(super) root: OwnedFd,
+    pub(super) overlay: bool,
+    pub(super) lowers: Lowers,
+    /// Open directories of the last parent path resolved.
+    pub(super) stack: Vec<(OsString, OwnedFd)>,
+    /// Paths written by this layer (native opaque handling keeps them).
+    pub(super) created: HashSet<PathBuf>,
+    /// Directory mtimes to set once all children are written.
+    pub(super) dir_times: Vec<(Vec<OsString>, TimeSpec)>,
+    pub(super) buf: Vec<u8>,
+}
+
+pub(super) fn io_err<'a>(what: &'static str, path: &'a [OsString]) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| Error::io(what, join(path), e)
+}
+
+pub(super) fn nix_err<'a>(what: &'static str, path: &'a [OsString]) -> impl FnOnce(nix::errno::Errno) -> Error + 'a {
+    move |e| Error::io(what, join(path), e.into())
+}
+
+pub(super) fn refuse(path: &[u8], why: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!(
+        "layer entry {:?} refused: {why}",
+        String::from_utf8_lossy(path)
+    ))
+}
+
+fn parse_pax_time(v: &str) -> Option<TimeSpec> {
+    let (s, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = s.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: i64 = digits.parse().ok()?;
+    Some(TimeSpec::new(secs, if secs < 0 && nanos > 0 { -nanos } else { nanos }))
+}
+
+fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
+    let h = entry.header();
+    let bad = |e: std::io::Error| refuse(raw, format!("bad header: {e}"));
+    let mut m = Meta {
+        uid: h.uid().map_err(bad)? as u32,
+        gid: h.gid().map_err(bad)? as u32,
+        mode: h.mode().map_err(bad)? & 0o7777,
+        mtime: TimeSpec::new(h.mtime().map_err(bad)? as i64, 0),
+        xattrs: Vec::new(),
+    };
+    if let Some(pax) = entry.pax_extensions().map_err(bad)? {
+        for ext in pax {
+            let ext = ext.map_err(bad)?;
+            let Ok(key) = ext.key() else { continue };
+            let val = ext.value().unwrap_or("");
+            match key {
+                "uid" => m.uid = val.parse().map_err(|_| refuse(raw, "bad pax uid"))?,
+                "gid" => m.gid = val.parse().map_err(|_| refuse(raw, "bad pax gid"))?,
+                "mtime" => m.mtime = parse_pax_time(val).ok_or_else(|| refuse(raw, "bad pax mtime"))?,
+                k => {
+                    if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
+                        // Overlay's own xattrs are ours to set, never a layer's.
+                        if !name.starts_with("trusted.overlay.") {
+                            m.xattrs.push((name.into(), ext.value_bytes().to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+impl Applier {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let et = entry.header().entry_type();
+        if matches!(
+            et,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let raw = entry.path_bytes().into_owned();
+        let comps = clean(&raw).map_err(|w| refuse(&raw, w))?;
+        let Some((name, parent)) = comps.split_last() else {
+            return Ok(()); // the root itself: its metadata belongs to the snapshot
+        };
+        if let Some(target) = name.as_bytes().strip_prefix(b".wh.") {
+            if target == b".wh..opq" {
+                return self.opaque(parent, &raw);
+            }
+            if target.starts_with(b".wh.") {
+                return Ok(()); // aufs bookkeeping (.wh..wh.plnk, ...)
+            }
+            if target.is_empty() || target == b"." || target == b".." {
+                return Err(refuse(&raw, "whiteout does not name an entry"));
+            }
+            return self.whiteout(parent, OsStr::from_bytes(target), &raw);
+        }
+        let meta = meta_of(entry, &raw)?;
+        let dir = self.parent_dir(parent, &raw)?;
+        let d = dir.as_fd();
+        match et {
+            EntryType::Directory => self.make_dir(d, &comps, &meta)?,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.replace(d, name, &comps)?;
+                let fd = sys::openat(
+                    Some(d),
+                    name,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    0o600,
+                )
+                .map_err(io_err("create", &comps))?;
+                let mut f = File::from(fd);
+                loop {
+                    let n = entry
+                        .read(&mut self.buf)
+                        .map_err(|e| Error::InvalidArgument(format!("layer stream: {e}")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    f.write_all(&self.buf[..n]).map_err(io_err("write", &comps))?;
+                }
+                let fd = f.as_raw_fd();
+                nix::unistd::fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
+                    .map_err(nix_err("chown", &comps))?;
+                nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(meta.mode))
+                    .map_err(nix_err("chmod", &comps))?;
+                for (k, v) in &meta.xattrs {
+                    sys::fsetxattr(f.as_fd(), k, v).map_err(io_err("setxattr", &comps))?;
+                }
+                nix::sys::stat::futimens(fd, &meta.mtime, &meta.mtime).map_err(nix_err("utimens", &comps))?;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refuse(&raw, "symlink without target"))?
+                    .into_owned();
+                self.replace(d, name, &comps)?;
+                nix::unistd::symlinkat(OsStr::from_bytes(&target), Some(d.as_raw_fd()), name.as_os_str())
+                    .map_err(nix_err("symlink", &comps))?;
+                self.finish_node(d, name, &comps, &meta, false)?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refuse(&raw, "hard link without target"))?
+                    .into_owned();
+                self.hard_link(d, name, &comps, &target, &raw)?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let h = entry.header();
+                let dev = |v: std::io::Result<Option<u32>>| v.ok().flatten().unwrap_or(0);
+                let rdev = nix::sys::stat::makedev(
+                    u64::from(dev(h.device_major())),
+                    u64::from(dev(h.device_minor())),
+                );
+                let kind = match et {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                self.replace(d, name, &comps)?;
+                nix::sys::stat::mknodat(Some(d.as_raw_fd()), name.as_os_str(), kind, Mode::from_bits_truncate(0o600), rdev)
+                    .map_err(nix_err("mknod", &comps))?;
+                self.finish_node(d, name, &comps, &meta, true)?;
+            }
+            other => return Err(refuse(&raw, format!("unsupported entry type {other:?}"))),
+        }
+        if !self.overlay {
+            self.created.insert(join(&comps));
+        }
+        Ok(())
+    }
+
+    /// Owner, mode (unless a symlink), xattrs and times of a node created by name.
+    pub(super) fn finish_node(&self, d: BorrowedFd<'_>, name: &OsStr, comps: &[OsString], meta: &Meta, chmod: bool) -> Result<()> {
+        nix::unistd::fchownat(
+            Some(d.as_raw_fd()),
+            name,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(nix_err("chown", comps))?;
+        if chmod {
+            nix::sys::stat::fchmodat(Some(d.as_raw_fd()), name, Mode::from_bits_truncate(meta.mode), FchmodatFlags::FollowSymlink)
+                .map_err(nix_err("chmod", comps))?;
+        }
+        let p = proc_path(d, name);
+        for (k, v) in &meta.xattrs {
+            sys::lsetxattr(p.as_os_str(), k, v).map_err(io_err("setxattr", comps))?;
+        }
+        nix::sys::stat::utimensat(Some(d.as_raw_fd()), name, &meta.mtime, &meta.mtime, UtimensatFlags::NoFollowSymlink)
+            .map_err(nix_err("utimens", comps))
+    }
+
+    fn make_dir(&mut self, d: BorrowedFd<'_>, comps: &[OsString], meta: &Meta) -> Result<()> {
+        let name = &comps[comps.len() - 1];
+        match lstat_at(d, name).map_err(io_err("stat", comps))? {
+            Some(st) if is_dir(&st) => {}
+            Some(_) => {
+                self.replace(d, name, comps)?;
+                nix::sys::stat::mkdirat(Some(d.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(0o700))
+                    .map_err(nix_err("mkdir", comps))?;
+            }
+            None => nix::sys::stat::mkdirat(Some(d.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(0o700))
+                .map_err(nix_err("mkdir", comps))?,
+        }
+        let fd = open_dir_at(d, name).map_err(io_err("open", comps))?;
+        nix::unistd::fchown(fd.as_raw_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
+            .map_err(nix_err("chown", comps))?;
+        nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(meta.mode)).map_err(nix_err("chmod", comps))?;
+        for (k, v) in &meta.xattrs {
+            sys::fsetxattr(fd.as_fd(), k, v).map_err(io_err("setxattr", comps))?;
+        }
+        self.dir_times.push((comps.to_vec(), meta.mtime));
+        Ok(())
+    }
+
+    /// Removes whatever is at `name` (recursively); forgets cached
+    /// directories if a directory went away.
+    pub(super) fn replace(&mut self, d: BorrowedFd<'_>, name: &OsStr, comps: &[OsString]) -> Result<()> {
+        if let Some(st) = lstat_at(d, name).map_err(io_err("stat", comps))? {
+            if is_dir(&st) {
+                self.stack.clear();
+            }
+            safe::remove_at(d, name).map_err(io_err("remove", comps))?;
+        }
+        Ok(())
+    }
+
+    /// Opens (creating as needed) the directory `comps` under the root,
+    /// never following a symlink.
+    pub(super) fn parent_dir(&mut self, comps: &[OsString], raw: &[u8]) -> Result<OwnedFd> {
+        self.walk(comps, raw, true)?
+            .ok_or_else(|| Error::Internal(format!("directory {:?} vanished", join(comps))))
+    }
+
+    /// Like [`Applier::parent_dir`]; with `create` false a missing
+    /// component gives None instead of being created.
+    pub(super) fn walk(&mut self, comps: &[OsString], raw: &[u8], create: bool) -> Result<Option<OwnedFd>> {
+        let mut k = 0;
+        while k < self.stack.len() && k < comps.len() && self.stack[k].0 == comps[k] {
+            k += 1;
+        }
+        self.stack.truncate(k);
+        for i in k..comps.len() {
+            let name = &comps[i];
+            let (fd, time) = {
+                let cur = if i == 0 { self.root.as_fd() } else { self.stack[i - 1].1.as_fd() };
+                match open_dir_at(cur, name) {
+                    Ok(fd) => (fd, None),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !create => return Ok(None),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        let t = self.implicit_dir(cur, &comps[..=i], raw)?;
+                        (open_dir_at(cur, name).map_err(io_err("open", &comps[..=i]))?, t)
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                        return Err(refuse(
+                            raw,
+                            format!("parent {:?} is a symlink or not a directory", join(&comps[..=i])),
+                        ))
+                    }
+                    Err(e) => return Err(Error::io("open", join(&comps[..=i]), e)),
+                }
+            };
+            if let Some(t) = time {
+                self.dir_times.push((comps[..=i].to_vec(), t));
+            }
+            self.stack.push((name.clone(), fd));
+        }
+        match self.stack.last() {
+            Some((_, fd)) if !comps.is_empty() => fd.try_clone(),
+            _ => self.root.try_clone(),
+        }
+        .map(Some)
+        .map_err(io_err("dup", comps))
+    }
+
+    /// Creates a directory the layer needs but does not list: with the
+    /// metadata of the lower layers' directory on overlay, else 0755 root.
+    fn implicit_dir(&self, cur: BorrowedFd<'_>, comps: &[OsString], raw: &[u8]) -> Result<Option<TimeSpec>> {
+        let name = &comps[comps.len() - 1];
+        let lower = if self.overlay {
+            self.lowers.lookup(comps).map_err(io_err("lookup", comps))?
+        } else {
+            None
+        };
+        if let Some(hit) = &lower {
+            if !is_dir(&hit.stat) {
+                return Err(refuse(
+                    raw,
+                    format!("parent {:?} is a symlink or file in a lower layer", join(comps)),
+                ));
+            }
+        }
+        let mode = lower.as_ref().map_or(0o755, |h| h.stat.st_mode & 0o7777);
+        nix::sys::stat::mkdirat(Some(cur.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(mode))
+            .map_err(nix_err("mkdir", comps))?;
+        if let Some(hit) = lower {
+            let fd = open_dir_at(cur, name).map_err(io_err("open", comps))?;
+            nix::unistd::fchown(fd.as_raw_fd(), Some(Uid::from_raw(hit.stat.st_uid)), Some(Gid::from_raw(hit.stat.st_gid)))
+                .map_err(nix_err("chown", comps))?;
+            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(nix_err("chmod", comps))?;
+            let src = proc_path(hit.parent.as_fd(), name);
+            for k in sys::llistxattr(src.as_os_str()).map_err(io_err("listxattr", comps))? {
+                let k = OsStr::from_bytes(&k);
+                if k.as_bytes().starts_with(b"trusted.overlay.") {
+                    continue;
+                }
+                if let Some(v) = sys::lgetxattr(src.as_os_str(), k).map_err(io_err("getxattr", comps))? {
+                    sys::fsetxattr(fd.as_fd(), k, &v).map_err(io_err("setxattr", comps))?;
+                }
+            }
+            // Restored after children are written (dir_times is replayed in reverse).
+            return Ok(Some(TimeSpec::new(hit.stat.st_mtime, hit.stat.st_mtime_nsec)));
+        }
+        Ok(None)
+    }
+}

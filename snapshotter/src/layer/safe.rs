@@ -1,0 +1,216 @@
+//! Confined filesystem access for layer apply.
+//!
+//! Every entry path is split into plain components (`..` and absolute
+//! paths are refused) and resolved one component at a time with
+//! `openat(O_NOFOLLOW|O_DIRECTORY)` from a directory fd of the target root,
+//! so no symlink is ever followed: a symlink where a directory is needed is
+//! refused, whether it was planted by this layer or lies in a lower layer.
+//! The only paths handed to path-based syscalls are `/proc/self/fd/N/NAME`
+//! with a single final component, whose only link is the magic link to a
+//! directory we opened safely.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, SFlag};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Splits a tar path into plain components. `.` and empty components are
+/// dropped; `..`, a leading `/` and NUL are refused.
+pub(crate) fn clean(raw: &[u8]) -> std::result::Result<Vec<OsString>, &'static str> {
+    if raw.first() == Some(&b'/') {
+        return Err("absolute paths are not allowed");
+    }
+    if raw.contains(&0) {
+        return Err("NUL in path");
+    }
+    let mut out = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("`..` components are not allowed"),
+            c => out.push(OsStr::from_bytes(c).to_owned()),
+        }
+    }
+    Ok(out)
+}
+
+/// Joins components for messages and sets.
+pub(crate) fn join(comps: &[OsString]) -> PathBuf {
+    comps.iter().collect()
+}
+
+/// `/proc/self/fd/<dir>/<name>`: a path naming `name` inside an fd we opened.
+pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !name.is_empty() {
+        p.push(name);
+    }
+    p
+}
+
+/// Opens directory `name` in `dir` without following a symlink.
+pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    sys::openat(
+        Some(dir),
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+}
+
+/// Opens a directory by absolute path (trusted: a snapshot dir of ours).
+pub(crate) fn open_root(path: &Path) -> Result<OwnedFd> {
+    sys::openat(
+        None,
+        path.as_os_str(),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(|e| Error::io("open", path, e))
+}
+
+/// lstat of `name` in `dir`; None if absent.
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<FileStat>> {
+    match nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn file_type(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+pub(crate) fn is_dir(st: &FileStat) -> bool {
+    file_type(st) == SFlag::S_IFDIR
+}
+
+/// An overlay whiteout: a 0/0 character device.
+pub(crate) fn is_whiteout(st: &FileStat) -> bool {
+    file_type(st) == SFlag::S_IFCHR && st.st_rdev == 0
+}
+
+/// Removes `name` in `dir`, recursively if it is a directory; never
+/// follows symlinks. Absent is fine.
+pub(crate) fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match lstat_at(dir, name)? {
+        None => Ok(()),
+        Some(st) if is_dir(&st) => std::fs::remove_dir_all(proc_path(dir, name)),
+        Some(_) => nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+        .map_err(Into::into),
+    }
+}
+
+/// Whether `trusted.overlay.opaque=y` is set on directory `name` in `dir`.
+pub(crate) fn is_opaque(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
+    let v = sys::lgetxattr(proc_path(dir, name).as_os_str(), OsStr::new("trusted.overlay.opaque"))?;
+    Ok(v.as_deref() == Some(b"y"))
+}
+
+/// The read-only lower layers of an overlay, top first, for looking up
+/// what exists below the upper dir being written.
+pub(crate) struct Lowers {
+    roots: Vec<OwnedFd>,
+}
+
+/// Where a path was found among the lowers.
+pub(crate) struct LowerHit {
+    /// directory fd holding the found entry
+    pub(crate) parent: OwnedFd,
+    /// stat of the found entry
+    pub(crate) stat: FileStat,
+}
+
+impl Lowers {
+    pub(crate) fn open(dirs: &[PathBuf]) -> Result<Self> {
+        let roots = dirs.iter().map(|d| open_root(d)).collect::<Result<_>>()?;
+        Ok(Self { roots })
+    }
+
+    /// Resolves `comps` through the lowers with overlay semantics (the top
+    /// entry wins; whiteouts delete; a non-directory or an opaque directory
+    /// hides everything below it). Returns the visible entry, if any.
+    /// A symlink (or any non-directory) where a parent is needed means the
+    /// path does not exist below.
+    pub(crate) fn lookup(&self, comps: &[OsString]) -> io::Result<Option<LowerHit>> {
+        if comps.is_empty() {
+            return Ok(None);
+        }
+        // Per layer: the open parent directory at the current depth.
+        let mut parents: Vec<Option<OwnedFd>> = self
+            .roots
+            .iter()
+            .map(|r| r.try_clone().map(Some))
+            .collect::<io::Result<_>>()?;
+        let mut end = parents.len();
+        for (depth, name) in comps.iter().enumerate() {
+            let last = depth + 1 == comps.len();
+            let mut found: Option<(usize, FileStat)> = None;
+            let mut new_end = end;
+            for (i, slot) in parents.iter().enumerate().take(end) {
+                let Some(dirfd) = slot else { continue };
+                let Some(st) = lstat_at(dirfd.as_fd(), name)? else { continue };
+                if is_whiteout(&st) {
+                    new_end = i;
+                    break;
+                }
+                if !is_dir(&st) {
+                    if found.is_none() {
+                        found = Some((i, st));
+                        new_end = i + 1;
+                    } else {
+                        new_end = i;
+                    }
+                    break;
+                }
+                if found.is_none() {
+                    found = Some((i, st));
+                }
+                if is_opaque(dirfd.as_fd(), name)? {
+                    new_end = i + 1;
+                    break;
+                }
+            }
+            let Some((top, st)) = found else { return Ok(None) };
+            if last {
+                let parent = parents[top].take().ok_or_else(|| io::Error::other("lost fd"))?;
+                return Ok(Some(LowerHit { parent, stat: st }));
+            }
+            if !is_dir(&st) {
+                return Ok(None);
+            }
+            end = new_end;
+            for (i, slot) in parents.iter_mut().enumerate() {
+                let next = match slot.as_ref() {
+                    Some(fd) if i >= top && i < end => match open_dir_at(fd.as_fd(), name) {
+                        Ok(d) => Some(d),
+                        Err(e)
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                            ) =>
+                        {
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    _ => None,
+                };
+                *slot = next;
+            }
+        }
+        Ok(None)
+    }
+}
