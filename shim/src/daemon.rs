@@ -1,0 +1,198 @@
+//! `berth-shim start` (the short-lived launcher) and `berth-shim serve` (the
+//! long-lived shim it re-executes, detached).
+//!
+//! `start` runs the same binary as `serve` in a new session with stdin on
+//! `/dev/null`, stdout/stderr appended to `<bundle>/shim.log` and every
+//! other inherited fd closed on exec; writes `<bundle>/shim.pid` and
+//! `<bundle>/address`; waits until the socket accepts connections; prints
+//! `unix://<socket>` and exits 0. The serve process is then re-parented
+//! away from berthd.
+//!
+//! The socket is `<bundle>/shim.sock` when that fits in `sun_path`;
+//! otherwise `<socket dir>/<hash of the bundle path>.sock`, the socket dir
+//! defaulting to `/run/berth/s` (`--socket-dir`).
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::lifecycle::write_file;
+use crate::reaper::Reaper;
+use crate::service::ShimService;
+use crate::sys;
+use crate::task::Task;
+
+/// Flags shared by `start` and `serve`.
+#[derive(Debug, Clone, Default)]
+pub struct Args {
+    /// containerd namespace
+    pub namespace: String,
+    /// container id
+    pub id: String,
+    /// bundle directory (absolute)
+    pub bundle: PathBuf,
+    /// berthd's address (recorded; the shim uses the pull model)
+    pub address: String,
+    /// default OCI runtime binary
+    pub runtime: String,
+    /// where long socket paths go
+    pub socket_dir: PathBuf,
+    /// serve only: the socket to bind
+    pub socket: Option<PathBuf>,
+}
+
+/// `sun_path` is 108 bytes including the NUL.
+const SUN_PATH_MAX: usize = 107;
+
+/// The socket path for a bundle (see the module docs).
+pub fn socket_path(bundle: &Path, socket_dir: &Path) -> PathBuf {
+    let p = bundle.join("shim.sock");
+    if p.as_os_str().len() <= SUN_PATH_MAX {
+        return p;
+    }
+    // FNV-1a: stable, dependency-free.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bundle.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    socket_dir.join(format!("{h:016x}.sock"))
+}
+
+fn validate(args: &Args) -> Result<(), String> {
+    berth_api::identifiers::validate("namespace", &args.namespace).map_err(|e| e.to_string())?;
+    berth_api::identifiers::validate("id", &args.id).map_err(|e| e.to_string())?;
+    if !args.bundle.is_absolute() {
+        return Err(format!(
+            "bundle: {} is not an absolute path",
+            args.bundle.display()
+        ));
+    }
+    if !args.bundle.is_dir() {
+        return Err(format!(
+            "bundle: {} is not a directory",
+            args.bundle.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `berth-shim start`: see the module docs. Returns the address printed.
+pub fn start(args: &Args) -> Result<String, String> {
+    validate(args)?;
+    let socket = socket_path(&args.bundle, &args.socket_dir);
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("socket dir {}: {e}", dir.display()))?;
+    }
+    let log_path = args.bundle.join("shim.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve")
+        .arg("--namespace")
+        .arg(&args.namespace)
+        .arg("--id")
+        .arg(&args.id)
+        .arg("--bundle")
+        .arg(&args.bundle)
+        .arg("--address")
+        .arg(&args.address)
+        .arg("--runtime")
+        .arg(&args.runtime)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .current_dir(&args.bundle);
+    sys::detach_on_exec(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| format!("spawn shim: {e}"))?;
+    let pid = child.id();
+    let address = format!("unix://{}", socket.display());
+    let write = |name: &str, data: &str| {
+        let p = args.bundle.join(name);
+        write_file(&p, data.as_bytes()).map_err(|e| format!("write {}: {e}", p.display()))
+    };
+    write("shim.pid", &pid.to_string())?;
+    write("address", &address)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if UnixStream::connect(&socket).is_ok() {
+            return Ok(address);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "shim exited during start ({status}); see {}",
+                log_path.display()
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!(
+                "shim socket {} not ready after 10s",
+                socket.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `berth-shim serve`: becomes a child subreaper and serves berth.shim.v1
+/// on a single-threaded runtime until the task is deleted (and its events
+/// acknowledged) or Shutdown is called.
+pub fn serve(args: &Args) -> Result<(), String> {
+    validate(args)?;
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| socket_path(&args.bundle, &args.socket_dir));
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let res = rt.block_on(async {
+        let reaper = Arc::new(Reaper::default());
+        reaper.start().map_err(|e| format!("sigchld: {e}"))?;
+        let _ = std::fs::remove_file(&socket);
+        let listener =
+            UnixListener::bind(&socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
+        let task = Task::new(
+            &args.namespace,
+            &args.id,
+            &args.bundle,
+            &args.runtime,
+            reaper,
+        );
+        tracing::info!(pid = std::process::id(), socket = %socket.display(), "shim serving");
+        let mut exit = task.exit_signal();
+        let mut exit2 = task.exit_signal();
+        let server = tonic::transport::Server::builder()
+            .add_service(berth_api::shim::v1::shim_server::ShimServer::new(
+                ShimService::new(task),
+            ))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                let _ = exit.wait_for(|x| *x).await;
+            });
+        tokio::select! {
+            r = server => r.map_err(|e| format!("serve: {e}")),
+            _ = async {
+                let _ = exit2.wait_for(|x| *x).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            } => Ok(()),
+        }
+    });
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::io::stderr().flush();
+    res
+}

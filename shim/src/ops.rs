@@ -1,0 +1,232 @@
+//! The remaining verbs: exec (record), kill, pause/resume, pids, stats,
+//! update, resize pty, close stdin.
+
+use std::sync::Arc;
+
+use berth_api::events as ev;
+use berth_api::runc::v1::ProcessDetails;
+use berth_api::task_types::ProcessInfo;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::stdio::StdioPaths;
+use crate::task::{Proc, ProcStatus, Task};
+
+impl Task {
+    /// Records an exec process (started later by `start(exec_id)`).
+    /// `spec` is the OCI process spec (JSON).
+    pub async fn exec(
+        self: &Arc<Self>,
+        exec_id: &str,
+        paths: StdioPaths,
+        spec: Vec<u8>,
+    ) -> Result<()> {
+        berth_api::identifiers::validate("exec_id", exec_id)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let parsed: serde_json::Value = serde_json::from_slice(&spec)
+            .map_err(|e| Error::InvalidArgument(format!("spec: not an OCI process spec: {e}")))?;
+        if parsed
+            .get("args")
+            .and_then(|a| a.as_array())
+            .is_none_or(|a| a.is_empty())
+        {
+            return Err(Error::InvalidArgument(
+                "spec: process args must not be empty".into(),
+            ));
+        }
+        let _op = self.op.lock().await;
+        let mut st = self.lock();
+        let init = st.proc("")?;
+        if init.status != ProcStatus::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "task {:?} is not running",
+                self.id
+            )));
+        }
+        if st.execs.contains_key(exec_id) {
+            return Err(Error::AlreadyExists(format!(
+                "exec_id: process {exec_id:?} already exists"
+            )));
+        }
+        st.execs
+            .insert(exec_id.to_string(), Proc::new(exec_id, paths, spec));
+        self.events.publish(
+            "/tasks/exec-added",
+            "TaskExecAdded",
+            &ev::TaskExecAdded {
+                container_id: self.id.clone(),
+                exec_id: exec_id.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Signals one process, or with `all` every process of the container.
+    pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let sig = i32::try_from(signal)
+            .ok()
+            .and_then(|s| Signal::try_from(s).ok())
+            .ok_or_else(|| Error::InvalidArgument(format!("signal: {signal} is not a signal")))?;
+        let (status, pid, runtime) = {
+            let st = self.lock();
+            let p = st.proc(exec_id)?;
+            (p.status, p.pid, st.runtime()?)
+        };
+        if status == ProcStatus::Stopped && !(all && exec_id.is_empty()) {
+            return Err(Error::NotFound(format!(
+                "process {} already finished",
+                self.name(exec_id)
+            )));
+        }
+        if exec_id.is_empty() {
+            return runtime.kill(&self.id, sig as u32, all).await.map_err(|e| {
+                // The runtime raced with an exit.
+                if self.lock().init.as_ref().is_some_and(|p| p.exit.is_some()) {
+                    Error::NotFound(format!("process {} already finished", self.name("")))
+                } else {
+                    e.into()
+                }
+            });
+        }
+        if status == ProcStatus::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "process {} is not started",
+                self.name(exec_id)
+            )));
+        }
+        kill(Pid::from_raw(pid as i32), sig).map_err(|e| {
+            if e == nix::errno::Errno::ESRCH {
+                Error::NotFound(format!("process {} already finished", self.name(exec_id)))
+            } else {
+                Error::Io {
+                    context: format!("kill {pid}"),
+                    source: e.into(),
+                }
+            }
+        })
+    }
+
+    /// Freezes the container.
+    pub async fn pause(&self) -> Result<()> {
+        let _op = self.op.lock().await;
+        let runtime = self.running_init()?;
+        if self.lock().paused {
+            return Err(Error::FailedPrecondition(format!(
+                "task {:?} is already paused",
+                self.id
+            )));
+        }
+        runtime.pause(&self.id).await?;
+        self.lock().paused = true;
+        self.events.publish(
+            "/tasks/paused",
+            "TaskPaused",
+            &ev::TaskPaused {
+                container_id: self.id.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Thaws the container.
+    pub async fn resume(&self) -> Result<()> {
+        let _op = self.op.lock().await;
+        let runtime = self.running_init()?;
+        if !self.lock().paused {
+            return Err(Error::FailedPrecondition(format!(
+                "task {:?} is not paused",
+                self.id
+            )));
+        }
+        runtime.resume(&self.id).await?;
+        self.lock().paused = false;
+        self.events.publish(
+            "/tasks/resumed",
+            "TaskResumed",
+            &ev::TaskResumed {
+                container_id: self.id.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    fn running_init(&self) -> Result<crate::runtime::Runtime> {
+        let st = self.lock();
+        if st.proc("")?.status != ProcStatus::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "task {:?} is not running",
+                self.id
+            )));
+        }
+        st.runtime()
+    }
+
+    /// Pids in the container; exec'd processes carry containerd's
+    /// `ProcessDetails` with their exec id.
+    pub async fn pids(&self) -> Result<Vec<ProcessInfo>> {
+        let runtime = self.lock().runtime()?;
+        let pids = runtime.ps(&self.id).await?;
+        let st = self.lock();
+        Ok(pids
+            .into_iter()
+            .map(|pid| {
+                let info = st
+                    .execs
+                    .values()
+                    .find(|p| p.pid == pid && p.status == ProcStatus::Running)
+                    .map(|p| prost_types::Any {
+                        type_url: "containerd.runc.v1.ProcessDetails".into(),
+                        value: ProcessDetails {
+                            exec_id: p.exec_id.clone(),
+                        }
+                        .encode_to_vec(),
+                    });
+                ProcessInfo { pid, info }
+            })
+            .collect())
+    }
+
+    /// cgroup metrics as containerd's Metrics in an Any.
+    pub fn stats(&self) -> Result<prost_types::Any> {
+        let st = self.lock();
+        st.proc("")?;
+        let cg = st
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| Error::NotFound("task has no cgroup".into()))?;
+        Ok(cg.metrics())
+    }
+
+    /// Applies an OCI LinuxResources (JSON).
+    pub async fn update(&self, resources: &[u8]) -> Result<()> {
+        serde_json::from_slice::<serde_json::Value>(resources).map_err(|e| {
+            Error::InvalidArgument(format!("resources: not an OCI LinuxResources: {e}"))
+        })?;
+        let _op = self.op.lock().await;
+        let runtime = self.running_init()?;
+        runtime.update(&self.id, resources).await?;
+        Ok(())
+    }
+
+    /// Resizes a process's terminal; a process without one is left alone.
+    pub fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let st = self.lock();
+        let p = st.proc(exec_id)?;
+        if let Some(io) = &p.io {
+            io.resize(width, height).map_err(Error::io("resize pty"))?;
+        }
+        Ok(())
+    }
+
+    /// Closes a process's stdin (after what was written is copied).
+    pub fn close_stdin(&self, exec_id: &str) -> Result<()> {
+        let mut st = self.lock();
+        let p = st.proc_mut(exec_id)?;
+        if let Some(io) = p.io.as_mut() {
+            io.close_stdin();
+        }
+        Ok(())
+    }
+}

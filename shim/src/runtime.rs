@@ -1,0 +1,344 @@
+//! Drives an OCI runtime through its command line: `runc` by default, `crun`
+//! or any runc-compatible binary. Global flags: `--root` (when the client's
+//! runc options set one), `--log <bundle>/log.json --log-format json` so
+//! errors of `create`/`exec` (whose stdio belongs to the container) can be
+//! read back. cgroups are managed by the cgroupfs driver (no systemd here).
+//!
+//! Every invocation is spawned through the [`Reaper`], never waited on by
+//! std or tokio.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+
+use crate::reaper::Reaper;
+use crate::sys;
+
+/// What went wrong running the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// the binary could not be started
+    #[error("runtime binary {binary:?}: {source}")]
+    Spawn {
+        /// the binary
+        binary: String,
+        /// why
+        source: std::io::Error,
+    },
+    /// the runtime ran and failed
+    #[error("{binary} {op} failed (exit status {status}): {message}")]
+    Failed {
+        /// the binary
+        binary: String,
+        /// the subcommand
+        op: &'static str,
+        /// its exit status
+        status: u32,
+        /// its error output
+        message: String,
+    },
+    /// talking to the runtime's pipes failed
+    #[error("{op}: {source}")]
+    Io {
+        /// the subcommand
+        op: &'static str,
+        /// why
+        source: std::io::Error,
+    },
+}
+
+/// The container's stdio as handed to `create`/`exec`.
+pub struct ChildStdio {
+    /// fd 0
+    pub stdin: OwnedFd,
+    /// fd 1
+    pub stdout: OwnedFd,
+    /// fd 2
+    pub stderr: OwnedFd,
+}
+
+/// A runc-compatible runtime for one container.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    binary: String,
+    root: Option<String>,
+    log: PathBuf,
+    private_cgroup_view: bool,
+    reaper: Arc<Reaper>,
+}
+
+impl Runtime {
+    /// `binary` is a name looked up in PATH or a path; `root` is runc's
+    /// `--root`. crun (by file name) runs in a private mount namespace,
+    /// see [`sys::private_cgroup_view_on_exec`].
+    pub fn new(binary: &str, root: Option<String>, bundle: &Path, reaper: Arc<Reaper>) -> Self {
+        let base = Path::new(binary)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(binary);
+        let hybrid = Path::new("/sys/fs/cgroup/unified").exists();
+        Self {
+            binary: binary.to_string(),
+            root,
+            log: bundle.join("log.json"),
+            private_cgroup_view: base == "crun" && hybrid,
+            reaper,
+        }
+    }
+
+    /// The binary as configured.
+    pub fn binary(&self) -> &str {
+        &self.binary
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        if let Some(root) = &self.root {
+            cmd.arg("--root").arg(root);
+        }
+        cmd.arg("--log")
+            .arg(&self.log)
+            .args(["--log-format", "json"]);
+        cmd.args(args);
+        if self.private_cgroup_view {
+            sys::private_cgroup_view_on_exec(&mut cmd);
+        }
+        cmd
+    }
+
+    /// `create --bundle B --pid-file P [--console-socket S] ID` with the
+    /// container's stdio.
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        console: Option<&Path>,
+        stdio: ChildStdio,
+    ) -> Result<(), RuntimeError> {
+        let mut cmd = self.command(&["create", "--bundle"]);
+        cmd.arg(bundle).arg("--pid-file").arg(pid_file);
+        if let Some(c) = console {
+            cmd.arg("--console-socket").arg(c);
+        }
+        cmd.arg(id);
+        self.run_with_stdio("create", cmd, stdio).await
+    }
+
+    /// `exec --detach --process F --pid-file P [--console-socket S] ID`.
+    pub async fn exec(
+        &self,
+        id: &str,
+        process_file: &Path,
+        pid_file: &Path,
+        console: Option<&Path>,
+        stdio: ChildStdio,
+    ) -> Result<(), RuntimeError> {
+        let mut cmd = self.command(&["exec", "--detach", "--process"]);
+        cmd.arg(process_file).arg("--pid-file").arg(pid_file);
+        if let Some(c) = console {
+            cmd.arg("--console-socket").arg(c);
+        }
+        cmd.arg(id);
+        self.run_with_stdio("exec", cmd, stdio).await
+    }
+
+    /// `start ID`
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.run("start", &["start", id], None).await.map(drop)
+    }
+
+    /// `kill [--all] ID SIGNAL`
+    pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
+        let sig = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, sig.as_str()]);
+        self.run("kill", &args, None).await.map(drop)
+    }
+
+    /// `delete [--force] ID`
+    pub async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        let args: &[&str] = if force {
+            &["delete", "--force", id]
+        } else {
+            &["delete", id]
+        };
+        self.run("delete", args, None).await.map(drop)
+    }
+
+    /// `pause ID`
+    pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.run("pause", &["pause", id], None).await.map(drop)
+    }
+
+    /// `resume ID`
+    pub async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.run("resume", &["resume", id], None).await.map(drop)
+    }
+
+    /// `ps --format json ID`: the container's pids.
+    pub async fn ps(&self, id: &str) -> Result<Vec<u32>, RuntimeError> {
+        let out = self
+            .run("ps", &["ps", "--format", "json", id], None)
+            .await?;
+        let text = String::from_utf8_lossy(&out);
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed == "null" {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(trimmed).map_err(|e| RuntimeError::Failed {
+            binary: self.binary.clone(),
+            op: "ps",
+            status: 0,
+            message: format!("unparsable output {trimmed:?}: {e}"),
+        })
+    }
+
+    /// `update --resources - ID` with an OCI LinuxResources JSON on stdin.
+    pub async fn update(&self, id: &str, resources: &[u8]) -> Result<(), RuntimeError> {
+        self.run(
+            "update",
+            &["update", "--resources", "-", id],
+            Some(resources),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Runs a command whose stdout/stderr the shim captures; returns stdout.
+    async fn run(
+        &self,
+        op: &'static str,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let io = |source| RuntimeError::Io { op, source };
+        let mut cmd = self.command(args);
+        let (out_r, out_w) = std::io::pipe().map_err(io)?;
+        let (err_r, err_w) = std::io::pipe().map_err(io)?;
+        let (in_r, in_w) = std::io::pipe().map_err(io)?;
+        cmd.stdout(out_w).stderr(err_w);
+        if input.is_some() {
+            cmd.stdin(in_r);
+        } else {
+            cmd.stdin(Stdio::null());
+            drop(in_r);
+        }
+        let (child, exited) = self.spawn(&mut cmd)?;
+        drop(cmd); // closes our copies of the child's pipe ends
+        drop(child);
+        if let Some(data) = input {
+            let mut w = pipe::Sender::from_owned_fd(OwnedFd::from(in_w)).map_err(io)?;
+            w.write_all(data).await.map_err(io)?;
+        } else {
+            drop(in_w);
+        }
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut out_r = pipe::Receiver::from_owned_fd(OwnedFd::from(out_r)).map_err(io)?;
+        let mut err_r = pipe::Receiver::from_owned_fd(OwnedFd::from(err_r)).map_err(io)?;
+        let (a, b) = tokio::join!(out_r.read_to_end(&mut out), err_r.read_to_end(&mut err));
+        a.map_err(io)?;
+        b.map_err(io)?;
+        let exit = exited
+            .await
+            .map_err(|_| io(std::io::Error::other("child lost")))?;
+        if exit.status != 0 {
+            let mut message = String::from_utf8_lossy(&err).trim().to_string();
+            if message.is_empty() {
+                message = self.last_logged_error().unwrap_or_default();
+            }
+            return Err(self.failed(op, exit.status, message));
+        }
+        Ok(out)
+    }
+
+    /// Runs create/exec, whose stdio is the container's: the error comes
+    /// from the json log.
+    async fn run_with_stdio(
+        &self,
+        op: &'static str,
+        mut cmd: Command,
+        stdio: ChildStdio,
+    ) -> Result<(), RuntimeError> {
+        cmd.stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr);
+        let (child, exited) = self.spawn(&mut cmd)?;
+        drop(cmd);
+        drop(child);
+        let exit = exited.await.map_err(|_| RuntimeError::Io {
+            op,
+            source: std::io::Error::other("child lost"),
+        })?;
+        if exit.status != 0 {
+            let message = self
+                .last_logged_error()
+                .unwrap_or_else(|| "no error logged".into());
+            return Err(self.failed(op, exit.status, message));
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        &self,
+        cmd: &mut Command,
+    ) -> Result<
+        (
+            std::process::Child,
+            tokio::sync::oneshot::Receiver<crate::reaper::Exit>,
+        ),
+        RuntimeError,
+    > {
+        self.reaper
+            .spawn(cmd)
+            .map_err(|source| RuntimeError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })
+    }
+
+    fn failed(&self, op: &'static str, status: u32, message: String) -> RuntimeError {
+        RuntimeError::Failed {
+            binary: self.binary.clone(),
+            op,
+            status,
+            message,
+        }
+    }
+
+    /// The message of the last error-level line of the json log.
+    fn last_logged_error(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        text.lines().rev().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            let level = v.get("level")?.as_str()?;
+            if level != "error" && level != "fatal" {
+                return None;
+            }
+            v.get("msg").and_then(|m| m.as_str()).map(str::to_string)
+        })
+    }
+}
+
+/// Reads a pid file written by the runtime.
+pub fn read_pid_file(path: &Path) -> std::io::Result<u32> {
+    let text = std::fs::read_to_string(path)?;
+    text.trim().parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "pid file {}: {:?} is not a pid",
+                path.display(),
+                text.trim()
+            ),
+        )
+    })
+}
