@@ -1,4 +1,4 @@
-//! The few raw syscalls nix 0.29 does not wrap safely: `openat2` returning an
+//! The few raw syscalls nix 0.29 does not wrap safely: `openat` returning an
 //! owned fd, the new mount API (`fsopen`/`fsconfig`/`fsmount`/`move_mount`)
 //! and extended attributes.
 #![allow(unsafe_code)]
@@ -25,40 +25,6 @@ fn owned(ret: libc::c_long) -> io::Result<OwnedFd> {
     let fd = check(ret)?;
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// `openat2(dir, path, flags, mode, resolve)`; `dir` = None means AT_FDCWD.
-pub(crate) fn openat2(
-    dir: Option<BorrowedFd<'_>>,
-    path: &OsStr,
-    flags: libc::c_int,
-    mode: libc::mode_t,
-    resolve: u64,
-) -> io::Result<OwnedFd> {
-    let p = cstr(path)?;
-    // SAFETY: open_how is plain integers; all-zero is its documented initial state.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = u64::from(mode);
-    how.resolve = resolve;
-    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    loop {
-        // SAFETY: `p` is a valid NUL-terminated string and `how` a fully
-        // initialised open_how whose size we pass; both outlive the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                p.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        match owned(ret) {
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
-            r => return r,
-        }
-    }
 }
 
 /// Plain `openat`, returning an owned fd.

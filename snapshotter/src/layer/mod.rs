@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use apply::apply_layer;
 pub use berth_api::Digest;
-// pub use diff::diff_layer;
+pub use diff::diff_layer;
 
 use crate::error::{Error, Result};
 
