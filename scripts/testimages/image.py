@@ -88,6 +88,7 @@ def plan(image, compression):
                 "digest": sha256(blob),
                 "size": len(blob),
                 "diff_id": sha256(layer_tar(layer)),
+                "tar_size": len(layer_tar(layer)),
                 "comment": layer.comment,
             }
         )
@@ -130,11 +131,13 @@ def record(p, config, manifest):
         "manifest_digest": sha256(manifest),
         "config_digest": sha256(config),
         "layers": [
-            {"digest": layer["digest"], "size": layer["size"], "media_type": layer["media_type"], "diff_id": layer["diff_id"], "comment": layer["comment"]}
+            {"digest": layer["digest"], "size": layer["size"], "media_type": layer["media_type"], "diff_id": layer["diff_id"],
+             "tar_size": layer["tar_size"], "comment": layer["comment"]}
             for layer in p["layers"]
         ],
         "diff_ids": diff_ids,
         "chain_ids": chain_ids(diff_ids),
+        "uncompressed_size": sum(layer["tar_size"] for layer in p["layers"]),
     }
 
 

@@ -1,0 +1,92 @@
+//! The workloads. Each one names its metrics up front and, for one daemon,
+//! returns one result per metric (a summary of samples, or why there is none).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::daemon::{Daemon, SideError};
+use crate::fixtures::Archive;
+use crate::stats::Stats;
+
+pub(crate) mod containers;
+pub(crate) mod content;
+pub(crate) mod images;
+pub(crate) mod memory;
+
+/// One figure in the report.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Metric {
+    pub(crate) id: &'static str,
+    pub(crate) title: String,
+    pub(crate) unit: &'static str,
+    pub(crate) higher_is_better: bool,
+    /// The target for berthd/containerd from the issues, if any.
+    pub(crate) target_ratio: Option<f64>,
+    /// How the figure is taken (runs, caches, what is timed).
+    pub(crate) method: String,
+}
+
+/// One side's outcome for one metric.
+pub(crate) type Side = Result<Stats, SideError>;
+
+/// Settings and shared inputs, filled in by main before the workloads run.
+pub(crate) struct Ctx {
+    pub(crate) runs: usize,
+    pub(crate) warmup: usize,
+    pub(crate) drop_caches: bool,
+    pub(crate) latency_runs: usize,
+    pub(crate) parallel: usize,
+    pub(crate) idle: usize,
+    pub(crate) recovery: usize,
+    pub(crate) ingest_mib: u64,
+    pub(crate) random_blob: Option<(PathBuf, String)>,
+    pub(crate) import: Option<(Archive, Archive, String)>,
+    pub(crate) busybox: Option<Archive>,
+    pub(crate) pull_ref: Option<String>,
+    pub(crate) crun: Option<PathBuf>,
+    /// Why a fixture is missing (shown as the skip reason on both sides).
+    pub(crate) missing: Vec<(&'static str, String)>,
+}
+
+impl Ctx {
+    pub(crate) fn missing(&self, what: &str) -> SideError {
+        let why = self
+            .missing
+            .iter()
+            .find(|(w, _)| *w == what)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| "not prepared".into());
+        SideError::Skipped(format!("{what} unavailable: {why}"))
+    }
+}
+
+/// A named group of metrics measured together.
+pub(crate) struct Workload {
+    pub(crate) name: &'static str,
+    pub(crate) metrics: Vec<Metric>,
+    pub(crate) run: fn(&mut Daemon, &Ctx) -> Vec<Side>,
+}
+
+/// All workloads, in the order they run against each daemon.
+pub(crate) fn all(ctx: &Ctx) -> Vec<Workload> {
+    vec![
+        content::workload(ctx),
+        images::import_workload(ctx),
+        images::pull_workload(ctx),
+        containers::latency_workload(ctx),
+        containers::parallel_workload(ctx),
+        memory::memory_workload(ctx),
+        memory::recovery_workload(ctx),
+    ]
+}
+
+/// The same error for every metric of a workload.
+pub(crate) fn all_err(n: usize, e: SideError) -> Vec<Side> {
+    vec![Err(e); n]
+}
+
+/// Stats of samples, or a failure if none were taken.
+pub(crate) fn summarise(samples: &[f64]) -> Side {
+    Stats::of(samples).ok_or_else(|| SideError::Failed("no samples".into()))
+}
