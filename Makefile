@@ -21,3 +21,11 @@ build:
 ## Test images (OCI and docker-save archives) into target/test-images.
 images:
 	scripts/build-test-images target/test-images
+
+.PHONY: bench
+## Side-by-side benchmarks, berthd vs Debian's containerd 1.6 through ctr (as
+## root; see bench/README.md). Flags via BENCH_ARGS, e.g.
+## make bench BENCH_ARGS="--runs 5 --only latency,memory"
+bench:
+	cargo build --release --workspace --bins
+	target/release/berth-bench $(BENCH_ARGS)
