@@ -78,6 +78,8 @@ impl Layer {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Char);
         h.set_mode(0o666);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(0);
         h.set_mtime(MTIME);
         h.set_device_major(major).unwrap();
