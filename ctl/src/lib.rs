@@ -1,1 +1,42 @@
-//! placeholder
+//! berthctl: the admin CLI for berthd. A tonic client over the containerd
+//! v1 API on berthd's unix socket; every call carries the namespace in the
+//! `containerd-namespace` metadata key.
+//!
+//! Layout: `cli` (global flags, command groups), `client` (connection and
+//! typed service clients), `output` (tables and JSON), `commands/` (one
+//! module per command group), `ingest` (resumable blob writes),
+//! `progress` (bars on stderr when it is a terminal).
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod ingest;
+pub mod output;
+pub mod progress;
+
+use std::process::ExitCode;
+
+pub use cli::{Cli, Command};
+pub use error::{Error, Result};
+
+/// Exit status for a failed command.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status for a command line that does not parse.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs a parsed command line; returns the process exit status.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let client = client::Client::connect(&cli.address, &cli.namespace).await?;
+    let ctx = commands::Ctx {
+        client,
+        out: output::Printer::new(cli.output),
+    };
+    match cli.command {
+        Command::Version => commands::version::run(&ctx).await?,
+        Command::Namespaces(cmd) => commands::namespaces::run(&ctx, cmd).await?,
+        Command::Content(cmd) => commands::content::run(&ctx, cmd).await?,
+        Command::Leases(cmd) => commands::leases::run(&ctx, cmd).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
