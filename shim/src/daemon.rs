@@ -147,6 +147,41 @@ pub fn start(args: &Args) -> Result<String, String> {
     }
 }
 
+/// `berth-shim delete`: cleans up after a shim that is gone (berthd calls
+/// it on recovery): `runtime delete --force`, unmount `<bundle>/rootfs`,
+/// remove the shim's socket. The runtime recorded at create time
+/// (`runtime.json`) wins over `--runtime`. Idempotent.
+pub fn delete(args: &Args) -> Result<(), String> {
+    validate(args)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async {
+        let reaper = Arc::new(Reaper::default());
+        reaper.start().map_err(|e| format!("sigchld: {e}"))?;
+        let runtime =
+            crate::runtime::Runtime::load(&args.bundle, reaper.clone()).unwrap_or_else(|| {
+                crate::runtime::Runtime::new(&args.runtime, None, &args.bundle, reaper)
+            });
+        if let Err(e) = runtime.delete(&args.id, true).await {
+            // Nothing to delete is fine; anything else is reported.
+            let msg = e.to_string();
+            if !msg.contains("does not exist")
+                && !msg.contains("not found")
+                && !msg.contains("No such file")
+            {
+                return Err(msg);
+            }
+        }
+        Ok::<(), String>(())
+    })?;
+    berth_snapshotter::mount::unmount(&args.bundle.join("rootfs")).map_err(|e| e.to_string())?;
+    let socket = socket_path(&args.bundle, &args.socket_dir);
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
 /// `berth-shim serve`: becomes a child subreaper and serves berth.shim.v1
 /// on a single-threaded runtime until the task is deleted (and its events
 /// acknowledged) or Shutdown is called.

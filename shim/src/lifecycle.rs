@@ -118,6 +118,9 @@ impl Task {
                 return Err(e);
             }
         };
+        if let Err(e) = runtime.save(&self.bundle) {
+            tracing::warn!(error = %e, "could not record the runtime in the bundle");
+        }
         let cg = cgroup::Cgroup::of_pid(pid);
         let mut init = Proc::new("", opts.paths.clone(), Vec::new());
         init.pid = pid;

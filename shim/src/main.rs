@@ -1,13 +1,15 @@
 //! `berth-shim start --namespace NS --id ID --bundle DIR --address SOCK
 //! [--runtime runc] [--socket-dir DIR]` prints the shim's address and exits;
-//! `serve` (hidden) is the long-lived shim it starts.
+//! `serve` (hidden) is the long-lived shim it starts; `delete` cleans up
+//! after a shim that died (runtime delete --force, unmount, socket).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_shim::daemon::{self, Args};
 
-const USAGE: &str = "usage: berth-shim start --namespace NS --id ID --bundle DIR --address BERTHD_SOCKET [--runtime BINARY] [--socket-dir DIR]";
+const USAGE: &str = "usage: berth-shim start --namespace NS --id ID --bundle DIR --address BERTHD_SOCKET [--runtime BINARY] [--socket-dir DIR]
+       berth-shim delete --namespace NS --id ID --bundle DIR [--runtime BINARY] [--socket-dir DIR]";
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut a = Args {
@@ -45,7 +47,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_default();
     let parsed = match cmd.as_str() {
-        "start" | "serve" => parse(args),
+        "start" | "serve" | "delete" => parse(args),
         "--version" | "version" => {
             println!("berth-shim {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -61,6 +63,8 @@ fn main() -> ExitCode {
     };
     let res = if cmd == "start" {
         daemon::start(&args).map(|address| println!("{address}"))
+    } else if cmd == "delete" {
+        daemon::delete(&args)
     } else {
         init_logging(&args);
         daemon::serve(&args)

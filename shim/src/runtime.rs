@@ -51,6 +51,9 @@ pub enum RuntimeError {
     },
 }
 
+/// Where [`Runtime::save`] records the runtime in the bundle.
+pub const RUNTIME_FILE: &str = "runtime.json";
+
 /// The container's stdio as handed to `create`/`exec`.
 pub struct ChildStdio {
     /// fd 0
@@ -93,6 +96,22 @@ impl Runtime {
     /// The binary as configured.
     pub fn binary(&self) -> &str {
         &self.binary
+    }
+
+    /// Records binary and root in `<bundle>/runtime.json`, so that
+    /// `berth-shim delete` can clean up after a shim that died.
+    pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
+        let v = serde_json::json!({ "binary": self.binary, "root": self.root });
+        crate::lifecycle::write_file(&bundle.join(RUNTIME_FILE), v.to_string().as_bytes())
+    }
+
+    /// The runtime recorded by [`Runtime::save`], if any.
+    pub fn load(bundle: &Path, reaper: Arc<Reaper>) -> Option<Self> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join(RUNTIME_FILE)).ok()?).ok()?;
+        let binary = v.get("binary")?.as_str()?;
+        let root = v.get("root").and_then(|r| r.as_str()).map(str::to_string);
+        Some(Self::new(binary, root, bundle, reaper))
     }
 
     fn command(&self, args: &[&str]) -> Command {

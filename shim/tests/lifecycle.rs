@@ -570,3 +570,95 @@ async fn bad_input_leaves_nothing() {
         "an empty shim exits on Shutdown"
     );
 }
+
+/// stdin through a fifo; CloseIO closes the container's stdin even though
+/// the client keeps its writer open.
+#[tokio::test]
+async fn runc_stdin_and_close_io() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut fx = Fixture::new("shim-stdin-runc", "runc", &["cat"], |_| {});
+    let (inp, out) = (fx.path("in"), fx.path("out"));
+    mkfifo(&inp);
+    mkfifo(&out);
+    let mut reader = open_fifo_reader(&out);
+    let mut c = fx.start_shim().await;
+    let mut req = fx.create_request(out.to_str().unwrap(), "");
+    req.stdin = inp.display().to_string();
+    c.create(req).await.unwrap();
+    c.start(pb::ProcessRequest::default()).await.unwrap();
+    // The shim holds the read side: this open does not block.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&inp).unwrap();
+    std::io::Write::write_all(&mut writer, b"ping\n").unwrap();
+    assert_eq!(read_until(&mut reader, "ping\n", 5).await, "ping\n");
+    std::io::Write::write_all(&mut writer, b"pong\n").unwrap();
+    c.close_io(pb::CloseIoRequest {
+        exec_id: String::new(),
+        stdin: true,
+    })
+    .await
+    .unwrap();
+    let w = tokio::time::timeout(
+        Duration::from_secs(5),
+        c.wait(pb::ProcessRequest::default()),
+    )
+    .await
+    .expect("cat sees EOF after CloseIO")
+    .unwrap()
+    .into_inner();
+    assert_eq!(w.exit_status, 0);
+    assert_eq!(read_until(&mut reader, "pong\n", 5).await, "pong\n");
+    drop(writer);
+    c.delete(pb::ProcessRequest::default()).await.unwrap();
+    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
+    assert!(fx.wait_shim_gone(5).await);
+    fx.assert_clean();
+}
+
+/// A shim killed with SIGKILL: `berth-shim delete` removes the container,
+/// its rootfs mount and its cgroup.
+async fn recovery_delete(runtime: &str, id: &str) {
+    if !can_run(runtime) {
+        return;
+    }
+    let mut fx = Fixture::new(id, runtime, &["sleep", "1000"], |_| {});
+    let mut c = fx.start_shim().await;
+    c.create(fx.create_request("", "")).await.unwrap();
+    c.start(pb::ProcessRequest::default()).await.unwrap();
+    let shim = nix::unistd::Pid::from_raw(fx.shim_pid.unwrap());
+    nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(fx.wait_shim_gone(5).await);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        .args(["delete", "--namespace", NS, "--id", id, "--bundle"])
+        .arg(&fx.bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fx.assert_clean();
+    // Idempotent.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        .args(["delete", "--namespace", NS, "--id", id, "--bundle"])
+        .arg(&fx.bundle)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[tokio::test]
+async fn runc_recovery_delete() {
+    recovery_delete("runc", "shim-recover-runc").await;
+}
+
+#[tokio::test]
+async fn crun_recovery_delete() {
+    recovery_delete("crun", "shim-recover-crun").await;
+}
