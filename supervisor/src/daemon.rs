@@ -53,6 +53,9 @@ pub enum Error {
     /// the metadata store failed to open
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// the snapshotters failed to open
+    #[error("opening snapshotters: {0}")]
+    Snapshots(#[from] crate::snapshots::Error),
     /// the gRPC server failed
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -83,11 +86,15 @@ impl Daemon {
         let _lock = lock_root(&cfg.root)?;
         let store = Store::open(&cfg.root)?;
         let uuid = server_uuid(&cfg.root)?;
+        let snapshotters = crate::snapshots::Snapshotters::open(&cfg.root, &cfg.default_snapshotter)?;
         let ctx = Context {
             store,
             root: cfg.root.clone(),
             state: cfg.state.clone(),
+            snapshotters,
+            gc: crate::gc::Gc::new(),
         };
+        crate::gc::Gc::spawn(ctx.clone(), shutdown.child_token());
 
         let listener = bind(&cfg.address)?;
         let plugins = plugin_list();
@@ -107,7 +114,12 @@ impl Daemon {
             )
             .add_service(svc::leases::v1::leases_server::LeasesServer::new(
                 services::leases::LeasesService::new(ctx.clone()),
-            ));
+            ))
+            .add_service(
+                svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
+                    services::snapshots::SnapshotsService::new(ctx.clone()),
+                ),
+            );
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
         let incoming = UnixListenerStream::new(listener);
@@ -139,6 +151,17 @@ fn plugin_list() -> Vec<PluginInfo> {
         grpc("introspection"),
         grpc("namespaces"),
         grpc("leases"),
+        grpc("snapshots"),
+        PluginInfo {
+            kind: "io.containerd.snapshotter.v1",
+            id: "overlayfs",
+            capabilities: vec![],
+        },
+        PluginInfo {
+            kind: "io.containerd.snapshotter.v1",
+            id: "native",
+            capabilities: vec![],
+        },
     ]
 }
 

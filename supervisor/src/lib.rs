@@ -4,8 +4,10 @@
 pub mod config;
 pub mod daemon;
 pub mod filters;
+pub mod gc;
 pub mod observability;
 pub mod services;
+pub mod snapshots;
 pub mod store;
 
 pub use config::Config;

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
+pub mod snapshots;
 pub mod status;
 pub mod version;
 
@@ -21,6 +22,10 @@ pub struct Context {
     pub root: std::path::PathBuf,
     /// Runtime state directory.
     pub state: std::path::PathBuf,
+    /// Snapshotters by name.
+    pub snapshotters: crate::snapshots::Snapshotters,
+    /// Garbage collector: its guard and trigger.
+    pub gc: crate::gc::Gc,
 }
 
 /// The namespace of a call, from the `containerd-namespace` metadata key.
@@ -47,16 +52,19 @@ pub fn parse_filters(filters: &[String]) -> Result<crate::filters::Filter, Statu
 
 impl Context {
     /// Whether any snapshotter still holds snapshots in `ns` (a namespace
-    /// with snapshots cannot be deleted). Snapshotters are not wired into
-    /// the daemon yet, so no namespace holds any.
-    pub async fn namespace_has_snapshots(&self, _ns: &str) -> Result<bool, Status> {
-        Ok(false)
+    /// with snapshots cannot be deleted).
+    pub async fn namespace_has_snapshots(&self, ns: &str) -> Result<bool, Status> {
+        Ok(self.snapshotters.namespace_has_snapshots(ns).await?)
     }
 
-    /// Runs garbage collection: now when `sync`, else soon (debounced).
-    /// Collection arrives with images and snapshots; until then nothing is
-    /// ever unreferenced, so there is nothing to do.
-    pub async fn collect_garbage(&self, _sync: bool) -> Result<(), Status> {
+    /// Runs garbage collection: now (and waits for it) when `sync`, else
+    /// soon, debounced, in the background.
+    pub async fn collect_garbage(&self, sync: bool) -> Result<(), Status> {
+        if sync {
+            self.gc.run(self).await?;
+        } else {
+            self.gc.schedule();
+        }
         Ok(())
     }
 }

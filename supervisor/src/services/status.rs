@@ -21,3 +21,39 @@ impl From<store::Error> for Status {
         Status::new(code, e.to_string())
     }
 }
+
+impl From<berth_snapshotter::Error> for Status {
+    fn from(e: berth_snapshotter::Error) -> Self {
+        use berth_snapshotter::ErrorKind as K;
+        let code = match e.kind() {
+            K::NotFound => Code::NotFound,
+            K::AlreadyExists => Code::AlreadyExists,
+            K::FailedPrecondition => Code::FailedPrecondition,
+            K::InvalidArgument => Code::InvalidArgument,
+            K::Internal => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %e, "snapshotter failure");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+impl From<crate::snapshots::Error> for Status {
+    fn from(e: crate::snapshots::Error) -> Self {
+        use crate::snapshots::Error as E;
+        match e {
+            E::Unknown(_) => Status::invalid_argument(e.to_string()),
+            E::Snapshot(e) => e.into(),
+            E::Store(e) => e.into(),
+            E::Join(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::gc::Error> for Status {
+    fn from(e: crate::gc::Error) -> Self {
+        tracing::error!(error = %e, "garbage collection failed");
+        Status::internal(e.to_string())
+    }
+}

@@ -1,0 +1,313 @@
+//! Mark-and-sweep garbage collection of content and snapshots, with
+//! containerd's labels and rules.
+//!
+//! Roots: every image's target (and its label refs); every snapshot a
+//! container record names; everything a live lease holds (a lease whose
+//! `containerd.io/gc.expire` time has passed is deleted instead); content
+//! and snapshots labelled `containerd.io/gc.root`. Edges: labels
+//! `containerd.io/gc.ref.content*` and `containerd.io/gc.ref.snapshot.<name>`
+//! on content and snapshots, and a snapshot's parent. Everything else is
+//! removed: content records (the blob goes when no namespace holds it) and
+//! snapshots (children before parents).
+//!
+//! # Why a collection never removes something still referenced
+//!
+//! One collection runs at a time: it holds the write side of an
+//! [`RwLock`] for its whole run (mark *and* sweep). Every call that adds or
+//! moves a reference — image create/update/delete, snapshot
+//! prepare/view/commit/remove/update, the import's lease bookkeeping and
+//! label updates — holds the read side ([`Gc::hold`]) for the short metadata
+//! step only, never across a long copy. So during a run the reference graph
+//! only changes in ways the run does not need to see:
+//!
+//! 1. *Creations run outside the guard* (blob ingests, layer applies), but
+//!    a creator first puts the new object into its lease under the guard.
+//!    If that happened before the run started, the run reads the lease and
+//!    keeps the object; if after, the run started first, and
+//! 2. the run only ever removes *candidates*: objects listed at its very
+//!    start, before any root is read. An object created while the run is
+//!    going is not a candidate and survives it; the next run sees its lease.
+//! 3. A reference can move from a lease to another root without our guard
+//!    (the Leases service deletes leases on its own). Roots are therefore
+//!    read leases first: if the lease is already gone when read, the new
+//!    root was written before, hence before the later reads that find it.
+//!
+//! A creator must never hold two guards at once (a waiting collection
+//! blocks new readers, so a nested read would deadlock).
+
+mod content;
+pub mod mark;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, OwnedRwLockReadGuard, RwLock};
+use tokio_util::sync::CancellationToken;
+
+use crate::services::Context;
+use crate::store::{self, images, leases};
+use mark::{label_refs, Edges, Node, ROOT_LABEL};
+
+/// gRPC metadata key carrying the lease a call runs under.
+pub const LEASE_HEADER: &str = "containerd-lease";
+
+/// How long collection waits after a delete before running, so bursts of
+/// deletes cost one run.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Why a collection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// metadata could not be read or written
+    #[error("gc metadata: {0}")]
+    Store(#[from] store::Error),
+    /// a snapshotter failed
+    #[error("gc snapshots: {0}")]
+    Snapshots(#[from] crate::snapshots::Error),
+    /// the content store failed
+    #[error("gc content: {0}")]
+    Content(String),
+}
+
+/// What one run removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// content records removed
+    pub content: usize,
+    /// snapshots removed
+    pub snapshots: usize,
+    /// expired leases deleted
+    pub leases: usize,
+}
+
+/// The collector's handle: the guard creators hold and the debounce
+/// trigger. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Gc {
+    lock: Arc<RwLock<()>>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Gc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gc")
+    }
+}
+
+impl Gc {
+    /// A new collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The read guard a reference-changing metadata step holds (see the
+    /// module docs). Never hold two at once.
+    pub async fn hold(&self) -> OwnedRwLockReadGuard<()> {
+        self.lock.clone().read_owned().await
+    }
+
+    /// Asks for a run soon (debounced, in the background task).
+    pub fn schedule(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts the background task that runs collections after
+    /// [`Gc::schedule`], until `stop`.
+    pub fn spawn(ctx: Context, stop: CancellationToken) {
+        let gc = ctx.gc.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = gc.wake.notified() => {}
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(DEBOUNCE) => {}
+                }
+                if let Err(e) = gc.run(&ctx).await {
+                    tracing::warn!(error = %e, "garbage collection failed");
+                }
+            }
+        });
+    }
+
+    /// One full collection, now. Waits for a running one to finish.
+    pub async fn run(&self, ctx: &Context) -> Result<Stats, Error> {
+        let _excl = self.lock.write().await;
+        let started = std::time::Instant::now();
+        let stats = collect(ctx).await?;
+        tracing::info!(
+            content = stats.content,
+            snapshots = stats.snapshots,
+            leases = stats.leases,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "garbage collection done"
+        );
+        Ok(stats)
+    }
+}
+
+/// A snapshot candidate.
+struct Snap {
+    node: Node,
+    edges: Edges,
+}
+
+async fn collect(ctx: &Context) -> Result<Stats, Error> {
+    let mut stats = Stats::default();
+    // 1. Candidates, before any root is read.
+    let mut edges: HashMap<Node, Edges> = HashMap::new();
+    let mut candidates: Vec<Node> = Vec::new();
+    let mut roots: Vec<Node> = Vec::new();
+    for (ns, digest, labels) in content::list_all(ctx).await? {
+        let node = Node::content(&ns, &digest);
+        if labels.contains_key(ROOT_LABEL) {
+            roots.push(node.clone());
+        }
+        candidates.push(node.clone());
+        edges.insert(
+            node,
+            Edges {
+                labels,
+                parent: None,
+            },
+        );
+    }
+    let mut snaps = Vec::new();
+    let namespaces: Vec<String> = crate::store::namespaces::list(&ctx.store)?
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    for name in ctx.snapshotters.names() {
+        let sn = name.clone();
+        let nss = namespaces.clone();
+        let all = ctx
+            .snapshotters
+            .run(&name, move |s| {
+                let mut all = Vec::new();
+                for ns in nss {
+                    all.extend(s.list(&ns)?.into_iter().map(|i| (ns.clone(), i)));
+                }
+                Ok(all)
+            })
+            .await?;
+        for (ns, info) in all {
+            let node = Node::snapshot(&ns, &sn, &info.name);
+            let labels = info.labels.into_iter().collect::<store::labels::Labels>();
+            if labels.contains_key(ROOT_LABEL) {
+                roots.push(node.clone());
+            }
+            let parent = info.parent.map(|p| Node::snapshot(&ns, &sn, &p));
+            snaps.push(Snap {
+                node: node.clone(),
+                edges: Edges { labels, parent },
+            });
+        }
+    }
+    for s in &snaps {
+        candidates.push(s.node.clone());
+        edges.insert(s.node.clone(), s.edges.clone());
+    }
+
+    // 2. Roots: leases first (see the module docs), then the rest.
+    let now = SystemTime::now();
+    for (ns, lease) in leases::list_all(&ctx.store)? {
+        if expired(&lease, now) {
+            match leases::delete(&ctx.store, &ns, &lease.id).await {
+                Ok(()) => stats.leases += 1,
+                Err(store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        let held = match leases::resources(&ctx.store, &ns, &lease.id) {
+            Ok(r) => r,
+            Err(store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for r in held {
+            if r.kind == "content" {
+                roots.push(Node::content(&ns, &r.id));
+            } else if let Some(sn) = r.kind.strip_prefix("snapshots/") {
+                roots.push(Node::snapshot(&ns, sn, &r.id));
+            }
+        }
+    }
+    roots.extend(content::container_roots(ctx)?);
+    for (ns, img) in images::list_all(&ctx.store)? {
+        roots.push(Node::content(&ns, &img.target.digest));
+        roots.extend(label_refs(&ns, &img.labels));
+    }
+
+    // 3. Mark, then sweep what is not live.
+    let live = mark::mark(roots, &edges);
+    let dead: HashSet<Node> = candidates
+        .into_iter()
+        .filter(|n| !live.contains(n))
+        .collect();
+    stats.snapshots = sweep_snapshots(ctx, &snaps, &dead).await?;
+    for n in &dead {
+        if let Node::Content { ns, digest } = n {
+            if content::delete(ctx, ns, digest).await? {
+                stats.content += 1;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn expired(lease: &leases::Lease, now: SystemTime) -> bool {
+    let Some(v) = lease.labels.get(leases::EXPIRE_LABEL) else {
+        return false;
+    };
+    match crate::gc::content::parse_rfc3339(v) {
+        Some(t) => t < now,
+        None => {
+            tracing::info!(lease = %lease.id, value = %v, "ignoring invalid lease expiry");
+            false
+        }
+    }
+}
+
+/// Removes dead snapshots, children before parents. Returns how many.
+async fn sweep_snapshots(
+    ctx: &Context,
+    snaps: &[Snap],
+    dead: &HashSet<Node>,
+) -> Result<usize, Error> {
+    let mut pending: Vec<&Snap> = snaps.iter().filter(|s| dead.contains(&s.node)).collect();
+    let mut removed = 0;
+    while !pending.is_empty() {
+        let parents: HashSet<&Node> = pending
+            .iter()
+            .filter_map(|s| s.edges.parent.as_ref())
+            .collect();
+        let (leaves, rest): (Vec<&Snap>, Vec<&Snap>) =
+            pending.into_iter().partition(|s| !parents.contains(&s.node));
+        if leaves.is_empty() {
+            break;
+        }
+        for s in leaves {
+            let Node::Snapshot {
+                ns,
+                snapshotter,
+                key,
+            } = s.node.clone()
+            else {
+                continue;
+            };
+            let r = ctx
+                .snapshotters
+                .run(&snapshotter, move |sn| sn.remove(&ns, &key))
+                .await;
+            match r {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(node = ?s.node, error = %e, "gc: snapshot not removed"),
+            }
+        }
+        pending = rest;
+    }
+    Ok(removed)
+}
