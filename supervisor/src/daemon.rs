@@ -86,7 +86,8 @@ impl Daemon {
         let _lock = lock_root(&cfg.root)?;
         let store = Store::open(&cfg.root)?;
         let uuid = server_uuid(&cfg.root)?;
-        let snapshotters = crate::snapshots::Snapshotters::open(&cfg.root, &cfg.default_snapshotter)?;
+        let snapshotters =
+            crate::snapshots::Snapshotters::open(&cfg.root, &cfg.default_snapshotter)?;
         let ctx = Context {
             store,
             root: cfg.root.clone(),
@@ -115,11 +116,12 @@ impl Daemon {
             .add_service(svc::leases::v1::leases_server::LeasesServer::new(
                 services::leases::LeasesService::new(ctx.clone()),
             ))
-            .add_service(
-                svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
-                    services::snapshots::SnapshotsService::new(ctx.clone()),
-                ),
-            );
+            .add_service(svc::images::v1::images_server::ImagesServer::new(
+                services::images::ImagesService::new(ctx.clone()),
+            ))
+            .add_service(svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
+                services::snapshots::SnapshotsService::new(ctx.clone()),
+            ));
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
         let incoming = UnixListenerStream::new(listener);
@@ -152,6 +154,7 @@ fn plugin_list() -> Vec<PluginInfo> {
         grpc("namespaces"),
         grpc("leases"),
         grpc("snapshots"),
+        grpc("images"),
         PluginInfo {
             kind: "io.containerd.snapshotter.v1",
             id: "overlayfs",

@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod filters;
 pub mod gc;
+pub mod images;
 pub mod observability;
 pub mod services;
 pub mod snapshots;

@@ -156,9 +156,11 @@ mod tests {
             .join("io.containerd.snapshotter.v1.overlayfs")
             .is_dir());
         assert!(!s.namespace_has_snapshots("ns1").await.unwrap());
-        s.run("native", |sn| sn.prepare("ns1", "k", None, Default::default()))
-            .await
-            .unwrap();
+        s.run("native", |sn| {
+            sn.prepare("ns1", "k", None, Default::default())
+        })
+        .await
+        .unwrap();
         assert!(s.namespace_has_snapshots("ns1").await.unwrap());
         assert!(!s.namespace_has_snapshots("ns2").await.unwrap());
     }

@@ -90,9 +90,7 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        let t = |s| {
-            parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs())
-        };
+        let t = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
         assert_eq!(t("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(t("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(t("2023-11-14T23:13:20+01:00"), Some(1_700_000_000));

@@ -55,9 +55,9 @@ impl Node {
 /// `containerd.io/gc.ref.snapshot.<snapshotter>[/anything]` → snapshot.
 pub fn label_refs<'a>(
     ns: &'a str,
-    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    labels: &'a BTreeMap<String, String>,
 ) -> impl Iterator<Item = Node> + 'a {
-    labels.into_iter().filter_map(move |(k, v)| {
+    labels.iter().filter_map(move |(k, v)| {
         if v.is_empty() {
             return None;
         }
@@ -179,7 +179,10 @@ mod tests {
         assert!(live.contains(&Node::snapshot("n", "overlayfs", "c1")));
         assert!(live.contains(&Node::content("n", "cfg")));
         assert!(!live.contains(&Node::content("n", "orphan")));
-        assert!(!live.contains(&Node::content("m", "man")), "namespaces are separate");
+        assert!(
+            !live.contains(&Node::content("m", "man")),
+            "namespaces are separate"
+        );
         assert_eq!(live.len(), 5);
     }
 }

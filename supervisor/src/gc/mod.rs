@@ -284,8 +284,9 @@ async fn sweep_snapshots(
             .iter()
             .filter_map(|s| s.edges.parent.as_ref())
             .collect();
-        let (leaves, rest): (Vec<&Snap>, Vec<&Snap>) =
-            pending.into_iter().partition(|s| !parents.contains(&s.node));
+        let (leaves, rest): (Vec<&Snap>, Vec<&Snap>) = pending
+            .into_iter()
+            .partition(|s| !parents.contains(&s.node));
         if leaves.is_empty() {
             break;
         }

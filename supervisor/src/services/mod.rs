@@ -2,6 +2,7 @@
 //! domain module, encode the reply. No logic lives here.
 
 pub mod convert;
+pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;

@@ -114,6 +114,14 @@ fn check_labels(labels: &HashMap<String, String>) -> Result<(), Status> {
         .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// What Prepare and View carry.
+struct NewSnapshot {
+    snapshotter: String,
+    key: String,
+    parent: String,
+    labels: HashMap<String, String>,
+}
+
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSnapshotsResponse, Status>> + Send>>;
 
 impl SnapshotsService {
@@ -121,12 +129,15 @@ impl SnapshotsService {
         &self,
         ns: String,
         lease: Option<String>,
-        snapshotter: String,
-        key: String,
-        parent: String,
-        labels: HashMap<String, String>,
+        new: NewSnapshot,
         view: bool,
     ) -> Result<Vec<WireMount>, Status> {
+        let NewSnapshot {
+            snapshotter,
+            key,
+            parent,
+            labels,
+        } = new;
         check_labels(&labels)?;
         let sns = &self.ctx.snapshotters;
         let (name, _) = sns.resolve(&snapshotter)?;
@@ -159,7 +170,17 @@ impl Snapshots for SnapshotsService {
         let lease = lease_of(&req);
         let r = req.into_inner();
         let mounts = self
-            .create(ns, lease, r.snapshotter, r.key, r.parent, r.labels, false)
+            .create(
+                ns,
+                lease,
+                NewSnapshot {
+                    snapshotter: r.snapshotter,
+                    key: r.key,
+                    parent: r.parent,
+                    labels: r.labels,
+                },
+                false,
+            )
             .await?;
         Ok(Response::new(pb::PrepareSnapshotResponse { mounts }))
     }
@@ -173,7 +194,17 @@ impl Snapshots for SnapshotsService {
         let lease = lease_of(&req);
         let r = req.into_inner();
         let mounts = self
-            .create(ns, lease, r.snapshotter, r.key, r.parent, r.labels, true)
+            .create(
+                ns,
+                lease,
+                NewSnapshot {
+                    snapshotter: r.snapshotter,
+                    key: r.key,
+                    parent: r.parent,
+                    labels: r.labels,
+                },
+                true,
+            )
             .await?;
         Ok(Response::new(pb::ViewSnapshotResponse { mounts }))
     }
@@ -196,7 +227,10 @@ impl Snapshots for SnapshotsService {
     }
 
     #[tracing::instrument(skip_all, fields(key = %req.get_ref().key, name = %req.get_ref().name))]
-    async fn commit(&self, req: Request<pb::CommitSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn commit(
+        &self,
+        req: Request<pb::CommitSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let lease = lease_of(&req);
         let r = req.into_inner();
@@ -213,7 +247,10 @@ impl Snapshots for SnapshotsService {
     }
 
     #[tracing::instrument(skip_all, fields(key = %req.get_ref().key))]
-    async fn remove(&self, req: Request<pb::RemoveSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
         let key = r.key;

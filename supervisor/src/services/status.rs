@@ -22,8 +22,9 @@ impl From<store::Error> for Status {
     }
 }
 
-impl From<berth_snapshotter::Error> for Status {
-    fn from(e: berth_snapshotter::Error) -> Self {
+/// A snapshotter error as the status containerd returns for it.
+pub fn snapshotter(e: berth_snapshotter::Error) -> Status {
+    {
         use berth_snapshotter::ErrorKind as K;
         let code = match e.kind() {
             K::NotFound => Code::NotFound,
@@ -44,7 +45,7 @@ impl From<crate::snapshots::Error> for Status {
         use crate::snapshots::Error as E;
         match e {
             E::Unknown(_) => Status::invalid_argument(e.to_string()),
-            E::Snapshot(e) => e.into(),
+            E::Snapshot(e) => snapshotter(e),
             E::Store(e) => e.into(),
             E::Join(_) => Status::internal(e.to_string()),
         }

@@ -62,9 +62,9 @@ pub fn validate(img: &Image) -> Result<()> {
     check_name(&img.name)?;
     labels::validate(&img.labels)?;
     let t = &img.target;
-    t.digest.parse::<berth_api::Digest>().map_err(|e| {
-        Error::InvalidArgument(format!("target.digest {:?}: {e}", t.digest))
-    })?;
+    t.digest
+        .parse::<berth_api::Digest>()
+        .map_err(|e| Error::InvalidArgument(format!("target.digest {:?}: {e}", t.digest)))?;
     if t.size <= 0 {
         return Err(Error::InvalidArgument(
             "target.size: must be greater than zero".into(),
@@ -231,7 +231,9 @@ mod tests {
     async fn image_lifecycle_and_masks() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let a = create(&store, "n", img("docker.io/library/a:1")).await.unwrap();
+        let a = create(&store, "n", img("docker.io/library/a:1"))
+            .await
+            .unwrap();
         assert!(a.created_at > SystemTime::UNIX_EPOCH);
         assert!(matches!(
             create(&store, "n", img("docker.io/library/a:1")).await,
@@ -239,11 +241,20 @@ mod tests {
         ));
         let mut bad = img("x");
         bad.target.size = 0;
-        assert!(matches!(create(&store, "n", bad).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            create(&store, "n", bad).await,
+            Err(Error::InvalidArgument(_))
+        ));
         let mut bad = img("x");
         bad.target.digest = "nope".into();
-        assert!(matches!(create(&store, "n", bad).await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(create(&store, "n", img("")).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            create(&store, "n", bad).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            create(&store, "n", img("")).await,
+            Err(Error::InvalidArgument(_))
+        ));
 
         let mut inc = img("docker.io/library/a:1");
         inc.labels.insert("k".into(), "v".into());
@@ -258,7 +269,9 @@ mod tests {
             .unwrap();
         assert_eq!(u.target.digest, inc.target.digest);
         assert_eq!(u.created_at, a.created_at);
-        assert!(update(&store, "n", inc.clone(), &["name".into()]).await.is_err());
+        assert!(update(&store, "n", inc.clone(), &["name".into()])
+            .await
+            .is_err());
         assert!(matches!(
             update(&store, "n", img("nope"), &[]).await,
             Err(Error::NotFound { .. })
