@@ -165,22 +165,29 @@ pub(crate) fn which(bin: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }
 
-/// A file of `mib` MiB of random bytes in the cache, and its sha256 digest.
-pub(crate) fn random_blob(cache: &Path, mib: u64) -> Result<(PathBuf, String)> {
-    let path = cache.join(format!("random-{mib}MiB.bin"));
-    if fs::metadata(&path).map(|m| m.len()).ok() != Some(mib << 20) {
-        let tmp = path.with_extension("partial");
-        sh(Command::new("dd")
-            .arg("if=/dev/urandom")
-            .arg(format!("of={}", tmp.display()))
-            .arg("bs=1M")
-            .arg(format!("count={mib}"))
-            .arg("iflag=fullblock"))?;
-        fs::rename(&tmp, &path)?;
-    }
-    let out = sh(Command::new("sha256sum").arg(&path))?;
-    let hex = out.split_whitespace().next().context("sha256sum output")?;
-    Ok((path, format!("sha256:{hex}")))
+/// `count` distinct files of `mib` MiB of random bytes in the cache, each
+/// with its sha256 digest. Distinct, so the content workload never has to
+/// delete a blob between runs (a delete makes containerd's GC collect every
+/// unreferenced blob, the one just ingested included).
+pub(crate) fn random_blobs(cache: &Path, mib: u64, count: usize) -> Result<Vec<(PathBuf, String)>> {
+    (0..count)
+        .map(|i| {
+            let path = cache.join(format!("random-{mib}MiB-{i}.bin"));
+            if fs::metadata(&path).map(|m| m.len()).ok() != Some(mib << 20) {
+                let tmp = path.with_extension("partial");
+                sh(Command::new("dd")
+                    .arg("if=/dev/urandom")
+                    .arg(format!("of={}", tmp.display()))
+                    .arg("bs=1M")
+                    .arg(format!("count={mib}"))
+                    .arg("iflag=fullblock"))?;
+                fs::rename(&tmp, &path)?;
+            }
+            let out = sh(Command::new("sha256sum").arg(&path))?;
+            let hex = out.split_whitespace().next().context("sha256sum output")?;
+            Ok((path, format!("sha256:{hex}")))
+        })
+        .collect()
 }
 
 /// An OCI bundle of the busybox image running `true`, for bare `runc run`.

@@ -122,6 +122,13 @@ fn main() -> Result<()> {
     }
     fs::create_dir_all(&args.cache_dir)
         .with_context(|| format!("create {}", args.cache_dir.display()))?;
+    let load = loadavg();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    if load > cores * 0.5 {
+        eprintln!("berth-bench: WARNING: load average {load:.1} on {cores} cores: the machine is busy, figures will be noisy and slow");
+    }
     let tmp = tempfile::Builder::new()
         .prefix("berth-bench.")
         .tempdir()?
@@ -185,7 +192,7 @@ fn main() -> Result<()> {
     let doc = json!({
         "date": machine["date"],
         "machine": machine,
-        "settings": {"runs": args.runs, "warmup": args.warmup, "drop_caches": !args.no_drop_caches, "latency_runs": args.latency_runs,
+        "settings": {"loadavg_at_start": load, "runs": args.runs, "warmup": args.warmup, "drop_caches": !args.no_drop_caches, "latency_runs": args.latency_runs,
                      "parallel": args.parallel, "idle": args.idle, "recovery": args.recovery, "ingest_mib": args.ingest_mib,
                      "import_image": ctx.import.as_ref().map(|(_, _, s)| s.clone())},
         "floor_ms": floors_json,
@@ -228,7 +235,7 @@ fn prepare(
         idle: args.idle,
         recovery: args.recovery,
         ingest_mib: args.ingest_mib,
-        random_blob: None,
+        random_blobs: Vec::new(),
         import: None,
         busybox: None,
         pull_ref: None,
@@ -238,8 +245,8 @@ fn prepare(
     let has = |w: &str| selected.contains(&w);
     let (cache, repo) = (&args.cache_dir, &args.repo);
     if has("content") {
-        match fixtures::random_blob(cache, args.ingest_mib) {
-            Ok(b) => ctx.random_blob = Some(b),
+        match fixtures::random_blobs(cache, args.ingest_mib, args.warmup + args.runs.max(1)) {
+            Ok(b) => ctx.random_blobs = b,
             Err(e) => ctx.missing.push(("random blob", format!("{e:#}"))),
         }
     }
@@ -424,6 +431,7 @@ fn machine() -> serde_json::Value {
     let uts = nix::sys::utsname::uname().ok();
     json!({
         "date": first_line(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])),
+        "loadavg_at_end": loadavg(),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": model,
         "mem_mib": mem / 1024,
@@ -434,14 +442,23 @@ fn machine() -> serde_json::Value {
     })
 }
 
+/// The 1-minute load average.
+fn loadavg() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn machine_line(m: &serde_json::Value) -> String {
     format!(
-        "{} | {} cores ({}) | {} MiB | kernel {} | {}",
+        "{} | {} cores ({}) | {} MiB | kernel {} | {} | load {}",
         m["date"].as_str().unwrap_or(""),
         m["cores"],
         m["cpu"].as_str().unwrap_or(""),
         m["mem_mib"],
         m["kernel"].as_str().unwrap_or(""),
-        m["containerd"].as_str().unwrap_or("")
+        m["containerd"].as_str().unwrap_or(""),
+        m["loadavg_at_end"]
     )
 }

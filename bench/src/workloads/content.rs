@@ -38,32 +38,37 @@ pub(crate) fn workload(ctx: &Ctx) -> Workload {
 }
 
 fn run(d: &mut Daemon, ctx: &Ctx) -> Vec<Side> {
-    let Some((path, digest)) = &ctx.random_blob else {
+    if ctx.random_blobs.len() < ctx.warmup + ctx.runs {
         return all_err(2, ctx.missing("random blob"));
-    };
-    match measure(d, ctx, path, digest) {
+    }
+    let res = measure(d, ctx);
+    for (_, digest) in &ctx.random_blobs {
+        let _ = d.run(&["content", "rm", digest]);
+    }
+    match res {
         Ok((w, r)) => vec![summarise(&w), summarise(&r)],
         Err(e) => all_err(2, e),
     }
 }
 
-fn measure(
-    d: &Daemon,
-    ctx: &Ctx,
-    path: &std::path::Path,
-    digest: &str,
-) -> Result<(Vec<f64>, Vec<f64>), SideError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| SideError::Failed(format!("{}: {e}", path.display())))?
-        .len();
-    let mb = size as f64 / 1e6;
-    let size_s = size.to_string();
+/// Run i ingests blob i (no deletes in between, see fixtures::random_blobs)
+/// and reads it straight back.
+fn measure(d: &Daemon, ctx: &Ctx) -> Result<(Vec<f64>, Vec<f64>), SideError> {
     let (mut writes, mut reads) = (Vec::new(), Vec::new());
-    for i in 0..ctx.warmup + ctx.runs {
-        let _ = d.run(&["content", "rm", digest]);
+    for (i, (path, digest)) in ctx
+        .random_blobs
+        .iter()
+        .enumerate()
+        .take(ctx.warmup + ctx.runs)
+    {
+        let size = std::fs::metadata(path)
+            .map_err(|e| SideError::Failed(format!("{}: {e}", path.display())))?
+            .len();
+        let mb = size as f64 / 1e6;
         let input =
             File::open(path).map_err(|e| SideError::Failed(format!("{}: {e}", path.display())))?;
         let reference = format!("berth-bench-ingest-{i}");
+        let size_s = size.to_string();
         let t = Instant::now();
         d.run_io(
             &[
@@ -87,6 +92,5 @@ fn measure(
             reads.push(mb / rt);
         }
     }
-    let _ = d.run(&["content", "rm", digest]);
     Ok((writes, reads))
 }

@@ -40,7 +40,8 @@ pub(crate) struct Ctx {
     pub(crate) idle: usize,
     pub(crate) recovery: usize,
     pub(crate) ingest_mib: u64,
-    pub(crate) random_blob: Option<(PathBuf, String)>,
+    /// One distinct random blob per content run (warm-up included).
+    pub(crate) random_blobs: Vec<(PathBuf, String)>,
     pub(crate) import: Option<(Archive, Archive, String)>,
     pub(crate) busybox: Option<Archive>,
     pub(crate) pull_ref: Option<String>,
