@@ -26,7 +26,13 @@ pub(crate) fn copy_metadata(src: &Path, meta: &fs::Metadata, dst: &Path) -> Resu
             .map_err(|e| Error::io("chmod", dst, e))?;
     }
     copy_xattrs(src, dst)?;
-    set_times(dst, meta.atime(), meta.atime_nsec(), meta.mtime(), meta.mtime_nsec())
+    set_times(
+        dst,
+        meta.atime(),
+        meta.atime_nsec(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    )
 }
 
 /// Copies every xattr of `src` to `dst` (final symlinks not followed).
@@ -34,7 +40,9 @@ pub(crate) fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
     let names = sys::llistxattr(src.as_os_str()).map_err(|e| Error::io("listxattr", src, e))?;
     for name in names {
         let name = std::ffi::OsStr::from_bytes_ext(&name);
-        if let Some(v) = sys::lgetxattr(src.as_os_str(), name).map_err(|e| Error::io("getxattr", src, e))? {
+        if let Some(v) =
+            sys::lgetxattr(src.as_os_str(), name).map_err(|e| Error::io("getxattr", src, e))?
+        {
             sys::lsetxattr(dst.as_os_str(), name, &v).map_err(|e| Error::io("setxattr", dst, e))?;
         }
     }
@@ -74,7 +82,11 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     copy_metadata(src, &meta, dst)
 }
 
-fn copy_dir(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), std::path::PathBuf>) -> Result<()> {
+fn copy_dir(
+    src: &Path,
+    dst: &Path,
+    links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+) -> Result<()> {
     let rd = fs::read_dir(src).map_err(|e| Error::io("readdir", src, e))?;
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("readdir", src, e))?;

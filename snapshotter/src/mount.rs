@@ -251,7 +251,12 @@ fn mount_overlay_fsconfig(dest: &Path, parsed: &Parsed) -> io::Result<()> {
             )?,
         }
     }
-    sys::fsconfig(std::os::fd::AsFd::as_fd(&fs), libc::FSCONFIG_CMD_CREATE, None, None)?;
+    sys::fsconfig(
+        std::os::fd::AsFd::as_fd(&fs),
+        libc::FSCONFIG_CMD_CREATE,
+        None,
+        None,
+    )?;
     let mut attrs: u64 = 0;
     let f = parsed.flags;
     for (ms, attr) in [

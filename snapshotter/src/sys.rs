@@ -135,7 +135,8 @@ pub(crate) fn lgetxattr(path: &OsStr, name: &OsStr) -> io::Result<Option<Vec<u8>
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: valid C strings; buf is a live writable buffer of buf.len() bytes.
-        let ret = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let ret =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if ret >= 0 {
             buf.truncate(ret as usize);
             return Ok(Some(buf));

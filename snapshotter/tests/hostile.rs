@@ -30,71 +30,137 @@ fn hostile_layers(canary: &Path) -> Vec<(&'static str, Vec<u8>, Expect)> {
         f(&mut l);
         v.push((name, l.finish(), e));
     };
-    add("dotdot", &|l| { l.file("../x", b"pwned"); }, Expect::Refused("../x"));
-    add("dotdot-deep", &|l| { l.file("a/../../../../x", b"pwned"); }, Expect::Refused("a/../../../../x"));
-    add("absolute", &|l| { l.file(&format!("{c}/abs"), b"pwned"); }, Expect::Refused("/abs"));
+    add(
+        "dotdot",
+        &|l| {
+            l.file("../x", b"pwned");
+        },
+        Expect::Refused("../x"),
+    );
+    add(
+        "dotdot-deep",
+        &|l| {
+            l.file("a/../../../../x", b"pwned");
+        },
+        Expect::Refused("a/../../../../x"),
+    );
+    add(
+        "absolute",
+        &|l| {
+            l.file(&format!("{c}/abs"), b"pwned");
+        },
+        Expect::Refused("/abs"),
+    );
     add(
         "symlink-then-write-under",
-        &|l| { l.symlink("evil", c).file("evil/pwned", b"pwned"); },
+        &|l| {
+            l.symlink("evil", c).file("evil/pwned", b"pwned");
+        },
         Expect::Refused("evil/pwned"),
     );
     add(
         "symlink-then-dir-under",
-        &|l| { l.symlink("evil", c).dir("evil/sub/", 0o755); },
+        &|l| {
+            l.symlink("evil", c).dir("evil/sub/", 0o755);
+        },
         Expect::Refused("evil/sub/"),
     );
     add(
         "symlink-then-overwrite",
-        &|l| { l.symlink("evil2", &cp).file("evil2", b"pwned"); },
+        &|l| {
+            l.symlink("evil2", &cp).file("evil2", b"pwned");
+        },
         Expect::Confined,
     );
     add(
         "symlink-then-dir-over",
-        &|l| { l.symlink("evil3", c).dir("evil3/", 0o700); },
+        &|l| {
+            l.symlink("evil3", c).dir("evil3/", 0o700);
+        },
         Expect::Confined,
     );
     add(
         "hardlink-out-dotdot",
-        &|l| { l.hardlink("hl", "../../../../../../canary/passwd"); },
+        &|l| {
+            l.hardlink("hl", "../../../../../../canary/passwd");
+        },
         Expect::Refused("hl"),
     );
-    add("hardlink-out-absolute", &|l| { l.hardlink("hl", &cp); }, Expect::Refused("hl"));
+    add(
+        "hardlink-out-absolute",
+        &|l| {
+            l.hardlink("hl", &cp);
+        },
+        Expect::Refused("hl"),
+    );
     add(
         "hardlink-through-symlink",
-        &|l| { l.symlink("sd", c).hardlink("hl", "sd/passwd"); },
+        &|l| {
+            l.symlink("sd", c).hardlink("hl", "sd/passwd");
+        },
         Expect::Refused("hl"),
     );
     add(
         "hardlink-through-lower-symlink",
-        &|l| { l.hardlink("hl", "lower_evil/passwd"); },
+        &|l| {
+            l.hardlink("hl", "lower_evil/passwd");
+        },
         Expect::Refused("hl"),
     );
     add(
         "under-lower-symlink",
-        &|l| { l.file("lower_evil/pwned", b"pwned"); },
+        &|l| {
+            l.file("lower_evil/pwned", b"pwned");
+        },
         Expect::Refused("lower_evil/pwned"),
     );
-    add("whiteout-dot", &|l| { l.whiteout(".wh.."); }, Expect::Refused(".wh.."));
-    add("whiteout-dotdot", &|l| { l.whiteout(".wh..."); }, Expect::Refused(".wh..."));
-    add("whiteout-parent-dotdot", &|l| { l.whiteout("../.wh.passwd"); }, Expect::Refused("../.wh.passwd"));
+    add(
+        "whiteout-dot",
+        &|l| {
+            l.whiteout(".wh..");
+        },
+        Expect::Refused(".wh.."),
+    );
+    add(
+        "whiteout-dotdot",
+        &|l| {
+            l.whiteout(".wh...");
+        },
+        Expect::Refused(".wh..."),
+    );
+    add(
+        "whiteout-parent-dotdot",
+        &|l| {
+            l.whiteout("../.wh.passwd");
+        },
+        Expect::Refused("../.wh.passwd"),
+    );
     add(
         "whiteout-through-symlink",
-        &|l| { l.symlink("ws", c).whiteout("ws/.wh.passwd"); },
+        &|l| {
+            l.symlink("ws", c).whiteout("ws/.wh.passwd");
+        },
         Expect::Refused("ws/.wh.passwd"),
     );
     add(
         "opaque-through-symlink",
-        &|l| { l.symlink("os", c).whiteout("os/.wh..wh..opq"); },
+        &|l| {
+            l.symlink("os", c).whiteout("os/.wh..wh..opq");
+        },
         Expect::Refused("os/.wh..wh..opq"),
     );
     add(
         "whiteout-under-lower-symlink",
-        &|l| { l.whiteout("lower_evil/.wh.passwd"); },
+        &|l| {
+            l.whiteout("lower_evil/.wh.passwd");
+        },
         Expect::Refused("lower_evil/.wh.passwd"),
     );
     add(
         "opaque-under-lower-symlink",
-        &|l| { l.whiteout("lower_evil/.wh..wh..opq"); },
+        &|l| {
+            l.whiteout("lower_evil/.wh..wh..opq");
+        },
         Expect::Refused("lower_evil/.wh..wh..opq"),
     );
     v
@@ -115,7 +181,9 @@ fn hostile(backend: Backend) {
 
     let s = Snapshotter::open(&dir.path().join("root"), backend).unwrap();
     let mut base = Layer::new();
-    base.dir("etc/", 0o755).file("etc/passwd", b"inside").symlink("lower_evil", canary.to_str().unwrap());
+    base.dir("etc/", 0o755)
+        .file("etc/passwd", b"inside")
+        .symlink("lower_evil", canary.to_str().unwrap());
     let m = s.prepare(NS, "k-base", None, HashMap::new()).unwrap();
     apply_layer(&m, &base.finish()[..], TAR).unwrap();
     s.commit(NS, "base", "k-base", HashMap::new()).unwrap();
@@ -128,7 +196,10 @@ fn hostile(backend: Backend) {
             Expect::Refused(entry) => {
                 let err = res.expect_err(name);
                 assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name}: {err}");
-                assert!(err.to_string().contains(entry), "{name}: message {err} names {entry}");
+                assert!(
+                    err.to_string().contains(entry),
+                    "{name}: message {err} names {entry}"
+                );
             }
             Expect::Confined => {
                 res.unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -158,7 +229,9 @@ fn hostile_layers_native() {
 
 fn simple_layer() -> Vec<u8> {
     let mut l = Layer::new();
-    l.dir("d/", 0o755).file("d/f", &vec![42u8; 200_000]).file("g", b"g");
+    l.dir("d/", 0o755)
+        .file("d/f", &vec![42u8; 200_000])
+        .file("g", b"g");
     l.finish()
 }
 
@@ -183,10 +256,26 @@ fn malformed_streams_are_refused() {
         ("gzip cut in half", gz[..gz.len() / 2].to_vec(), gzm),
         ("zstd cut short", zs[..zs.len() - 5].to_vec(), zsm),
         ("zstd cut in half", zs[..zs.len() / 2].to_vec(), zsm),
-        ("gzip trailing garbage", [&gz[..], b"garbage!"].concat(), gzm),
-        ("zstd trailing garbage", [&zs[..], b"garbage!"].concat(), zsm),
-        ("tar trailing garbage", [&tar[..], b"garbage!"].concat(), TAR),
-        ("tar without end marker", tar[..tar.len() - 1024].to_vec(), TAR),
+        (
+            "gzip trailing garbage",
+            [&gz[..], b"garbage!"].concat(),
+            gzm,
+        ),
+        (
+            "zstd trailing garbage",
+            [&zs[..], b"garbage!"].concat(),
+            zsm,
+        ),
+        (
+            "tar trailing garbage",
+            [&tar[..], b"garbage!"].concat(),
+            TAR,
+        ),
+        (
+            "tar without end marker",
+            tar[..tar.len() - 1024].to_vec(),
+            TAR,
+        ),
         ("tar cut mid-file", tar[..tar.len() / 2].to_vec(), TAR),
         ("gzip as zstd", gz.clone(), zsm),
     ];
@@ -207,14 +296,26 @@ fn every_layer_media_type_is_accepted() {
         ("application/vnd.oci.image.layer.v1.tar", &tar),
         ("application/vnd.oci.image.layer.v1.tar+gzip", &gz),
         ("application/vnd.oci.image.layer.v1.tar+zstd", &zs),
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar", &tar),
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", &gz),
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", &zs),
+        (
+            "application/vnd.oci.image.layer.nondistributable.v1.tar",
+            &tar,
+        ),
+        (
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            &gz,
+        ),
+        (
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+            &zs,
+        ),
         ("application/vnd.docker.image.rootfs.diff.tar", &tar),
         ("application/vnd.docker.image.rootfs.diff.tar.gzip", &gz),
         ("application/vnd.docker.image.rootfs.diff.tar.zstd", &zs),
         ("application/vnd.docker.image.rootfs.diff.tar+zstd", &zs),
-        ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", &gz),
+        (
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            &gz,
+        ),
     ] {
         let a = try_apply(bytes, mt).unwrap_or_else(|e| panic!("{mt}: {e}"));
         assert_eq!(a.diff_id, berth_api::Digest::of(&tar), "{mt}");

@@ -22,7 +22,9 @@ fn unpack(s: &Snapshotter, prefix: &str, layers: &[Vec<u8>], mt: &str) -> String
     for (i, l) in layers.iter().enumerate() {
         let key = format!("{prefix}-extract-{i}");
         let name = format!("{prefix}-layer-{i}");
-        let m = s.prepare(NS, &key, parent.as_deref(), HashMap::new()).unwrap();
+        let m = s
+            .prepare(NS, &key, parent.as_deref(), HashMap::new())
+            .unwrap();
         apply_layer(&m, &l[..], mt).unwrap_or_else(|e| panic!("layer {i}: {e}"));
         s.commit(NS, &name, &key, HashMap::new()).unwrap();
         parent = Some(name);
@@ -73,19 +75,31 @@ fn getxattr(p: &Path, name: &str) -> Option<String> {
         .arg(name)
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub fn check_three_layers(root: &Path) {
-    assert!(!root.join("del").exists(), "deleted dir from layer 1 is gone");
+    assert!(
+        !root.join("del").exists(),
+        "deleted dir from layer 1 is gone"
+    );
     assert_eq!(fs::read(root.join("data/keep")).unwrap(), b"keep");
     let new = fs::metadata(root.join("data/new")).unwrap();
     let hl = fs::metadata(root.join("data/hl")).unwrap();
     assert_eq!(new.ino(), hl.ino(), "hard link within a layer");
     assert_eq!(hl.nlink(), 2);
-    assert_eq!(fs::read(root.join("data/hl2")).unwrap(), b"old hosts", "link to a lower file");
+    assert_eq!(
+        fs::read(root.join("data/hl2")).unwrap(),
+        b"old hosts",
+        "link to a lower file"
+    );
     assert_eq!(fs::read(root.join("etc/hosts")).unwrap(), b"new hosts");
-    assert_eq!(fs::read_link(root.join("lnk")).unwrap(), Path::new("etc/hosts"));
+    assert_eq!(
+        fs::read_link(root.join("lnk")).unwrap(),
+        Path::new("etc/hosts")
+    );
     let mut opq: Vec<_> = fs::read_dir(root.join("opq"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -95,16 +109,29 @@ pub fn check_three_layers(root: &Path) {
     let suid = fs::metadata(root.join("suid")).unwrap();
     assert_eq!(suid.mode() & 0o7777, 0o4755);
     assert_eq!((suid.uid(), suid.gid()), (1000, 1000));
-    assert_eq!(fs::metadata(root.join("sgid")).unwrap().mode() & 0o7777, 0o2755);
+    assert_eq!(
+        fs::metadata(root.join("sgid")).unwrap().mode() & 0o7777,
+        0o2755
+    );
     let sticky = fs::metadata(root.join("sticky")).unwrap();
     assert!(sticky.is_dir());
     assert_eq!(sticky.mode() & 0o7777, 0o1777);
-    assert!(fs::symlink_metadata(root.join("fifo")).unwrap().file_type().is_fifo());
+    assert!(fs::symlink_metadata(root.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
     let null = fs::symlink_metadata(root.join("null")).unwrap();
     assert!(null.file_type().is_char_device());
     assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
-    assert_eq!(fs::metadata(root.join("bin")).unwrap().mtime(), MTIME as i64, "dir mtime kept");
-    assert_eq!(fs::metadata(root.join("etc/hosts")).unwrap().mtime(), MTIME as i64);
+    assert_eq!(
+        fs::metadata(root.join("bin")).unwrap().mtime(),
+        MTIME as i64,
+        "dir mtime kept"
+    );
+    assert_eq!(
+        fs::metadata(root.join("etc/hosts")).unwrap().mtime(),
+        MTIME as i64
+    );
     match getxattr(&root.join("xa"), "user.foo") {
         Some(v) => assert_eq!(v, "bar"),
         None => eprintln!("WARNING: could not read xattrs (python3 missing?); xattr check skipped"),
@@ -112,11 +139,19 @@ pub fn check_three_layers(root: &Path) {
     if root.join("bin/busybox").exists() {
         let out = Command::new("chroot")
             .arg(root)
-            .args(["/bin/busybox", "sh", "-c", "/bin/busybox cat /etc/hosts; /bin/busybox ls /opq; /bin/busybox cat /data/hl2"])
+            .args([
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "/bin/busybox cat /etc/hosts; /bin/busybox ls /opq; /bin/busybox cat /data/hl2",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "new hostsc\nold hosts");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "new hostsc\nold hosts"
+        );
     } else {
         eprintln!("WARNING: /bin/busybox missing; chroot check skipped");
     }
@@ -139,7 +174,10 @@ fn three_layer_chain(backend: Backend) {
     let v = s.view(NS, "view", Some(&top), HashMap::new()).unwrap();
     let g = MountGuard::new(&v, &dir.path().join("view"));
     check_three_layers(&g.path);
-    assert!(fs::write(g.path.join("nope"), b"x").is_err(), "view is read-only");
+    assert!(
+        fs::write(g.path.join("nope"), b"x").is_err(),
+        "view is read-only"
+    );
 }
 
 #[test]
@@ -157,7 +195,9 @@ fn long_chain(backend: Backend) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("a-rather-long-snapshotter-root-directory-name-to-stress-options");
+    let root = dir
+        .path()
+        .join("a-rather-long-snapshotter-root-directory-name-to-stress-options");
     let s = Snapshotter::open(&root, backend).unwrap();
     let layers: Vec<Vec<u8>> = (0..120)
         .map(|i| {
@@ -175,14 +215,20 @@ fn long_chain(backend: Backend) {
     let top = unpack(&s, "long", &layers, TAR);
     let m = s.prepare(NS, "rootfs", Some(&top), HashMap::new()).unwrap();
     if backend == Backend::Overlay {
-        assert!(m[0].options.join(",").len() > 4096, "exercises the long-options path");
+        assert!(
+            m[0].options.join(",").len() > 4096,
+            "exercises the long-options path"
+        );
     }
     let v = s.view(NS, "view", Some(&top), HashMap::new()).unwrap();
     for (name, mounts) in [("mnt", m), ("view", v)] {
         let g = MountGuard::new(&mounts, &dir.path().join(name));
         assert!(!g.path.join("layers/0").exists());
         for i in 1..120 {
-            assert_eq!(fs::read_to_string(g.path.join(format!("layers/{i}"))).unwrap(), i.to_string());
+            assert_eq!(
+                fs::read_to_string(g.path.join(format!("layers/{i}"))).unwrap(),
+                i.to_string()
+            );
         }
     }
 }

@@ -25,12 +25,15 @@ fn base_chain(s: &Snapshotter) -> String {
         .dir("keep/", 0o755)
         .file("keep/x", b"x");
     let mut l2 = Layer::new();
-    l2.file("etc/motd", b"motd").file_xattr("etc/xa", "user.k", b"v", b"xa");
+    l2.file("etc/motd", b"motd")
+        .file_xattr("etc/xa", "user.k", b"v", b"xa");
     let mut parent = None;
     for (i, l) in [l1.finish(), l2.finish()].iter().enumerate() {
         let key = format!("k{i}");
         let name = format!("base{i}");
-        let m = s.prepare(NS, &key, parent.as_deref(), HashMap::new()).unwrap();
+        let m = s
+            .prepare(NS, &key, parent.as_deref(), HashMap::new())
+            .unwrap();
         apply_layer(&m, &l[..], "application/vnd.oci.image.layer.v1.tar").unwrap();
         s.commit(NS, &name, &key, HashMap::new()).unwrap();
         parent = Some(name);
@@ -73,7 +76,9 @@ fn decompress(c: Compression, bytes: &[u8]) -> Vec<u8> {
     match c {
         Compression::None => out.extend_from_slice(bytes),
         Compression::Gzip => {
-            flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+            flate2::read::MultiGzDecoder::new(bytes)
+                .read_to_end(&mut out)
+                .unwrap();
         }
         Compression::Zstd => out = zstd::decode_all(bytes).unwrap(),
     }
@@ -97,7 +102,10 @@ fn roundtrip(backend: Backend, compression: Compression) {
     let w = diff_layer(&lower, &work, compression, &mut bytes).unwrap();
     assert_eq!(w.size, bytes.len() as u64);
     assert_eq!(w.digest, berth_api::Digest::of(&bytes));
-    assert_eq!(w.diff_id, berth_api::Digest::of(&decompress(compression, &bytes)));
+    assert_eq!(
+        w.diff_id,
+        berth_api::Digest::of(&decompress(compression, &bytes))
+    );
 
     let re = s.prepare(NS, "re", Some(&top), HashMap::new()).unwrap();
     let a = apply_layer(&re, &bytes[..], layer::oci_media_type(compression)).unwrap();
@@ -107,10 +115,16 @@ fn roundtrip(backend: Backend, compression: Compression) {
 
     let g1 = MountGuard::new(&work, &dir.path().join("m-work"));
     let g2 = MountGuard::new(&re, &dir.path().join("m-re"));
-    let (t1, t2) = (tree_without_root_and_dir_times(&g1.path), tree_without_root_and_dir_times(&g2.path));
+    let (t1, t2) = (
+        tree_without_root_and_dir_times(&g1.path),
+        tree_without_root_and_dir_times(&g2.path),
+    );
     assert_eq!(t1, t2);
     assert!(!g2.path.join("etc/gone").exists());
-    assert!(!g2.path.join("data/a").exists(), "replaced dir hides old children");
+    assert!(
+        !g2.path.join("data/a").exists(),
+        "replaced dir hides old children"
+    );
     assert!(g2.path.join("keep/x").exists());
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
@@ -158,5 +172,8 @@ fn full_tree_diff_of_a_view() {
     apply_layer(&fresh, &bytes[..], layer::oci_media_type(Compression::None)).unwrap();
     let g1 = MountGuard::new(&view, &dir.path().join("m-view"));
     let g2 = MountGuard::new(&fresh, &dir.path().join("m-fresh"));
-    assert_eq!(tree_without_root_and_dir_times(&g1.path), tree_without_root_and_dir_times(&g2.path));
+    assert_eq!(
+        tree_without_root_and_dir_times(&g1.path),
+        tree_without_root_and_dir_times(&g2.path)
+    );
 }

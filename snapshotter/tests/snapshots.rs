@@ -10,7 +10,9 @@ use berth_snapshotter::{Backend, ErrorKind, Kind, Snapshotter};
 const NS: &str = "default";
 
 fn labels(kv: &[(&str, &str)]) -> HashMap<String, String> {
-    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn each_backend(f: impl Fn(&Snapshotter, &std::path::Path)) {
@@ -26,7 +28,9 @@ fn chain(s: &Snapshotter) {
     let m = s.prepare(NS, "k-base", None, HashMap::new()).unwrap();
     fs::write(format!("{}/base.txt", m[0].source), b"base").unwrap();
     s.commit(NS, "base", "k-base", HashMap::new()).unwrap();
-    let m = s.prepare(NS, "k-mid", Some("base"), HashMap::new()).unwrap();
+    let m = s
+        .prepare(NS, "k-mid", Some("base"), HashMap::new())
+        .unwrap();
     let upper = upper_of(&m);
     fs::write(format!("{upper}/mid.txt"), b"mid").unwrap();
     s.commit(NS, "mid", "k-mid", HashMap::new()).unwrap();
@@ -77,11 +81,21 @@ fn mount_specs_have_the_right_shape() {
     let m = s.prepare(NS, "act", Some("mid"), HashMap::new()).unwrap();
     assert_eq!(m[0].kind, "overlay");
     let opts = m[0].options.join(",");
-    assert!(opts.contains("upperdir=") && opts.contains("workdir="), "{opts}");
-    let lower = m[0].options.iter().find_map(|o| o.strip_prefix("lowerdir=")).unwrap();
+    assert!(
+        opts.contains("upperdir=") && opts.contains("workdir="),
+        "{opts}"
+    );
+    let lower = m[0]
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("lowerdir="))
+        .unwrap();
     let lowers: Vec<_> = lower.split(':').collect();
     assert_eq!(lowers.len(), 2);
-    assert!(fs::metadata(format!("{}/mid.txt", lowers[0])).is_ok(), "top layer first");
+    assert!(
+        fs::metadata(format!("{}/mid.txt", lowers[0])).is_ok(),
+        "top layer first"
+    );
     // single-layer view: read-only bind of the parent
     let v = s.view(NS, "v1", Some("base"), HashMap::new()).unwrap();
     assert_eq!(v[0].kind, "bind");
@@ -94,7 +108,10 @@ fn mount_specs_have_the_right_shape() {
     assert_eq!(s.stat(NS, "v2").unwrap().kind, Kind::View);
     assert_eq!(s.mounts(NS, "v2").unwrap(), v);
     // committed snapshots have no mounts
-    assert_eq!(s.mounts(NS, "mid").unwrap_err().kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(
+        s.mounts(NS, "mid").unwrap_err().kind(),
+        ErrorKind::FailedPrecondition
+    );
 }
 
 #[test]
@@ -104,8 +121,14 @@ fn native_copies_the_parent() {
     chain(&s);
     let m = s.prepare(NS, "act", Some("mid"), HashMap::new()).unwrap();
     assert_eq!(m[0].kind, "bind");
-    assert_eq!(fs::read(format!("{}/base.txt", m[0].source)).unwrap(), b"base");
-    assert_eq!(fs::read(format!("{}/mid.txt", m[0].source)).unwrap(), b"mid");
+    assert_eq!(
+        fs::read(format!("{}/base.txt", m[0].source)).unwrap(),
+        b"base"
+    );
+    assert_eq!(
+        fs::read(format!("{}/mid.txt", m[0].source)).unwrap(),
+        b"mid"
+    );
     let v = s.view(NS, "v", Some("mid"), HashMap::new()).unwrap();
     assert!(v[0].options.contains(&"ro".to_string()));
 }
@@ -116,22 +139,39 @@ fn error_kinds() {
         chain(s);
         // unknown key / parent
         assert_eq!(s.stat(NS, "nope").unwrap_err().kind(), ErrorKind::NotFound);
-        assert_eq!(s.mounts(NS, "nope").unwrap_err().kind(), ErrorKind::NotFound);
-        assert_eq!(s.remove(NS, "nope").unwrap_err().kind(), ErrorKind::NotFound);
-        assert_eq!(s.usage(NS, "nope").unwrap_err().kind(), ErrorKind::NotFound);
         assert_eq!(
-            s.prepare(NS, "x", Some("nope"), HashMap::new()).unwrap_err().kind(),
+            s.mounts(NS, "nope").unwrap_err().kind(),
             ErrorKind::NotFound
         );
-        assert_eq!(s.commit(NS, "n", "nope", HashMap::new()).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            s.remove(NS, "nope").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(s.usage(NS, "nope").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            s.prepare(NS, "x", Some("nope"), HashMap::new())
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            s.commit(NS, "n", "nope", HashMap::new())
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
         // duplicates
         s.prepare(NS, "act", Some("mid"), HashMap::new()).unwrap();
         assert_eq!(
-            s.prepare(NS, "act", None, HashMap::new()).unwrap_err().kind(),
+            s.prepare(NS, "act", None, HashMap::new())
+                .unwrap_err()
+                .kind(),
             ErrorKind::AlreadyExists
         );
         assert_eq!(
-            s.commit(NS, "base", "act", HashMap::new()).unwrap_err().kind(),
+            s.commit(NS, "base", "act", HashMap::new())
+                .unwrap_err()
+                .kind(),
             ErrorKind::AlreadyExists
         );
         // state
@@ -141,26 +181,41 @@ fn error_kinds() {
         );
         s.view(NS, "view", Some("mid"), HashMap::new()).unwrap();
         assert_eq!(
-            s.commit(NS, "z", "view", HashMap::new()).unwrap_err().kind(),
+            s.commit(NS, "z", "view", HashMap::new())
+                .unwrap_err()
+                .kind(),
             ErrorKind::FailedPrecondition
         );
         assert_eq!(
-            s.prepare(NS, "y", Some("act"), HashMap::new()).unwrap_err().kind(),
+            s.prepare(NS, "y", Some("act"), HashMap::new())
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument,
             "parent must be committed"
         );
-        assert_eq!(s.remove(NS, "base").unwrap_err().kind(), ErrorKind::FailedPrecondition);
-        assert_eq!(s.remove(NS, "mid").unwrap_err().kind(), ErrorKind::FailedPrecondition);
+        assert_eq!(
+            s.remove(NS, "base").unwrap_err().kind(),
+            ErrorKind::FailedPrecondition
+        );
+        assert_eq!(
+            s.remove(NS, "mid").unwrap_err().kind(),
+            ErrorKind::FailedPrecondition
+        );
         // invalid keys and namespaces
         for bad in ["", "a\0b"] {
             assert_eq!(
                 s.prepare(NS, bad, None, HashMap::new()).unwrap_err().kind(),
                 ErrorKind::InvalidArgument
             );
-            assert_eq!(s.stat(NS, bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+            assert_eq!(
+                s.stat(NS, bad).unwrap_err().kind(),
+                ErrorKind::InvalidArgument
+            );
         }
         assert_eq!(
-            s.prepare("bad/ns", "k", None, HashMap::new()).unwrap_err().kind(),
+            s.prepare("bad/ns", "k", None, HashMap::new())
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument
         );
         // removal order: children first
@@ -176,9 +231,14 @@ fn error_kinds() {
 fn namespaces_are_isolated() {
     each_backend(|s, _| {
         chain(s);
-        assert_eq!(s.stat("other", "mid").unwrap_err().kind(), ErrorKind::NotFound);
         assert_eq!(
-            s.prepare("other", "k", Some("mid"), HashMap::new()).unwrap_err().kind(),
+            s.stat("other", "mid").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            s.prepare("other", "k", Some("mid"), HashMap::new())
+                .unwrap_err()
+                .kind(),
             ErrorKind::NotFound
         );
         // the same key in another namespace is a different snapshot
@@ -194,12 +254,17 @@ fn namespaces_are_isolated() {
 #[test]
 fn update_labels_by_field_path() {
     each_backend(|s, _| {
-        s.prepare(NS, "a", None, labels(&[("keep", "1"), ("drop", "2")])).unwrap();
+        s.prepare(NS, "a", None, labels(&[("keep", "1"), ("drop", "2")]))
+            .unwrap();
         let mut info = s.stat(NS, "a").unwrap();
         let before = info.updated_at;
         info.labels = labels(&[("new", "3")]);
         let got = s
-            .update(NS, info.clone(), &["labels.new".into(), "labels.drop".into()])
+            .update(
+                NS,
+                info.clone(),
+                &["labels.new".into(), "labels.drop".into()],
+            )
             .unwrap();
         assert_eq!(got.labels, labels(&[("keep", "1"), ("new", "3")]));
         assert!(got.updated_at >= before);
@@ -212,7 +277,10 @@ fn update_labels_by_field_path() {
         let err = s.update(NS, info.clone(), &["parent".into()]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         info.name = "missing".into();
-        assert_eq!(s.update(NS, info, &[]).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            s.update(NS, info, &[]).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     });
 }
 
@@ -252,6 +320,9 @@ fn cleanup_removes_only_orphans_and_metadata_persists() {
         assert!(!m.is_empty());
         // removing deletes the directory
         s.remove(NS, "again").unwrap();
-        assert_eq!(fs::read_dir(dir.path().join("snapshots")).unwrap().count(), 2);
+        assert_eq!(
+            fs::read_dir(dir.path().join("snapshots")).unwrap().count(),
+            2
+        );
     }
 }

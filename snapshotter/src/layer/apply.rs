@@ -28,7 +28,6 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 use tar::EntryType;
 
-
 use super::safe::{self, clean, is_dir, join, lstat_at, open_dir_at, proc_path, Lowers};
 use super::{compression_of, Applied, Compression, HashReader};
 use crate::error::{Error, Result};
@@ -45,7 +44,11 @@ const BUF: usize = 1 << 20;
 /// On success the written tree is synced (`syncfs`) before returning.
 pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Result<Applied> {
     let compression = compression_of(media_type)?;
-    let bad_spec = || Error::InvalidArgument("apply needs one overlay mount with an upperdir or one writable bind mount".into());
+    let bad_spec = || {
+        Error::InvalidArgument(
+            "apply needs one overlay mount with an upperdir or one writable bind mount".into(),
+        )
+    };
     let (upper, lowers) = layer_dirs(mounts).ok_or_else(bad_spec)?;
     let upper = upper.ok_or_else(bad_spec)?;
     let overlay = mounts.first().is_some_and(|m| m.kind == "overlay");
@@ -67,8 +70,11 @@ pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Res
                 BufReader::with_capacity(BUF, &mut compressed),
             )),
             Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF, &mut compressed))
-                    .map_err(stream_err)?,
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+                    BUF,
+                    &mut compressed,
+                ))
+                .map_err(stream_err)?,
             ),
         };
         let mut plain = HashReader::new(decoded);
@@ -77,7 +83,6 @@ pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Res
             let mut entry = entry.map_err(stream_err)?;
             applier.entry(&mut entry)?;
         }
-        drop(archive);
         // Past the end marker only zero padding may follow.
         let mut tail = vec![0u8; 64 * 1024];
         loop {
@@ -86,17 +91,23 @@ pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Res
                 break;
             }
             if tail[..n].iter().any(|b| *b != 0) {
-                return Err(Error::InvalidArgument("layer stream: trailing data after the tar end marker".into()));
+                return Err(Error::InvalidArgument(
+                    "layer stream: trailing data after the tar end marker".into(),
+                ));
             }
         }
         if plain.trailing_zeros < 1024 {
-            return Err(Error::InvalidArgument("layer stream: truncated tar (no end-of-archive marker)".into()));
+            return Err(Error::InvalidArgument(
+                "layer stream: truncated tar (no end-of-archive marker)".into(),
+            ));
         }
         plain.finish().0
     };
     let mut one = [0u8; 1];
     if compressed.read(&mut one).map_err(stream_err)? != 0 {
-        return Err(Error::InvalidArgument("layer stream: trailing data after the compressed stream".into()));
+        return Err(Error::InvalidArgument(
+            "layer stream: trailing data after the compressed stream".into(),
+        ));
     }
     let (compressed_digest, compressed_size) = compressed.finish();
     applier.finish()?;
@@ -129,11 +140,17 @@ pub(super) struct Applier {
     pub(super) buf: Vec<u8>,
 }
 
-pub(super) fn io_err<'a>(what: &'static str, path: &'a [OsString]) -> impl FnOnce(std::io::Error) -> Error + 'a {
+pub(super) fn io_err<'a>(
+    what: &'static str,
+    path: &'a [OsString],
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |e| Error::io(what, join(path), e)
 }
 
-pub(super) fn nix_err<'a>(what: &'static str, path: &'a [OsString]) -> impl FnOnce(nix::errno::Errno) -> Error + 'a {
+pub(super) fn nix_err<'a>(
+    what: &'static str,
+    path: &'a [OsString],
+) -> impl FnOnce(nix::errno::Errno) -> Error + 'a {
     move |e| Error::io(what, join(path), e.into())
 }
 
@@ -152,7 +169,10 @@ fn parse_pax_time(v: &str) -> Option<TimeSpec> {
         digits.push('0');
     }
     let nanos: i64 = digits.parse().ok()?;
-    Some(TimeSpec::new(secs, if secs < 0 && nanos > 0 { -nanos } else { nanos }))
+    Some(TimeSpec::new(
+        secs,
+        if secs < 0 && nanos > 0 { -nanos } else { nanos },
+    ))
 }
 
 fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
@@ -173,7 +193,9 @@ fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
             match key {
                 "uid" => m.uid = val.parse().map_err(|_| refuse(raw, "bad pax uid"))?,
                 "gid" => m.gid = val.parse().map_err(|_| refuse(raw, "bad pax gid"))?,
-                "mtime" => m.mtime = parse_pax_time(val).ok_or_else(|| refuse(raw, "bad pax mtime"))?,
+                "mtime" => {
+                    m.mtime = parse_pax_time(val).ok_or_else(|| refuse(raw, "bad pax mtime"))?
+                }
                 k => {
                     if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
                         // Overlay's own xattrs are ours to set, never a layer's.
@@ -193,7 +215,10 @@ impl Applier {
         let et = entry.header().entry_type();
         if matches!(
             et,
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -236,17 +261,23 @@ impl Applier {
                     if n == 0 {
                         break;
                     }
-                    f.write_all(&self.buf[..n]).map_err(io_err("write", &comps))?;
+                    f.write_all(&self.buf[..n])
+                        .map_err(io_err("write", &comps))?;
                 }
                 let fd = f.as_raw_fd();
-                nix::unistd::fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
-                    .map_err(nix_err("chown", &comps))?;
+                nix::unistd::fchown(
+                    fd,
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                )
+                .map_err(nix_err("chown", &comps))?;
                 nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(meta.mode))
                     .map_err(nix_err("chmod", &comps))?;
                 for (k, v) in &meta.xattrs {
                     sys::fsetxattr(f.as_fd(), k, v).map_err(io_err("setxattr", &comps))?;
                 }
-                nix::sys::stat::futimens(fd, &meta.mtime, &meta.mtime).map_err(nix_err("utimens", &comps))?;
+                nix::sys::stat::futimens(fd, &meta.mtime, &meta.mtime)
+                    .map_err(nix_err("utimens", &comps))?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -254,8 +285,12 @@ impl Applier {
                     .ok_or_else(|| refuse(&raw, "symlink without target"))?
                     .into_owned();
                 self.replace(d, name, &comps)?;
-                nix::unistd::symlinkat(OsStr::from_bytes(&target), Some(d.as_raw_fd()), name.as_os_str())
-                    .map_err(nix_err("symlink", &comps))?;
+                nix::unistd::symlinkat(
+                    OsStr::from_bytes(&target),
+                    Some(d.as_raw_fd()),
+                    name.as_os_str(),
+                )
+                .map_err(nix_err("symlink", &comps))?;
                 self.finish_node(d, name, &comps, &meta, false)?;
             }
             EntryType::Link => {
@@ -278,8 +313,14 @@ impl Applier {
                     _ => SFlag::S_IFIFO,
                 };
                 self.replace(d, name, &comps)?;
-                nix::sys::stat::mknodat(Some(d.as_raw_fd()), name.as_os_str(), kind, Mode::from_bits_truncate(0o600), rdev)
-                    .map_err(nix_err("mknod", &comps))?;
+                nix::sys::stat::mknodat(
+                    Some(d.as_raw_fd()),
+                    name.as_os_str(),
+                    kind,
+                    Mode::from_bits_truncate(0o600),
+                    rdev,
+                )
+                .map_err(nix_err("mknod", &comps))?;
                 self.finish_node(d, name, &comps, &meta, true)?;
             }
             other => return Err(refuse(&raw, format!("unsupported entry type {other:?}"))),
@@ -291,7 +332,14 @@ impl Applier {
     }
 
     /// Owner, mode (unless a symlink), xattrs and times of a node created by name.
-    pub(super) fn finish_node(&self, d: BorrowedFd<'_>, name: &OsStr, comps: &[OsString], meta: &Meta, chmod: bool) -> Result<()> {
+    pub(super) fn finish_node(
+        &self,
+        d: BorrowedFd<'_>,
+        name: &OsStr,
+        comps: &[OsString],
+        meta: &Meta,
+        chmod: bool,
+    ) -> Result<()> {
         nix::unistd::fchownat(
             Some(d.as_raw_fd()),
             name,
@@ -301,15 +349,26 @@ impl Applier {
         )
         .map_err(nix_err("chown", comps))?;
         if chmod {
-            nix::sys::stat::fchmodat(Some(d.as_raw_fd()), name, Mode::from_bits_truncate(meta.mode), FchmodatFlags::FollowSymlink)
-                .map_err(nix_err("chmod", comps))?;
+            nix::sys::stat::fchmodat(
+                Some(d.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(meta.mode),
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(nix_err("chmod", comps))?;
         }
         let p = proc_path(d, name);
         for (k, v) in &meta.xattrs {
             sys::lsetxattr(p.as_os_str(), k, v).map_err(io_err("setxattr", comps))?;
         }
-        nix::sys::stat::utimensat(Some(d.as_raw_fd()), name, &meta.mtime, &meta.mtime, UtimensatFlags::NoFollowSymlink)
-            .map_err(nix_err("utimens", comps))
+        nix::sys::stat::utimensat(
+            Some(d.as_raw_fd()),
+            name,
+            &meta.mtime,
+            &meta.mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(nix_err("utimens", comps))
     }
 
     fn make_dir(&mut self, d: BorrowedFd<'_>, comps: &[OsString], meta: &Meta) -> Result<()> {
@@ -318,16 +377,29 @@ impl Applier {
             Some(st) if is_dir(&st) => {}
             Some(_) => {
                 self.replace(d, name, comps)?;
-                nix::sys::stat::mkdirat(Some(d.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(0o700))
-                    .map_err(nix_err("mkdir", comps))?;
+                nix::sys::stat::mkdirat(
+                    Some(d.as_raw_fd()),
+                    name.as_os_str(),
+                    Mode::from_bits_truncate(0o700),
+                )
+                .map_err(nix_err("mkdir", comps))?;
             }
-            None => nix::sys::stat::mkdirat(Some(d.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(0o700))
-                .map_err(nix_err("mkdir", comps))?,
+            None => nix::sys::stat::mkdirat(
+                Some(d.as_raw_fd()),
+                name.as_os_str(),
+                Mode::from_bits_truncate(0o700),
+            )
+            .map_err(nix_err("mkdir", comps))?,
         }
         let fd = open_dir_at(d, name).map_err(io_err("open", comps))?;
-        nix::unistd::fchown(fd.as_raw_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
-            .map_err(nix_err("chown", comps))?;
-        nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(meta.mode)).map_err(nix_err("chmod", comps))?;
+        nix::unistd::fchown(
+            fd.as_raw_fd(),
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+        )
+        .map_err(nix_err("chown", comps))?;
+        nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(meta.mode))
+            .map_err(nix_err("chmod", comps))?;
         for (k, v) in &meta.xattrs {
             sys::fsetxattr(fd.as_fd(), k, v).map_err(io_err("setxattr", comps))?;
         }
@@ -337,7 +409,12 @@ impl Applier {
 
     /// Removes whatever is at `name` (recursively); forgets cached
     /// directories if a directory went away.
-    pub(super) fn replace(&mut self, d: BorrowedFd<'_>, name: &OsStr, comps: &[OsString]) -> Result<()> {
+    pub(super) fn replace(
+        &mut self,
+        d: BorrowedFd<'_>,
+        name: &OsStr,
+        comps: &[OsString],
+    ) -> Result<()> {
         if let Some(st) = lstat_at(d, name).map_err(io_err("stat", comps))? {
             if is_dir(&st) {
                 self.stack.clear();
@@ -356,7 +433,12 @@ impl Applier {
 
     /// Like [`Applier::parent_dir`]; with `create` false a missing
     /// component gives None instead of being created.
-    pub(super) fn walk(&mut self, comps: &[OsString], raw: &[u8], create: bool) -> Result<Option<OwnedFd>> {
+    pub(super) fn walk(
+        &mut self,
+        comps: &[OsString],
+        raw: &[u8],
+        create: bool,
+    ) -> Result<Option<OwnedFd>> {
         let mut k = 0;
         while k < self.stack.len() && k < comps.len() && self.stack[k].0 == comps[k] {
             k += 1;
@@ -365,18 +447,28 @@ impl Applier {
         for i in k..comps.len() {
             let name = &comps[i];
             let (fd, time) = {
-                let cur = if i == 0 { self.root.as_fd() } else { self.stack[i - 1].1.as_fd() };
+                let cur = if i == 0 {
+                    self.root.as_fd()
+                } else {
+                    self.stack[i - 1].1.as_fd()
+                };
                 match open_dir_at(cur, name) {
                     Ok(fd) => (fd, None),
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !create => return Ok(None),
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                         let t = self.implicit_dir(cur, &comps[..=i], raw)?;
-                        (open_dir_at(cur, name).map_err(io_err("open", &comps[..=i]))?, t)
+                        (
+                            open_dir_at(cur, name).map_err(io_err("open", &comps[..=i]))?,
+                            t,
+                        )
                     }
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
                         return Err(refuse(
                             raw,
-                            format!("parent {:?} is a symlink or not a directory", join(&comps[..=i])),
+                            format!(
+                                "parent {:?} is a symlink or not a directory",
+                                join(&comps[..=i])
+                            ),
                         ))
                     }
                     Err(e) => return Err(Error::io("open", join(&comps[..=i]), e)),
@@ -397,7 +489,12 @@ impl Applier {
 
     /// Creates a directory the layer needs but does not list: with the
     /// metadata of the lower layers' directory on overlay, else 0755 root.
-    fn implicit_dir(&self, cur: BorrowedFd<'_>, comps: &[OsString], raw: &[u8]) -> Result<Option<TimeSpec>> {
+    fn implicit_dir(
+        &self,
+        cur: BorrowedFd<'_>,
+        comps: &[OsString],
+        raw: &[u8],
+    ) -> Result<Option<TimeSpec>> {
         let name = &comps[comps.len() - 1];
         let lower = if self.overlay {
             self.lowers.lookup(comps).map_err(io_err("lookup", comps))?
@@ -408,30 +505,47 @@ impl Applier {
             if !is_dir(&hit.stat) {
                 return Err(refuse(
                     raw,
-                    format!("parent {:?} is a symlink or file in a lower layer", join(comps)),
+                    format!(
+                        "parent {:?} is a symlink or file in a lower layer",
+                        join(comps)
+                    ),
                 ));
             }
         }
         let mode = lower.as_ref().map_or(0o755, |h| h.stat.st_mode & 0o7777);
-        nix::sys::stat::mkdirat(Some(cur.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(mode))
-            .map_err(nix_err("mkdir", comps))?;
+        nix::sys::stat::mkdirat(
+            Some(cur.as_raw_fd()),
+            name.as_os_str(),
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(nix_err("mkdir", comps))?;
         if let Some(hit) = lower {
             let fd = open_dir_at(cur, name).map_err(io_err("open", comps))?;
-            nix::unistd::fchown(fd.as_raw_fd(), Some(Uid::from_raw(hit.stat.st_uid)), Some(Gid::from_raw(hit.stat.st_gid)))
-                .map_err(nix_err("chown", comps))?;
-            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(nix_err("chmod", comps))?;
+            nix::unistd::fchown(
+                fd.as_raw_fd(),
+                Some(Uid::from_raw(hit.stat.st_uid)),
+                Some(Gid::from_raw(hit.stat.st_gid)),
+            )
+            .map_err(nix_err("chown", comps))?;
+            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode))
+                .map_err(nix_err("chmod", comps))?;
             let src = proc_path(hit.parent.as_fd(), name);
             for k in sys::llistxattr(src.as_os_str()).map_err(io_err("listxattr", comps))? {
                 let k = OsStr::from_bytes(&k);
                 if k.as_bytes().starts_with(b"trusted.overlay.") {
                     continue;
                 }
-                if let Some(v) = sys::lgetxattr(src.as_os_str(), k).map_err(io_err("getxattr", comps))? {
+                if let Some(v) =
+                    sys::lgetxattr(src.as_os_str(), k).map_err(io_err("getxattr", comps))?
+                {
                     sys::fsetxattr(fd.as_fd(), k, &v).map_err(io_err("setxattr", comps))?;
                 }
             }
             // Restored after children are written (dir_times is replayed in reverse).
-            return Ok(Some(TimeSpec::new(hit.stat.st_mtime, hit.stat.st_mtime_nsec)));
+            return Ok(Some(TimeSpec::new(
+                hit.stat.st_mtime,
+                hit.stat.st_mtime_nsec,
+            )));
         }
         Ok(None)
     }

@@ -39,14 +39,25 @@ impl Applier {
 
     /// `.wh.NAME` in `parent`: overlay writes a 0/0 character device;
     /// native deletes NAME.
-    pub(super) fn whiteout(&mut self, parent: &[OsString], target: &OsStr, raw: &[u8]) -> Result<()> {
+    pub(super) fn whiteout(
+        &mut self,
+        parent: &[OsString],
+        target: &OsStr,
+        raw: &[u8],
+    ) -> Result<()> {
         let d = self.parent_dir(parent, raw)?;
         let mut comps = parent.to_vec();
         comps.push(target.to_owned());
         self.replace(d.as_fd(), target, &comps)?;
         if self.overlay {
-            nix::sys::stat::mknodat(Some(d.as_raw_fd()), target, SFlag::S_IFCHR, Mode::empty(), 0)
-                .map_err(nix_err("mknod whiteout", &comps))?;
+            nix::sys::stat::mknodat(
+                Some(d.as_raw_fd()),
+                target,
+                SFlag::S_IFCHR,
+                Mode::empty(),
+                0,
+            )
+            .map_err(nix_err("mknod whiteout", &comps))?;
         }
         Ok(())
     }
@@ -79,7 +90,12 @@ impl Applier {
             (Some(st), _) if is_dir(&st) => return Err(refuse(raw, "hard link to a directory")),
             (Some(_), Some(td)) => td,
             _ if self.overlay => self.copy_up(&tcomps, raw)?,
-            _ => return Err(refuse(raw, "hard link target not found in this layer or below")),
+            _ => {
+                return Err(refuse(
+                    raw,
+                    "hard link target not found in this layer or below",
+                ))
+            }
         };
         self.replace(d, name, comps)?;
         nix::unistd::linkat(
@@ -95,17 +111,27 @@ impl Applier {
     /// Copies a regular file visible in the lowers into the upper dir at the
     /// same path; returns the upper directory holding it.
     fn copy_up(&mut self, tcomps: &[OsString], raw: &[u8]) -> Result<std::os::fd::OwnedFd> {
-        let (tname, tparent) = tcomps.split_last().ok_or_else(|| refuse(raw, "empty link target"))?;
+        let (tname, tparent) = tcomps
+            .split_last()
+            .ok_or_else(|| refuse(raw, "empty link target"))?;
         let hit = self
             .lowers
             .lookup(tcomps)
             .map_err(io_err("lookup", tcomps))?
             .ok_or_else(|| refuse(raw, "hard link target not found in this layer or below"))?;
         if file_type(&hit.stat) != SFlag::S_IFREG {
-            return Err(refuse(raw, "hard link target in a lower layer is not a regular file"));
+            return Err(refuse(
+                raw,
+                "hard link target in a lower layer is not a regular file",
+            ));
         }
-        let src = sys::openat(Some(hit.parent.as_fd()), tname, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-            .map_err(io_err("open lower", tcomps))?;
+        let src = sys::openat(
+            Some(hit.parent.as_fd()),
+            tname,
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+        )
+        .map_err(io_err("open lower", tcomps))?;
         let tdir = self.parent_dir(tparent, raw)?;
         let dst = sys::openat(
             Some(tdir.as_fd()),
@@ -117,14 +143,20 @@ impl Applier {
         let mut dst = File::from(dst);
         std::io::copy(&mut File::from(src), &mut dst).map_err(io_err("copy up", tcomps))?;
         let fd = dst.as_raw_fd();
-        nix::unistd::fchown(fd, Some(Uid::from_raw(hit.stat.st_uid)), Some(Gid::from_raw(hit.stat.st_gid)))
-            .map_err(nix_err("chown", tcomps))?;
+        nix::unistd::fchown(
+            fd,
+            Some(Uid::from_raw(hit.stat.st_uid)),
+            Some(Gid::from_raw(hit.stat.st_gid)),
+        )
+        .map_err(nix_err("chown", tcomps))?;
         nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(hit.stat.st_mode & 0o7777))
             .map_err(nix_err("chmod", tcomps))?;
         let srcp = proc_path(hit.parent.as_fd(), tname);
         for k in sys::llistxattr(srcp.as_os_str()).map_err(io_err("listxattr", tcomps))? {
             let k = OsStr::from_bytes(&k);
-            if let Some(v) = sys::lgetxattr(srcp.as_os_str(), k).map_err(io_err("getxattr", tcomps))? {
+            if let Some(v) =
+                sys::lgetxattr(srcp.as_os_str(), k).map_err(io_err("getxattr", tcomps))?
+            {
                 sys::fsetxattr(dst.as_fd(), k, &v).map_err(io_err("setxattr", tcomps))?;
             }
         }
@@ -137,14 +169,25 @@ impl Applier {
     pub(super) fn finish(mut self) -> Result<()> {
         let times = std::mem::take(&mut self.dir_times);
         for (comps, t) in times.iter().rev() {
-            let Some((name, parent)) = comps.split_last() else { continue };
-            let Ok(Some(d)) = self.walk(parent, b"", false) else { continue };
-            match nix::sys::stat::utimensat(Some(d.as_raw_fd()), name.as_os_str(), t, t, UtimensatFlags::NoFollowSymlink) {
+            let Some((name, parent)) = comps.split_last() else {
+                continue;
+            };
+            let Ok(Some(d)) = self.walk(parent, b"", false) else {
+                continue;
+            };
+            match nix::sys::stat::utimensat(
+                Some(d.as_raw_fd()),
+                name.as_os_str(),
+                t,
+                t,
+                UtimensatFlags::NoFollowSymlink,
+            ) {
                 Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
                 Err(e) => return Err(Error::io("utimens", join(comps), e.into())),
             }
         }
         self.stack.clear();
-        nix::unistd::syncfs(self.root.as_raw_fd()).map_err(|e| Error::io("syncfs", "layer root", e.into()))
+        nix::unistd::syncfs(self.root.as_raw_fd())
+            .map_err(|e| Error::io("syncfs", "layer root", e.into()))
     }
 }

@@ -95,7 +95,10 @@ fn readable(mounts: &[Mount]) -> Result<(Option<PathBuf>, Option<TempMount>)> {
                 "index=off".into(),
                 format!(
                     "lowerdir={}",
-                    d.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>().join(":")
+                    d.iter()
+                        .map(|p| p.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(":")
                 ),
             ],
         }],
@@ -122,9 +125,13 @@ pub fn diff_layer(
     let counted = HashWriter::new(out);
     let enc = match compression {
         Compression::None => Encoder::Plain(counted),
-        Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(counted, flate2::Compression::new(6))),
+        Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+            counted,
+            flate2::Compression::new(6),
+        )),
         Compression::Zstd => Encoder::Zstd(
-            zstd::stream::write::Encoder::new(counted, 3).map_err(|e| Error::Internal(format!("zstd: {e}")))?,
+            zstd::stream::write::Encoder::new(counted, 3)
+                .map_err(|e| Error::Internal(format!("zstd: {e}")))?,
         ),
     };
     let mut w = Walker {
@@ -149,7 +156,11 @@ pub fn diff_layer(
     let counted = enc.finish().map_err(wr)?;
     let (mut out, digest, size) = counted.finish();
     out.flush().map_err(wr)?;
-    Ok(Written { diff_id, digest, size })
+    Ok(Written {
+        diff_id,
+        digest,
+        size,
+    })
 }
 
 struct Walker<W: Write> {
@@ -182,7 +193,9 @@ fn xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if name.starts_with(b"trusted.overlay.") {
             continue;
         }
-        if let Some(v) = sys::lgetxattr(p.as_os_str(), OsStr::from_bytes(&name)).map_err(|e| Error::io("getxattr", p, e))? {
+        if let Some(v) = sys::lgetxattr(p.as_os_str(), OsStr::from_bytes(&name))
+            .map_err(|e| Error::io("getxattr", p, e))?
+        {
             out.push((name, v));
         }
     }
@@ -325,7 +338,9 @@ impl<W: Write> Walker<W> {
         }
         if ft.is_dir() {
             h.set_entry_type(tar::EntryType::Directory);
-            self.tar.append_data(&mut h, rel, std::io::empty()).map_err(werr)
+            self.tar
+                .append_data(&mut h, rel, std::io::empty())
+                .map_err(werr)
         } else if ft.is_file() {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(m.size());
@@ -334,7 +349,9 @@ impl<W: Write> Walker<W> {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(p)
                 .map_err(|e| Error::io("open", p, e))?;
-            self.tar.append_data(&mut h, rel, f.take(m.size())).map_err(werr)
+            self.tar
+                .append_data(&mut h, rel, f.take(m.size()))
+                .map_err(werr)
         } else if ft.is_symlink() {
             h.set_entry_type(tar::EntryType::Symlink);
             let t = fs::read_link(p).map_err(|e| Error::io("readlink", p, e))?;
@@ -348,9 +365,13 @@ impl<W: Write> Walker<W> {
                 tar::EntryType::Fifo
             });
             let rdev = m.rdev();
-            h.set_device_major(nix::sys::stat::major(rdev) as u32).map_err(werr)?;
-            h.set_device_minor(nix::sys::stat::minor(rdev) as u32).map_err(werr)?;
-            self.tar.append_data(&mut h, rel, std::io::empty()).map_err(werr)
+            h.set_device_major(nix::sys::stat::major(rdev) as u32)
+                .map_err(werr)?;
+            h.set_device_minor(nix::sys::stat::minor(rdev) as u32)
+                .map_err(werr)?;
+            self.tar
+                .append_data(&mut h, rel, std::io::empty())
+                .map_err(werr)
         }
     }
 }

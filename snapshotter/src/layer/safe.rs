@@ -115,7 +115,10 @@ pub(crate) fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 
 /// Whether `trusted.overlay.opaque=y` is set on directory `name` in `dir`.
 pub(crate) fn is_opaque(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
-    let v = sys::lgetxattr(proc_path(dir, name).as_os_str(), OsStr::new("trusted.overlay.opaque"))?;
+    let v = sys::lgetxattr(
+        proc_path(dir, name).as_os_str(),
+        OsStr::new("trusted.overlay.opaque"),
+    )?;
     Ok(v.as_deref() == Some(b"y"))
 }
 
@@ -161,7 +164,9 @@ impl Lowers {
             let mut new_end = end;
             for (i, slot) in parents.iter().enumerate().take(end) {
                 let Some(dirfd) = slot else { continue };
-                let Some(st) = lstat_at(dirfd.as_fd(), name)? else { continue };
+                let Some(st) = lstat_at(dirfd.as_fd(), name)? else {
+                    continue;
+                };
                 if is_whiteout(&st) {
                     new_end = i;
                     break;
@@ -183,9 +188,13 @@ impl Lowers {
                     break;
                 }
             }
-            let Some((top, st)) = found else { return Ok(None) };
+            let Some((top, st)) = found else {
+                return Ok(None);
+            };
             if last {
-                let parent = parents[top].take().ok_or_else(|| io::Error::other("lost fd"))?;
+                let parent = parents[top]
+                    .take()
+                    .ok_or_else(|| io::Error::other("lost fd"))?;
                 return Ok(Some(LowerHit { parent, stat: st }));
             }
             if !is_dir(&st) {

@@ -6,9 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::store::{
-    check_key, check_namespace, child_key, child_prefix, now_ns, snap_key, Record,
-};
+use super::store::{check_key, check_namespace, child_key, child_prefix, now_ns, snap_key, Record};
 use super::{Backend, Info, Kind, Snapshotter};
 use crate::error::{Error, Result};
 use crate::fsutil;

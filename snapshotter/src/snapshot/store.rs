@@ -103,13 +103,19 @@ pub(crate) fn check_namespace(ns: &str) -> Result<()> {
 /// Validates a snapshot key or name: non-empty, no NUL, at most 4096 bytes.
 pub(crate) fn check_key(field: &str, key: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::InvalidArgument(format!("{field}: must not be empty")));
+        return Err(Error::InvalidArgument(format!(
+            "{field}: must not be empty"
+        )));
     }
     if key.contains('\0') {
-        return Err(Error::InvalidArgument(format!("{field}: {key:?} contains NUL")));
+        return Err(Error::InvalidArgument(format!(
+            "{field}: {key:?} contains NUL"
+        )));
     }
     if key.len() > 4096 {
-        return Err(Error::InvalidArgument(format!("{field}: longer than 4096 bytes")));
+        return Err(Error::InvalidArgument(format!(
+            "{field}: longer than 4096 bytes"
+        )));
     }
     Ok(())
 }

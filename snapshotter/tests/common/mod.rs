@@ -24,7 +24,9 @@ impl Default for Layer {
 
 impl Layer {
     pub fn new() -> Self {
-        Self { b: tar::Builder::new(Vec::new()) }
+        Self {
+            b: tar::Builder::new(Vec::new()),
+        }
     }
 
     pub fn raw(
@@ -92,9 +94,7 @@ impl Layer {
     /// A file with a `user.` xattr carried as a PAX SCHILY.xattr record.
     pub fn file_xattr(&mut self, name: &str, key: &str, value: &[u8], data: &[u8]) -> &mut Self {
         let k = format!("SCHILY.xattr.{key}");
-        self.b
-            .append_pax_extensions([(k.as_str(), value)])
-            .unwrap();
+        self.b.append_pax_extensions([(k.as_str(), value)]).unwrap();
         self.file(name, data)
     }
     pub fn finish(self) -> Vec<u8> {
@@ -122,7 +122,9 @@ impl MountGuard {
     pub fn new(mounts: &[Mount], path: &Path) -> Self {
         fs::create_dir_all(path).unwrap();
         mount_all(mounts, path).unwrap();
-        Self { path: path.to_owned() }
+        Self {
+            path: path.to_owned(),
+        }
     }
 }
 
@@ -159,10 +161,19 @@ fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, String>) {
     };
     out.insert(
         rel.to_owned(),
-        format!("{desc} mode={:o} uid={} gid={} mtime={}", m.mode(), m.uid(), m.gid(), m.mtime()),
+        format!(
+            "{desc} mode={:o} uid={} gid={} mtime={}",
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.mtime()
+        ),
     );
     if ft.is_dir() {
-        let mut names: Vec<_> = fs::read_dir(&p).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = fs::read_dir(&p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for n in names {
             walk(root, &rel.join(n), out);
