@@ -458,7 +458,13 @@ fn machine_line(m: &serde_json::Value) -> String {
         m["cpu"].as_str().unwrap_or(""),
         m["mem_mib"],
         m["kernel"].as_str().unwrap_or(""),
-        m["containerd"].as_str().unwrap_or(""),
+        m["containerd"]
+            .as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .nth(2)
+            .map(|v| format!("containerd {v}"))
+            .unwrap_or_default(),
         m["loadavg_at_end"]
     )
 }

@@ -213,7 +213,7 @@ fn esc(s: &str) -> String {
 /// to 8x; a black tick marks the target.
 pub(crate) fn svg(rows: &[Row], subtitle: &str) -> String {
     let (label_w, chart_w, row_h, top) = (330.0, 480.0, 30.0, 70.0);
-    let width = label_w + chart_w + 260.0;
+    let width = label_w + chart_w + 330.0;
     let height = top + row_h * rows.len() as f64 + 50.0;
     let center = label_w + chart_w / 2.0;
     let x = |adv: f64| center + adv.log2().clamp(-3.0, 3.0) / 3.0 * (chart_w / 2.0);
@@ -289,14 +289,17 @@ pub(crate) fn svg(rows: &[Row], subtitle: &str) -> String {
                         y + row_h - 3.0
                     );
                 }
+                let verdict = if adv >= 1.0 {
+                    format!("{}x better", num(adv))
+                } else {
+                    format!("{}x worse", num(1.0 / adv))
+                };
                 let _ = writeln!(
                     s,
-                    r##"<text x="{}" y="{}">{}x better; b/c = {} {} (target {})</text>"##,
+                    r##"<text x="{}" y="{}">{verdict} (b/c {}, target {})</text>"##,
                     label_w + chart_w + 10.0,
                     y + 19.0,
-                    num(adv),
                     num(r.ratio().unwrap_or(0.0)),
-                    esc(r.metric.unit),
                     esc(&r.target_text())
                 );
             }
