@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{content, leases, namespaces};
+use crate::commands::{content, images, leases, namespaces, snapshots};
 use crate::output::Format;
 
 /// berthctl: the admin CLI for berthd (containerd v1 API over a unix socket).
@@ -51,4 +51,10 @@ pub enum Command {
     /// Manage leases (they protect resources from garbage collection)
     #[command(subcommand)]
     Leases(leases::Cmd),
+    /// Manage images
+    #[command(subcommand, visible_alias = "image")]
+    Images(images::Cmd),
+    /// Manage snapshots
+    #[command(visible_alias = "snapshot")]
+    Snapshots(snapshots::Args),
 }

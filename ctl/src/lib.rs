@@ -12,6 +12,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod ingest;
+pub mod oci;
 pub mod output;
 pub mod progress;
 
@@ -37,6 +38,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Namespaces(cmd) => commands::namespaces::run(&ctx, cmd).await?,
         Command::Content(cmd) => commands::content::run(&ctx, cmd).await?,
         Command::Leases(cmd) => commands::leases::run(&ctx, cmd).await?,
+        Command::Images(cmd) => commands::images::run(&ctx, cmd).await?,
+        Command::Snapshots(args) => commands::snapshots::run(&ctx, args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -66,6 +66,9 @@ pub enum Cmd {
         /// containerd filters, e.g. `ref~=layer` (several: any matches)
         filters: Vec<String>,
     },
+    /// Remove unreferenced content and snapshots now (garbage collection)
+    #[command(visible_alias = "prune")]
+    Gc,
     /// Abandon writes in progress
     Abort {
         /// ingest references
@@ -265,6 +268,18 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             rows.sort_by(|a, b| a.reference.cmp(&b.reference));
             ctx.out.list(&rows)
         }
+        Cmd::Gc => {
+            let before = count(ctx).await?;
+            gc(ctx).await?;
+            let after = count(ctx).await?;
+            let removed = before.saturating_sub(after);
+            if ctx.out.json() {
+                return ctx.out.json_value(
+                    &serde_json::json!({"removed_blobs": removed, "remaining_blobs": after}),
+                );
+            }
+            crate::output::write_stdout(&format!("removed {removed} blobs, {after} remain\n"))
+        }
         Cmd::Abort { references } => {
             for_each(&references, |r| {
                 let mut c = c.clone();
@@ -282,6 +297,22 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             .await
         }
     }
+}
+
+/// How many blobs the namespace holds.
+async fn count(ctx: &Ctx) -> Result<usize> {
+    let mut stream = ctx
+        .client
+        .content()
+        .list(pb::ListContentRequest { filters: vec![] })
+        .await
+        .context("list content")?
+        .into_inner();
+    let mut n = 0;
+    while let Some(batch) = stream.message().await.context("list content")? {
+        n += batch.info.len();
+    }
+    Ok(n)
 }
 
 /// Streams a blob to stdout, checking its digest on the way; a mismatch is
@@ -339,4 +370,37 @@ fn stdin_file_size() -> Option<u64> {
     let fd = std::os::fd::AsFd::as_fd(&stdin).try_clone_to_owned().ok()?;
     let meta = std::fs::File::from(fd).metadata().ok()?;
     meta.is_file().then_some(meta.len())
+}
+
+/// Runs garbage collection now and waits for it: berthd (like containerd)
+/// collects synchronously when a lease is deleted with `sync`, so a
+/// short-lived empty lease is created and deleted that way.
+pub async fn gc(ctx: &Ctx) -> Result<()> {
+    use berth_api::services::leases::v1 as lpb;
+    let mut leases = ctx.client.leases();
+    let lease = leases
+        .create(lpb::CreateRequest {
+            id: String::new(),
+            labels: [(
+                crate::commands::leases::EXPIRE_LABEL.to_string(),
+                humantime::format_rfc3339_seconds(
+                    std::time::SystemTime::now() + std::time::Duration::from_secs(60),
+                )
+                .to_string(),
+            )]
+            .into(),
+        })
+        .await
+        .context("garbage collection: create lease")?
+        .into_inner()
+        .lease
+        .unwrap_or_default();
+    leases
+        .delete(lpb::DeleteRequest {
+            id: lease.id,
+            sync: true,
+        })
+        .await
+        .context("garbage collection")?;
+    Ok(())
 }

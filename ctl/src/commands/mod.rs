@@ -2,8 +2,10 @@
 //! `run(ctx, cmd)`.
 
 pub mod content;
+pub mod images;
 pub mod leases;
 pub mod namespaces;
+pub mod snapshots;
 pub mod version;
 
 use std::collections::{BTreeMap, HashMap};
