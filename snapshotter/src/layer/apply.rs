@@ -77,6 +77,8 @@ pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Res
                 .map_err(stream_err)?,
             ),
         };
+        // Decoders are fastest when asked for big chunks; tar reads 512-byte headers.
+        let decoded = BufReader::with_capacity(BUF, decoded);
         let mut plain = HashReader::new(decoded);
         let mut archive = tar::Archive::new(&mut plain);
         for entry in archive.entries().map_err(stream_err)? {
