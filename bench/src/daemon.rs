@@ -273,6 +273,29 @@ impl Daemon {
         });
     }
 
+    /// Last resort for containers the daemon could not remove: `runc
+    /// delete --force` of every container left in containerd's runc root for
+    /// our namespace (berthd's runc root is its own business).
+    fn force_delete_runc_leftovers(&self) {
+        let root = PathBuf::from("/run/containerd/runc").join(&self.namespace);
+        let Ok(entries) = fs::read_dir(&root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name();
+            eprintln!(
+                "berth-bench: runc delete --force {} (left behind)",
+                id.to_string_lossy()
+            );
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force"])
+                .arg(&id)
+                .output();
+        }
+    }
+
     /// PIDs of all tasks in the namespace, from `ctr tasks ls`.
     pub(crate) fn task_pids(&self) -> Vec<i32> {
         let Ok(out) = self.run(&["tasks", "ls"]) else {
@@ -306,7 +329,12 @@ fn check(d: &Daemon, args: &[&str], out: std::process::Output) -> Result<String,
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.child.is_none() {
+            // Containers outlive their daemon: bring it back to remove them.
+            let _ = self.spawn();
+        }
         self.remove_all_containers();
+        self.force_delete_runc_leftovers();
         self.stop(Signal::SIGTERM);
         for &pid in &self.shims {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
