@@ -183,6 +183,8 @@ class ThrowawayContainerd:
     def __init__(self, parent):
         self.dir = tempfile.mkdtemp(prefix="ctrd-", dir=parent)
         self.sock = os.path.join(self.dir, "c.sock")
+        # Own namespace, so the cgroup parents and runc root it leaves are ours to remove.
+        self.namespace = "berth-selftest-%d" % os.getpid()
 
     def __enter__(self):
         d = self.dir
@@ -205,7 +207,7 @@ class ThrowawayContainerd:
         raise RuntimeError("containerd did not start; see " + self.log.name)
 
     def ctr(self, *args):
-        res = subprocess.run(["ctr", "--address", self.sock] + list(args), capture_output=True, text=True)
+        res = subprocess.run(["ctr", "--address", self.sock, "--namespace", self.namespace] + list(args), capture_output=True, text=True)
         if res.returncode != 0:
             raise AssertionError("ctr %s failed: %s" % (" ".join(args), res.stderr))
         return res.stdout
@@ -223,6 +225,13 @@ class ThrowawayContainerd:
         for m in sorted((m for m in mounts if m.startswith(self.dir + "/")), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+        leftovers = [os.path.join("/sys/fs/cgroup", h, self.namespace) for h in os.listdir("/sys/fs/cgroup")]
+        for d in leftovers + ["/run/containerd/runc/" + self.namespace]:
+            if os.path.isdir(d):
+                try:
+                    os.rmdir(d)
+                except OSError as e:
+                    print("could not remove %s: %s" % (d, e), file=sys.stderr)
         return False
 
 
