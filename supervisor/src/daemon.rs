@@ -21,6 +21,10 @@ use crate::services::{self, Context};
 use crate::store::{self, Store};
 use crate::Config;
 
+/// Largest gRPC message accepted or sent (content chunks are 1 MiB; ctr's
+/// clients allow 16 MiB).
+const MAX_MESSAGE: usize = 16 << 20;
+
 /// How long in-flight calls may run after a stop was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,6 +60,9 @@ pub enum Error {
     /// the snapshotters failed to open
     #[error("opening snapshotters: {0}")]
     Snapshots(#[from] crate::snapshots::Error),
+    /// the content store failed to open
+    #[error(transparent)]
+    Content(#[from] crate::content::Error),
     /// the gRPC server failed
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -88,8 +95,10 @@ impl Daemon {
         let uuid = server_uuid(&cfg.root)?;
         let snapshotters =
             crate::snapshots::Snapshotters::open(&cfg.root, &cfg.default_snapshotter)?;
+        let content = crate::content::ContentStore::open(&cfg.root, store.clone())?;
         let ctx = Context {
             store,
+            content,
             root: cfg.root.clone(),
             state: cfg.state.clone(),
             snapshotters,
@@ -121,7 +130,14 @@ impl Daemon {
             ))
             .add_service(svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
                 services::snapshots::SnapshotsService::new(ctx.clone()),
-            ));
+            ))
+            .add_service(
+                svc::content::v1::content_server::ContentServer::new(
+                    services::content::ContentService::new(ctx.clone()),
+                )
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            );
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
         let incoming = UnixListenerStream::new(listener);
@@ -163,6 +179,12 @@ fn plugin_list() -> Vec<PluginInfo> {
         PluginInfo {
             kind: "io.containerd.snapshotter.v1",
             id: "native",
+            capabilities: vec![],
+        },
+        grpc("content"),
+        PluginInfo {
+            kind: "io.containerd.content.v1",
+            id: "content",
             capabilities: vec![],
         },
     ]

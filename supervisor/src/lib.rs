@@ -2,6 +2,7 @@
 //! tests can run it in-process and `main.rs` stays a thin binary.
 
 pub mod config;
+pub mod content;
 pub mod daemon;
 pub mod filters;
 pub mod gc;

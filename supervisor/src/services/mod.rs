@@ -1,6 +1,7 @@
 //! Thin gRPC adapters, one file per service: decode the request, call the
 //! domain module, encode the reply. No logic lives here.
 
+pub mod content;
 pub mod convert;
 pub mod images;
 pub mod introspection;
@@ -19,6 +20,8 @@ use crate::store::Store;
 pub struct Context {
     /// Metadata database.
     pub store: Store,
+    /// Content store (blobs and ingests).
+    pub content: crate::content::ContentStore,
     /// Persistent root directory.
     pub root: std::path::PathBuf,
     /// Runtime state directory.

@@ -58,3 +58,39 @@ impl From<crate::gc::Error> for Status {
         Status::internal(e.to_string())
     }
 }
+
+impl From<crate::content::Error> for Status {
+    fn from(e: crate::content::Error) -> Self {
+        use crate::content::Error as E;
+        let code = match &e {
+            E::NotFound(_) | E::IngestNotFound(_) => Code::NotFound,
+            E::AlreadyExists(_) => Code::AlreadyExists,
+            E::Locked { .. } => Code::Unavailable,
+            E::InvalidArgument(_) => Code::InvalidArgument,
+            E::FailedPrecondition(_) => Code::FailedPrecondition,
+            E::OutOfRange(_) => Code::OutOfRange,
+            E::Store(inner) => return store_error_ref(inner, &e),
+            E::Io { .. } | E::Reader(_) | E::Task(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %e, "content store failure");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+/// The code a wrapped metadata error maps to, with the outer message.
+fn store_error_ref(inner: &store::Error, outer: &crate::content::Error) -> Status {
+    use store::Error as E;
+    let code = match inner {
+        E::NotFound { .. } => Code::NotFound,
+        E::AlreadyExists { .. } => Code::AlreadyExists,
+        E::InvalidArgument(_) => Code::InvalidArgument,
+        E::FailedPrecondition(_) => Code::FailedPrecondition,
+        E::Db(_) | E::Codec(_) | E::SchemaTooNew { .. } => {
+            tracing::error!(error = %outer, "metadata failure");
+            Code::Internal
+        }
+    };
+    Status::new(code, outer.to_string())
+}

@@ -5,6 +5,7 @@
 //! flushes before it returns, so what a client was told is durable.
 
 mod codec;
+pub mod content;
 pub mod images;
 pub mod labels;
 pub mod leases;
