@@ -87,7 +87,8 @@ impl WriteStream {
         let (tx, rx) = mpsc::channel(4);
         let mut r = req(ReceiverStream::new(rx));
         if let Some(l) = lease {
-            r.metadata_mut().insert("containerd-lease", l.parse().unwrap());
+            r.metadata_mut()
+                .insert("containerd-lease", l.parse().unwrap());
         }
         let rx = c.write(r).await.expect("write stream").into_inner();
         Self { tx, rx }
@@ -271,13 +272,19 @@ fn ctr_ingest_ls_get_label_rm_64mib() {
     assert!(got.stdout == data, "ctr content get returned other bytes");
 
     let labels = d.ctr_ok(&["content", "label", &digest, "team=a", "x=1"]);
-    assert!(labels.contains("team=a") && labels.contains("x=1"), "{labels}");
+    assert!(
+        labels.contains("team=a") && labels.contains("x=1"),
+        "{labels}"
+    );
     d.ctr_ok(&["content", "label", &digest, "x="]);
     let ls = d.ctr_ok(&["content", "ls"]);
     assert!(ls.contains("team=a") && !ls.contains("x=1"), "{ls}");
     let q = d.ctr_ok(&["content", "ls", "-q", "labels.team==a"]);
     assert_eq!(q.trim(), digest);
-    assert!(d.ctr_ok(&["content", "ls", "-q", "labels.team==b"]).trim().is_empty());
+    assert!(d
+        .ctr_ok(&["content", "ls", "-q", "labels.team==b"])
+        .trim()
+        .is_empty());
 
     // Ingesting the same digest again: AlreadyExists, which ctr takes as success.
     let out = ctr_with_stdin(
@@ -310,7 +317,10 @@ fn interrupted_write_resumes_from_status_offset() {
             assert_eq!(st.offset, 0);
             let mut off = 0;
             while off < half {
-                let r = w.call(write(off, &data[off..off + (1 << 20)])).await.unwrap();
+                let r = w
+                    .call(write(off, &data[off..off + (1 << 20)]))
+                    .await
+                    .unwrap();
                 off += 1 << 20;
                 assert_eq!(r.offset, off as i64);
             }
@@ -395,7 +405,13 @@ fn wrong_expected_digest_is_refused_and_abortable() {
     std::fs::write(&input, &data).unwrap();
     let out = ctr_with_stdin(
         &d,
-        &["content", "ingest", "--expected-digest", &wrong, "wrong-ref"],
+        &[
+            "content",
+            "ingest",
+            "--expected-digest",
+            &wrong,
+            "wrong-ref",
+        ],
         &input,
     );
     assert!(!out.status.success());
@@ -454,7 +470,7 @@ fn kill9_during_100_concurrent_writes() {
             let (sock, acked) = (sock.clone(), acked.clone());
             rt.spawn(async move {
                 // Sizes from 64 KiB to ~3 MiB, so commits spread over time.
-                let data = bytes(1000 + i, (64 << 10) + (i as usize * 31 << 10));
+                let data = bytes(1000 + i, (64 << 10) + ((i as usize * 31) << 10));
                 let digest = sha(&data);
                 let mut c = client(&sock).await;
                 let mut w = WriteStream::open(&mut c, None).await;
@@ -680,11 +696,15 @@ fn leased_write_holds_content() {
             .into_inner()
             .resources;
         assert!(
-            during.iter().any(|r| r.r#type == "ingests" && r.id == "leased"),
+            during
+                .iter()
+                .any(|r| r.r#type == "ingests" && r.id == "leased"),
             "{during:?}"
         );
         w.call(write(0, &data)).await.unwrap();
-        w.call(commit(data.len(), data.len(), &digest)).await.unwrap();
+        w.call(commit(data.len(), data.len(), &digest))
+            .await
+            .unwrap();
         let after = leases
             .list_resources(req(lpb::ListResourcesRequest { id: "hold".into() }))
             .await
@@ -692,7 +712,9 @@ fn leased_write_holds_content() {
             .into_inner()
             .resources;
         assert!(
-            after.iter().any(|r| r.r#type == "content" && r.id == digest),
+            after
+                .iter()
+                .any(|r| r.r#type == "content" && r.id == digest),
             "{after:?}"
         );
         assert!(!after.iter().any(|r| r.r#type == "ingests"), "{after:?}");

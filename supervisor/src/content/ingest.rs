@@ -226,7 +226,9 @@ fn resume(dir: &Path) -> Result<State> {
     let mut buf = vec![0u8; 1 << 20];
     let mut offset = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(io("re-hashing ingest", &data))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(io("re-hashing ingest", &data))?;
         if n == 0 {
             break;
         }
@@ -326,7 +328,12 @@ impl ContentStore {
             Ok((state, status))
         })
         .await?;
-        tracing::debug!(namespace = ns, reference, offset = status.offset, "ingest writer opened");
+        tracing::debug!(
+            namespace = ns,
+            reference,
+            offset = status.offset,
+            "ingest writer opened"
+        );
         Ok(Writer::new(
             self.clone(),
             ns.to_string(),
@@ -353,8 +360,7 @@ impl ContentStore {
     /// Every ingest of `ns` matching containerd filters on `ref`.
     pub async fn list_statuses(&self, ns: &str, filters: &[String]) -> Result<Vec<IngestStatus>> {
         validate_ns(ns)?;
-        let filter =
-            Filter::parse(filters).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let filter = Filter::parse(filters).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let root = self.ingest_root();
         let ns = ns.to_string();
         let all = blocking(move || {
@@ -405,6 +411,9 @@ impl ContentStore {
 #[cfg(test)]
 pub(crate) fn read_all(path: &Path) -> Vec<u8> {
     let mut v = Vec::new();
-    std::fs::File::open(path).unwrap().read_to_end(&mut v).unwrap();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_end(&mut v)
+        .unwrap();
     v
 }

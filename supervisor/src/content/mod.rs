@@ -280,7 +280,12 @@ impl ContentStore {
             uuid::Uuid::new_v4().simple()
         );
         let mut w = self
-            .writer(ns, &reference, expected_size.unwrap_or(0), Some(expected.clone()))
+            .writer(
+                ns,
+                &reference,
+                expected_size.unwrap_or(0),
+                Some(expected.clone()),
+            )
             .await?;
         let result = async {
             loop {

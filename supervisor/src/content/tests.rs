@@ -20,8 +20,12 @@ fn blobs(cs: &ContentStore) -> Vec<String> {
 async fn put(cs: &ContentStore, ns: &str, r: &str, data: &[u8]) -> Result<Info> {
     let mut w = cs.writer(ns, r, data.len() as u64, None).await?;
     w.write(data.to_vec()).await?;
-    w.commit(Some(data.len() as u64), Some(&Digest::of(data)), Labels::new())
-        .await
+    w.commit(
+        Some(data.len() as u64),
+        Some(&Digest::of(data)),
+        Labels::new(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -60,7 +64,10 @@ async fn write_commit_read_delete() {
     assert_eq!(cs.list_all().unwrap().len(), 2);
     cs.delete("ns1", &dg).await.unwrap();
     assert!(cs.blob_path(&dg).exists(), "ns2 still records it");
-    assert!(matches!(cs.delete("ns1", &dg).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        cs.delete("ns1", &dg).await,
+        Err(Error::NotFound(_))
+    ));
     cs.delete("ns2", &dg).await.unwrap();
     assert!(!cs.blob_path(&dg).exists());
 }
@@ -72,8 +79,13 @@ async fn wrong_digest_or_size_is_refused_and_ingest_kept() {
     let wrong = Digest::of(b"other");
     let mut w = cs.writer("ns", "bad", 0, None).await.unwrap();
     w.write(data.clone()).await.unwrap();
-    let err = w.commit(None, Some(&wrong), Labels::new()).await.unwrap_err();
-    assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("unexpected commit digest")));
+    let err = w
+        .commit(None, Some(&wrong), Labels::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::FailedPrecondition(ref m) if m.contains("unexpected commit digest"))
+    );
     assert!(blobs(&cs).is_empty());
     assert!(cs.list("ns").unwrap().is_empty());
     let st = cs.list_statuses("ns", &[]).await.unwrap();
@@ -83,7 +95,9 @@ async fn wrong_digest_or_size_is_refused_and_ingest_kept() {
     let w = cs.writer("ns", "bad", 0, None).await.unwrap();
     assert_eq!(w.offset(), 4096);
     let err = w.commit(Some(10), None, Labels::new()).await.unwrap_err();
-    assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("unexpected commit size")));
+    assert!(
+        matches!(err, Error::FailedPrecondition(ref m) if m.contains("unexpected commit size"))
+    );
     cs.abort("ns", "bad").await.unwrap();
     assert!(cs.list_statuses("ns", &[]).await.unwrap().is_empty());
     assert!(matches!(

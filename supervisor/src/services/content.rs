@@ -90,7 +90,11 @@ fn status_to_wire(s: &IngestStatus) -> pb::Status {
         r#ref: s.reference.clone(),
         offset: s.offset as i64,
         total: s.total as i64,
-        expected: s.expected.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+        expected: s
+            .expected
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -372,8 +376,7 @@ async fn write_session(
             if cs.info(ns, &d).is_ok() {
                 drop(w);
                 let _ = cs.abort(ns, &reference).await;
-                cs.add_lease_resource(ns, "content", &d.to_string())
-                    .await?;
+                cs.add_lease_resource(ns, "content", &d.to_string()).await?;
                 return Err(Status::already_exists(format!(
                     "blob with expected digest {d} exists"
                 )));

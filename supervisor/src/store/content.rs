@@ -38,10 +38,11 @@ pub fn get(store: &Store, ns: &str, digest: &str) -> Result<Option<Record>> {
 
 /// Inserts a record unless one exists; true when inserted.
 pub fn insert_new(store: &Store, ns: &str, digest: &str, rec: &Record) -> Result<bool> {
-    let prev =
-        store
-            .tree(TREE)?
-            .compare_and_swap(ns_key(ns, digest), None::<&[u8]>, Some(encode(rec)?))?;
+    let prev = store.tree(TREE)?.compare_and_swap(
+        ns_key(ns, digest),
+        None::<&[u8]>,
+        Some(encode(rec)?),
+    )?;
     Ok(prev.is_ok())
 }
 
@@ -147,12 +148,17 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(up.labels.get("k").map(String::as_str), Some("v"));
-        assert!(update(&store, "a", "sha256:9", |_| Ok(())).unwrap().is_none());
+        assert!(update(&store, "a", "sha256:9", |_| Ok(()))
+            .unwrap()
+            .is_none());
         assert!(remove(&store, "a", "sha256:1").unwrap());
         assert!(referenced(&store, "sha256:1").unwrap());
         assert!(remove(&store, "b", "sha256:1").unwrap());
         assert!(!referenced(&store, "sha256:1").unwrap());
         assert!(!remove(&store, "b", "sha256:1").unwrap());
-        assert_eq!(store.namespace_in_use("b").unwrap().as_deref(), Some("content"));
+        assert_eq!(
+            store.namespace_in_use("b").unwrap().as_deref(),
+            Some("content")
+        );
     }
 }
