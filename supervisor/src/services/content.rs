@@ -212,14 +212,13 @@ impl Content for ContentService {
         // clients (ctr's ReaderAt) ask for one small range per call.
         let cs = self.ctx.content.clone();
         let first_len = (end - offset).min(READ_CHUNK as u64) as usize;
-        let (file, first) = tokio::task::spawn_blocking(move || {
+        let open_and_read = move || {
             let file = cs.open_blob(&ns, &d)?;
             let data = read_chunk(&file, offset, first_len)
                 .map_err(|e| Status::internal(format!("reading blob: {e}")))?;
             Ok::<_, Status>((file, data))
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        };
+        let (file, first) = blocking_small(open_and_read).await?;
         if first.len() < first_len {
             return Err(Status::data_loss("blob is shorter than its record"));
         }
@@ -323,6 +322,23 @@ impl Content for ContentService {
         let reference = req.get_ref().r#ref.clone();
         self.store_for(&req).abort(&ns, &reference).await?;
         Ok(Response::new(()))
+    }
+}
+
+/// Runs a short blocking step (an open and one pread) without a thread
+/// hand-off when the runtime allows it (`block_in_place` keeps this task on
+/// its thread and moves the others away), else on the blocking pool. Small
+/// reads are latency-bound: ctr reads 32 KiB per call.
+async fn blocking_small<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(f)
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
     }
 }
 
