@@ -337,3 +337,120 @@ pub fn layer_dirs(mounts: &[Mount]) -> Option<(Option<PathBuf>, Vec<PathBuf>)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A temp dir with a `mnt` subdir, unmounted and removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Self {
+            let p =
+                std::env::temp_dir().join(format!("berth-mount-test-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(p.join("mnt")).unwrap();
+            Self(p)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = unmount(&self.0.join("mnt"));
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn root() -> bool {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIPPING: mount tests need root");
+            return false;
+        }
+        true
+    }
+
+    #[test]
+    fn read_only_bind_and_unmount() {
+        if !root() {
+            return;
+        }
+        let d = Dir::new("bind");
+        fs::create_dir(d.0.join("src")).unwrap();
+        fs::write(d.0.join("src/f"), b"hi").unwrap();
+        let m = Mount {
+            kind: "bind".into(),
+            source: d.0.join("src").to_string_lossy().into(),
+            target: String::new(),
+            options: vec!["rbind".into(), "ro".into()],
+        };
+        let mnt = d.0.join("mnt");
+        mount_all(&[m], &mnt).unwrap();
+        assert_eq!(fs::read(mnt.join("f")).unwrap(), b"hi");
+        assert!(fs::write(mnt.join("g"), b"x").is_err(), "read-only");
+        unmount(&mnt).unwrap();
+        assert!(!mnt.join("f").exists());
+        unmount(&mnt).unwrap(); // idempotent
+    }
+
+    #[test]
+    fn overlay_with_options_longer_than_a_page() {
+        if !root() {
+            return;
+        }
+        let d = Dir::new("overlay");
+        let mut lowers = Vec::new();
+        for i in 0..150 {
+            let l = d.0.join(format!("lower-layer-with-a-long-name-{i:04}"));
+            fs::create_dir(&l).unwrap();
+            fs::write(l.join(format!("f{i}")), i.to_string()).unwrap();
+            lowers.push(l.to_string_lossy().into_owned());
+        }
+        fs::create_dir(d.0.join("upper")).unwrap();
+        fs::create_dir(d.0.join("work")).unwrap();
+        let m = Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            target: String::new(),
+            options: vec![
+                format!("upperdir={}", d.0.join("upper").display()),
+                format!("workdir={}", d.0.join("work").display()),
+                format!("lowerdir={}", lowers.join(":")),
+            ],
+        };
+        assert!(m.options.join(",").len() > MAX_MOUNT_DATA);
+        let mnt = d.0.join("mnt");
+        mount_all(&[m], &mnt).unwrap();
+        for i in 0..150 {
+            assert_eq!(
+                fs::read_to_string(mnt.join(format!("f{i}"))).unwrap(),
+                i.to_string()
+            );
+        }
+        fs::write(mnt.join("new"), b"up").unwrap();
+        unmount(&mnt).unwrap();
+        assert_eq!(fs::read(d.0.join("upper/new")).unwrap(), b"up");
+    }
+
+    #[test]
+    fn unsupported_kind_and_bad_target_are_refused() {
+        let m = Mount {
+            kind: "nfs".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            mount_all(&[m], Path::new("/nonexistent")),
+            Err(MountError::UnsupportedKind(_))
+        ));
+        let m = Mount {
+            kind: "bind".into(),
+            target: "../escape".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            mount_all(&[m], Path::new("/nonexistent")),
+            Err(MountError::Invalid(_))
+        ));
+    }
+}
