@@ -50,6 +50,9 @@ struct Args {
     /// berthd binary (release build).
     #[arg(long, default_value = "target/release/berthd")]
     berthd: PathBuf,
+    /// berthctl binary (server-side pull on berthd).
+    #[arg(long, default_value = "target/release/berthctl")]
+    berthctl: PathBuf,
     /// containerd binary.
     #[arg(long, default_value = "containerd")]
     containerd: PathBuf,
@@ -239,6 +242,7 @@ fn prepare(
         import: None,
         busybox: None,
         pull_ref: None,
+        berthctl: None,
         crun: None,
         missing: Vec::new(),
     };
@@ -270,6 +274,16 @@ fn prepare(
                 ctx.pull_ref = Some(r);
             }
             Err(e) => ctx.missing.push(("registry", format!("{e:#}"))),
+        }
+    }
+    if has("pull") {
+        if args.berthctl.is_file() {
+            ctx.berthctl = Some(args.berthctl.clone());
+        } else {
+            ctx.missing.push((
+                "berthctl",
+                format!("{} not found (not built yet)", args.berthctl.display()),
+            ));
         }
     }
     let mut floors = Vec::new();

@@ -8,10 +8,12 @@
 //! really unpacked. gzip and zstd variants share diff IDs, hence the removal
 //! between them.
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use super::{all_err, summarise, Ctx, Metric, Side, Workload};
-use crate::daemon::{Daemon, SideError};
+use crate::daemon::{is_unimplemented, Daemon, Kind, SideError};
 use crate::fixtures::{drop_caches, Archive};
 
 fn method(ctx: &Ctx, what: &str) -> String {
@@ -54,13 +56,10 @@ fn run_import(d: &mut Daemon, ctx: &Ctx) -> Vec<Side> {
     [gzip, zstd]
         .into_iter()
         .map(|a| {
-            timed(
-                d,
-                ctx,
-                a,
-                &a.reference,
-                &["images", "import", &a.file.to_string_lossy()],
-            )
+            let file = a.file.to_string_lossy();
+            timed(d, ctx, a, &a.reference, || {
+                d.run(&["images", "import", &file]).map(|_| ())
+            })
             .and_then(|s| summarise(&s))
         })
         .collect()
@@ -69,39 +68,86 @@ fn run_import(d: &mut Daemon, ctx: &Ctx) -> Vec<Side> {
 pub(crate) fn pull_workload(ctx: &Ctx) -> Workload {
     Workload {
         name: "pull",
-        metrics: vec![Metric {
-            id: "registry-pull",
-            title: "registry pull (gzip)".into(),
-            unit: "MB/s",
-            higher_is_better: true,
-            target_ratio: Some(1.5),
-            method: method(ctx, "`ctr images pull --plain-http` from a local docker-registry (client-side pull on both)"),
-        }],
+        metrics: vec![
+            Metric {
+                id: "registry-pull",
+                title: "registry pull (gzip), ctr".into(),
+                unit: "MB/s",
+                higher_is_better: true,
+                target_ratio: None,
+                method: method(ctx, "`ctr images pull --plain-http` from a local docker-registry (client-side pull on both)"),
+            },
+            Metric {
+                id: "registry-pull-server",
+                title: "registry pull (gzip), server-side".into(),
+                unit: "MB/s",
+                higher_is_better: true,
+                target_ratio: Some(1.5),
+                method: method(
+                    ctx,
+                    "berthd: `berthctl images pull --plain-http` (server-side pull); containerd: the `ctr images pull --plain-http` figure of the row above",
+                ),
+            },
+        ],
         run: run_pull,
     }
 }
 
 fn run_pull(d: &mut Daemon, ctx: &Ctx) -> Vec<Side> {
     let (Some(reference), Some((gzip, _, _))) = (&ctx.pull_ref, &ctx.import) else {
-        return all_err(1, ctx.missing("registry"));
+        return all_err(2, ctx.missing("registry"));
     };
-    vec![timed(
-        d,
-        ctx,
-        gzip,
-        reference,
-        &["images", "pull", "--plain-http", reference],
-    )
-    .and_then(|s| summarise(&s))]
+    let with_ctr = timed(d, ctx, gzip, reference, || {
+        d.run(&["images", "pull", "--plain-http", reference])
+            .map(|_| ())
+    })
+    .and_then(|s| summarise(&s));
+    let server = match (d.kind, &ctx.berthctl) {
+        (Kind::Containerd, _) => with_ctr.clone(),
+        (Kind::Berthd, None) => Err(ctx.missing("berthctl")),
+        (Kind::Berthd, Some(berthctl)) => timed(d, ctx, gzip, reference, || {
+            berthctl_pull(d, berthctl, reference)
+        })
+        .and_then(|s| summarise(&s)),
+    };
+    vec![with_ctr, server]
 }
 
-/// Run `args` warm-up + runs times, removing `image` before each; MB/s samples.
+/// `berthctl --address SOCK --namespace NS images pull --plain-http REF`;
+/// an unknown subcommand or an Unimplemented reply means not there yet.
+fn berthctl_pull(d: &Daemon, berthctl: &Path, reference: &str) -> Result<(), SideError> {
+    let out = Command::new(berthctl)
+        .arg("--address")
+        .arg(&d.sock)
+        .arg("--namespace")
+        .arg(&d.namespace)
+        .args(["images", "pull", "--plain-http", reference])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| SideError::Failed(format!("run {}: {e}", berthctl.display())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    let lower = err.to_ascii_lowercase();
+    if is_unimplemented(&err)
+        || lower.contains("unrecognized subcommand")
+        || lower.contains("unexpected argument")
+    {
+        return Err(SideError::Skipped(format!(
+            "berthctl images pull not available yet ({err})"
+        )));
+    }
+    Err(SideError::Failed(format!("berthctl images pull: {err}")))
+}
+
+/// Run `op` warm-up + runs times, removing `image` before each; MB/s samples.
 fn timed(
     d: &Daemon,
     ctx: &Ctx,
     archive: &Archive,
     image: &str,
-    args: &[&str],
+    op: impl Fn() -> Result<(), SideError>,
 ) -> Result<Vec<f64>, SideError> {
     let mb = archive.unpacked_bytes as f64 / 1e6;
     let mut samples = Vec::new();
@@ -111,7 +157,7 @@ fn timed(
             drop_caches();
         }
         let t = Instant::now();
-        d.run(args)?;
+        op()?;
         let secs = t.elapsed().as_secs_f64();
         if i >= ctx.warmup {
             samples.push(mb / secs);

@@ -45,6 +45,8 @@ pub(crate) struct Ctx {
     pub(crate) import: Option<(Archive, Archive, String)>,
     pub(crate) busybox: Option<Archive>,
     pub(crate) pull_ref: Option<String>,
+    /// berthctl, for berthd's server-side pull.
+    pub(crate) berthctl: Option<PathBuf>,
     pub(crate) crun: Option<PathBuf>,
     /// Why a fixture is missing (shown as the skip reason on both sides).
     pub(crate) missing: Vec<(&'static str, String)>,
