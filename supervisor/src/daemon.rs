@@ -96,6 +96,15 @@ impl Daemon {
         let snapshotters =
             crate::snapshots::Snapshotters::open(&cfg.root, &cfg.default_snapshotter)?;
         let content = crate::content::ContentStore::open(&cfg.root, store.clone())?;
+        let events = crate::events::Events::new();
+        let tasks = crate::runtime::TaskManager::new(
+            cfg.state.clone(),
+            cfg.address.clone(),
+            cfg.runtime_binary.clone(),
+            events.clone(),
+        );
+        // Reattach to the shims of a previous run before serving.
+        tasks.recover().await;
         let ctx = Context {
             store,
             content,
@@ -103,6 +112,8 @@ impl Daemon {
             state: cfg.state.clone(),
             snapshotters,
             gc: crate::gc::Gc::new(),
+            events,
+            tasks,
         };
         crate::gc::Gc::spawn(ctx.clone(), shutdown.child_token());
 
@@ -137,7 +148,18 @@ impl Daemon {
                 )
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            );
+            )
+            .add_service(svc::events::v1::events_server::EventsServer::new(
+                services::events::EventsService::new(ctx.clone()),
+            ))
+            .add_service(
+                svc::containers::v1::containers_server::ContainersServer::new(
+                    services::containers::ContainersService::new(ctx.clone()),
+                ),
+            )
+            .add_service(svc::tasks::v1::tasks_server::TasksServer::new(
+                services::tasks::TasksService::new(ctx.clone()),
+            ));
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
         let incoming = UnixListenerStream::new(listener);
@@ -185,6 +207,14 @@ fn plugin_list() -> Vec<PluginInfo> {
         PluginInfo {
             kind: "io.containerd.content.v1",
             id: "content",
+            capabilities: vec![],
+        },
+        grpc("events"),
+        grpc("containers"),
+        grpc("tasks"),
+        PluginInfo {
+            kind: "io.containerd.runtime.v2",
+            id: "task",
             capabilities: vec![],
         },
     ]

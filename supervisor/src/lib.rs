@@ -4,10 +4,12 @@
 pub mod config;
 pub mod content;
 pub mod daemon;
+pub mod events;
 pub mod filters;
 pub mod gc;
 pub mod images;
 pub mod observability;
+pub mod runtime;
 pub mod services;
 pub mod snapshots;
 pub mod store;

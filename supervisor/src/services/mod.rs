@@ -1,14 +1,17 @@
 //! Thin gRPC adapters, one file per service: decode the request, call the
 //! domain module, encode the reply. No logic lives here.
 
+pub mod containers;
 pub mod content;
 pub mod convert;
 pub mod images;
+pub mod events;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
 pub mod snapshots;
 pub mod status;
+pub mod tasks;
 pub mod version;
 
 use tonic::{Request, Status};
@@ -30,6 +33,10 @@ pub struct Context {
     pub snapshotters: crate::snapshots::Snapshotters,
     /// Garbage collector: its guard and trigger.
     pub gc: crate::gc::Gc,
+    /// The event bus: `ctx.events.publish(ns, topic, &msg)`.
+    pub events: crate::events::Events,
+    /// The task table (one shim per task).
+    pub tasks: crate::runtime::TaskManager,
 }
 
 /// The namespace of a call, from the `containerd-namespace` metadata key.

@@ -7,6 +7,7 @@
 mod codec;
 pub mod content;
 pub mod images;
+pub mod containers;
 pub mod labels;
 pub mod leases;
 pub mod namespaces;

@@ -1,0 +1,304 @@
+//! The in-process event bus.
+//!
+//! Domain modules publish `(namespace, topic, payload)`; every subscriber
+//! whose containerd filter matches gets the envelope in order. Each
+//! subscriber has a bounded buffer: publishing never waits, and a
+//! subscriber whose buffer is full is dropped (its stream ends) with a log
+//! line, so a slow client can never stall the daemon.
+//!
+//! Filters see the fields `topic` and `namespace` (as containerd's
+//! envelope adaptor does; `event.*` fields are not decoded and never
+//! match).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use prost_types::Any;
+use tokio::sync::mpsc;
+
+use crate::filters::{Fields, Filter};
+
+/// How many envelopes a subscriber may have unread before it is dropped.
+pub const SUBSCRIBER_BUFFER: usize = 4096;
+
+/// Why an event was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// the topic is not `/component/component...` with identifier components
+    #[error("topic: {0:?} must be a path of identifiers starting with '/'")]
+    Topic(String),
+    /// the namespace is not an identifier
+    #[error("{0}")]
+    Namespace(String),
+    /// no payload was given
+    #[error("event: required")]
+    MissingEvent,
+}
+
+/// One published event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// When it was published.
+    pub timestamp: SystemTime,
+    /// The namespace it belongs to.
+    pub namespace: String,
+    /// Its topic, e.g. `/tasks/exit`.
+    pub topic: String,
+    /// The payload, type URL `containerd.events.X` for our own events.
+    pub event: Any,
+}
+
+impl Fields for Envelope {
+    fn field(&self, path: &[String]) -> Option<String> {
+        match (path.first()?.as_str(), path.len()) {
+            ("topic", 1) => Some(self.topic.clone()),
+            ("namespace", 1) => Some(self.namespace.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A `containerd.events.*` payload that knows its own type name.
+pub trait Event: prost::Message {
+    /// The message name, e.g. `TaskExit` (type URL `containerd.events.TaskExit`).
+    const NAME: &'static str;
+}
+
+macro_rules! event_names {
+    ($($ty:ident => $name:literal),* $(,)?) => {
+        $(impl Event for berth_api::events::$ty { const NAME: &'static str = $name; })*
+    };
+}
+
+event_names! {
+    ContainerCreate => "ContainerCreate",
+    ContainerUpdate => "ContainerUpdate",
+    ContainerDelete => "ContainerDelete",
+    ContentDelete => "ContentDelete",
+    NamespaceCreate => "NamespaceCreate",
+    NamespaceUpdate => "NamespaceUpdate",
+    NamespaceDelete => "NamespaceDelete",
+    SnapshotPrepare => "SnapshotPrepare",
+    SnapshotCommit => "SnapshotCommit",
+    SnapshotRemove => "SnapshotRemove",
+    TaskCreate => "TaskCreate",
+    TaskStart => "TaskStart",
+    TaskDelete => "TaskDelete",
+    TaskExit => "TaskExit",
+    TaskOom => "TaskOOM",
+    TaskExecAdded => "TaskExecAdded",
+    TaskExecStarted => "TaskExecStarted",
+    TaskPaused => "TaskPaused",
+    TaskResumed => "TaskResumed",
+    TaskCheckpointed => "TaskCheckpointed",
+}
+
+/// Checks a topic as containerd does: `/` followed by `/`-separated
+/// identifiers.
+pub fn validate_topic(topic: &str) -> Result<(), Error> {
+    let bad = || Error::Topic(topic.to_string());
+    let rest = topic.strip_prefix('/').ok_or_else(bad)?;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    for part in rest.split('/') {
+        berth_api::identifiers::validate("topic", part).map_err(|_| bad())?;
+    }
+    Ok(())
+}
+
+struct Subscriber {
+    id: u64,
+    filter: Filter,
+    tx: mpsc::Sender<Arc<Envelope>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    subs: Mutex<Vec<Subscriber>>,
+    next_id: AtomicU64,
+}
+
+/// The bus. Cheap to clone; every clone publishes to the same subscribers.
+#[derive(Clone, Default)]
+pub struct Events {
+    inner: Arc<Inner>,
+}
+
+/// A live subscription; dropping it unsubscribes.
+pub struct Subscription {
+    id: u64,
+    bus: Events,
+    rx: mpsc::Receiver<Arc<Envelope>>,
+}
+
+impl Subscription {
+    /// The next envelope; None once the subscriber was dropped for being
+    /// too slow (or the bus is gone).
+    pub async fn recv(&mut self) -> Option<Arc<Envelope>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.bus.lock().retain(|s| s.id != self.id);
+    }
+}
+
+impl Events {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+        self.inner.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes a `containerd.events.*` message now. Never blocks; invalid
+    /// topics or namespaces are logged and dropped (they are our own bugs).
+    pub fn publish<E: Event>(&self, namespace: &str, topic: &str, msg: &E) {
+        self.publish_named(namespace, topic, E::NAME, msg);
+    }
+
+    /// Like [`publish`](Self::publish) for a message without an [`Event`]
+    /// impl: `name` gives the type URL `containerd.events.{name}`.
+    pub fn publish_named<M: prost::Message>(
+        &self,
+        namespace: &str,
+        topic: &str,
+        name: &str,
+        msg: &M,
+    ) {
+        let env = Envelope {
+            timestamp: SystemTime::now(),
+            namespace: namespace.to_string(),
+            topic: topic.to_string(),
+            event: Any {
+                type_url: berth_api::type_urls::event(name),
+                value: msg.encode_to_vec(),
+            },
+        };
+        if let Err(e) = self.forward(env) {
+            tracing::error!(error = %e, topic, "dropping an event berthd published");
+        }
+    }
+
+    /// Publishes a finished envelope (Forward, Publish, shim events).
+    pub fn forward(&self, env: Envelope) -> Result<(), Error> {
+        validate_topic(&env.topic)?;
+        berth_api::identifiers::validate("namespace", &env.namespace)
+            .map_err(|e| Error::Namespace(e.to_string()))?;
+        let env = Arc::new(env);
+        let mut subs = self.lock();
+        subs.retain(|s| {
+            if !s.filter.matches(&*env) {
+                return !s.tx.is_closed();
+            }
+            match s.tx.try_send(Arc::clone(&env)) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        subscriber = s.id,
+                        buffer = SUBSCRIBER_BUFFER,
+                        "dropping an event subscriber that stopped reading"
+                    );
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        tracing::debug!(namespace = %env.namespace, topic = %env.topic, "event published");
+        Ok(())
+    }
+
+    /// Subscribes to every future envelope that `filter` matches.
+    pub fn subscribe(&self, filter: Filter) -> Subscription {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().push(Subscriber { id, filter, tx });
+        Subscription {
+            id,
+            bus: self.clone(),
+            rx,
+        }
+    }
+
+    /// Number of live subscribers (for tests and introspection).
+    pub fn subscribers(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::events::TaskStart;
+
+    fn start(pid: u32) -> TaskStart {
+        TaskStart {
+            container_id: "c".into(),
+            pid,
+        }
+    }
+
+    #[tokio::test]
+    async fn filters_order_and_type_urls() {
+        let bus = Events::new();
+        let mut all = bus.subscribe(Filter::default());
+        let mut tasks = bus.subscribe(Filter::parse(&["topic~=/tasks/.*,namespace==a"]).unwrap());
+        bus.publish("a", "/tasks/start", &start(1));
+        bus.publish("b", "/tasks/start", &start(2));
+        bus.publish("a", "/containers/create", &berth_api::events::ContainerCreate::default());
+        bus.publish("a", "/tasks/oom", &berth_api::events::TaskOom::default());
+        let got: Vec<String> = [(); 4]
+            .iter()
+            .map(|_| all.rx.try_recv().unwrap().topic.clone())
+            .collect();
+        assert_eq!(got, ["/tasks/start", "/tasks/start", "/containers/create", "/tasks/oom"]);
+        let e = tasks.recv().await.unwrap();
+        assert_eq!(e.event.type_url, "containerd.events.TaskStart");
+        let e = tasks.recv().await.unwrap();
+        assert_eq!(e.event.type_url, "containerd.events.TaskOOM");
+        assert!(tasks.rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn slow_subscriber_is_dropped_without_blocking() {
+        let bus = Events::new();
+        let mut slow = bus.subscribe(Filter::default());
+        for i in 0..(SUBSCRIBER_BUFFER as u32 + 10) {
+            bus.publish("a", "/tasks/start", &start(i));
+        }
+        assert_eq!(bus.subscribers(), 0);
+        // What was buffered is still readable, then the stream ends.
+        let mut n = 0;
+        while slow.rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, SUBSCRIBER_BUFFER);
+        drop(slow);
+        let sub = bus.subscribe(Filter::default());
+        assert_eq!(bus.subscribers(), 1);
+        drop(sub);
+        assert_eq!(bus.subscribers(), 0);
+    }
+
+    #[test]
+    fn bad_topics_and_namespaces_are_refused() {
+        let bus = Events::new();
+        for t in ["", "/", "tasks", "/tasks//x", "/tasks/"] {
+            assert!(validate_topic(t).is_err(), "{t}");
+        }
+        assert!(validate_topic("/tasks/exec-started").is_ok());
+        let env = Envelope {
+            timestamp: SystemTime::now(),
+            namespace: "a/b".into(),
+            topic: "/x".into(),
+            event: Any::default(),
+        };
+        assert!(matches!(bus.forward(env), Err(Error::Namespace(_))));
+    }
+}

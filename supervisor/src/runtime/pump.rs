@@ -1,0 +1,75 @@
+//! One event pump per shim: stream the shim's queued events from the last
+//! one published, publish each on the bus, acknowledge it. Ends when the
+//! shim goes away: normally after Delete, else it is dead and cleaned up.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::shim::v1 as sp;
+
+use super::shim;
+use super::{Inner, Task};
+use crate::events::Envelope;
+
+/// Starts the pump of `task`, resuming after sequence number `after`.
+pub(super) fn spawn(inner: Arc<Inner>, task: Arc<Task>, after: u64) {
+    tokio::spawn(async move {
+        run(&inner, &task, after).await;
+        task.pump_done.send_replace(true);
+    });
+}
+
+fn publish(inner: &Inner, task: &Task, ev: sp::ShimEvent) {
+    let Some(event) = ev.event else {
+        tracing::warn!(id = %task.id, seq = ev.seq, "shim event without payload");
+        return;
+    };
+    let namespace = if ev.namespace.is_empty() {
+        task.namespace.clone()
+    } else {
+        ev.namespace
+    };
+    let env = Envelope {
+        timestamp: crate::services::convert::system_time(ev.timestamp.as_ref())
+            .unwrap_or_else(std::time::SystemTime::now),
+        namespace,
+        topic: ev.topic,
+        event,
+    };
+    if let Err(e) = inner.events.forward(env) {
+        tracing::warn!(id = %task.id, seq = ev.seq, error = %e, "dropping a malformed shim event");
+    }
+}
+
+async fn run(inner: &Inner, task: &Task, mut last: u64) {
+    let mut failures: u32 = 0;
+    loop {
+        let mut client = task.client();
+        if let Ok(resp) = client.events(sp::EventsRequest { after: last }).await {
+            let mut stream = resp.into_inner();
+            while let Ok(Some(ev)) = stream.message().await {
+                failures = 0;
+                if ev.seq <= last {
+                    continue;
+                }
+                let seq = ev.seq;
+                publish(inner, task, ev);
+                last = seq;
+                if let Err(e) = client.ack_events(sp::AckEventsRequest { upto: seq }).await {
+                    tracing::debug!(id = %task.id, seq, error = %e, "ack failed; the shim will resend");
+                }
+            }
+        }
+        if task.deleting.load(Ordering::SeqCst) {
+            return;
+        }
+        if !shim::pid_alive(task.shim_pid) {
+            task.handle_dead(inner).await;
+            return;
+        }
+        failures = failures.saturating_add(1);
+        tracing::debug!(id = %task.id, failures, "shim event stream broke; reconnecting");
+        tokio::time::sleep(Duration::from_millis(20 * u64::from(failures.min(50)))).await;
+    }
+}

@@ -1,0 +1,128 @@
+//! Start-up recovery: reattach to every shim of a previous run before
+//! berthd serves.
+//!
+//! For each bundle `<state>/<ns>/<id>/`: a live shim (its `shim.pid` is a
+//! live process and its `address` answers Handshake) is listed with
+//! ListProcesses and its task put back in the table, and its event pump
+//! resumes from the oldest unacknowledged event (the shim keeps them), so
+//! exits that happened while berthd was down are published once. A bundle
+//! whose shim is dead is cleaned up (runtime `delete --force`, rootfs
+//! unmounted, bundle removed) and its task kept as stopped with status 137
+//! until deleted. A live shim that never created its task (Create was cut
+//! short) is shut down and its bundle removed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::bundle;
+use super::shim;
+use super::{pump, Task, TaskManager};
+
+/// Shims reattached at once.
+const PARALLEL: usize = 32;
+
+/// `(namespace, id, bundle)` of every bundle under `state`.
+fn scan(state: &Path) -> Vec<(String, String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(namespaces) = std::fs::read_dir(state) else {
+        return out;
+    };
+    for ns in namespaces.flatten() {
+        let ns_name = ns.file_name().to_string_lossy().into_owned();
+        if berth_api::identifiers::validate("namespace", &ns_name).is_err() || !ns.path().is_dir() {
+            continue;
+        }
+        let Ok(ids) = std::fs::read_dir(ns.path()) else {
+            continue;
+        };
+        for id in ids.flatten() {
+            let id_name = id.file_name().to_string_lossy().into_owned();
+            if berth_api::identifiers::validate("id", &id_name).is_ok() && id.path().is_dir() {
+                out.push((ns_name.clone(), id_name, id.path()));
+            }
+        }
+    }
+    out
+}
+
+pub(super) async fn run(mgr: &TaskManager) {
+    let found = scan(&mgr.inner.state);
+    if found.is_empty() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let n = found.len();
+    let results: Vec<bool> = futures::stream::iter(found)
+        .map(|(ns, id, dir)| async move { one(mgr, &ns, &id, &dir).await })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    let live = results.iter().filter(|r| **r).count();
+    tracing::info!(bundles = n, live, elapsed_ms = start.elapsed().as_millis() as u64, "tasks recovered");
+}
+
+/// Recovers one bundle; true when its shim is live.
+async fn one(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) -> bool {
+    let info = bundle::runtime_info(dir, &mgr.inner.default_runtime);
+    let shim_pid = shim::read_shim_pid(dir).unwrap_or(0);
+    let address = std::fs::read_to_string(dir.join("address")).unwrap_or_default();
+    if shim::pid_alive(shim_pid) && !address.trim().is_empty() {
+        match reattach(mgr, ns, id, dir, address.trim(), shim_pid, &info).await {
+            Ok(true) => return true,
+            Ok(false) => {
+                tracing::warn!(namespace = ns, id, "shim has no task (create was interrupted); shutting it down");
+                shim::kill(shim_pid).await;
+                bundle::cleanup(dir, id, &info).await;
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(namespace = ns, id, error = %e, "cannot reattach to a live shim");
+                if shim::pid_alive(shim_pid) {
+                    // Leave it: a later start-up may reach it. Report it.
+                    return false;
+                }
+            }
+        }
+    }
+    // The shim is dead: clean up and keep the task as stopped (137).
+    tracing::warn!(namespace = ns, id, shim_pid, "shim died while berthd was down; cleaning up its task");
+    let pid = std::fs::read_to_string(dir.join("init.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    bundle::cleanup(dir, id, &info).await;
+    let client = shim::connect_dead();
+    let task = Arc::new(Task::new(ns, id, dir.to_path_buf(), pid, shim_pid, info, client));
+    let exit = super::dead_exit();
+    task.mark_dead(exit);
+    task.pump_done.send_replace(true);
+    mgr.inner.publish_dead_exit(&task, exit);
+    mgr.insert(task);
+    false
+}
+
+async fn reattach(
+    mgr: &TaskManager,
+    ns: &str,
+    id: &str,
+    dir: &Path,
+    address: &str,
+    shim_pid: u32,
+    info: &bundle::RuntimeInfo,
+) -> Result<bool, super::Error> {
+    let mut client = shim::connect(address).await?;
+    let hs = client.handshake(()).await?.into_inner();
+    let procs = client.list_processes(()).await?.into_inner().processes;
+    let Some(init) = procs.iter().find(|p| p.exec_id.is_empty()) else {
+        return Ok(false);
+    };
+    let pid = if init.pid != 0 { init.pid } else { hs.task_pid };
+    let shim_pid = if hs.shim_pid != 0 { hs.shim_pid } else { shim_pid };
+    let task = Arc::new(Task::new(ns, id, dir.to_path_buf(), pid, shim_pid, info.clone(), client));
+    pump::spawn(Arc::clone(&mgr.inner), Arc::clone(&task), 0);
+    mgr.insert(task);
+    tracing::info!(namespace = ns, id, pid, shim_pid, processes = procs.len(), "reattached to shim");
+    Ok(true)
+}
