@@ -248,16 +248,29 @@ mod tests {
     async fn filters_order_and_type_urls() {
         let bus = Events::new();
         let mut all = bus.subscribe(Filter::default());
-        let mut tasks = bus.subscribe(Filter::parse(&["topic~=/tasks/.*,namespace==a"]).unwrap());
+        let mut tasks =
+            bus.subscribe(Filter::parse(&["topic~=\"^/tasks/\",namespace==a"]).unwrap());
         bus.publish("a", "/tasks/start", &start(1));
         bus.publish("b", "/tasks/start", &start(2));
-        bus.publish("a", "/containers/create", &berth_api::events::ContainerCreate::default());
+        bus.publish(
+            "a",
+            "/containers/create",
+            &berth_api::events::ContainerCreate::default(),
+        );
         bus.publish("a", "/tasks/oom", &berth_api::events::TaskOom::default());
         let got: Vec<String> = [(); 4]
             .iter()
             .map(|_| all.rx.try_recv().unwrap().topic.clone())
             .collect();
-        assert_eq!(got, ["/tasks/start", "/tasks/start", "/containers/create", "/tasks/oom"]);
+        assert_eq!(
+            got,
+            [
+                "/tasks/start",
+                "/tasks/start",
+                "/containers/create",
+                "/tasks/oom"
+            ]
+        );
         let e = tasks.recv().await.unwrap();
         assert_eq!(e.event.type_url, "containerd.events.TaskStart");
         let e = tasks.recv().await.unwrap();

@@ -58,7 +58,8 @@ pub fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), Error> 
             source: std::io::Error::other(e.to_string()),
         })?;
         let json = serde_json::to_vec(info).map_err(|e| Error::Internal(e.to_string()))?;
-        fs::write(dir.join("runtime.json"), json).map_err(io("writing", &dir.join("runtime.json")))?;
+        fs::write(dir.join("runtime.json"), json)
+            .map_err(io("writing", &dir.join("runtime.json")))?;
         let rootfs = dir.join("rootfs");
         fs::DirBuilder::new()
             .mode(0o711)
@@ -103,7 +104,9 @@ pub async fn cleanup(dir: &Path, id: &str, info: &RuntimeInfo) {
             }
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(id, runtime = %info.runtime_binary, error = %e, "running runtime delete --force"),
+        Err(e) => {
+            tracing::warn!(id, runtime = %info.runtime_binary, error = %e, "running runtime delete --force")
+        }
     }
     let dir = dir.to_path_buf();
     let _ = tokio::task::spawn_blocking(move || remove(&dir)).await;
@@ -151,7 +154,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -179,7 +185,10 @@ mod tests {
         assert!(b.join("rootfs").is_dir());
         assert_eq!(fs::read(b.join("config.json")).unwrap(), b"{}");
         assert_eq!(runtime_info(&b, "x"), info);
-        assert!(matches!(create(&b, b"{}", &info), Err(Error::AlreadyExists(_))));
+        assert!(matches!(
+            create(&b, b"{}", &info),
+            Err(Error::AlreadyExists(_))
+        ));
         remove(&b);
         assert!(!b.exists());
         assert!(!dir.path().join("ns").exists());

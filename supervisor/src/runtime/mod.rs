@@ -15,7 +15,7 @@
 //! berthd never kills its shims when it stops: they run in their own
 //! session, and [`TaskManager::recover`] reattaches to them at start-up.
 
-mod bundle;
+pub mod bundle;
 mod pump;
 mod recover;
 pub mod shim;

@@ -60,7 +60,12 @@ pub(super) async fn run(mgr: &TaskManager) {
         .collect()
         .await;
     let live = results.iter().filter(|r| **r).count();
-    tracing::info!(bundles = n, live, elapsed_ms = start.elapsed().as_millis() as u64, "tasks recovered");
+    tracing::info!(
+        bundles = n,
+        live,
+        elapsed_ms = start.elapsed().as_millis() as u64,
+        "tasks recovered"
+    );
 }
 
 /// Recovers one bundle; true when its shim is live.
@@ -72,7 +77,11 @@ async fn one(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) -> bool {
         match reattach(mgr, ns, id, dir, address.trim(), shim_pid, &info).await {
             Ok(true) => return true,
             Ok(false) => {
-                tracing::warn!(namespace = ns, id, "shim has no task (create was interrupted); shutting it down");
+                tracing::warn!(
+                    namespace = ns,
+                    id,
+                    "shim has no task (create was interrupted); shutting it down"
+                );
                 shim::kill(shim_pid).await;
                 bundle::cleanup(dir, id, &info).await;
                 return false;
@@ -87,14 +96,27 @@ async fn one(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) -> bool {
         }
     }
     // The shim is dead: clean up and keep the task as stopped (137).
-    tracing::warn!(namespace = ns, id, shim_pid, "shim died while berthd was down; cleaning up its task");
+    tracing::warn!(
+        namespace = ns,
+        id,
+        shim_pid,
+        "shim died while berthd was down; cleaning up its task"
+    );
     let pid = std::fs::read_to_string(dir.join("init.pid"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
     bundle::cleanup(dir, id, &info).await;
     let client = shim::connect_dead();
-    let task = Arc::new(Task::new(ns, id, dir.to_path_buf(), pid, shim_pid, info, client));
+    let task = Arc::new(Task::new(
+        ns,
+        id,
+        dir.to_path_buf(),
+        pid,
+        shim_pid,
+        info,
+        client,
+    ));
     let exit = super::dead_exit();
     task.mark_dead(exit);
     task.pump_done.send_replace(true);
@@ -119,10 +141,29 @@ async fn reattach(
         return Ok(false);
     };
     let pid = if init.pid != 0 { init.pid } else { hs.task_pid };
-    let shim_pid = if hs.shim_pid != 0 { hs.shim_pid } else { shim_pid };
-    let task = Arc::new(Task::new(ns, id, dir.to_path_buf(), pid, shim_pid, info.clone(), client));
+    let shim_pid = if hs.shim_pid != 0 {
+        hs.shim_pid
+    } else {
+        shim_pid
+    };
+    let task = Arc::new(Task::new(
+        ns,
+        id,
+        dir.to_path_buf(),
+        pid,
+        shim_pid,
+        info.clone(),
+        client,
+    ));
     pump::spawn(Arc::clone(&mgr.inner), Arc::clone(&task), 0);
     mgr.insert(task);
-    tracing::info!(namespace = ns, id, pid, shim_pid, processes = procs.len(), "reattached to shim");
+    tracing::info!(
+        namespace = ns,
+        id,
+        pid,
+        shim_pid,
+        processes = procs.len(),
+        "reattached to shim"
+    );
     Ok(true)
 }

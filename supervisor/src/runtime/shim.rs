@@ -133,7 +133,10 @@ pub fn pid_alive(pid: u32) -> bool {
         return false;
     };
     // The state follows the last ')' (the command name may hold one).
-    match stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()) {
+    match stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.trim_start().chars().next())
+    {
         Some('Z') | Some('X') | None => false,
         Some(_) => true,
     }

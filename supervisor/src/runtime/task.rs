@@ -78,9 +78,13 @@ fn decode_options(any: &prost_types::Any) -> Result<RuncOptions, Error> {
 }
 
 /// The runtime binary and options for a Create: the task's options win
-/// over the container's, and berthd's default fills in the rest.
+/// over the container's, and berthd's defaults fill in the rest: the
+/// binary from its config, and a runtime `--root` of its own per
+/// namespace (`runtime_root`), so its containers never collide with
+/// another daemon's in the runtime's global state.
 fn runtime_for(
     default: &str,
+    runtime_root: &std::path::Path,
     req: &CreateTask,
 ) -> Result<(RuntimeInfo, Option<prost_types::Any>), Error> {
     let rt = &req.container.runtime;
@@ -96,30 +100,39 @@ fn runtime_for(
         .clone()
         .filter(|a| !a.value.is_empty() || !a.type_url.is_empty())
         .or_else(|| rt.options.clone().map(Into::into));
-    let mut info = RuntimeInfo {
-        runtime_binary: default.to_string(),
-        runtime_root: None,
+    let mut o = match &options {
+        Some(any) => decode_options(any)?,
+        None => RuncOptions::default(),
     };
-    if let Some(any) = &options {
-        let o = decode_options(any)?;
-        if !o.binary_name.is_empty() {
-            info.runtime_binary = o.binary_name;
-        }
-        info.runtime_root = Some(o.root).filter(|r| !r.is_empty());
+    if o.root.is_empty() {
+        o.root = runtime_root.display().to_string();
     }
+    let info = RuntimeInfo {
+        runtime_binary: if o.binary_name.is_empty() {
+            default.to_string()
+        } else {
+            o.binary_name.clone()
+        },
+        runtime_root: Some(o.root.clone()),
+    };
     if shim::find_binary(&info.runtime_binary).is_none() {
         return Err(Error::FailedPrecondition(format!(
             "runtime binary {:?}: not found (neither a file nor on PATH)",
             info.runtime_binary
         )));
     }
-    Ok((info, options))
+    let options = prost_types::Any {
+        type_url: berth_api::type_urls::RUNC_OPTIONS.to_string(),
+        value: o.encode_to_vec(),
+    };
+    Ok((info, Some(options)))
 }
 
 /// Creates the task's bundle and shim; see [`super::TaskManager::create`].
 pub(super) async fn create(inner: &Inner, ns: &str, req: CreateTask) -> Result<Task, Error> {
     let id = req.container.id.clone();
-    let (info, options) = runtime_for(&inner.default_runtime, &req)?;
+    let runtime_root = inner.state.join(".runc").join(ns);
+    let (info, options) = runtime_for(&inner.default_runtime, &runtime_root, &req)?;
     let spec = req
         .container
         .spec
@@ -132,7 +145,11 @@ pub(super) async fn create(inner: &Inner, ns: &str, req: CreateTask) -> Result<T
                 "spec: the OCI spec must be a JSON object".into(),
             ))
         }
-        Err(e) => return Err(Error::InvalidArgument(format!("spec: invalid OCI spec JSON: {e}"))),
+        Err(e) => {
+            return Err(Error::InvalidArgument(format!(
+                "spec: invalid OCI spec JSON: {e}"
+            )))
+        }
     }
     let dir = bundle::path(&inner.state, ns, &id);
     if dir.exists() {
@@ -196,8 +213,22 @@ async fn start_shim(
         .await
         .map_err(|e| (Error::Shim(e), shim_pid))?
         .into_inner();
-    tracing::info!(namespace = ns, id, pid = created.pid, shim_pid = hs.shim_pid, "task created");
-    Ok(Task::new(ns, id, dir.to_path_buf(), created.pid, hs.shim_pid, info.clone(), client))
+    tracing::info!(
+        namespace = ns,
+        id,
+        pid = created.pid,
+        shim_pid = hs.shim_pid,
+        "task created"
+    );
+    Ok(Task::new(
+        ns,
+        id,
+        dir.to_path_buf(),
+        created.pid,
+        hs.shim_pid,
+        info.clone(),
+        client,
+    ))
 }
 
 impl Task {
@@ -291,7 +322,8 @@ impl Task {
     /// Waits for a process to exit. Ends with 137 if the shim dies.
     pub async fn wait(&self, exec_id: &str) -> Result<Exit, Error> {
         let mut dead = self.dead.subscribe();
-        let call = self.client().wait(sp::ProcessRequest {
+        let mut client = self.client();
+        let call = client.wait(sp::ProcessRequest {
             exec_id: exec_id.to_string(),
         });
         tokio::select! {
@@ -308,17 +340,25 @@ impl Task {
                     Ok(self.dead().unwrap_or_else(super::dead_exit))
                 }
             },
-            r = dead.wait_for(|d| d.is_some()) => {
-                let exit = r.ok().and_then(|d| *d).unwrap_or_else(super::dead_exit);
-                Ok(exit)
+            exit = async { dead.wait_for(|d| d.is_some()).await.ok().and_then(|d| *d) } => {
+                Ok(exit.unwrap_or_else(super::dead_exit))
             }
         }
+    }
+
+    /// Whether a failed call means the shim went away: a broken
+    /// connection whose shim pid is gone (it may take a moment to exit).
+    async fn shim_gone(&self, e: &tonic::Status) -> bool {
+        use std::error::Error as _;
+        let broken = e.source().is_some()
+            || matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Cancelled);
+        broken && shim::wait_gone(self.shim_pid, Duration::from_secs(2)).await
     }
 
     /// After a failed shim call: if the shim is gone, wait (briefly) for
     /// the pump to record it dead and report that; else the call's error.
     async fn after_failure(&self, e: tonic::Status, exec_id: &str) -> Result<(), Error> {
-        if shim::pid_alive(self.shim_pid) {
+        if !self.shim_gone(&e).await {
             return Err(Error::Shim(e));
         }
         let mut dead = self.dead.subscribe();
@@ -341,13 +381,15 @@ impl Task {
         self.deleting.store(true, Ordering::SeqCst);
         let res = self
             .client()
-            .delete(sp::ProcessRequest { exec_id: String::new() })
+            .delete(sp::ProcessRequest {
+                exec_id: String::new(),
+            })
             .await;
         let r = match res {
             Ok(r) => r.into_inner(),
             Err(e) => {
                 self.deleting.store(false, Ordering::SeqCst);
-                if shim::pid_alive(self.shim_pid) {
+                if !self.shim_gone(&e).await {
                     return Err(Error::Shim(e));
                 }
                 drop(_op);
@@ -392,4 +434,3 @@ impl Task {
         self.dead.send_replace(Some(exit));
     }
 }
-

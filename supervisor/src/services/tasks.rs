@@ -235,7 +235,9 @@ impl Tasks for TasksService {
         berth_api::identifiers::validate("exec_id", &r.exec_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if r.spec.is_none() {
-            return Err(Status::invalid_argument("spec: an OCI process spec is required"));
+            return Err(Status::invalid_argument(
+                "spec: an OCI process spec is required",
+            ));
         }
         t.live_client()?
             .exec(sp::ExecRequest {
@@ -331,7 +333,9 @@ impl Tasks for TasksService {
         .await;
         let mut metrics = Vec::new();
         for (t, s) in tasks.iter().zip(stats) {
-            let s = s.map_err(|e| Status::new(e.code(), format!("metrics of {:?}: {}", t.id, e.message())))?;
+            let s = s.map_err(|e| {
+                Status::new(e.code(), format!("metrics of {:?}: {}", t.id, e.message()))
+            })?;
             metrics.push(berth_api::types::Metric {
                 timestamp: Some(convert::timestamp(std::time::SystemTime::now())),
                 id: t.id.clone(),

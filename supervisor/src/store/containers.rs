@@ -133,11 +133,10 @@ pub async fn create(store: &Store, ns: &str, mut c: Container) -> Result<Contain
     let now = SystemTime::now();
     c.created_at = now;
     c.updated_at = now;
-    let prev = store.tree(TREE)?.compare_and_swap(
-        ns_key(ns, &c.id),
-        None::<&[u8]>,
-        Some(encode(&c)?),
-    )?;
+    let prev =
+        store
+            .tree(TREE)?
+            .compare_and_swap(ns_key(ns, &c.id), None::<&[u8]>, Some(encode(&c)?))?;
     if prev.is_err() {
         return Err(Error::AlreadyExists {
             kind: "container",
@@ -150,7 +149,8 @@ pub async fn create(store: &Store, ns: &str, mut c: Container) -> Result<Contain
 
 /// Reads one container.
 pub fn get(store: &Store, ns: &str, id: &str) -> Result<Container> {
-    berth_api::identifiers::validate("id", id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    berth_api::identifiers::validate("id", id)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let raw = store.tree(TREE)?.get(ns_key(ns, id))?;
     decode(&raw.ok_or_else(|| not_found(id))?)
 }
@@ -238,7 +238,8 @@ fn apply(cur: &mut Container, c: &Container, paths: &[String]) -> Result<()> {
 
 /// Deletes a container record (the caller checks that no task exists).
 pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
-    berth_api::identifiers::validate("id", id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    berth_api::identifiers::validate("id", id)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     if store.tree(TREE)?.remove(ns_key(ns, id))?.is_none() {
         return Err(not_found(id));
     }
@@ -295,7 +296,9 @@ mod tests {
         let mut upd = container("c1");
         upd.labels.insert("a".into(), "1".into());
         upd.image = "other".into();
-        let got = update(&store, "ns", upd.clone(), &["labels.a".into()]).await.unwrap();
+        let got = update(&store, "ns", upd.clone(), &["labels.a".into()])
+            .await
+            .unwrap();
         assert_eq!(got.labels.get("a").map(String::as_str), Some("1"));
         assert_eq!(got.image, "img", "image not in the mask");
         let got = update(&store, "ns", upd.clone(), &[]).await.unwrap();
@@ -304,12 +307,17 @@ mod tests {
         upd.snapshotter = "native".into();
         let e = update(&store, "ns", upd.clone(), &[]).await.unwrap_err();
         assert!(e.to_string().contains("immutable"), "{e}");
-        let e = update(&store, "ns", upd, &["snapshotter".into()]).await.unwrap_err();
+        let e = update(&store, "ns", upd, &["snapshotter".into()])
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)));
 
         assert_eq!(list(&store, "ns").unwrap().len(), 1);
         assert_eq!(list(&store, "other").unwrap().len(), 0);
         delete(&store, "ns", "c1").await.unwrap();
-        assert!(matches!(get(&store, "ns", "c1"), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            get(&store, "ns", "c1"),
+            Err(Error::NotFound { .. })
+        ));
     }
 }
