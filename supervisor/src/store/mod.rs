@@ -5,9 +5,9 @@
 //! flushes before it returns, so what a client was told is durable.
 
 mod codec;
+pub mod containers;
 pub mod content;
 pub mod images;
-pub mod containers;
 pub mod labels;
 pub mod leases;
 pub mod namespaces;
