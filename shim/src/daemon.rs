@@ -231,3 +231,25 @@ pub fn serve(args: &Args) -> Result<(), String> {
     let _ = std::io::stderr().flush();
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_bundles_get_a_short_socket() {
+        let dir = Path::new("/run/berth/s");
+        assert_eq!(
+            socket_path(Path::new("/run/berth/b/ns/c1"), dir),
+            Path::new("/run/berth/b/ns/c1/shim.sock")
+        );
+        let long = PathBuf::from(format!("/run/berth/{}", "x".repeat(120)));
+        let s = socket_path(&long, dir);
+        assert!(
+            s.starts_with(dir) && s.as_os_str().len() <= SUN_PATH_MAX,
+            "{}",
+            s.display()
+        );
+        assert_eq!(s, socket_path(&long, dir), "stable");
+    }
+}

@@ -149,6 +149,11 @@ fn exit_of(pid: Pid, status: u32) -> Exit {
     }
 }
 
+/// Two reapers in one process steal each other's children: unit tests
+/// that start one hold this lock.
+#[cfg(test)]
+pub(crate) static TEST_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +162,7 @@ mod tests {
     #[allow(clippy::zombie_processes)]
     #[tokio::test(flavor = "current_thread")]
     async fn spawned_and_watched_exits_are_dispatched() {
+        let _one = TEST_LOCK.lock().await;
         let reaper = Arc::new(Reaper::default());
         reaper.start().unwrap();
         let (_c, rx) = reaper.spawn(Command::new("/bin/false").arg("x")).unwrap();

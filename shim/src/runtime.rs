@@ -255,7 +255,9 @@ impl Runtime {
         drop(child);
         if let Some(data) = input {
             let mut w = pipe::Sender::from_owned_fd(OwnedFd::from(in_w)).map_err(io)?;
-            w.write_all(data).await.map_err(io)?;
+            // A runtime that fails before reading its input closes the pipe:
+            // its exit status and message tell more than EPIPE.
+            let _ = w.write_all(data).await;
         } else {
             drop(in_w);
         }
@@ -360,4 +362,60 @@ pub fn read_pid_file(path: &Path) -> std::io::Result<u32> {
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn with_reaper() -> Arc<Reaper> {
+        let r = Arc::new(Reaper::default());
+        r.start().unwrap();
+        r
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failures_and_outputs_of_the_cli() {
+        let _one = crate::reaper::TEST_LOCK.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let reaper = with_reaper().await;
+        let ok = Runtime::new("/bin/true", None, dir.path(), reaper.clone());
+        ok.start("c1").await.unwrap();
+        assert_eq!(ok.ps("c1").await.unwrap(), Vec::<u32>::new());
+        ok.update("c1", b"{}").await.unwrap();
+
+        let bad = Runtime::new(
+            "/bin/false",
+            Some("/tmp/root".into()),
+            dir.path(),
+            reaper.clone(),
+        );
+        match bad.kill("c1", 9, true).await {
+            Err(RuntimeError::Failed {
+                op: "kill",
+                status: 1,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        let missing = Runtime::new("/nonexistent/runc", None, dir.path(), reaper);
+        match missing.pause("c1").await {
+            Err(RuntimeError::Spawn { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn logged_error_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Runtime::new("runc", None, dir.path(), Arc::new(Reaper::default()));
+        std::fs::write(
+            dir.path().join("log.json"),
+            "{\"level\":\"warning\",\"msg\":\"w\"}\n{\"level\":\"error\",\"msg\":\"boom\"}\n{\"level\":\"info\",\"msg\":\"i\"}\n",
+        )
+        .unwrap();
+        assert_eq!(r.last_logged_error().as_deref(), Some("boom"));
+    }
 }

@@ -662,3 +662,139 @@ async fn runc_recovery_delete() {
 async fn crun_recovery_delete() {
     recovery_delete("crun", "shim-recover-crun").await;
 }
+
+/// An exec'd process with its own terminal.
+#[tokio::test]
+async fn runc_exec_with_terminal() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut fx = Fixture::new("shim-exectty-runc", "runc", &["sleep", "1000"], |_| {});
+    let out = fx.path("exec.out");
+    mkfifo(&out);
+    let mut reader = open_fifo_reader(&out);
+    let mut c = fx.start_shim().await;
+    c.create(fx.create_request("", "")).await.unwrap();
+    c.start(pb::ProcessRequest::default()).await.unwrap();
+    c.exec(pb::ExecRequest {
+        exec_id: "t1".into(),
+        terminal: true,
+        stdout: out.display().to_string(),
+        spec: Some(process(&["sh", "-c", "tty; echo done"], true)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    c.start(pb::ProcessRequest {
+        exec_id: "t1".into(),
+    })
+    .await
+    .unwrap();
+    let w = c
+        .wait(pb::ProcessRequest {
+            exec_id: "t1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(w.exit_status, 0);
+    let text = read_until(&mut reader, "done", 5).await;
+    assert!(
+        text.contains("/dev/pts/") && text.contains("done"),
+        "{text:?}"
+    );
+    c.kill(pb::KillRequest {
+        signal: 9,
+        all: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    c.wait(pb::ProcessRequest::default()).await.unwrap();
+    c.delete(pb::ProcessRequest::default()).await.unwrap();
+    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
+    assert!(fx.wait_shim_gone(5).await);
+    fx.assert_clean();
+}
+
+/// Many shims at once, each create/start/wait/delete; then nothing is
+/// left. Also prints the median start→deleted time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runc_many_in_parallel() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        handles.push(tokio::spawn(async move {
+            let id = format!("shim-par-{i}");
+            let mut fx = Fixture::new(&id, "runc", &["true"], |_| {});
+            let t0 = std::time::Instant::now();
+            let mut c = fx.start_shim().await;
+            c.create(fx.create_request("", "")).await.unwrap();
+            c.start(pb::ProcessRequest::default()).await.unwrap();
+            assert_eq!(
+                c.wait(pb::ProcessRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .exit_status,
+                0
+            );
+            c.delete(pb::ProcessRequest::default()).await.unwrap();
+            let took = t0.elapsed();
+            let events = collect_events(&mut c, 0, 4, 5).await;
+            c.ack_events(pb::AckEventsRequest {
+                upto: events.last().unwrap().seq,
+            })
+            .await
+            .unwrap();
+            assert!(fx.wait_shim_gone(5).await, "{id}: shim still alive");
+            fx.assert_clean();
+            took
+        }));
+    }
+    let mut times = Vec::new();
+    for h in handles {
+        times.push(h.await.unwrap());
+    }
+    times.sort();
+    eprintln!(
+        "20 parallel shims: median start..delete {:?}, max {:?}",
+        times[10], times[19]
+    );
+}
+
+/// Sequential runs of `true`, phase by phase (printed; a loose bound only:
+/// the real comparison with containerd lives in the benchmarks).
+#[tokio::test]
+async fn runc_sequential_latency() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut rows = Vec::new();
+    for i in 0..7 {
+        let id = format!("shim-lat-{i}");
+        let mut fx = Fixture::new(&id, "runc", &["true"], |_| {});
+        let t = std::time::Instant::now();
+        let mut c = fx.start_shim().await;
+        let t_start = t.elapsed();
+        c.create(fx.create_request("", "")).await.unwrap();
+        let t_create = t.elapsed();
+        c.start(pb::ProcessRequest::default()).await.unwrap();
+        c.wait(pb::ProcessRequest::default()).await.unwrap();
+        let t_run = t.elapsed();
+        c.delete(pb::ProcessRequest::default()).await.unwrap();
+        let t_delete = t.elapsed();
+        rows.push((t_delete, t_start, t_create, t_run));
+        c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
+        assert!(fx.wait_shim_gone(5).await);
+        fx.assert_clean();
+    }
+    rows.sort();
+    let (total, start, create, run) = rows[rows.len() / 2];
+    eprintln!(
+        "median: shim start {start:?}, +create {create:?}, +start/wait {run:?}, +delete {total:?}"
+    );
+    assert!(total < Duration::from_secs(2), "{total:?}");
+}
