@@ -158,6 +158,11 @@ impl Fixture {
         false
     }
 
+    /// The container's cgroup, relative to each hierarchy's root.
+    pub fn cgroup_name(&self) -> String {
+        format!("berth-shim-test-{}", self.id)
+    }
+
     /// Asserts nothing of the container is left on the host.
     pub fn assert_clean(&self) {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -168,10 +173,7 @@ impl Fixture {
             "runtime state left"
         );
         for c in ["memory", "pids", "cpu,cpuacct", "freezer"] {
-            let p = Path::new("/sys/fs/cgroup")
-                .join(c)
-                .join("berth-shim-test")
-                .join(&self.id);
+            let p = Path::new("/sys/fs/cgroup").join(c).join(self.cgroup_name());
             assert!(!p.exists(), "cgroup left: {}", p.display());
         }
     }
@@ -215,12 +217,8 @@ impl Drop for Fixture {
             "rdma",
             "misc",
         ] {
-            let _ = std::fs::remove_dir(
-                Path::new("/sys/fs/cgroup")
-                    .join(c)
-                    .join("berth-shim-test")
-                    .join(&self.id),
-            );
+            let _ =
+                std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(self.cgroup_name()));
         }
         if self.address.contains("/run/berth/s/") {
             let _ = std::fs::remove_file(self.address.trim_start_matches("unix://"));
@@ -276,7 +274,8 @@ pub fn spec(id: &str, args: &[&str]) -> Value {
     v["process"]["terminal"] = json!(false);
     v["process"]["args"] = json!(args);
     v["root"] = json!({"path": "rootfs", "readonly": false});
-    v["linux"]["cgroupsPath"] = json!(format!("/berth-shim-test/{id}"));
+    // One level, so the runtime's own cleanup leaves no parent behind.
+    v["linux"]["cgroupsPath"] = json!(format!("/berth-shim-test-{id}"));
     v["hostname"] = json!(id);
     v
 }
