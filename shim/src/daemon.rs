@@ -150,7 +150,7 @@ pub fn start(args: &Args) -> Result<String, String> {
 /// `berth-shim delete`: cleans up after a shim that is gone (berthd calls
 /// it on recovery): `runtime delete --force`, unmount `<bundle>/rootfs`,
 /// remove the shim's socket. The runtime recorded at create time
-/// (`runtime.json`) wins over `--runtime`. Idempotent.
+/// (`shim-runtime.json`) wins over `--runtime`. Idempotent.
 pub fn delete(args: &Args) -> Result<(), String> {
     validate(args)?;
     let rt = tokio::runtime::Builder::new_current_thread()

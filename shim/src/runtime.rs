@@ -52,7 +52,7 @@ pub enum RuntimeError {
 }
 
 /// Where [`Runtime::save`] records the runtime in the bundle.
-pub const RUNTIME_FILE: &str = "runtime.json";
+pub const RUNTIME_FILE: &str = "shim-runtime.json";
 
 /// The container's stdio as handed to `create`/`exec`.
 pub struct ChildStdio {
@@ -98,7 +98,7 @@ impl Runtime {
         &self.binary
     }
 
-    /// Records binary and root in `<bundle>/runtime.json`, so that
+    /// Records binary and root in `<bundle>/shim-runtime.json` (berthd owns `runtime.json`), so that
     /// `berth-shim delete` can clean up after a shim that died.
     pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
         let v = serde_json::json!({ "binary": self.binary, "root": self.root });
