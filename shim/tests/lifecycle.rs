@@ -85,12 +85,14 @@ async fn echo_hello(runtime: &str, id: &str) {
         (exit.container_id.as_str(), exit.pid, exit.exit_status),
         (id, pid, 0)
     );
+    let t = std::time::Instant::now();
     c.ack_events(pb::AckEventsRequest {
         upto: events[3].seq,
     })
     .await
     .unwrap();
     assert!(fx.wait_shim_gone(5).await, "shim did not exit after delete");
+    eprintln!("{runtime}: shim gone {:?} after the last ack", t.elapsed());
     fx.assert_clean();
 }
 

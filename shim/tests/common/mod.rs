@@ -149,11 +149,11 @@ impl Fixture {
 
     /// Waits (up to `secs`) for the shim process to go away.
     pub async fn wait_shim_gone(&self, secs: u64) -> bool {
-        for _ in 0..secs * 20 {
+        for _ in 0..secs * 200 {
             if !self.shim_alive() {
                 return true;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         false
     }
