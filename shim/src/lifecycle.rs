@@ -76,8 +76,12 @@ impl Task {
         let config = self.bundle.join("config.json");
         let spec =
             std::fs::read(&config).map_err(Error::io(format!("read {}", config.display())))?;
-        serde_json::from_slice::<serde_json::Value>(&spec)
+        let spec: serde_json::Value = serde_json::from_slice(&spec)
             .map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
+        let own_pid_ns = spec["linux"]["namespaces"].as_array().is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n["type"] == "pid" && n["path"].as_str().is_none_or(str::is_empty))
+        });
         let binary = if opts.runtime_binary.is_empty() {
             self.default_runtime.clone()
         } else {
@@ -131,6 +135,7 @@ impl Task {
             let mut st = self.lock();
             st.runtime = Some(runtime);
             st.rootfs_mounted = !mounts.is_empty();
+            st.kill_all_on_exit = !own_pid_ns;
             if let Some(cg) = &cg {
                 let weak = Arc::downgrade(self);
                 st.oom = oom::watch(cg, move || {
@@ -348,6 +353,7 @@ impl Task {
         // A never-started init is killed by the runtime's delete: give the
         // reaper a moment to record that exit.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.wait("")).await;
+        self.flush_init_exit();
         let (init, execs, oom, mounted) = {
             let mut st = self.lock();
             st.deleted = true;

@@ -98,6 +98,10 @@ pub(crate) struct State {
     pub(crate) oom: Option<JoinHandle<()>>,
     pub(crate) rootfs_mounted: bool,
     pub(crate) deleted: bool,
+    /// init exited but its TaskExit waits for running execs' exits
+    pub(crate) init_exit_deferred: bool,
+    /// the container shares a pid namespace: kill what is left when init exits
+    pub(crate) kill_all_on_exit: bool,
 }
 
 impl State {
@@ -237,7 +241,12 @@ impl Task {
         });
     }
 
-    fn on_exit(&self, exec_id: &str, pid: u32, exit: Exit) {
+    /// Records an exit. Like containerd, the init process's TaskExit is
+    /// published after the exits of exec'd processes that were still
+    /// running (the kernel kills them with the pid namespace's init), or
+    /// after [`OUTPUT_DRAIN`] at the latest. Without its own pid namespace
+    /// the container's remaining processes are killed when init exits.
+    fn on_exit(self: &Arc<Self>, exec_id: &str, pid: u32, exit: Exit) {
         let mut st = self.lock();
         let is_init = exec_id.is_empty();
         let Ok(p) = st.proc_mut(exec_id) else { return };
@@ -248,14 +257,54 @@ impl Task {
         p.exit = Some(exit);
         p.status = ProcStatus::Stopped;
         p.exit_tx.send_replace(Some(exit));
-        if p.started {
-            let msg = self.exit_event(p);
-            self.events.publish("/tasks/exit", "TaskExit", &msg);
-        } else {
+        let started = p.started;
+        if !started {
             p.exit_event_pending = true;
         }
+        let execs_running = st.execs.values().any(|e| e.started && e.exit.is_none());
         if is_init {
             st.paused = false;
+            if started && execs_running {
+                st.init_exit_deferred = true;
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep(OUTPUT_DRAIN).await;
+                    me.flush_init_exit();
+                });
+            } else if started {
+                self.publish_exit(st.proc("").ok());
+            }
+            if st.kill_all_on_exit {
+                if let Some(rt) = st.runtime.clone() {
+                    let id = self.id.clone();
+                    tokio::spawn(async move {
+                        let _ = rt.kill(&id, 9, true).await;
+                    });
+                }
+            }
+            return;
+        }
+        if started {
+            self.publish_exit(st.proc(exec_id).ok());
+        }
+        if st.init_exit_deferred && !execs_running {
+            st.init_exit_deferred = false;
+            self.publish_exit(st.proc("").ok());
+        }
+    }
+
+    fn publish_exit(&self, p: Option<&Proc>) {
+        if let Some(p) = p {
+            let msg = self.exit_event(p);
+            self.events.publish("/tasks/exit", "TaskExit", &msg);
+        }
+    }
+
+    /// Publishes a deferred init TaskExit (see [`Task::on_exit`]).
+    pub(crate) fn flush_init_exit(&self) {
+        let mut st = self.lock();
+        if std::mem::take(&mut st.init_exit_deferred) {
+            self.publish_exit(st.init.as_ref());
         }
     }
 

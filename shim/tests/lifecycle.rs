@@ -800,3 +800,66 @@ async fn runc_sequential_latency() {
     );
     assert!(total < Duration::from_secs(2), "{total:?}");
 }
+
+/// When init dies with an exec still running, the exec's TaskExit comes
+/// first and init's last (containerd's order).
+#[tokio::test]
+async fn runc_init_exit_follows_exec_exits() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut fx = Fixture::new("shim-order-runc", "runc", &["sleep", "1000"], |_| {});
+    let mut c = fx.start_shim().await;
+    let pid = c
+        .create(fx.create_request("", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .pid;
+    c.start(pb::ProcessRequest::default()).await.unwrap();
+    c.exec(pb::ExecRequest {
+        exec_id: "e1".into(),
+        spec: Some(process(&["sleep", "1000"], false)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e1 = c
+        .start(pb::ProcessRequest {
+            exec_id: "e1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pid;
+    c.kill(pb::KillRequest {
+        signal: 9,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = c
+        .wait(pb::ProcessRequest {
+            exec_id: "e1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(w.exit_status, 137);
+    c.wait(pb::ProcessRequest::default()).await.unwrap();
+    let events = collect_events(&mut c, 0, 6, 5).await;
+    let exits: Vec<u32> = events
+        .iter()
+        .filter(|e| e.topic == "/tasks/exit")
+        .map(|e| {
+            TaskExit::decode(e.event.as_ref().unwrap().value.as_slice())
+                .unwrap()
+                .pid
+        })
+        .collect();
+    assert_eq!(exits, [e1, pid]);
+    c.delete(pb::ProcessRequest::default()).await.unwrap();
+    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
+    assert!(fx.wait_shim_gone(5).await);
+    fx.assert_clean();
+}
