@@ -17,10 +17,11 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::mpsc;
 
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
@@ -28,6 +29,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 use tar::EntryType;
 
+use super::pipe::{self, ChanReader};
 use super::safe::{self, clean, is_dir, join, lstat_at, open_dir_at, proc_path, Lowers};
 use super::{compression_of, Applied, Compression, HashReader};
 use crate::error::{Error, Result};
@@ -52,7 +54,7 @@ pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Res
     let (upper, lowers) = layer_dirs(mounts).ok_or_else(bad_spec)?;
     let upper = upper.ok_or_else(bad_spec)?;
     let overlay = mounts.first().is_some_and(|m| m.kind == "overlay");
-    let mut applier = Applier {
+    let applier = Applier {
         root: safe::open_root(&upper)?,
         overlay,
         lowers: Lowers::open(&lowers)?,
@@ -62,56 +64,47 @@ pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Res
         buf: vec![0; BUF],
     };
     let stream_err = |e: std::io::Error| Error::InvalidArgument(format!("layer stream: {e}"));
-    let mut compressed = HashReader::new(reader);
-    let diff_id = {
-        let decoded: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(&mut compressed),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
-                BufReader::with_capacity(BUF, &mut compressed),
-            )),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-                    BUF,
-                    &mut compressed,
-                ))
-                .map_err(stream_err)?,
-            ),
-        };
-        // Decoders are fastest when asked for big chunks; tar reads 512-byte headers.
-        let decoded = BufReader::with_capacity(BUF, decoded);
-        let mut plain = HashReader::new(decoded);
-        let mut archive = tar::Archive::new(&mut plain);
-        for entry in archive.entries().map_err(stream_err)? {
-            let mut entry = entry.map_err(stream_err)?;
-            applier.entry(&mut entry)?;
-        }
-        // Past the end marker only zero padding may follow.
-        let mut tail = vec![0u8; 64 * 1024];
-        loop {
-            let n = plain.read(&mut tail).map_err(stream_err)?;
-            if n == 0 {
-                break;
-            }
-            if tail[..n].iter().any(|b| *b != 0) {
-                return Err(Error::InvalidArgument(
-                    "layer stream: trailing data after the tar end marker".into(),
-                ));
-            }
-        }
-        if plain.trailing_zeros < 1024 {
-            return Err(Error::InvalidArgument(
-                "layer stream: truncated tar (no end-of-archive marker)".into(),
-            ));
-        }
-        plain.finish().0
+    // An uncompressed layer's digest is its diff ID: hash it once.
+    let mut compressed = if compression == Compression::None {
+        HashReader::counting(reader)
+    } else {
+        HashReader::new(reader)
     };
+    let (tx, rx) = mpsc::sync_channel(pipe::DEPTH);
+    let (recycle_tx, recycle_rx) = mpsc::channel();
+    // Decompression and hashing run on this thread; tar parsing and file
+    // writes on a scoped helper, so CPU and filesystem work overlap.
+    let (produced, consumed) = std::thread::scope(|sc| {
+        let consumer = sc.spawn(move || applier.consume(ChanReader::new(rx, recycle_tx)));
+        let produced = pipe::produce(&mut compressed, compression, tx, recycle_rx);
+        let consumed = consumer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("layer apply thread panicked".into())));
+        (produced, consumed)
+    });
+    // A broken stream explains a consumer failure better than the consumer can.
+    let (produced, applier) = match (produced, consumed) {
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) => return Err(e),
+        (Ok(None), Ok(_)) => {
+            return Err(Error::Internal("layer apply stopped reading early".into()))
+        }
+        (Ok(Some(p)), Ok(a)) => (p, a),
+    };
+    if produced.trailing_zeros < 1024 {
+        return Err(Error::InvalidArgument(
+            "layer stream: truncated tar (no end-of-archive marker)".into(),
+        ));
+    }
+    let diff_id = produced.diff_id;
     let mut one = [0u8; 1];
     if compressed.read(&mut one).map_err(stream_err)? != 0 {
         return Err(Error::InvalidArgument(
             "layer stream: trailing data after the compressed stream".into(),
         ));
     }
-    let (compressed_digest, compressed_size) = compressed.finish();
+    let (digest, compressed_size) = compressed.finish();
+    let compressed_digest = digest.unwrap_or_else(|| diff_id.clone());
     applier.finish()?;
     Ok(Applied {
         diff_id,
@@ -213,6 +206,30 @@ fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
 }
 
 impl Applier {
+    /// Parses the tar from `reader` and applies every entry; afterwards
+    /// only zero padding may remain in the stream.
+    fn consume(mut self, reader: ChanReader) -> Result<Self> {
+        let stream_err = |e: std::io::Error| Error::InvalidArgument(format!("layer stream: {e}"));
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(stream_err)? {
+            let mut entry = entry.map_err(stream_err)?;
+            self.entry(&mut entry)?;
+        }
+        let mut rest = archive.into_inner();
+        let mut tail = vec![0u8; 64 * 1024];
+        loop {
+            let n = rest.read(&mut tail).map_err(stream_err)?;
+            if n == 0 {
+                return Ok(self);
+            }
+            if tail[..n].iter().any(|b| *b != 0) {
+                return Err(Error::InvalidArgument(
+                    "layer stream: trailing data after the tar end marker".into(),
+                ));
+            }
+        }
+    }
+
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let et = entry.header().entry_type();
         if matches!(

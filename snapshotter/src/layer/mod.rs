@@ -5,6 +5,7 @@
 mod apply;
 mod apply_ops;
 mod diff;
+mod pipe;
 mod safe;
 
 use std::io::{self, Read, Write};
@@ -91,7 +92,8 @@ pub fn oci_media_type(c: Compression) -> &'static str {
 /// many zero bytes ended the stream so far (to check the tar end marker).
 pub(crate) struct HashReader<R> {
     inner: R,
-    hasher: Sha256,
+    /// None: count only (the digest would duplicate another one).
+    hasher: Option<Sha256>,
     count: u64,
     trailing_zeros: u64,
 }
@@ -100,14 +102,23 @@ impl<R: Read> HashReader<R> {
     pub(crate) fn new(inner: R) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             count: 0,
             trailing_zeros: 0,
         }
     }
 
-    pub(crate) fn finish(self) -> (Digest, u64) {
-        (Digest::from_hasher(self.hasher), self.count)
+    /// Counts without hashing.
+    pub(crate) fn counting(inner: R) -> Self {
+        Self {
+            hasher: None,
+            ..Self::new(inner)
+        }
+    }
+
+    /// The digest (None when only counting) and the byte count.
+    pub(crate) fn finish(self) -> (Option<Digest>, u64) {
+        (self.hasher.map(Digest::from_hasher), self.count)
     }
 }
 
@@ -115,7 +126,9 @@ impl<R: Read> Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let got = &buf[..n];
-        self.hasher.update(got);
+        if let Some(h) = &mut self.hasher {
+            h.update(got);
+        }
         self.count += n as u64;
         match got.iter().rposition(|b| *b != 0) {
             Some(i) => self.trailing_zeros = (n - i - 1) as u64,
