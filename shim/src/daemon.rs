@@ -1,7 +1,9 @@
 //! `berth-shim start` (the short-lived launcher) and `berth-shim serve` (the
 //! long-lived shim it re-executes, detached).
 //!
-//! `start` runs the same binary as `serve` in a new session with stdin on
+//! `start` is idempotent: when a shim already answers on the bundle's
+//! socket, its address is printed and nothing is started. Otherwise it
+//! runs the same binary as `serve` in a new session with stdin on
 //! `/dev/null`, stdout/stderr appended to `<bundle>/shim.log` and every
 //! other inherited fd closed on exec; writes `<bundle>/shim.pid` and
 //! `<bundle>/address`; waits until the socket accepts connections; prints
@@ -90,6 +92,12 @@ pub fn start(args: &Args) -> Result<String, String> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("socket dir {}: {e}", dir.display()))?;
     }
+    let address = format!("unix://{}", socket.display());
+    if UnixStream::connect(&socket).is_ok() {
+        // A shim already serves this bundle: hand out its address rather
+        // than unlinking its socket.
+        return Ok(address);
+    }
     let log_path = args.bundle.join("shim.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -118,7 +126,6 @@ pub fn start(args: &Args) -> Result<String, String> {
     sys::detach_on_exec(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| format!("spawn shim: {e}"))?;
     let pid = child.id();
-    let address = format!("unix://{}", socket.display());
     let write = |name: &str, data: &str| {
         let p = args.bundle.join(name);
         write_file(&p, data.as_bytes()).map_err(|e| format!("write {}: {e}", p.display()))

@@ -27,6 +27,16 @@ async fn echo_hello(runtime: &str, id: &str) {
     let hs = c.handshake(()).await.unwrap().into_inner();
     assert_eq!(hs.shim_pid as i32, fx.shim_pid.unwrap());
     assert_eq!(hs.task_pid, 0);
+    // A second start finds the running shim and starts nothing.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        .args(["start", "--namespace", NS, "--id", id, "--bundle"])
+        .arg(&fx.bundle)
+        .args(["--address", "/x"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), fx.address);
+    let hs2 = c.handshake(()).await.unwrap().into_inner();
+    assert_eq!(hs2.shim_pid, hs.shim_pid);
 
     let pid = c
         .create(fx.create_request(fifo.to_str().unwrap(), ""))
