@@ -562,8 +562,13 @@ async fn bad_input_leaves_nothing() {
     )
     .unwrap();
     let err = c.create(fx.create_request("", "")).await.unwrap_err();
-    assert_ne!(err.code(), Code::Ok);
-    assert!(!err.message().is_empty());
+    assert_eq!(err.code(), Code::Unknown, "{err:?}");
+    assert!(
+        err.message().contains("runc create failed"),
+        "{}",
+        err.message()
+    );
+    eprintln!("invalid spec: {}", err.message());
     fx.assert_clean();
 
     // Starting or killing nothing.
