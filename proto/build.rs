@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     collect("proto", &mut files)?;
     files.sort();
+    // The directory too, so added .proto files trigger a rebuild.
+    println!("cargo:rerun-if-changed=proto");
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
