@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{content, images, leases, namespaces, snapshots};
+use crate::commands::{
+    containers, content, events, images, leases, namespaces, run, snapshots, tasks,
+};
 use crate::output::Format;
 
 /// berthctl: the admin CLI for berthd (containerd v1 API over a unix socket).
@@ -57,4 +59,14 @@ pub enum Command {
     /// Manage snapshots
     #[command(visible_alias = "snapshot")]
     Snapshots(snapshots::Args),
+    /// Create a container from an image and run it
+    Run(Box<run::RunCmd>),
+    /// Manage containers
+    #[command(subcommand, visible_alias = "container")]
+    Containers(containers::Cmd),
+    /// Manage tasks (a container's running processes)
+    #[command(subcommand, visible_alias = "task")]
+    Tasks(tasks::Cmd),
+    /// Follow the daemon's events
+    Events(events::Args),
 }

@@ -15,14 +15,24 @@ use crate::error::{Error, Result};
 /// Largest message we accept from the daemon (content reads, big lists).
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// Adds the namespace header to every request.
+/// gRPC metadata key naming the lease a call's new resources join.
+pub const LEASE_HEADER: &str = "containerd-lease";
+
+/// Adds the namespace header (and the lease header, when set) to every
+/// request.
 #[derive(Clone)]
-pub struct NamespaceInterceptor(AsciiMetadataValue);
+pub struct NamespaceInterceptor {
+    namespace: AsciiMetadataValue,
+    lease: Option<AsciiMetadataValue>,
+}
 
 impl tonic::service::Interceptor for NamespaceInterceptor {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         req.metadata_mut()
-            .insert(berth_api::namespace::GRPC_HEADER, self.0.clone());
+            .insert(berth_api::namespace::GRPC_HEADER, self.namespace.clone());
+        if let Some(l) = &self.lease {
+            req.metadata_mut().insert(LEASE_HEADER, l.clone());
+        }
         Ok(req)
     }
 }
@@ -82,8 +92,22 @@ impl Client {
         Ok(Self {
             channel,
             namespace: namespace.to_string(),
-            interceptor: NamespaceInterceptor(value),
+            interceptor: NamespaceInterceptor {
+                namespace: value,
+                lease: None,
+            },
         })
+    }
+
+    /// The same connection, with every call made under lease `id` (what
+    /// it creates is protected from garbage collection until the lease
+    /// goes).
+    pub fn with_lease(&self, id: &str) -> Result<Self> {
+        let lease = MetadataValue::try_from(id)
+            .map_err(|_| Error::Input(format!("lease {id:?}: must be printable ASCII")))?;
+        let mut c = self.clone();
+        c.interceptor.lease = Some(lease);
+        Ok(c)
     }
 
     /// The namespace every call is made in.

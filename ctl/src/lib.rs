@@ -15,6 +15,9 @@ pub mod ingest;
 pub mod oci;
 pub mod output;
 pub mod progress;
+pub mod spec;
+pub mod stdio;
+pub mod tty;
 
 use std::process::ExitCode;
 
@@ -40,6 +43,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Leases(cmd) => commands::leases::run(&ctx, cmd).await?,
         Command::Images(cmd) => commands::images::run(&ctx, cmd).await?,
         Command::Snapshots(args) => commands::snapshots::run(&ctx, args).await?,
+        Command::Run(cmd) => return commands::run::run(&ctx, *cmd).await,
+        Command::Containers(cmd) => return commands::containers::run(&ctx, cmd).await,
+        Command::Tasks(cmd) => return commands::tasks::run(&ctx, cmd).await,
+        Command::Events(args) => commands::events::run(&ctx, args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,18 @@
 //! One module per command group; each exposes a clap `Cmd` enum and
 //! `run(ctx, cmd)`.
 
+pub mod containers;
 pub mod content;
+pub mod events;
+pub mod exec;
 pub mod images;
 pub mod leases;
+pub mod metrics;
 pub mod namespaces;
+pub mod run;
 pub mod snapshots;
+pub mod task_io;
+pub mod tasks;
 pub mod version;
 
 use std::collections::{BTreeMap, HashMap};

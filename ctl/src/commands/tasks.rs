@@ -1,0 +1,372 @@
+//! `berthctl tasks ls|start|kill|exec|ps|metrics|pause|resume|attach|rm`.
+
+use std::process::ExitCode;
+
+use berth_api::services::snapshots::v1 as spb;
+use berth_api::services::tasks::v1 as pb;
+use berth_api::task_types::Status;
+use serde::Serialize;
+
+use super::task_io::{attach_until_exit, exit_code, parse_signal, IoArgs, Stdio, DRAIN};
+use super::{for_each, Ctx};
+use crate::error::{Error, Result, RpcContext};
+use crate::output::Row;
+
+/// Task commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// List tasks
+    #[command(visible_alias = "list")]
+    Ls {
+        /// print ids only
+        #[arg(short, long)]
+        quiet: bool,
+        /// containerd filter, e.g. `pid==42`
+        #[arg(default_value = "")]
+        filter: String,
+    },
+    /// Start a container's task (attached unless -d)
+    Start {
+        /// container id
+        id: String,
+        /// stdio
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Signal a task or one of its processes
+    Kill {
+        /// container id
+        id: String,
+        /// signal: name (SIGTERM, TERM) or number
+        #[arg(short, long, default_value = "SIGTERM")]
+        signal: String,
+        /// signal every process of the task
+        #[arg(short, long)]
+        all: bool,
+        /// signal this exec'd process instead of the init process
+        #[arg(long)]
+        exec_id: Option<String>,
+    },
+    /// Run an extra process in a running task
+    Exec {
+        /// process id within the task (default: generated)
+        #[arg(long)]
+        exec_id: Option<String>,
+        /// working directory
+        #[arg(long)]
+        cwd: Option<String>,
+        /// environment variable KEY=value (repeatable)
+        #[arg(long = "env", short = 'e')]
+        env: Vec<String>,
+        /// stdio
+        #[command(flatten)]
+        io: IoArgs,
+        /// container id
+        id: String,
+        /// command and arguments
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List a task's processes
+    Ps {
+        /// container id
+        id: String,
+    },
+    /// Show a task's cgroup metrics
+    #[command(visible_alias = "stats")]
+    Metrics {
+        /// container id
+        id: String,
+    },
+    /// Freeze a task
+    Pause {
+        /// container id
+        id: String,
+    },
+    /// Thaw a task
+    Resume {
+        /// container id
+        id: String,
+    },
+    /// Reattach to a task's stdio until it exits
+    Attach {
+        /// container id
+        id: String,
+    },
+    /// Delete stopped tasks
+    #[command(visible_aliases = ["remove", "delete", "del"])]
+    Rm {
+        /// container ids
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// kill a running task first (SIGKILL)
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// One task, as listed.
+#[derive(Debug, Serialize)]
+pub struct TaskRow {
+    /// container id
+    pub id: String,
+    /// init process pid
+    pub pid: u32,
+    /// CREATED, RUNNING, STOPPED, PAUSED, ...
+    pub status: String,
+    /// exit status, once stopped
+    pub exit_status: Option<u32>,
+}
+
+impl Row for TaskRow {
+    fn headers() -> &'static [&'static str] {
+        &["TASK", "PID", "STATUS"]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![self.id.clone(), self.pid.to_string(), self.status.clone()]
+    }
+}
+
+/// A wire status as containerd's upper-case word.
+pub fn status_name(s: i32) -> String {
+    Status::try_from(s)
+        .map(|s| s.as_str_name().to_string())
+        .unwrap_or_else(|_| "UNKNOWN".into())
+}
+
+/// Creates a container's task with the container's snapshot as rootfs and
+/// runs it: detached (returns once started), or attached until it exits,
+/// then deletes it and returns its exit status.
+pub async fn start_task(ctx: &Ctx, id: &str, io: &IoArgs) -> Result<ExitCode> {
+    let c = super::containers::get(ctx, id).await?;
+    let rootfs = if c.snapshot_key.is_empty() {
+        Vec::new()
+    } else {
+        ctx.client
+            .snapshots()
+            .mounts(spb::MountsRequest {
+                snapshotter: c.snapshotter.clone(),
+                key: c.snapshot_key.clone(),
+            })
+            .await
+            .with_context(|| format!("mounts of snapshot {:?}", c.snapshot_key))?
+            .into_inner()
+            .mounts
+    };
+    let mut stdio = Stdio::prepare(ctx, id, None, io)?;
+    let mut tasks = ctx.client.tasks();
+    let created = tasks
+        .create(pb::CreateTaskRequest {
+            container_id: id.into(),
+            rootfs,
+            stdin: stdio.wire.0.clone(),
+            stdout: stdio.wire.1.clone(),
+            stderr: stdio.wire.2.clone(),
+            terminal: io.tty,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("create task {id:?}"))?
+        .into_inner();
+    if io.detach {
+        tasks
+            .start(pb::StartRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            })
+            .await
+            .with_context(|| format!("start task {id:?}"))?;
+        if let Some(f) = stdio.fifos.as_mut() {
+            f.keep();
+        }
+        if ctx.out.json() {
+            ctx.out
+                .json_value(&serde_json::json!({"id": id, "pid": created.pid}))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let wire = if stdio.attachable() {
+        stdio.wire.clone()
+    } else {
+        Default::default()
+    };
+    let (status, attached) = attach_until_exit(ctx, id, "", &wire, io.tty, true).await?;
+    tasks
+        .delete(pb::DeleteTaskRequest {
+            container_id: id.into(),
+        })
+        .await
+        .with_context(|| format!("delete task {id:?}"))?;
+    attached.drain(DRAIN).await;
+    Ok(ExitCode::from(exit_code(status)))
+}
+
+/// Runs a task command.
+pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
+    let mut t = ctx.client.tasks();
+    match cmd {
+        Cmd::Ls { quiet, filter } => {
+            let list = t
+                .list(pb::ListTasksRequest { filter })
+                .await
+                .context("list tasks")?
+                .into_inner()
+                .tasks;
+            let mut rows: Vec<TaskRow> = list
+                .into_iter()
+                .map(|p| {
+                    let stopped = p.status == Status::Stopped as i32;
+                    TaskRow {
+                        id: p.container_id,
+                        pid: p.pid,
+                        status: status_name(p.status),
+                        exit_status: stopped.then_some(p.exit_status),
+                    }
+                })
+                .collect();
+            rows.sort_by(|a, b| a.id.cmp(&b.id));
+            if quiet && !ctx.out.json() {
+                ctx.out.lines(rows.iter().map(|r| &r.id))?;
+            } else {
+                ctx.out.list(&rows)?;
+            }
+        }
+        Cmd::Start { id, io } => return start_task(ctx, &id, &io).await,
+        Cmd::Kill {
+            id,
+            signal,
+            all,
+            exec_id,
+        } => {
+            let signal = parse_signal(&signal)?;
+            t.kill(pb::KillRequest {
+                container_id: id.clone(),
+                exec_id: exec_id.unwrap_or_default(),
+                signal,
+                all,
+            })
+            .await
+            .with_context(|| format!("kill task {id:?}"))?;
+        }
+        Cmd::Exec {
+            exec_id,
+            cwd,
+            env,
+            io,
+            id,
+            args,
+        } => return super::exec::exec(ctx, &id, exec_id, cwd, env, &io, args).await,
+        Cmd::Ps { id } => {
+            let procs = t
+                .list_pids(pb::ListPidsRequest {
+                    container_id: id.clone(),
+                })
+                .await
+                .with_context(|| format!("list processes of task {id:?}"))?
+                .into_inner()
+                .processes;
+            #[derive(Serialize)]
+            struct P {
+                pid: u32,
+            }
+            impl Row for P {
+                fn headers() -> &'static [&'static str] {
+                    &["PID"]
+                }
+                fn cells(&self) -> Vec<String> {
+                    vec![self.pid.to_string()]
+                }
+            }
+            let rows: Vec<P> = procs.into_iter().map(|p| P { pid: p.pid }).collect();
+            ctx.out.list(&rows)?;
+        }
+        Cmd::Metrics { id } => super::metrics::show(ctx, &id).await?,
+        Cmd::Pause { id } => {
+            t.pause(pb::PauseTaskRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .with_context(|| format!("pause task {id:?}"))?;
+        }
+        Cmd::Resume { id } => {
+            t.resume(pb::ResumeTaskRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .with_context(|| format!("resume task {id:?}"))?;
+        }
+        Cmd::Attach { id } => {
+            let p = t
+                .get(pb::GetRequest {
+                    container_id: id.clone(),
+                    exec_id: String::new(),
+                })
+                .await
+                .with_context(|| format!("get task {id:?}"))?
+                .into_inner()
+                .process
+                .unwrap_or_default();
+            let fifo = |s: &str| {
+                if s.is_empty() || s.contains("://") {
+                    String::new()
+                } else {
+                    s.to_string()
+                }
+            };
+            let wire = (fifo(&p.stdin), fifo(&p.stdout), fifo(&p.stderr));
+            if wire.1.is_empty() && wire.2.is_empty() {
+                return Err(Error::Input(format!(
+                    "task {id:?} has no fifos to attach to (started with --null-io or --log-file?)"
+                )));
+            }
+            let (status, attached) =
+                attach_until_exit(ctx, &id, "", &wire, p.terminal, false).await?;
+            attached.drain(std::time::Duration::from_millis(300)).await;
+            return Ok(ExitCode::from(exit_code(status)));
+        }
+        Cmd::Rm { ids, force } => {
+            for_each(&ids, |id| {
+                let mut t = t.clone();
+                let id = id.clone();
+                async move {
+                    if force {
+                        let _ = t
+                            .kill(pb::KillRequest {
+                                container_id: id.clone(),
+                                exec_id: String::new(),
+                                signal: libc::SIGKILL as u32,
+                                all: true,
+                            })
+                            .await;
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            t.wait(pb::WaitRequest {
+                                container_id: id.clone(),
+                                exec_id: String::new(),
+                            }),
+                        )
+                        .await;
+                    }
+                    let r = t
+                        .delete(pb::DeleteTaskRequest {
+                            container_id: id.clone(),
+                        })
+                        .await
+                        .with_context(|| format!("delete task {id:?}"))?
+                        .into_inner();
+                    crate::stdio::remove_fifos(ctx.client.namespace(), &id);
+                    if ctx.out.json() {
+                        ctx.out.json_value(&serde_json::json!({
+                            "id": id, "pid": r.pid, "exit_status": r.exit_status
+                        }))?;
+                    } else {
+                        crate::output::write_stdout(&format!("{id}\n"))?;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
