@@ -119,6 +119,11 @@ mod generated {
         }
     }
     pub mod berth {
+        pub mod images {
+            pub mod v1 {
+                generated!("berth.images.v1");
+            }
+        }
         pub mod shim {
             pub mod v1 {
                 generated!("berth.shim.v1");
@@ -128,6 +133,8 @@ mod generated {
 }
 
 pub use generated::berth::shim;
+/// Berth's image transfer service (`berth.images.v1`): server-side import/export.
+pub use generated::berth::images as berth_images;
 pub use generated::containerd::events;
 pub use generated::containerd::runc;
 pub use generated::containerd::services;

@@ -139,6 +139,16 @@ impl Daemon {
             .add_service(svc::images::v1::images_server::ImagesServer::new(
                 services::images::ImagesService::new(ctx.clone()),
             ))
+            .add_service(svc::diff::v1::diff_server::DiffServer::new(
+                services::diff::DiffService::new(ctx.clone()),
+            ))
+            .add_service(
+                berth_api::berth_images::v1::transfer_server::TransferServer::new(
+                    services::transfer::TransferService::new(ctx.clone()),
+                )
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20),
+            )
             .add_service(svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
                 services::snapshots::SnapshotsService::new(ctx.clone()),
             ))
@@ -193,6 +203,12 @@ fn plugin_list() -> Vec<PluginInfo> {
         grpc("leases"),
         grpc("snapshots"),
         grpc("images"),
+        grpc("diff"),
+        PluginInfo {
+            kind: "io.containerd.differ.v1",
+            id: "walking",
+            capabilities: vec![],
+        },
         PluginInfo {
             kind: "io.containerd.snapshotter.v1",
             id: "overlayfs",

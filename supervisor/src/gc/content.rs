@@ -8,14 +8,29 @@ use crate::services::Context;
 use crate::store::labels::Labels;
 
 /// Every content record of every namespace: (namespace, digest, labels).
-pub(super) async fn list_all(_ctx: &Context) -> Result<Vec<(String, String, Labels)>, Error> {
-    Ok(Vec::new())
+pub(super) async fn list_all(ctx: &Context) -> Result<Vec<(String, String, Labels)>, Error> {
+    let content = ctx.content.clone();
+    let all = tokio::task::spawn_blocking(move || content.list_all())
+        .await
+        .map_err(|e| Error::Content(e.to_string()))?
+        .map_err(|e| Error::Content(e.to_string()))?;
+    Ok(all
+        .into_iter()
+        .map(|(ns, i)| (ns, i.digest.to_string(), i.labels))
+        .collect())
 }
 
 /// Removes the content record `digest` of `ns` (and the blob when no
 /// namespace holds it any more). False when it was already gone.
-pub(super) async fn delete(_ctx: &Context, _ns: &str, _digest: &str) -> Result<bool, Error> {
-    Ok(false)
+pub(super) async fn delete(ctx: &Context, ns: &str, digest: &str) -> Result<bool, Error> {
+    let Ok(d) = digest.parse::<berth_api::Digest>() else {
+        return Ok(false);
+    };
+    match ctx.content.delete(ns, &d).await {
+        Ok(()) => Ok(true),
+        Err(crate::content::Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(Error::Content(e.to_string())),
+    }
 }
 
 /// The snapshots container records name.
@@ -25,7 +40,7 @@ pub(super) fn container_roots(_ctx: &Context) -> Result<Vec<Node>, Error> {
 
 /// Parses an RFC 3339 time (`2024-01-02T03:04:05[.frac](Z|±hh:mm)`), as
 /// containerd writes lease expiries. None when malformed.
-pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;

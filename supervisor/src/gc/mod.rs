@@ -38,6 +38,8 @@
 mod content;
 pub mod mark;
 
+pub use content::parse_rfc3339;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -5,6 +5,7 @@ pub mod containers;
 pub mod content;
 pub mod convert;
 pub mod events;
+pub mod diff;
 pub mod images;
 pub mod introspection;
 pub mod leases;
@@ -12,6 +13,7 @@ pub mod namespaces;
 pub mod snapshots;
 pub mod status;
 pub mod tasks;
+pub mod transfer;
 pub mod version;
 
 use tonic::{Request, Status};

@@ -94,3 +94,84 @@ fn store_error_ref(inner: &store::Error, outer: &crate::content::Error) -> Statu
     };
     Status::new(code, outer.to_string())
 }
+
+impl From<crate::images::layers::Error> for Status {
+    fn from(e: crate::images::layers::Error) -> Self {
+        use crate::images::layers::Error as E;
+        match e {
+            E::DigestMismatch { .. } | E::DiffIdMismatch { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            E::Content(c) => c.into(),
+            E::Apply { ref source, .. } => {
+                use berth_snapshotter::ErrorKind as K;
+                let code = match source.kind() {
+                    K::NotFound => Code::NotFound,
+                    K::AlreadyExists => Code::AlreadyExists,
+                    K::FailedPrecondition => Code::FailedPrecondition,
+                    K::InvalidArgument => Code::InvalidArgument,
+                    K::Internal => Code::Internal,
+                };
+                Status::new(code, e.to_string())
+            }
+            E::Io { .. } | E::Join(_) => {
+                tracing::error!(error = %e, "layer failure");
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::images::unpack::Error> for Status {
+    fn from(e: crate::images::unpack::Error) -> Self {
+        use crate::images::unpack::Error as E;
+        match e {
+            E::Invalid(_) => Status::invalid_argument(e.to_string()),
+            E::Layer(e) => e.into(),
+            E::Content(e) => e.into(),
+            E::Snapshots(e) => e.into(),
+            E::Join(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::images::import::Error> for Status {
+    fn from(e: crate::images::import::Error) -> Self {
+        use crate::images::archive::Error as A;
+        use crate::images::import::Error as E;
+        match e {
+            E::Invalid(_) | E::Archive(A::Tar(_)) => Status::invalid_argument(e.to_string()),
+            E::Archive(A::Content { ref source, .. }) => {
+                let code = Status::from(clone_content_kind(source)).code();
+                Status::new(code, e.to_string())
+            }
+            E::Archive(A::Store(e)) | E::Store(e) => e.into(),
+            E::Unpack(e) => e.into(),
+            E::Content(e) => e.into(),
+            E::Join(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// A content error of the same kind (only the kind matters for the code).
+fn clone_content_kind(e: &crate::content::Error) -> crate::content::Error {
+    use crate::content::Error as C;
+    match e {
+        C::NotFound(d) => C::NotFound(d.clone()),
+        C::AlreadyExists(d) => C::AlreadyExists(d.clone()),
+        C::InvalidArgument(m) => C::InvalidArgument(m.clone()),
+        C::FailedPrecondition(m) => C::FailedPrecondition(m.clone()),
+        _ => C::Task(e.to_string()),
+    }
+}
+
+impl From<crate::images::export::Error> for Status {
+    fn from(e: crate::images::export::Error) -> Self {
+        use crate::images::export::Error as E;
+        match e {
+            E::Store(e) => e.into(),
+            E::Unpack(e) => e.into(),
+            E::Write(_) => Status::unavailable(e.to_string()),
+        }
+    }
+}

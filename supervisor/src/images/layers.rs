@@ -1,0 +1,175 @@
+//! Layer blobs ↔ snapshots: apply a blob from the content store onto
+//! mounts (checking both digests), and write a diff between two mount sets
+//! into the content store.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::Path;
+
+use berth_api::Digest;
+use berth_snapshotter::{Applied, Compression, Mount};
+
+use crate::content::ContentStore;
+
+/// Media type of an uncompressed OCI layer (what Apply reports).
+pub const UNCOMPRESSED_OCI: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Media type of a gzip OCI layer (Diff's default).
+pub const GZIP_OCI: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Content label holding a compressed layer's diff ID.
+pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
+
+/// Read buffer for layer blobs.
+const READ_BUF: usize = 1 << 20;
+
+/// Why a layer could not be applied or made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// the blob's bytes do not hash to its descriptor's digest
+    #[error("layer {expected}: content digest is {actual}")]
+    DigestMismatch {
+        /// the descriptor's digest
+        expected: Digest,
+        /// what the bytes hash to
+        actual: Digest,
+    },
+    /// the layer's uncompressed digest is not the diff ID the image names
+    #[error("layer {layer}: diff ID is {actual}, image config says {expected}")]
+    DiffIdMismatch {
+        /// the layer blob
+        layer: Digest,
+        /// the config's diff ID
+        expected: Digest,
+        /// what was computed
+        actual: Digest,
+    },
+    /// the content store failed (NotFound when the blob is absent)
+    #[error(transparent)]
+    Content(#[from] crate::content::Error),
+    /// the layer was refused or the apply failed
+    #[error("layer {digest}: {source}")]
+    Apply {
+        /// the layer blob
+        digest: String,
+        /// why
+        source: berth_snapshotter::Error,
+    },
+    /// a scratch file failed
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// what was being done
+        what: &'static str,
+        /// where
+        path: std::path::PathBuf,
+        /// why
+        source: std::io::Error,
+    },
+    /// a blocking task died
+    #[error("layer task failed: {0}")]
+    Join(String),
+}
+
+/// Applies the blob `digest` of `ns` (of `media_type`) onto `mounts`,
+/// streaming, on the blocking pool. Checks that the bytes read hash to
+/// `digest`. The caller discards the target snapshot on error.
+pub async fn apply_blob(
+    content: &ContentStore,
+    ns: &str,
+    digest: &Digest,
+    media_type: &str,
+    mounts: Vec<Mount>,
+) -> Result<Applied, Error> {
+    // Refuse unknown media types before touching anything.
+    berth_snapshotter::layer::compression_of(media_type).map_err(|source| Error::Apply {
+        digest: digest.to_string(),
+        source,
+    })?;
+    let file = content.open_blob(ns, digest)?;
+    let (d, mt) = (digest.clone(), media_type.to_string());
+    let applied = tokio::task::spawn_blocking(move || {
+        let r = BufReader::with_capacity(READ_BUF, file);
+        berth_snapshotter::apply_layer(&mounts, r, &mt)
+    })
+    .await
+    .map_err(|e| Error::Join(e.to_string()))?
+    .map_err(|source| Error::Apply {
+        digest: d.to_string(),
+        source,
+    })?;
+    if applied.compressed_digest != *digest {
+        return Err(Error::DigestMismatch {
+            expected: digest.clone(),
+            actual: applied.compressed_digest,
+        });
+    }
+    Ok(applied)
+}
+
+/// What [`diff_to_content`] stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// the blob's digest
+    pub digest: Digest,
+    /// its size
+    pub size: u64,
+    /// its diff ID
+    pub diff_id: Digest,
+}
+
+/// Writes the changes from `lower` to `upper` as a layer of `media_type`
+/// into the content store of `ns` (labels plus `containerd.io/uncompressed`).
+pub async fn diff_to_content(
+    content: &ContentStore,
+    root: &Path,
+    ns: &str,
+    lower: Vec<Mount>,
+    upper: Vec<Mount>,
+    media_type: &str,
+    mut labels: BTreeMap<String, String>,
+) -> Result<Stored, Error> {
+    let compression: Compression =
+        berth_snapshotter::layer::compression_of(media_type).map_err(|source| Error::Apply {
+            digest: "(new)".into(),
+            source,
+        })?;
+    let tmp_dir = root.join("tmp");
+    std::fs::create_dir_all(&tmp_dir).map_err(|source| Error::Io {
+        what: "creating",
+        path: tmp_dir.clone(),
+        source,
+    })?;
+    let (written, file) = tokio::task::spawn_blocking(move || {
+        let mut f = tempfile::tempfile_in(&tmp_dir).map_err(|source| Error::Io {
+            what: "creating scratch file in",
+            path: tmp_dir.clone(),
+            source,
+        })?;
+        let w = berth_snapshotter::diff_layer(
+            &lower,
+            &upper,
+            compression,
+            std::io::BufWriter::with_capacity(READ_BUF, &mut f),
+        )
+        .map_err(|source| Error::Apply {
+            digest: "(new)".into(),
+            source,
+        })?;
+        use std::io::Seek as _;
+        f.rewind().map_err(|source| Error::Io {
+            what: "rewinding scratch file in",
+            path: tmp_dir,
+            source,
+        })?;
+        Ok::<_, Error>((w, f))
+    })
+    .await
+    .map_err(|e| Error::Join(e.to_string()))??;
+    labels.insert(UNCOMPRESSED_LABEL.into(), written.diff_id.to_string());
+    content
+        .ingest_from_reader(ns, file, &written.digest, Some(written.size), labels)
+        .await?;
+    Ok(Stored {
+        digest: written.digest,
+        size: written.size,
+        diff_id: written.diff_id,
+    })
+}
