@@ -154,8 +154,6 @@ async fn run(
                 want.os, want.architecture
             )));
         }
-        save_image(ctx, ns, name, target).await?;
-        names.push(name.clone());
         if opts.no_unpack {
             continue;
         }
@@ -168,6 +166,12 @@ async fn run(
                 .await;
             unpack::unpack(ctx, ns, lease, &m, &opts.snapshotter).await?;
         }
+    }
+    // Images appear only once everything they need is in place (the lease
+    // held it all so far), so a failed import leaves no image behind.
+    for (name, target) in &named {
+        save_image(ctx, ns, name, target).await?;
+        names.push(name.clone());
     }
     let _ = progress.send(Progress::State("done".into())).await;
     Ok(names)

@@ -84,10 +84,11 @@ pub async fn apply_blob(
         source,
     })?;
     let file = content.open_blob(ns, digest)?;
-    let (d, mt) = (digest.clone(), media_type.to_string());
+    let d = digest.clone();
     let applied = tokio::task::spawn_blocking(move || {
+        let mt = sniffed_media_type(&file)?;
         let r = BufReader::with_capacity(READ_BUF, file);
-        berth_snapshotter::apply_layer(&mounts, r, &mt)
+        berth_snapshotter::apply_layer(&mounts, r, mt)
     })
     .await
     .map_err(|e| Error::Join(e.to_string()))?
@@ -102,6 +103,22 @@ pub async fn apply_blob(
         });
     }
     Ok(applied)
+}
+
+/// The layer media type matching what the blob's first bytes say, as
+/// containerd decides (it sniffs the stream whatever the descriptor says;
+/// containerd 1.6 labels zstd layers of `docker save` archives gzip).
+fn sniffed_media_type(file: &std::fs::File) -> Result<&'static str, berth_snapshotter::Error> {
+    use std::os::unix::fs::FileExt as _;
+    let mut magic = [0u8; 4];
+    let n = file
+        .read_at(&mut magic, 0)
+        .map_err(|e| berth_snapshotter::Error::Internal(format!("reading layer: {e}")))?;
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => GZIP_OCI,
+        [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.oci.image.layer.v1.tar+zstd",
+        _ => UNCOMPRESSED_OCI,
+    })
 }
 
 /// What [`diff_to_content`] stored.

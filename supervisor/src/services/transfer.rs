@@ -146,7 +146,9 @@ impl Transfer for TransferService {
         tokio::spawn(async move {
             let run = import::import(&ctx, &ns, reader, opts, ptx);
             tokio::pin!(run);
-            let to_wire = |p: Progress, received: u64| match p {
+            let to_wire = |p: Progress, received: u64| {
+                let received = i64::try_from(received).unwrap_or(i64::MAX);
+                match p {
                 Progress::Blob { name, offset, total } => pb::ImportProgress {
                     state: "reading".into(),
                     received,
@@ -162,7 +164,7 @@ impl Transfer for TransferService {
                     received,
                     ..Default::default()
                 },
-            };
+            }};
             let result = loop {
                 tokio::select! {
                     biased;
