@@ -34,7 +34,11 @@ fn catalog() -> Value {
 }
 
 fn archive(image: &str, variant: &str) -> String {
-    images().join(image).join(format!("{variant}.tar")).to_string_lossy().into_owned()
+    images()
+        .join(image)
+        .join(format!("{variant}.tar"))
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn chain_ids(image: &str, variant: &str) -> Vec<String> {
@@ -47,7 +51,9 @@ fn chain_ids(image: &str, variant: &str) -> Vec<String> {
 }
 
 fn lines_with(out: &str, word: &str) -> usize {
-    out.lines().filter(|l| l.split_whitespace().any(|w| w == word)).count()
+    out.lines()
+        .filter(|l| l.split_whitespace().any(|w| w == word))
+        .count()
 }
 
 /// Runs a synchronous collection (deleting a fresh lease with `--sync`).
@@ -58,7 +64,10 @@ fn gc(d: &Berthd) {
 
 fn dir_entries(p: &Path) -> Vec<String> {
     match std::fs::read_dir(p) {
-        Ok(rd) => rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => vec![],
     }
 }
@@ -68,7 +77,10 @@ fn blobs(d: &Berthd) -> Vec<String> {
 }
 
 fn snapshot_dirs(d: &Berthd, sn: &str) -> Vec<String> {
-    dir_entries(&d.root().join(format!("io.containerd.snapshotter.v1.{sn}/snapshots")))
+    dir_entries(
+        &d.root()
+            .join(format!("io.containerd.snapshotter.v1.{sn}/snapshots")),
+    )
 }
 
 /// Parses `ctr snapshots mounts` output (`mount -t T SRC TARGET -o OPTS`).
@@ -77,7 +89,11 @@ fn parse_mounts(out: &str) -> Vec<Mount> {
         .filter(|l| l.starts_with("mount "))
         .map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            let opts = w.iter().position(|x| *x == "-o").map(|i| w[i + 1]).unwrap_or("");
+            let opts = w
+                .iter()
+                .position(|x| *x == "-o")
+                .map(|i| w[i + 1])
+                .unwrap_or("");
             Mount {
                 kind: w[2].to_string(),
                 source: w[3].to_string(),
@@ -93,7 +109,10 @@ struct Mounted(tempfile::TempDir);
 
 impl Mounted {
     fn new(d: &Berthd, sn: &str, key: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("berth-rootfs-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-rootfs-")
+            .tempdir()
+            .unwrap();
         let out = d.ctr_ok(&["snapshots", "--snapshotter", sn, "mounts", "/x", key]);
         let m = parse_mounts(&out);
         assert!(!m.is_empty(), "{out}");
@@ -118,18 +137,26 @@ fn chroot(root: &Path, script: &str) -> String {
         .args(["/bin/busybox", "sh", "-c", script])
         .output()
         .expect("chroot");
-    assert!(out.status.success(), "chroot {script}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chroot {script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn check_expectations(root: &Path) {
-    let exp: Value =
-        serde_json::from_slice(&std::fs::read(images().join("multilayer/expectations.json")).unwrap())
-            .unwrap();
+    let exp: Value = serde_json::from_slice(
+        &std::fs::read(images().join("multilayer/expectations.json")).unwrap(),
+    )
+    .unwrap();
     for p in exp["absent"].as_array().unwrap() {
         let p = p.as_str().unwrap();
         let path = root.join(p.trim_start_matches('/'));
-        assert!(std::fs::symlink_metadata(&path).is_err(), "{p} should be absent");
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "{p} should be absent"
+        );
     }
     for (p, want) in exp["present"].as_object().unwrap() {
         let path = root.join(p.trim_start_matches('/'));
@@ -147,7 +174,11 @@ fn check_expectations(root: &Path) {
         };
         assert_eq!(kind, want["type"].as_str().unwrap(), "{p}");
         if let Some(m) = want.get("mode").and_then(Value::as_str) {
-            assert_eq!(format!("{:04o}", md.permissions().mode() & 0o7777), m, "{p} mode");
+            assert_eq!(
+                format!("{:04o}", md.permissions().mode() & 0o7777),
+                m,
+                "{p} mode"
+            );
         }
         if let Some(u) = want.get("uid").and_then(Value::as_u64) {
             assert_eq!(u64::from(md.uid()), u, "{p} uid");
@@ -156,7 +187,11 @@ fn check_expectations(root: &Path) {
             assert_eq!(u64::from(md.gid()), g, "{p} gid");
         }
         if let Some(t) = want.get("target").and_then(Value::as_str) {
-            assert_eq!(std::fs::read_link(&path).unwrap().to_string_lossy(), t, "{p}");
+            assert_eq!(
+                std::fs::read_link(&path).unwrap().to_string_lossy(),
+                t,
+                "{p}"
+            );
         }
         if let Some(c) = want.get("content").and_then(Value::as_str) {
             assert_eq!(std::fs::read_to_string(&path).unwrap(), c, "{p}");
@@ -165,15 +200,26 @@ fn check_expectations(root: &Path) {
     for (p, want) in exp["dir_listing"].as_object().unwrap() {
         let mut got = dir_entries(&root.join(p.trim_start_matches('/')));
         got.sort();
-        let want: Vec<String> =
-            want.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let want: Vec<String> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(got, want, "{p}");
     }
     for pair in exp["same_inode"].as_array().into_iter().flatten() {
         let a = pair[0].as_str().unwrap().trim_start_matches('/');
         let b = pair[1].as_str().unwrap().trim_start_matches('/');
-        let (ma, mb) = (root.join(a).metadata().unwrap(), root.join(b).metadata().unwrap());
-        assert_eq!((ma.dev(), ma.ino()), (mb.dev(), mb.ino()), "{a} and {b} hard linked");
+        let (ma, mb) = (
+            root.join(a).metadata().unwrap(),
+            root.join(b).metadata().unwrap(),
+        );
+        assert_eq!(
+            (ma.dev(), ma.ino()),
+            (mb.dev(), mb.ino()),
+            "{a} and {b} hard linked"
+        );
     }
 }
 
@@ -191,7 +237,10 @@ fn ctr_snapshots_prepare_mounts_commit_rm() {
         };
         ctr(&["prepare", "base-key"]);
         let m = ctr(&["mounts", "/mnt/x", "base-key"]);
-        assert!(m.contains("bind") && m.contains(&format!("io.containerd.snapshotter.v1.{sn}")), "{m}");
+        assert!(
+            m.contains("bind") && m.contains(&format!("io.containerd.snapshotter.v1.{sn}")),
+            "{m}"
+        );
         ctr(&["commit", "base", "base-key"]);
         ctr(&["prepare", "child", "base"]);
         let m = ctr(&["mounts", "/mnt/x", "child"]);
@@ -227,19 +276,32 @@ fn ctr_import_oci_and_docker_then_rm_and_gc_leave_nothing() {
         return;
     }
     let d = Berthd::start();
-    let variants = ["oci-gzip", "oci-zstd", "docker", "docker-gzip", "docker-zstd"];
+    let variants = [
+        "oci-gzip",
+        "oci-zstd",
+        "docker",
+        "docker-gzip",
+        "docker-zstd",
+    ];
     for v in variants {
         d.ctr_ok(&["images", "import", &archive("multilayer", v)]);
     }
     let ls = d.ctr_ok(&["images", "ls", "-q"]);
     for v in variants {
-        assert!(ls.lines().any(|l| l == format!("docker.io/berthtest/multilayer:{v}")), "{ls}");
+        assert!(
+            ls.lines()
+                .any(|l| l == format!("docker.io/berthtest/multilayer:{v}")),
+            "{ls}"
+        );
     }
     // Every variant has the same diff IDs, hence one committed chain.
     let chain = chain_ids("multilayer", "oci-gzip");
     let snaps = d.ctr_ok(&["snapshots", "ls"]);
     for (i, c) in chain.iter().enumerate() {
-        let line = snaps.lines().find(|l| l.starts_with(c.as_str())).unwrap_or_else(|| panic!("{c}: {snaps}"));
+        let line = snaps
+            .lines()
+            .find(|l| l.starts_with(c.as_str()))
+            .unwrap_or_else(|| panic!("{c}: {snaps}"));
         assert!(line.contains("Committed"), "{line}");
         if i > 0 {
             assert!(line.contains(&chain[i - 1]), "parent of {c}: {line}");
@@ -251,14 +313,25 @@ fn ctr_import_oci_and_docker_then_rm_and_gc_leave_nothing() {
     assert_eq!(f.lines().count(), 2, "{f}");
     assert!(!blobs(&d).is_empty());
 
-    let names: Vec<String> = variants.iter().map(|v| format!("docker.io/berthtest/multilayer:{v}")).collect();
+    let names: Vec<String> = variants
+        .iter()
+        .map(|v| format!("docker.io/berthtest/multilayer:{v}"))
+        .collect();
     let mut args = vec!["images", "rm", "--sync"];
     args.extend(names.iter().map(String::as_str));
     d.ctr_ok(&args);
     assert!(d.ctr_ok(&["images", "ls", "-q"]).trim().is_empty());
-    assert_eq!(d.ctr_ok(&["snapshots", "ls"]).lines().count(), 1, "only the header");
+    assert_eq!(
+        d.ctr_ok(&["snapshots", "ls"]).lines().count(),
+        1,
+        "only the header"
+    );
     assert!(blobs(&d).is_empty(), "blobs left: {:?}", blobs(&d));
-    assert!(snapshot_dirs(&d, "overlayfs").is_empty(), "{:?}", snapshot_dirs(&d, "overlayfs"));
+    assert!(
+        snapshot_dirs(&d, "overlayfs").is_empty(),
+        "{:?}",
+        snapshot_dirs(&d, "overlayfs")
+    );
 }
 
 #[test]
@@ -269,12 +342,21 @@ fn multilayer_rootfs_is_right_and_runs_busybox_on_overlayfs_and_native() {
     let d = Berthd::start();
     let top = chain_ids("multilayer", "oci-gzip").pop().unwrap();
     for sn in ["overlayfs", "native"] {
-        d.ctr_ok(&["images", "import", "--snapshotter", sn, &archive("multilayer", "oci-gzip")]);
+        d.ctr_ok(&[
+            "images",
+            "import",
+            "--snapshotter",
+            sn,
+            &archive("multilayer", "oci-gzip"),
+        ]);
         let key = format!("rootfs-{sn}");
         d.ctr_ok(&["snapshots", "--snapshotter", sn, "prepare", &key, &top]);
         let m = Mounted::new(&d, sn, &key);
         check_expectations(m.path());
-        let out = chroot(m.path(), "cat /data/link-rel; ls /opaque; id -u; ls -ln /home/user/file.txt");
+        let out = chroot(
+            m.path(),
+            "cat /data/link-rel; ls /opaque; id -u; ls -ln /home/user/file.txt",
+        );
         assert!(out.starts_with("kept from layer 2\n"), "{out}");
         assert!(out.contains("new"), "{out}");
         assert!(out.contains("1000"), "{out}");
@@ -324,7 +406,11 @@ fn canary_state(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
             }
             let md = std::fs::symlink_metadata(&p).unwrap();
             let v = if md.is_symlink() {
-                std::fs::read_link(&p).unwrap().to_string_lossy().as_bytes().to_vec()
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .to_string_lossy()
+                    .as_bytes()
+                    .to_vec()
             } else if md.is_dir() {
                 stack.push(p.clone());
                 b"dir".to_vec()
@@ -351,12 +437,20 @@ fn hostile_layers_are_refused_or_confined() {
     }
     let host_before = host_state();
     let listing: Value =
-        serde_json::from_slice(&std::fs::read(images().join("hostile/hostile.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(images().join("hostile/hostile.json")).unwrap())
+            .unwrap();
     for sn in ["overlayfs", "native"] {
         let d = Berthd::start();
         let sn_root = d.root().join(format!("io.containerd.snapshotter.v1.{sn}"));
         // Canary files where writes through `../..` or planted links would land.
-        for f in ["tmp/x", "tmp/y", "escape", "outside", "snapshots/escape", "snapshots/x"] {
+        for f in [
+            "tmp/x",
+            "tmp/y",
+            "escape",
+            "outside",
+            "snapshots/escape",
+            "snapshots/x",
+        ] {
             let p = sn_root.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, b"canary").unwrap();
@@ -367,23 +461,54 @@ fn hostile_layers_are_refused_or_confined() {
             let expect = case["expect"].as_str().unwrap();
             let file = images().join(case["file"].as_str().unwrap());
             let reference = case["ref"].as_str().unwrap();
-            let out = d.ctr(&["images", "import", "--snapshotter", sn, &file.to_string_lossy()]);
+            let out = d.ctr(&[
+                "images",
+                "import",
+                "--snapshotter",
+                sn,
+                &file.to_string_lossy(),
+            ]);
             let ok = out.status.success();
             if expect == "refuse" {
                 assert!(!ok, "{sn}/{name}: hostile import accepted");
                 let snaps = d.ctr_ok(&["snapshots", "--snapshotter", sn, "ls"]);
-                let top = case["chain_ids"].as_array().and_then(|c| c.last()).and_then(Value::as_str);
+                let top = case["chain_ids"]
+                    .as_array()
+                    .and_then(|c| c.last())
+                    .and_then(Value::as_str);
                 if let Some(top) = top {
-                    assert!(!snaps.contains(top), "{sn}/{name}: committed anyway: {snaps}");
+                    assert!(
+                        !snaps.contains(top),
+                        "{sn}/{name}: committed anyway: {snaps}"
+                    );
                 }
             }
-            assert_eq!(canary_state(&sn_root), before, "{sn}/{name}: canary changed");
+            assert_eq!(
+                canary_state(&sn_root),
+                before,
+                "{sn}/{name}: canary changed"
+            );
             assert_eq!(host_state(), host_before, "{sn}/{name}: host files changed");
             let _ = d.ctr(&["images", "rm", "--sync", reference]);
             gc(&d);
-            assert_eq!(d.ctr_ok(&["snapshots", "--snapshotter", sn, "ls"]).lines().count(), 1, "{sn}/{name}");
-            assert!(blobs(&d).is_empty(), "{sn}/{name}: blobs left {:?}", blobs(&d));
-            assert!(snapshot_dirs(&d, sn).iter().all(|n| !n.chars().all(|c| c.is_ascii_digit())), "{sn}/{name}");
+            assert_eq!(
+                d.ctr_ok(&["snapshots", "--snapshotter", sn, "ls"])
+                    .lines()
+                    .count(),
+                1,
+                "{sn}/{name}"
+            );
+            assert!(
+                blobs(&d).is_empty(),
+                "{sn}/{name}: blobs left {:?}",
+                blobs(&d)
+            );
+            assert!(
+                snapshot_dirs(&d, sn)
+                    .iter()
+                    .all(|n| !n.chars().all(|c| c.is_ascii_digit())),
+                "{sn}/{name}"
+            );
         }
     }
 }

@@ -117,9 +117,14 @@ pub fn read(
     let entries = ar.entries().map_err(|e| Error::Tar(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::Tar(e.to_string()))?;
-        let raw = entry.path().map_err(|e| Error::Tar(e.to_string()))?.into_owned();
+        let raw = entry
+            .path()
+            .map_err(|e| Error::Tar(e.to_string()))?
+            .into_owned();
         let Some(path) = normalise(&raw) else {
-            return Err(Error::Tar(format!("entry {raw:?}: path leaves the archive")));
+            return Err(Error::Tar(format!(
+                "entry {raw:?}: path leaves the archive"
+            )));
         };
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
@@ -144,7 +149,18 @@ pub fn read(
             .and_then(|rest| rest.split_once('/'))
             .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
         if let Some(d) = blob {
-            write_blob(ctx, &cs, rt, ns, lease, &path, &mut entry, Some(d.clone()), size, progress)?;
+            write_blob(
+                ctx,
+                &cs,
+                rt,
+                ns,
+                lease,
+                &path,
+                &mut entry,
+                Some(d.clone()),
+                size,
+                progress,
+            )?;
             out.blobs.insert(d, size);
         } else if size <= SMALL {
             let mut buf = Vec::with_capacity(size as usize);
@@ -160,9 +176,18 @@ pub fn read(
                     magic: &mut magic,
                     seen: 0,
                 };
-                write_blob(ctx, &cs, rt, ns, lease, &path, &mut peek, None, size, progress)?
+                write_blob(
+                    ctx, &cs, rt, ns, lease, &path, &mut peek, None, size, progress,
+                )?
             };
-            out.spooled.insert(path, Spooled { digest, size, magic });
+            out.spooled.insert(
+                path,
+                Spooled {
+                    digest,
+                    size,
+                    magic,
+                },
+            );
         }
     }
     Ok(out)
@@ -269,7 +294,8 @@ fn write_blob(
     }
     let committed = rt.block_on(async {
         let _hold = ctx.gc.hold().await;
-        w.commit(Some(size), expected.as_ref(), Default::default()).await
+        w.commit(Some(size), expected.as_ref(), Default::default())
+            .await
     });
     match committed {
         Ok(info) => Ok((info.digest, size)),

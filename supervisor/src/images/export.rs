@@ -54,8 +54,9 @@ async fn blobs_of(
                 }
             }
         } else if oci::is_manifest(&d.media_type) {
-            let m: Manifest = serde_json::from_slice(&read_doc(&ctx.content, ns, &digest).await?)
-                .map_err(|e| unpack::Error::Invalid(format!("manifest {digest}: {e}")))?;
+            let m: Manifest =
+                serde_json::from_slice(&read_doc(&ctx.content, ns, &digest).await?)
+                    .map_err(|e| unpack::Error::Invalid(format!("manifest {digest}: {e}")))?;
             out.insert(m.config.digest.clone());
             out.extend(m.layers.into_iter().map(|l| l.digest));
         }
@@ -90,7 +91,11 @@ pub async fn export<W: Write + Send + 'static>(
         blobs_of(ctx, ns, &d, want.as_ref(), &mut blobs).await?;
         d.annotations
             .insert(oci::ANNOTATION_IMAGE_NAME.into(), img.name.clone());
-        let tag = img.name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+        let tag = img
+            .name
+            .rsplit_once(':')
+            .map(|(_, t)| t)
+            .unwrap_or("latest");
         if !tag.contains('/') {
             d.annotations
                 .insert(oci::ANNOTATION_REF_NAME.into(), tag.to_string());
@@ -100,7 +105,10 @@ pub async fn export<W: Write + Send + 'static>(
     let mut files = Vec::new();
     for b in &blobs {
         let d = unpack::digest("digest", b)?;
-        files.push((d.clone(), ctx.content.open_blob(ns, &d).map_err(unpack::Error::from)?));
+        files.push((
+            d.clone(),
+            ctx.content.open_blob(ns, &d).map_err(unpack::Error::from)?,
+        ));
     }
     let index_json = serde_json::to_vec(&index).map_err(|e| Error::Write(e.to_string()))?;
     tokio::task::spawn_blocking(move || {

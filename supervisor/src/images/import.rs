@@ -122,7 +122,12 @@ async fn run(
     progress: &mpsc::Sender<Progress>,
 ) -> Result<Vec<String>, Error> {
     let _ = progress.send(Progress::State("reading".into())).await;
-    let (c2, ns2, l2, rt) = (ctx.clone(), ns.to_string(), lease.to_string(), tokio::runtime::Handle::current());
+    let (c2, ns2, l2, rt) = (
+        ctx.clone(),
+        ns.to_string(),
+        lease.to_string(),
+        tokio::runtime::Handle::current(),
+    );
     let tx = progress.clone();
     let contents = tokio::task::spawn_blocking(move || {
         let mut p = Sender(tx, 0);
@@ -183,15 +188,20 @@ fn oci_images(
     idx: &[u8],
     prefix: &str,
 ) -> Result<Vec<(String, Descriptor)>, Error> {
-    let index: Index = serde_json::from_slice(idx)
-        .map_err(|e| Error::Invalid(format!("index.json: {e}")))?;
+    let index: Index =
+        serde_json::from_slice(idx).map_err(|e| Error::Invalid(format!("index.json: {e}")))?;
     let mut out = Vec::new();
     for m in index.manifests {
         let d = unpack::digest("index.json manifest digest", &m.digest)?;
         if !contents.blobs.contains_key(&d) {
-            return Err(Error::Invalid(format!("index.json names {d}, absent from the archive")));
+            return Err(Error::Invalid(format!(
+                "index.json names {d}, absent from the archive"
+            )));
         }
-        let name = match (m.annotations.get(oci::ANNOTATION_IMAGE_NAME), m.annotations.get(oci::ANNOTATION_REF_NAME)) {
+        let name = match (
+            m.annotations.get(oci::ANNOTATION_IMAGE_NAME),
+            m.annotations.get(oci::ANNOTATION_REF_NAME),
+        ) {
             (Some(n), _) if !n.is_empty() => n.clone(),
             (_, Some(r)) if !r.is_empty() => {
                 if prefix.is_empty() {
@@ -271,8 +281,8 @@ async fn docker_images(
             config: cfg_desc,
             layers,
         };
-        let bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
+        let bytes =
+            serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
         let desc = store_small(ctx, ns, lease, &bytes, oci::MT_DOCKER_MANIFEST).await?;
         for t in e.repo_tags.unwrap_or_default() {
             out.push((oci::normalise_docker_ref(&t), desc.clone()));
@@ -299,8 +309,14 @@ async fn store_small(
         leases::add_resource(&ctx.store, ns, lease, r).await?;
     }
     let cs = ctx.content.with_lease(Some(lease.to_string()));
-    cs.ingest_from_reader(ns, std::io::Cursor::new(bytes.to_vec()), &d, Some(bytes.len() as u64), Labels::new())
-        .await?;
+    cs.ingest_from_reader(
+        ns,
+        std::io::Cursor::new(bytes.to_vec()),
+        &d,
+        Some(bytes.len() as u64),
+        Labels::new(),
+    )
+    .await?;
     Ok(Descriptor {
         media_type: media_type.into(),
         digest: d.to_string(),
@@ -325,20 +341,24 @@ async fn resolve(
     let mut stack = vec![(target.clone(), media_type.to_string(), None::<Platform>)];
     while let Some((d, mt, plat)) = stack.pop() {
         let doc = read_doc(&ctx.content, ns, &d).await?;
-        let probe: serde_json::Value = serde_json::from_slice(&doc)
-            .map_err(|e| Error::Invalid(format!("{d}: {e}")))?;
+        let probe: serde_json::Value =
+            serde_json::from_slice(&doc).map_err(|e| Error::Invalid(format!("{d}: {e}")))?;
         let mt = if mt.is_empty() {
-            probe.get("mediaType").and_then(|v| v.as_str()).unwrap_or_default().to_string()
+            probe
+                .get("mediaType")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
         } else {
             mt
         };
-        let is_index = oci::is_index(&mt) || (!oci::is_manifest(&mt) && probe.get("manifests").is_some());
+        let is_index =
+            oci::is_index(&mt) || (!oci::is_manifest(&mt) && probe.get("manifests").is_some());
         if is_index {
             let idx: Index = serde_json::from_value(probe)
                 .map_err(|e| Error::Invalid(format!("index {d}: {e}")))?;
             for (i, m) in idx.manifests.iter().enumerate() {
-                let keep = all
-                    || m.platform.as_ref().is_none_or(|p| want.matches(p));
+                let keep = all || m.platform.as_ref().is_none_or(|p| want.matches(p));
                 if !keep {
                     continue;
                 }
@@ -346,7 +366,14 @@ async fn resolve(
                 if ctx.content.info(ns, &md).is_err() {
                     continue; // not in the archive: another platform
                 }
-                set_label(ctx, ns, &d, &format!("containerd.io/gc.ref.content.m.{i}"), &m.digest).await?;
+                set_label(
+                    ctx,
+                    ns,
+                    &d,
+                    &format!("containerd.io/gc.ref.content.m.{i}"),
+                    &m.digest,
+                )
+                .await?;
                 stack.push((md, m.media_type.clone(), m.platform.clone()));
             }
         } else {
@@ -362,9 +389,23 @@ async fn resolve(
             ctx.content.info(ns, &cd).map_err(|_| {
                 Error::Invalid(format!("manifest {d}: config {cd} absent from the archive"))
             })?;
-            set_label(ctx, ns, &d, "containerd.io/gc.ref.content.config", &m.config.digest).await?;
+            set_label(
+                ctx,
+                ns,
+                &d,
+                "containerd.io/gc.ref.content.config",
+                &m.config.digest,
+            )
+            .await?;
             for (i, l) in m.layers.iter().enumerate() {
-                set_label(ctx, ns, &d, &format!("containerd.io/gc.ref.content.l.{i}"), &l.digest).await?;
+                set_label(
+                    ctx,
+                    ns,
+                    &d,
+                    &format!("containerd.io/gc.ref.content.l.{i}"),
+                    &l.digest,
+                )
+                .await?;
             }
             out.push((d, plat));
         }
@@ -381,7 +422,11 @@ async fn save_image(ctx: &Context, ns: &str, name: &str, target: &Descriptor) ->
             media_type: target.media_type.clone(),
             digest: target.digest.clone(),
             size: target.size,
-            annotations: target.annotations.clone().into_iter().collect::<BTreeMap<_, _>>(),
+            annotations: target
+                .annotations
+                .clone()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
         },
         created_at: UNIX_EPOCH,
         updated_at: UNIX_EPOCH,
@@ -431,6 +476,9 @@ mod tests {
             let s = format_rfc3339(t);
             assert_eq!(crate::gc::parse_rfc3339(&s), Some(t), "{s}");
         }
-        assert_eq!(format_rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
     }
 }

@@ -215,8 +215,8 @@ pub fn normalise_docker_ref(r: &str) -> String {
         None => (name, None),
     };
     let first = name.split('/').next().unwrap_or_default();
-    let has_domain = name.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let full = if has_domain {
         name
     } else if name.contains('/') {
@@ -238,9 +238,18 @@ mod tests {
 
     #[test]
     fn docker_refs() {
-        assert_eq!(normalise_docker_ref("busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(normalise_docker_ref("berthtest/a:docker"), "docker.io/berthtest/a:docker");
-        assert_eq!(normalise_docker_ref("localhost:5000/a:1"), "localhost:5000/a:1");
+        assert_eq!(
+            normalise_docker_ref("busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            normalise_docker_ref("berthtest/a:docker"),
+            "docker.io/berthtest/a:docker"
+        );
+        assert_eq!(
+            normalise_docker_ref("localhost:5000/a:1"),
+            "localhost:5000/a:1"
+        );
         assert_eq!(normalise_docker_ref("quay.io/x/y"), "quay.io/x/y:latest");
     }
 

@@ -48,7 +48,9 @@ pub async fn read_doc(cs: &ContentStore, ns: &str, digest: &Digest) -> Result<Ve
             .read_to_end(&mut buf)
             .map_err(|e| Error::Invalid(format!("reading {d}: {e}")))?;
         if buf.len() as u64 > MAX_DOC {
-            return Err(Error::Invalid(format!("{d}: document larger than {MAX_DOC} bytes")));
+            return Err(Error::Invalid(format!(
+                "{d}: document larger than {MAX_DOC} bytes"
+            )));
         }
         Ok(buf)
     })
@@ -94,9 +96,8 @@ pub async fn unpack(
     let m: Manifest = serde_json::from_slice(&read_doc(&ctx.content, ns, manifest).await?)
         .map_err(|e| Error::Invalid(format!("manifest {manifest}: {e}")))?;
     let config_digest = digest("config digest", &m.config.digest)?;
-    let config: Config =
-        serde_json::from_slice(&read_doc(&ctx.content, ns, &config_digest).await?)
-            .map_err(|e| Error::Invalid(format!("config {config_digest}: {e}")))?;
+    let config: Config = serde_json::from_slice(&read_doc(&ctx.content, ns, &config_digest).await?)
+        .map_err(|e| Error::Invalid(format!("config {config_digest}: {e}")))?;
     let diff_ids = config
         .rootfs
         .diff_ids
@@ -135,8 +136,18 @@ pub async fn unpack(
             })
             .await?;
         if !exists {
-            apply_one(ctx, ns, lease, &sn_name, &blob, &layer.media_type, &diff_ids[i], &chain, parent)
-                .await?;
+            apply_one(
+                ctx,
+                ns,
+                lease,
+                &sn_name,
+                &blob,
+                &layer.media_type,
+                &diff_ids[i],
+                &chain,
+                parent,
+            )
+            .await?;
         }
         set_label(ctx, ns, &blob, UNCOMPRESSED_LABEL, &diff_ids[i].to_string()).await?;
     }

@@ -149,22 +149,27 @@ impl Transfer for TransferService {
             let to_wire = |p: Progress, received: u64| {
                 let received = i64::try_from(received).unwrap_or(i64::MAX);
                 match p {
-                Progress::Blob { name, offset, total } => pb::ImportProgress {
-                    state: "reading".into(),
-                    received,
-                    blob: Some(pb::BlobProgress {
+                    Progress::Blob {
                         name,
-                        offset: offset as i64,
-                        total: total as i64,
-                    }),
-                    images: vec![],
-                },
-                Progress::State(s) => pb::ImportProgress {
-                    state: s,
-                    received,
-                    ..Default::default()
-                },
-            }};
+                        offset,
+                        total,
+                    } => pb::ImportProgress {
+                        state: "reading".into(),
+                        received,
+                        blob: Some(pb::BlobProgress {
+                            name,
+                            offset: offset as i64,
+                            total: total as i64,
+                        }),
+                        images: vec![],
+                    },
+                    Progress::State(s) => pb::ImportProgress {
+                        state: s,
+                        received,
+                        ..Default::default()
+                    },
+                }
+            };
             let result = loop {
                 tokio::select! {
                     biased;
