@@ -34,8 +34,17 @@ pub(super) async fn delete(ctx: &Context, ns: &str, digest: &str) -> Result<bool
 }
 
 /// The snapshots container records name.
-pub(super) fn container_roots(_ctx: &Context) -> Result<Vec<Node>, Error> {
-    Ok(Vec::new())
+pub(super) fn container_roots(ctx: &Context) -> Result<Vec<Node>, Error> {
+    let mut out = Vec::new();
+    for ns in crate::store::namespaces::list(&ctx.store)? {
+        for c in crate::store::containers::list(&ctx.store, &ns.name)? {
+            if !c.snapshotter.is_empty() && !c.snapshot_key.is_empty() {
+                out.push(Node::snapshot(&ns.name, &c.snapshotter, &c.snapshot_key));
+            }
+            out.extend(super::mark::label_refs(&ns.name, &c.labels));
+        }
+    }
+    Ok(out)
 }
 
 /// Parses an RFC 3339 time (`2024-01-02T03:04:05[.frac](Z|±hh:mm)`), as

@@ -4,8 +4,8 @@
 pub mod containers;
 pub mod content;
 pub mod convert;
-pub mod events;
 pub mod diff;
+pub mod events;
 pub mod images;
 pub mod introspection;
 pub mod leases;
