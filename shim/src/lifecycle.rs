@@ -253,9 +253,18 @@ impl Task {
             )));
         }
         if exec_id.is_empty() {
-            runtime.start(&self.id).await?;
+            self.lock().proc_mut("")?.starting = true;
+            let res = runtime.start(&self.id).await;
             let mut st = self.lock();
             let p = st.proc_mut("")?;
+            p.starting = false;
+            if let Err(e) = res {
+                if std::mem::take(&mut p.exit_event_pending) {
+                    let msg = self.exit_event(p);
+                    self.events.publish("/tasks/exit", "TaskExit", &msg);
+                }
+                return Err(e.into());
+            }
             p.started = true;
             if p.exit.is_none() {
                 p.status = ProcStatus::Running;

@@ -53,6 +53,8 @@ pub struct Proc {
     pub(crate) exit_tx: watch::Sender<Option<Exit>>,
     pub(crate) io: Option<ProcessIo>,
     pub(crate) started: bool,
+    /// a Start is running the runtime: an exit now is published after TaskStart
+    pub(crate) starting: bool,
     pub(crate) exit_event_pending: bool,
 }
 
@@ -68,6 +70,7 @@ impl Proc {
             exit_tx: watch::channel(None).0,
             io: None,
             started: false,
+            starting: false,
             exit_event_pending: false,
         }
     }
@@ -257,7 +260,9 @@ impl Task {
         p.exit = Some(exit);
         p.status = ProcStatus::Stopped;
         p.exit_tx.send_replace(Some(exit));
-        let started = p.started;
+        // A created process killed outside a Start has its exit published
+        // at once; during a Start it waits for TaskStart.
+        let started = p.started || !p.starting;
         if !started {
             p.exit_event_pending = true;
         }

@@ -513,3 +513,40 @@ async fn runc_init_exit_follows_exec_exits() {
     assert!(fx.wait_shim_gone(5).await);
     fx.assert_clean();
 }
+
+/// A created task killed before start: its exit is reported at once.
+#[tokio::test]
+async fn runc_kill_created_task() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut fx = Fixture::new("shim-killcreated-runc", "runc", &["sleep", "1000"], |_| {});
+    let mut c = fx.start_shim().await;
+    c.create(fx.create_request("", "")).await.unwrap();
+    c.kill(pb::KillRequest {
+        signal: 9,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let w = tokio::time::timeout(
+        Duration::from_secs(5),
+        c.wait(pb::ProcessRequest::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .into_inner();
+    assert_eq!(w.exit_status, 137);
+    let events = collect_events(&mut c, 0, 2, 5).await;
+    assert_eq!(topics(&events), ["/tasks/create", "/tasks/exit"]);
+    c.delete(pb::ProcessRequest::default()).await.unwrap();
+    let events = collect_events(&mut c, 0, 3, 5).await;
+    assert_eq!(
+        topics(&events),
+        ["/tasks/create", "/tasks/exit", "/tasks/delete"]
+    );
+    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
+    assert!(fx.wait_shim_gone(5).await);
+    fx.assert_clean();
+}

@@ -180,3 +180,48 @@ async fn runc_sequential_latency() {
     );
     assert!(total < Duration::from_secs(2), "{total:?}");
 }
+
+/// Idle shims' memory (printed): 10 containers running `sleep`, each
+/// shim's private memory (Private_Clean + Private_Dirty) and RSS. Run with
+/// `BERTH_SHIM_BIN=target/release/berth-shim` for release figures.
+#[tokio::test]
+async fn runc_idle_shim_memory() {
+    if !can_run("runc") {
+        return;
+    }
+    let mut fixtures = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let mut fx = Fixture::new(&format!("shim-mem-{i}"), "runc", &["sleep", "1000"], |_| {});
+        let mut c = fx.start_shim().await;
+        c.create(fx.create_request("", "")).await.unwrap();
+        c.start(pb::ProcessRequest::default()).await.unwrap();
+        fixtures.push(fx);
+        clients.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut figures: Vec<(u64, u64)> = fixtures
+        .iter()
+        .map(|fx| private_and_rss_kb(fx.shim_pid.unwrap()))
+        .collect();
+    figures.sort();
+    let (private, rss) = figures[figures.len() / 2];
+    eprintln!(
+        "{}: median idle shim private {private} kB, rss {rss} kB",
+        shim_binary().display()
+    );
+    for (fx, c) in fixtures.iter().zip(clients.iter_mut()) {
+        c.kill(pb::KillRequest {
+            signal: 9,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        c.wait(pb::ProcessRequest::default()).await.unwrap();
+        c.delete(pb::ProcessRequest::default()).await.unwrap();
+        c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
+        assert!(fx.wait_shim_gone(5).await);
+        fx.assert_clean();
+    }
+    assert!(private < 4 * 1024, "{private} kB private");
+}

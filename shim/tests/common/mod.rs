@@ -18,6 +18,29 @@ use tonic::transport::{Channel, Endpoint};
 
 pub const NS: &str = "berth-shim-test";
 
+/// The shim under test: `BERTH_SHIM_BIN` (e.g. a release build) or this
+/// crate's binary.
+pub fn shim_binary() -> PathBuf {
+    std::env::var_os("BERTH_SHIM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
+}
+
+/// (private kB = Private_Clean + Private_Dirty, Rss kB) of a process.
+pub fn private_and_rss_kb(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("Private_Clean:") + field("Private_Dirty:"),
+        field("Rss:"),
+    )
+}
+
 /// Whether the prerequisites are present; prints loudly when not.
 pub fn can_run(runtime: &str) -> bool {
     let ok = nix::unistd::geteuid().is_root()
@@ -94,7 +117,7 @@ impl Fixture {
 
     /// Runs `berth-shim start` and connects.
     pub async fn start_shim(&mut self) -> ShimClient<Channel> {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        let out = Command::new(shim_binary())
             .args(["start", "--namespace", NS, "--id", &self.id, "--bundle"])
             .arg(&self.bundle)
             .args([
