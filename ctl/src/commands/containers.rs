@@ -138,6 +138,14 @@ pub async fn remove(ctx: &Ctx, id: &str, keep_snapshot: bool) -> Result<()> {
             _ => {}
         }
     }
+    let _ = ctx
+        .client
+        .leases()
+        .delete(berth_api::services::leases::v1::DeleteRequest {
+            id: super::run::container_lease(id),
+            sync: false,
+        })
+        .await;
     crate::stdio::remove_fifos(ctx.client.namespace(), id);
     Ok(())
 }

@@ -165,20 +165,20 @@ async fn create_with(ctx: &Ctx, a: &RunArgs, tty: bool) -> Result<()> {
     let spec = spec::build(&exec, &run, &users)?;
     let labels = parse_labels(&a.labels)?;
 
-    // A lease keeps the new snapshot alive until the container record
-    // (a GC root) exists.
+    ensure_namespace(ctx).await?;
+    // The container's own lease holds its snapshot for the container's
+    // lifetime (`containers rm` deletes it). containerd relies on the
+    // container record alone to root the snapshot; the lease also keeps it
+    // safe from a collector that runs between Prepare and Create.
     let mut leases = ctx.client.leases();
-    let expire = humantime::format_rfc3339_seconds(
-        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
-    )
-    .to_string();
+    let lease_id = container_lease(&a.id);
     let lease = leases
         .create(lpb::CreateRequest {
-            id: String::new(),
-            labels: HashMap::from([(super::leases::EXPIRE_LABEL.to_string(), expire)]),
+            id: lease_id.clone(),
+            labels: HashMap::from([(LEASE_LABEL.to_string(), a.id.clone())]),
         })
         .await
-        .context("create lease")?
+        .with_context(|| format!("create lease {lease_id:?}"))?
         .into_inner()
         .lease
         .unwrap_or_default();
@@ -232,13 +232,55 @@ async fn create_with(ctx: &Ctx, a: &RunArgs, tty: bool) -> Result<()> {
         created.map(|_| ())
     }
     .await;
-    let _ = leases
-        .delete(lpb::DeleteRequest {
-            id: lease.id,
-            sync: false,
+    if result.is_err() {
+        let _ = leases
+            .delete(lpb::DeleteRequest {
+                id: lease.id,
+                sync: false,
+            })
+            .await;
+    }
+    result
+}
+
+/// Label naming the container a berthctl lease belongs to.
+pub const LEASE_LABEL: &str = "berthctl/container";
+
+/// The id of the lease that holds container `id`'s snapshot.
+/// (Long ids are hashed so the lease id stays a valid identifier.)
+pub fn container_lease(id: &str) -> String {
+    let name = format!("berthctl.container.{id}");
+    if name.len() <= berth_api::identifiers::MAX_LEN {
+        return name;
+    }
+    use sha2::Digest as _;
+    let h = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+    format!("berthctl.container.{}", &h[..32])
+}
+
+/// Makes sure the namespace has a record, as containerd creates one
+/// implicitly for anything stored in it: berthd's garbage collector walks
+/// namespace records to find the containers that root their snapshots.
+async fn ensure_namespace(ctx: &Ctx) -> Result<()> {
+    use berth_api::services::namespaces::v1 as npb;
+    let name = ctx.client.namespace().to_string();
+    let r = ctx
+        .client
+        .namespaces()
+        .create(npb::CreateNamespaceRequest {
+            namespace: Some(npb::Namespace {
+                name: name.clone(),
+                labels: HashMap::new(),
+            }),
         })
         .await;
-    result
+    match r {
+        Err(s) if s.code() != tonic::Code::AlreadyExists => Err(Error::Rpc {
+            what: format!("create namespace {name:?}"),
+            status: s,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `run`: create, start, attach (unless detached), clean up with `--rm`.

@@ -1,6 +1,6 @@
 //! `berthctl snapshots ls|tree|usage|rm|mounts|prepare|view|commit|info|label`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use berth_api::services::snapshots::v1 as pb;
 use berth_api::types::Mount;
@@ -65,6 +65,9 @@ pub enum Cmd {
         /// where to print the mount for
         #[arg(long, default_value = "/tmp/mnt")]
         target: String,
+        /// labels, key=value (repeatable)
+        #[arg(long = "label")]
+        labels: Vec<String>,
     },
     /// Create a read-only view of a committed snapshot
     View {
@@ -75,6 +78,9 @@ pub enum Cmd {
         /// where to print the mount for
         #[arg(long, default_value = "/tmp/mnt")]
         target: String,
+        /// labels, key=value (repeatable)
+        #[arg(long = "label")]
+        labels: Vec<String>,
     },
     /// Commit an active snapshot under a name
     Commit {
@@ -82,6 +88,9 @@ pub enum Cmd {
         name: String,
         /// active snapshot key
         key: String,
+        /// labels, key=value (repeatable)
+        #[arg(long = "label")]
+        labels: Vec<String>,
     },
     /// Show one snapshot
     Info {
@@ -318,13 +327,14 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<()> {
             key,
             parent,
             target,
+            labels,
         } => {
             let m = c
                 .prepare(pb::PrepareSnapshotRequest {
                     snapshotter: sn,
                     key: key.clone(),
                     parent: parent.unwrap_or_default(),
-                    labels: HashMap::new(),
+                    labels: wire_labels(&parse_labels(&labels)?),
                 })
                 .await
                 .with_context(|| format!("prepare snapshot {key:?}"))?
@@ -335,25 +345,26 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<()> {
             key,
             parent,
             target,
+            labels,
         } => {
             let m = c
                 .view(pb::ViewSnapshotRequest {
                     snapshotter: sn,
                     key: key.clone(),
                     parent: parent.unwrap_or_default(),
-                    labels: HashMap::new(),
+                    labels: wire_labels(&parse_labels(&labels)?),
                 })
                 .await
                 .with_context(|| format!("view snapshot {key:?}"))?
                 .into_inner();
             print_mounts(ctx, &m.mounts, &target)
         }
-        Cmd::Commit { name, key } => {
+        Cmd::Commit { name, key, labels } => {
             c.commit(pb::CommitSnapshotRequest {
                 snapshotter: sn,
                 name: name.clone(),
                 key: key.clone(),
-                labels: HashMap::new(),
+                labels: wire_labels(&parse_labels(&labels)?),
             })
             .await
             .with_context(|| format!("commit snapshot {key:?} as {name:?}"))?;
