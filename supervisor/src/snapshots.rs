@@ -63,6 +63,15 @@ impl Snapshotters {
         for backend in [Backend::Overlay, Backend::Native] {
             let dir = root.join(format!("io.containerd.snapshotter.v1.{}", backend.name()));
             let sn = Snapshotter::open(&dir, backend)?;
+            // Directories a crash left without a record.
+            let removed = sn.cleanup()?;
+            if removed > 0 {
+                tracing::info!(
+                    snapshotter = backend.name(),
+                    removed,
+                    "removed leftover snapshot directories"
+                );
+            }
             by_name.insert(backend.name().to_string(), Arc::new(sn));
         }
         if !by_name.contains_key(default) {

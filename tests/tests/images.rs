@@ -671,6 +671,14 @@ mod transfer {
         })
     }
 
+    /// [`import`] with default options, for the perf run.
+    pub(super) fn import_pub(
+        d: &Berthd,
+        file: &str,
+    ) -> (Vec<pb::ImportProgress>, Result<Vec<String>, tonic::Status>) {
+        import(d, file, pb::ImportOptions::default())
+    }
+
     #[test]
     fn server_side_import_unpacks_and_export_round_trips() {
         if !require_tool("transfer", "ctr") || !require_root("transfer") {
@@ -816,4 +824,38 @@ mod transfer {
         let (_, res) = import(&d, &junk.to_string_lossy(), pb::ImportOptions::default());
         assert_eq!(res.unwrap_err().code(), tonic::Code::InvalidArgument);
     }
+}
+
+/// Throughput of a server-side import of `BERTH_PERF_ARCHIVE` (not a test:
+/// `cargo test -p berth-tests --test images -- --ignored perf --nocapture`).
+#[test]
+#[ignore]
+fn perf_transfer_import() {
+    let Some(file) = std::env::var_os("BERTH_PERF_ARCHIVE") else {
+        eprintln!("set BERTH_PERF_ARCHIVE");
+        return;
+    };
+    let file = file.to_string_lossy().into_owned();
+    let size = std::fs::metadata(&file).unwrap().len() as f64;
+    let d = Berthd::start();
+    let t = std::time::Instant::now();
+    let (_, res) = transfer::import_pub(&d, &file);
+    res.expect("import");
+    let s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "transfer import: {:.1} MB in {s:.2}s = {:.1} MB/s (archive bytes)",
+        size / 1e6,
+        size / 1e6 / s
+    );
+    for l in d.log().lines().filter(|l| l.contains("import:")) {
+        eprintln!("{l}");
+    }
+    let t = std::time::Instant::now();
+    let d2 = Berthd::start();
+    d2.ctr_ok(&["images", "import", &file]);
+    let s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "ctr import into berthd: {s:.2}s = {:.1} MB/s",
+        size / 1e6 / s
+    );
 }

@@ -121,6 +121,7 @@ async fn run(
     opts: &Options,
     progress: &mpsc::Sender<Progress>,
 ) -> Result<Vec<String>, Error> {
+    let started = std::time::Instant::now();
     let _ = progress.send(Progress::State("reading".into())).await;
     let (c2, ns2, l2, rt) = (
         ctx.clone(),
@@ -135,6 +136,7 @@ async fn run(
     })
     .await
     .map_err(|e| Error::Join(e.to_string()))??;
+    tracing::info!(namespace = %ns, blobs = contents.blobs.len() + contents.spooled.len(), elapsed_ms = started.elapsed().as_millis() as u64, "import: archive read");
 
     let named: Vec<(String, Descriptor)> = if let Some(idx) = contents.small.get("index.json") {
         oci_images(&contents, idx, &opts.name_prefix)?
@@ -170,6 +172,7 @@ async fn run(
                 .send(Progress::State(format!("unpacking {name} ({m})")))
                 .await;
             unpack::unpack(ctx, ns, lease, &m, &opts.snapshotter).await?;
+            tracing::info!(namespace = %ns, image = %name, manifest = %m, elapsed_ms = started.elapsed().as_millis() as u64, "import: unpacked");
         }
     }
     // Images appear only once everything they need is in place (the lease

@@ -145,16 +145,22 @@ impl SnapshotsService {
         let _hold = self.ctx.gc.hold().await;
         sns.lease(&self.ctx.store, &ns, lease.as_deref(), &name, &key)
             .await?;
+        let event = berth_api::events::SnapshotPrepare {
+            key: key.clone(),
+            parent: parent.clone(),
+        };
         let parent = (!parent.is_empty()).then_some(parent);
+        let ns2 = ns.clone();
         let m = sns
             .run(&name, move |s| {
                 if view {
-                    s.view(&ns, &key, parent.as_deref(), labels)
+                    s.view(&ns2, &key, parent.as_deref(), labels)
                 } else {
-                    s.prepare(&ns, &key, parent.as_deref(), labels)
+                    s.prepare(&ns2, &key, parent.as_deref(), labels)
                 }
             })
             .await?;
+        self.ctx.events.publish(&ns, "/snapshot/prepare", &event);
         Ok(wire_mounts(m))
     }
 }
@@ -240,9 +246,14 @@ impl Snapshots for SnapshotsService {
         let _hold = self.ctx.gc.hold().await;
         sns.lease(&self.ctx.store, &ns, lease.as_deref(), &name, &r.name)
             .await?;
-        let (key, cname, labels) = (r.key, r.name, r.labels);
-        sns.run(&name, move |s| s.commit(&ns, &cname, &key, labels))
+        let event = berth_api::events::SnapshotCommit {
+            key: r.key.clone(),
+            name: r.name.clone(),
+        };
+        let (key, cname, labels, ns2) = (r.key, r.name, r.labels, ns.clone());
+        sns.run(&name, move |s| s.commit(&ns2, &cname, &key, labels))
             .await?;
+        self.ctx.events.publish(&ns, "/snapshot/commit", &event);
         Ok(Response::new(()))
     }
 
@@ -253,14 +264,16 @@ impl Snapshots for SnapshotsService {
     ) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let key = r.key;
+        let event = berth_api::events::SnapshotRemove { key: r.key.clone() };
+        let (key, ns2) = (r.key, ns.clone());
         {
             let _hold = self.ctx.gc.hold().await;
             self.ctx
                 .snapshotters
-                .run(&r.snapshotter, move |s| s.remove(&ns, &key))
+                .run(&r.snapshotter, move |s| s.remove(&ns2, &key))
                 .await?;
         }
+        self.ctx.events.publish(&ns, "/snapshot/remove", &event);
         self.ctx.collect_garbage(false).await?;
         Ok(Response::new(()))
     }
