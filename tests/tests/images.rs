@@ -15,12 +15,15 @@ fn images() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images");
-        if !dir.join("images.json").exists() {
+        if !dir.join("multiplatform").exists() {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
             let st = std::process::Command::new("python3")
                 .arg(script)
                 .arg(&dir)
-                .args(["--only", "busybox,multilayer,many-layers,hostile"])
+                .args([
+                    "--only",
+                    "busybox,multilayer,many-layers,multiplatform,hostile",
+                ])
                 .status()
                 .expect("run build-test-images");
             assert!(st.success(), "build-test-images failed");
@@ -779,6 +782,57 @@ mod transfer {
         assert!(blobs(&d).is_empty(), "{:?}", blobs(&d));
         assert!(snapshot_dirs(&d, "overlayfs").is_empty());
         assert!(snapshot_dirs(&d, "native").is_empty());
+    }
+
+    #[test]
+    fn server_side_import_picks_platforms() {
+        if !require_tool("transfer_platforms", "ctr") || !require_root("transfer_platforms") {
+            return;
+        }
+        let file = archive("multiplatform", "oci-gzip");
+        // Default: the host platform (amd64) only, unpacked.
+        let d = Berthd::start();
+        let (_, res) = import(&d, &file, pb::ImportOptions::default());
+        let names = res.expect("import");
+        assert_eq!(names.len(), 1, "{names:?}");
+        let ls = d.ctr_ok(&["images", "ls"]);
+        assert!(ls.contains("linux/amd64"), "{ls}");
+        assert_eq!(
+            d.ctr_ok(&["snapshots", "ls"]).lines().count(),
+            3,
+            "two amd64 layers"
+        );
+        // An explicit platform: arm64 content is kept and unpacked instead.
+        let d2 = Berthd::start();
+        let opts = pb::ImportOptions {
+            platform: "linux/arm64/v8".into(),
+            ..Default::default()
+        };
+        import(&d2, &file, opts).1.expect("arm64 import");
+        let snaps = d2.ctr_ok(&["snapshots", "ls"]);
+        assert!(snaps.lines().count() >= 2, "{snaps}");
+        // All platforms: everything stored, the host one unpacked; GC keeps it.
+        let d3 = Berthd::start();
+        let opts = pb::ImportOptions {
+            all_platforms: true,
+            ..Default::default()
+        };
+        import(&d3, &file, opts).1.expect("all platforms");
+        let before = blobs(&d3).len();
+        gc(&d3);
+        assert_eq!(blobs(&d3).len(), before, "gc keeps every platform's blobs");
+        assert!(
+            before > blobs(&d).len(),
+            "all platforms stores more than one"
+        );
+        let bad = pb::ImportOptions {
+            platform: "linux/s390x".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            import(&d3, &file, bad).1.unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
     }
 
     #[test]
