@@ -913,3 +913,53 @@ fn perf_transfer_import() {
         size / 1e6 / s
     );
 }
+
+#[test]
+fn ctr_snapshots_diff_makes_a_layer_with_whiteouts() {
+    if !require_tool("diff", "ctr") || !require_root("diff") {
+        return;
+    }
+    let d = Berthd::start();
+    d.ctr_ok(&["images", "import", &archive("busybox", "oci-gzip")]);
+    let top = chain_ids("busybox", "oci-gzip").pop().unwrap();
+    d.ctr_ok(&["snapshots", "prepare", "work", &top]);
+    {
+        let m = Mounted::new(&d, "overlayfs", "work");
+        std::fs::write(m.path().join("hello.txt"), "hello\n").unwrap();
+        std::fs::remove_file(m.path().join("bin/vi")).unwrap();
+    }
+    let out = d.ctr(&["snapshots", "diff", "--keep", "work"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gz = d.dir().join("diff.tar.gz");
+    std::fs::write(&gz, &out.stdout).unwrap();
+    let list = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(&gz)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.trim_start_matches("./") == "hello.txt"),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.trim_start_matches("./") == "bin/.wh.vi"),
+        "{list}"
+    );
+    let content = d.ctr_ok(&["content", "ls"]);
+    let digest = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&out.stdout));
+    let line = content
+        .lines()
+        .find(|l| l.contains(&digest))
+        .unwrap_or_else(|| panic!("{digest}: {content}"));
+    assert!(
+        line.contains("containerd.io/uncompressed=sha256:"),
+        "{line}"
+    );
+}
