@@ -156,7 +156,12 @@ impl Snapshotter {
                 )));
             }
         }
-        let id = self.db.generate_id()? + 1;
+        // Ids are persisted lazily by sled, so after a crash an id may come
+        // back whose directory (without a record) is still on disk: skip it.
+        let mut id = self.db.generate_id()? + 1;
+        while fs::symlink_metadata(self.dir_of(id)).is_ok() {
+            id = self.db.generate_id()? + 1;
+        }
         let dir = self.dir_of(id);
         fs::rename(&tmp, &dir).map_err(|e| Error::io("rename", &dir, e))?;
         building.armed = false;
