@@ -49,10 +49,10 @@ pub struct Client {
 }
 
 macro_rules! service_client {
-    ($(#[$doc:meta])* $name:ident, $module:ident, $client_mod:ident, $client:ident) => {
+    ($(#[$doc:meta])* $name:ident, $($module:ident)::+, $client:ident) => {
         $(#[$doc])*
-        pub fn $name(&self) -> services::$module::v1::$client_mod::$client<Svc> {
-            services::$module::v1::$client_mod::$client::with_interceptor(
+        pub fn $name(&self) -> $($module)::+::$client<Svc> {
+            $($module)::+::$client::with_interceptor(
                 self.channel.clone(),
                 self.interceptor.clone(),
             )
@@ -117,47 +117,51 @@ impl Client {
 
     service_client!(
         /// containerd.services.version.v1.Version
-        version, version, version_client, VersionClient
+        version, services::version::v1::version_client, VersionClient
     );
     service_client!(
         /// containerd.services.namespaces.v1.Namespaces
-        namespaces, namespaces, namespaces_client, NamespacesClient
+        namespaces, services::namespaces::v1::namespaces_client, NamespacesClient
     );
     service_client!(
         /// containerd.services.content.v1.Content
-        content, content, content_client, ContentClient
+        content, services::content::v1::content_client, ContentClient
     );
     service_client!(
         /// containerd.services.leases.v1.Leases
-        leases, leases, leases_client, LeasesClient
+        leases, services::leases::v1::leases_client, LeasesClient
     );
     service_client!(
         /// containerd.services.images.v1.Images
-        images, images, images_client, ImagesClient
+        images, services::images::v1::images_client, ImagesClient
     );
     service_client!(
         /// containerd.services.snapshots.v1.Snapshots
-        snapshots, snapshots, snapshots_client, SnapshotsClient
+        snapshots, services::snapshots::v1::snapshots_client, SnapshotsClient
     );
     service_client!(
         /// containerd.services.diff.v1.Diff
-        diff, diff, diff_client, DiffClient
+        diff, services::diff::v1::diff_client, DiffClient
     );
     service_client!(
         /// containerd.services.containers.v1.Containers
-        containers, containers, containers_client, ContainersClient
+        containers, services::containers::v1::containers_client, ContainersClient
     );
     service_client!(
         /// containerd.services.tasks.v1.Tasks
-        tasks, tasks, tasks_client, TasksClient
+        tasks, services::tasks::v1::tasks_client, TasksClient
     );
     service_client!(
         /// containerd.services.events.v1.Events
-        events, events, events_client, EventsClient
+        events, services::events::v1::events_client, EventsClient
+    );
+    service_client!(
+        /// berth.images.v1.Transfer (server-side import and export)
+        transfer, berth_api::berth_images::v1::transfer_client, TransferClient
     );
     service_client!(
         /// containerd.services.introspection.v1.Introspection
-        introspection, introspection, introspection_client, IntrospectionClient
+        introspection, services::introspection::v1::introspection_client, IntrospectionClient
     );
 }
 

@@ -60,6 +60,10 @@ pub enum Cmd {
         #[arg(required = true)]
         labels: Vec<String>,
     },
+    /// Import images from an OCI layout or docker-save tar (server-side)
+    Import(super::images_transfer::ImportArgs),
+    /// Export images as an OCI layout tar (server-side)
+    Export(super::images_transfer::ExportArgs),
 }
 
 /// One image, as listed.
@@ -229,6 +233,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             })
             .await
         }
+        Cmd::Import(args) => super::images_transfer::import(ctx, args).await,
+        Cmd::Export(args) => super::images_transfer::export(ctx, args).await,
         Cmd::Inspect { name, platform } => inspect(ctx, &name, platform.as_deref()).await,
         Cmd::Label { name, labels } => {
             let labels = parse_labels(&labels)?;
