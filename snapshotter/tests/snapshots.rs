@@ -326,3 +326,29 @@ fn cleanup_removes_only_orphans_and_metadata_persists() {
         );
     }
 }
+
+#[test]
+fn concurrent_operations_do_not_interfere() {
+    each_backend(|s, _| {
+        chain(s);
+        std::thread::scope(|sc| {
+            for t in 0..8 {
+                sc.spawn(move || {
+                    for i in 0..10 {
+                        let key = format!("t{t}-k{i}");
+                        let name = format!("t{t}-c{i}");
+                        let m = s.prepare(NS, &key, Some("mid"), HashMap::new()).unwrap();
+                        fs::write(format!("{}/f", upper_of(&m)), key.as_bytes()).unwrap();
+                        s.commit(NS, &name, &key, HashMap::new()).unwrap();
+                        // racing on one shared key: exactly one wins per round
+                        let _ = s.prepare(NS, &format!("shared-{i}"), None, HashMap::new());
+                        s.remove(NS, &name).unwrap();
+                    }
+                });
+            }
+        });
+        let names: Vec<_> = s.list(NS).unwrap().into_iter().map(|i| i.name).collect();
+        assert_eq!(names.len(), 2 + 10, "{names:?}");
+        assert_eq!(s.cleanup().unwrap(), 0, "no orphaned directories");
+    });
+}
