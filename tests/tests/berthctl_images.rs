@@ -142,14 +142,19 @@ fn berthctl_images_import_inspect_snapshots_gc() {
         "{m}"
     );
     d.berthctl_ok(&["snapshots", "rm", "work"]);
-    let err = d.berthctl(&[
-        "snapshots",
-        "rm",
-        &snaps[0]["key"].as_str().unwrap().to_string(),
-    ]);
-    if err.status.success() {
-        panic!("removing a parent snapshot succeeded");
-    }
+    // The base layer has children: removing it is refused.
+    let base = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["parent"] == "" && s["key"] != chain)
+        .expect("a base snapshot")["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = d.berthctl(&["snapshots", "rm", &base]);
+    assert_eq!(err.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("FailedPrecondition"));
 
     // Tag, then remove every name; GC leaves no content and no snapshots.
     d.berthctl_ok(&["images", "tag", ml, "local/ml:1"]);
