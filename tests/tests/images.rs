@@ -404,7 +404,12 @@ fn canary_state(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
             let p = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             let in_snapshots = dir.file_name().is_some_and(|n| n == "snapshots");
-            if name == "metadata.db" || (in_snapshots && name.chars().all(|c| c.is_ascii_digit())) {
+            // Snapshot trees, and the snapshotter's transient build/removal dirs.
+            let snapshot_dir = in_snapshots
+                && (name.chars().all(|c| c.is_ascii_digit())
+                    || name.starts_with("new-")
+                    || name.starts_with("rm-"));
+            if name == "metadata.db" || snapshot_dir {
                 continue;
             }
             let md = std::fs::symlink_metadata(&p).unwrap();

@@ -31,6 +31,15 @@
 //!    (the Leases service deletes leases on its own). Roots are therefore
 //!    read leases first: if the lease is already gone when read, the new
 //!    root was written before, hence before the later reads that find it.
+//!    Edges (labels on content and snapshots, parents) are read after all
+//!    roots for the same reason: a client labels a config blob with its
+//!    snapshot chain, then drops the lease that held the chain.
+//!
+//! 4. The Content service records a client's blob, then adds it to the
+//!    client's lease, without our guard. The sweep therefore re-reads the
+//!    leases just before removing content and spares anything a lease holds
+//!    by then (the gap between those two steps is microseconds; a run's mark
+//!    phase is milliseconds).
 //!
 //! A creator must never hold two guards at once (a waiting collection
 //! blocks new readers, so a nested read would deadlock).
@@ -157,18 +166,16 @@ struct Snap {
     edges: Edges,
 }
 
-async fn collect(ctx: &Context) -> Result<Stats, Error> {
-    let mut stats = Stats::default();
-    // 1. Candidates, before any root is read.
+/// Every content record and snapshot now, with their edges and the
+/// `containerd.io/gc.root` ones.
+async fn graph(ctx: &Context) -> Result<(Vec<Snap>, HashMap<Node, Edges>, Vec<Node>), Error> {
     let mut edges: HashMap<Node, Edges> = HashMap::new();
-    let mut candidates: Vec<Node> = Vec::new();
-    let mut roots: Vec<Node> = Vec::new();
+    let mut roots = Vec::new();
     for (ns, digest, labels) in content::list_all(ctx).await? {
         let node = Node::content(&ns, &digest);
         if labels.contains_key(ROOT_LABEL) {
             roots.push(node.clone());
         }
-        candidates.push(node.clone());
         edges.insert(
             node,
             Edges {
@@ -209,9 +216,17 @@ async fn collect(ctx: &Context) -> Result<Stats, Error> {
         }
     }
     for s in &snaps {
-        candidates.push(s.node.clone());
         edges.insert(s.node.clone(), s.edges.clone());
     }
+    Ok((snaps, edges, roots))
+}
+
+async fn collect(ctx: &Context) -> Result<Stats, Error> {
+    let mut stats = Stats::default();
+    // 1. Candidates, before any root is read.
+    let (_, first, _) = graph(ctx).await?;
+    let candidates: Vec<Node> = first.into_keys().collect();
+    let mut roots: Vec<Node> = Vec::new();
 
     // 2. Roots: leases first (see the module docs), then the rest.
     let now = SystemTime::now();
@@ -242,15 +257,26 @@ async fn collect(ctx: &Context) -> Result<Stats, Error> {
         roots.push(Node::content(&ns, &img.target.digest));
         roots.extend(label_refs(&ns, &img.labels));
     }
+    // 3. Edges (labels, parents) as they are now, after the roots: a label
+    // set before a lease went is seen here (module docs, point 3).
+    let (snaps, edges, labelled_roots) = graph(ctx).await?;
+    roots.extend(labelled_roots);
 
-    // 3. Mark, then sweep what is not live.
+    // 4. Mark, then sweep what is not live.
     let live = mark::mark(roots, &edges);
     let dead: HashSet<Node> = candidates
         .into_iter()
         .filter(|n| !live.contains(n))
         .collect();
     stats.snapshots = sweep_snapshots(ctx, &snaps, &dead).await?;
+    // Clients' content writes (the Content service) record a blob and then
+    // add it to their lease without our guard; a record listed as a
+    // candidate may have joined its lease since. Read leases again.
+    let leased_now: HashSet<Node> = lease_roots(ctx)?.into_iter().collect();
     for n in &dead {
+        if leased_now.contains(n) {
+            continue;
+        }
         if let Node::Content { ns, digest } = n {
             if content::delete(ctx, ns, digest).await? {
                 stats.content += 1;
@@ -258,6 +284,29 @@ async fn collect(ctx: &Context) -> Result<Stats, Error> {
         }
     }
     Ok(stats)
+}
+
+/// What live leases hold right now (expired ones are skipped, not deleted).
+fn lease_roots(ctx: &Context) -> Result<Vec<Node>, Error> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for (ns, lease) in leases::list_all(&ctx.store)? {
+        if expired(&lease, now) {
+            continue;
+        }
+        match leases::resources(&ctx.store, &ns, &lease.id) {
+            Ok(held) => {
+                for r in held {
+                    if r.kind == "content" {
+                        out.push(Node::content(&ns, &r.id));
+                    }
+                }
+            }
+            Err(store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }
 
 fn expired(lease: &leases::Lease, now: SystemTime) -> bool {
