@@ -373,3 +373,84 @@ fn berthctl_run_bad_input() {
     assert_eq!(d.berthctl_ok(&["containers", "ls", "-q"]), "");
     assert_eq!(json(&d, &["snapshots", "ls"]).as_array().unwrap().len(), 1);
 }
+
+/// Kills a tmux session on drop.
+struct Tmux(String);
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+fn tmux_screen(session: &str) -> String {
+    let out = Command::new("tmux")
+        .args(["capture-pane", "-p", "-t", session])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_screen(session: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = tmux_screen(session);
+        if s.contains(want) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{want:?} never appeared:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn berthctl_run_tty_in_tmux() {
+    if !ready("berthctl_run_tty_in_tmux") || !require_tool("berthctl_run_tty_in_tmux", "tmux") {
+        return;
+    }
+    let d = Berthd::start();
+    import_busybox(&d);
+    let session = format!("berthctl-tty-{}", std::process::id());
+    let cmd = format!(
+        "BERTH_ADDRESS={} {} run --rm -t {IMAGE} tty1 sh; echo EXIT=$?; sleep 30",
+        d.address().display(),
+        berth_tests::bin("berthctl").display()
+    );
+    let st = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "100",
+            "-y",
+            "20",
+            &cmd,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _guard = Tmux(session.clone());
+    wait_screen(&session, "/ #");
+    let keys = |k: &str| {
+        Command::new("tmux")
+            .args(["send-keys", "-t", &session, k, "Enter"])
+            .status()
+            .unwrap();
+    };
+    keys("stty size; tty; echo mark-$((40+2))");
+    let s = wait_screen(&session, "mark-42");
+    assert!(s.contains("20 100") && s.contains("/dev/pts/"), "{s}");
+    Command::new("tmux")
+        .args(["resize-window", "-t", &session, "-x", "120", "-y", "30"])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    keys("stty size; exit 3");
+    let s = wait_screen(&session, "EXIT=3");
+    assert!(s.contains("30 120"), "resize reached the pty: {s}");
+    assert_eq!(d.berthctl_ok(&["containers", "ls", "-q"]), "");
+}
