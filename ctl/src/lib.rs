@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod oci;
 pub mod output;
 pub mod progress;
+pub mod rootfs;
 pub mod spec;
 pub mod stdio;
 pub mod tty;

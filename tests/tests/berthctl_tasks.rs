@@ -164,6 +164,13 @@ fn berthctl_run_spec_from_flags() {
     ]);
     assert_eq!(out, "hi\n/tmp\n1000\n1000\nfrom the host\ns1\n");
 
+    // User names resolve through the image's /etc/passwd and /etc/group.
+    let out = d.berthctl_ok(&["run", "--rm", "--user", "nobody", IMAGE, "n1", "id"]);
+    assert!(out.starts_with("uid=65534(nobody) gid=65534"), "{out}");
+    let err = d.berthctl(&["run", "--rm", "--user", "ghost", IMAGE, "n2", "id"]);
+    assert_eq!(err.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("ghost"));
+
     d.berthctl_ok(&[
         "containers",
         "create",

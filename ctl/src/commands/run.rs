@@ -132,19 +132,21 @@ async fn create_with(ctx: &Ctx, a: &RunArgs, tty: bool) -> Result<()> {
                 }
             )
         })?;
-    let users = Users::default();
-    if let Some(u) = a.user.as_deref().or(resolved
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.user.as_deref()))
-    {
-        if !u.is_empty() && spec::needs_users(u) && u != "root" {
-            return Err(Error::Input(format!(
-                "user {u:?}: berthctl resolves numeric uid[:gid] only; pass --user UID[:GID]"
-            )));
+    let image_user = resolved.config.config.as_ref().and_then(|c| c.user.clone());
+    let user = a.user.clone().or(image_user).filter(|u| !u.is_empty());
+    let users = match user.as_deref() {
+        Some(u) if spec::needs_users(u) => {
+            let f = crate::rootfs::read_files(
+                &ctx.client,
+                &a.snapshotter,
+                &chain,
+                &["etc/passwd", "etc/group"],
+            )
+            .await?;
+            Users::parse(&f[0], &f[1])
         }
-    }
+        _ => Users::default(),
+    };
     let run = RunSpec {
         id: a.id.clone(),
         namespace: ctx.client.namespace().to_string(),
