@@ -163,7 +163,7 @@ fn berthctl_bad_input_is_one_line_and_nonzero() {
     }
     let err = fails(&d, &["-n", "a/b", "leases", "ls"]);
     assert!(err.contains("InvalidArgument"), "{err}");
-    let err = fails(&d, &["leases", "create", "--id", "a..b"]);
+    let err = fails(&d, &["leases", "create", "--id", "a/b"]);
     assert!(err.contains("InvalidArgument"), "{err}");
     let err = fails(&d, &["namespaces", "create", "z", "novalue"]);
     assert!(err.contains("key=value"), "{err}");
