@@ -562,3 +562,74 @@ fn berthctl_memory_limit_oom_and_crun() {
     }
     assert_eq!(d.berthctl_ok(&["containers", "ls", "-q"]), "");
 }
+
+#[test]
+fn berthctl_parallel_containers_leave_nothing_behind() {
+    if !ready("berthctl_parallel_containers") {
+        return;
+    }
+    let d = Berthd::start();
+    import_busybox(&d);
+    let ids: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+    std::thread::scope(|s| {
+        for id in &ids {
+            let d = &d;
+            s.spawn(move || {
+                d.berthctl_ok(&["run", "-d", IMAGE, id, "sleep", "1000"]);
+            });
+        }
+    });
+    // One more started by ctr: berthctl sees and stops it too.
+    d.ctr_ok(&["run", "-d", IMAGE, "fromctr", "sleep", "1000"]);
+    let tasks = json(&d, &["tasks", "ls"]);
+    assert_eq!(tasks.as_array().unwrap().len(), 11, "{tasks}");
+    assert!(
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "RUNNING"),
+        "{tasks}"
+    );
+
+    std::thread::scope(|s| {
+        for id in ids.iter().map(String::as_str).chain(["fromctr"]) {
+            let d = &d;
+            s.spawn(move || {
+                d.berthctl_ok(&["tasks", "rm", "--force", id]);
+                d.berthctl_ok(&["containers", "rm", id]);
+            });
+        }
+    });
+    assert_eq!(d.berthctl_ok(&["tasks", "ls", "-q"]), "");
+    assert_eq!(d.berthctl_ok(&["containers", "ls", "-q"]), "");
+    assert_eq!(d.berthctl_ok(&["snapshots", "ls", "-q"]).lines().count(), 1);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let dir = d.dir().to_string_lossy().into_owned();
+    assert!(!mounts.contains(&dir), "mounts left under {dir}");
+    for id in &ids {
+        assert!(!berth_tests_fifo(id).exists(), "fifo dir left for {id}");
+        assert!(
+            !Path::new(&format!("/sys/fs/cgroup/memory/default/{id}")).exists(),
+            "cgroup left for {id}"
+        );
+    }
+    // berthctl's container leases went with the containers.
+    let leases = json(&d, &["leases", "ls"]);
+    assert!(
+        !leases
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"].as_str().unwrap().starts_with("berthctl.container.")),
+        "{leases}"
+    );
+}
+
+/// berthctl's fifo directory for a container in `default`.
+fn berth_tests_fifo(id: &str) -> PathBuf {
+    let root = std::env::var_os("BERTH_FIFO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/berthctl/fifo"));
+    root.join("default").join(id)
+}
