@@ -132,6 +132,8 @@ mod generated {
     }
 }
 
+/// Berth's own image services (`berth.images.v1`): registry pull/push.
+pub use generated::berth::images;
 pub use generated::berth::shim;
 /// Berth's image transfer service (`berth.images.v1`): server-side import/export.
 pub use generated::berth::images as berth_images;

@@ -25,6 +25,10 @@ pub struct Config {
     pub default_snapshotter: String,
     /// OCI runtime binary used when a container's options name none.
     pub runtime_binary: String,
+    /// Registry hosts (`host[:port]`) pulled from and pushed to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Extra CA file (PEM) per registry host, trusted on top of the system roots.
+    pub registry_ca_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// How log lines are written.
@@ -47,6 +51,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             default_snapshotter: "overlayfs".into(),
             runtime_binary: "runc".into(),
+            insecure_registries: Vec::new(),
+            registry_ca_files: Default::default(),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! build them first (`cargo build --workspace --bins`), as the README's test
 //! command does.
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -175,3 +175,41 @@ impl From<crate::images::export::Error> for Status {
         }
     }
 }
+
+impl From<&crate::registry::Error> for Status {
+    fn from(e: &crate::registry::Error) -> Self {
+        use crate::content::Error as C;
+        use crate::registry::Error as E;
+        let code = match e {
+            E::InvalidArgument(_) => Code::InvalidArgument,
+            E::Unauthenticated { .. } => Code::Unauthenticated,
+            E::Denied { .. } => Code::PermissionDenied,
+            E::NotFound(_) | E::NoPlatform { .. } => Code::NotFound,
+            E::ManifestTooLarge { .. } | E::BadManifest(_) | E::Mismatch { .. } => {
+                Code::FailedPrecondition
+            }
+            E::Registry { .. } => Code::Unavailable,
+            E::Unpack { .. } => Code::FailedPrecondition,
+            E::Content(c) => match c {
+                C::NotFound(_) | C::IngestNotFound(_) => Code::NotFound,
+                C::AlreadyExists(_) => Code::AlreadyExists,
+                C::Locked { .. } => Code::Unavailable,
+                C::InvalidArgument(_) => Code::InvalidArgument,
+                C::FailedPrecondition(_) => Code::FailedPrecondition,
+                _ => Code::Internal,
+            },
+            E::Store(s) => match s {
+                store::Error::NotFound { .. } => Code::NotFound,
+                store::Error::AlreadyExists { .. } => Code::AlreadyExists,
+                store::Error::InvalidArgument(_) => Code::InvalidArgument,
+                store::Error::FailedPrecondition(_) => Code::FailedPrecondition,
+                _ => Code::Internal,
+            },
+            E::Task(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %e, "registry transfer failure");
+        }
+        Status::new(code, e.to_string())
+    }
+}

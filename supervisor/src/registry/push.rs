@@ -1,0 +1,226 @@
+//! A push: an image record (or a manifest/index digest) of the content
+//! store, with everything it names, to a registry repository. Blobs the
+//! repository has already are skipped; manifests go after their blobs,
+//! the index (or the tagged manifest) last.
+
+use berth_api::Digest;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use super::manifest::{self, Descriptor, Parsed, Platform};
+use super::progress::{BlobKind, BlobState, Finished, Phase, Reporter};
+use super::pull::Deps;
+use super::remote::{self, ByteStream, Remote};
+use super::{Credentials, Error, Result};
+use crate::content::ContentStore;
+
+/// One push, as a caller asks for it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Local image name, or the digest of a manifest or index in the store.
+    pub image: String,
+    /// Remote reference (`host[:port]/repo[:tag]`); empty: the image name.
+    pub reference: String,
+    /// Push only this platform's manifest of an index (tagged as the
+    /// reference). None: the whole index, every child must be present.
+    pub platform: Option<Platform>,
+    /// Credentials for this call only.
+    pub credentials: Credentials,
+    /// Plain HTTP for this registry.
+    pub plain_http: bool,
+}
+
+async fn read_blob(cs: &ContentStore, ns: &str, digest: &Digest) -> Result<Bytes> {
+    let (cs, ns, digest) = (cs.clone(), ns.to_string(), digest.clone());
+    tokio::task::spawn_blocking(move || -> Result<Bytes> {
+        use std::io::Read as _;
+        let info = cs.info(&ns, &digest)?;
+        if info.size > manifest::MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge {
+                size: info.size,
+                limit: manifest::MAX_MANIFEST_SIZE,
+            });
+        }
+        let mut v = Vec::new();
+        cs.open_blob(&ns, &digest)?
+            .read_to_end(&mut v)
+            .map_err(|e| Error::BadManifest(format!("reading {digest}: {e}")))?;
+        Ok(Bytes::from(v))
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|e| Error::InvalidArgument(format!("digest {s:?}: {e}")))
+}
+
+/// Streams a blob file, reporting bytes read.
+fn blob_stream(cs: &ContentStore, digest: &Digest, progress: Reporter) -> ByteStream {
+    let path = cs.blob_path(digest);
+    let name = digest.to_string();
+    let state = (None::<tokio::fs::File>, 0u64);
+    futures::stream::unfold(state, move |(file, sent)| {
+        let (path, name, progress) = (path.clone(), name.clone(), progress.clone());
+        async move {
+            let mut f = match file {
+                Some(f) => f,
+                None => match tokio::fs::File::open(&path).await {
+                    Ok(f) => f,
+                    Err(e) => return Some((Err(e), (None, sent))),
+                },
+            };
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    let sent = sent + n as u64;
+                    progress.update(&name, |b| b.offset = sent);
+                    Some((Ok(Bytes::from(buf)), (Some(f), sent)))
+                }
+                Err(e) => Some((Err(e), (Some(f), sent))),
+            }
+        }
+    })
+    .boxed()
+}
+
+async fn push_blob(
+    remote: &Remote,
+    cs: &ContentStore,
+    ns: &str,
+    desc: &Descriptor,
+    kind: BlobKind,
+    progress: &Reporter,
+) -> Result<()> {
+    let digest = parse_digest(&desc.digest)?;
+    cs.info(ns, &digest)?;
+    progress.add(&desc.digest, &desc.media_type, kind, desc.size as u64);
+    if remote.has_blob(&desc.digest).await? {
+        progress.state(&desc.digest, BlobState::Exists);
+        return Ok(());
+    }
+    progress.state(&desc.digest, BlobState::Transferring);
+    let stream = blob_stream(cs, &digest, progress.clone());
+    remote
+        .push_blob(&desc.digest, desc.size as u64, stream)
+        .await?;
+    progress.state(&desc.digest, BlobState::Done);
+    Ok(())
+}
+
+/// Pushes one image manifest and its blobs (the manifest by digest).
+async fn push_manifest(
+    remote: &Remote,
+    cs: &ContentStore,
+    ns: &str,
+    desc: &Descriptor,
+    progress: &Reporter,
+) -> Result<Bytes> {
+    let bytes = read_blob(cs, ns, &parse_digest(&desc.digest)?).await?;
+    let (mt, parsed) = manifest::parse(&bytes, Some(&desc.media_type))?;
+    let Parsed::Manifest { config, layers } = parsed else {
+        return Err(Error::BadManifest(format!("{} is not an image manifest", desc.digest)));
+    };
+    push_blob(remote, cs, ns, &config, BlobKind::Config, progress).await?;
+    for l in &layers {
+        push_blob(remote, cs, ns, l, BlobKind::Layer, progress).await?;
+    }
+    progress.add(&desc.digest, &mt, BlobKind::Manifest, bytes.len() as u64);
+    remote
+        .push_manifest(bytes.clone(), &mt, Some(&desc.digest))
+        .await?;
+    progress.state(&desc.digest, BlobState::Done);
+    Ok(bytes)
+}
+
+/// Runs one push from `ns`, reporting to `progress`.
+pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> Result<Finished> {
+    let cs = &deps.content;
+    // The local target: an image record, else a digest in the store.
+    let target = match crate::store::images::get(&deps.store, ns, &req.image) {
+        Ok(img) => Descriptor {
+            media_type: img.target.media_type,
+            digest: img.target.digest,
+            size: img.target.size,
+            platform: None,
+        },
+        Err(crate::store::Error::NotFound { .. }) if req.image.starts_with("sha256:") => {
+            let d = parse_digest(&req.image)?;
+            let bytes = read_blob(cs, ns, &d).await?;
+            let (mt, _) = manifest::parse(&bytes, None)?;
+            Descriptor {
+                media_type: mt,
+                digest: req.image.clone(),
+                size: bytes.len() as i64,
+                platform: None,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let remote_ref = if req.reference.is_empty() {
+        &req.image
+    } else {
+        &req.reference
+    };
+    let reference = remote::parse_reference(remote_ref)?;
+    let remote = Remote::new(reference, &req.credentials, req.plain_http, &deps.options)?;
+    let name = remote.reference().whole();
+    tracing::info!(namespace = ns, image = %req.image, reference = %name, "push started");
+    remote.login(oci_client::RegistryOperation::Push).await?;
+    progress.phase(Phase::Transferring);
+
+    let top_bytes = read_blob(cs, ns, &parse_digest(&target.digest)?).await?;
+    let (top_type, parsed) = manifest::parse(&top_bytes, Some(&target.media_type))?;
+    let (bytes, media_type, digest, platform, manifest_digest) = match parsed {
+        Parsed::Manifest { .. } => {
+            push_manifest(&remote, cs, ns, &target, progress).await?;
+            (top_bytes, top_type, target.digest.clone(), String::new(), target.digest.clone())
+        }
+        Parsed::Index { manifests } => match &req.platform {
+            Some(p) => {
+                let entry = manifest::select(&manifests, p).ok_or_else(|| Error::NoPlatform {
+                    reference: req.image.clone(),
+                    platform: p.to_string(),
+                })?;
+                let b = push_manifest(&remote, cs, ns, entry, progress).await?;
+                (b, entry.media_type.clone(), entry.digest.clone(), p.to_string(), entry.digest.clone())
+            }
+            None => {
+                for m in &manifests {
+                    let present = parse_digest(&m.digest).map(|d| cs.info(ns, &d).is_ok())?;
+                    if !present {
+                        return Err(Error::NotFound(format!(
+                            "manifest {} of index {} is not in the content store (push one platform with --platform)",
+                            m.digest, target.digest
+                        )));
+                    }
+                    push_manifest(&remote, cs, ns, m, progress).await?;
+                }
+                (top_bytes, top_type, target.digest.clone(), String::new(), String::new())
+            }
+        },
+    };
+    // The top manifest under the reference's tag (or its digest).
+    progress.add(&digest, &media_type, BlobKind::Index, bytes.len() as u64);
+    let size = bytes.len() as u64;
+    let tag = remote.reference().tag().map(str::to_string);
+    match tag {
+        Some(t) => remote.push_manifest(bytes, &media_type, Some(&t)).await?,
+        None => remote.push_manifest(bytes, &media_type, Some(&digest)).await?,
+    }
+    progress.state(&digest, BlobState::Done);
+    tracing::info!(namespace = ns, reference = %name, digest = %digest, "push done");
+    Ok(Finished {
+        name,
+        digest,
+        media_type,
+        size,
+        manifest_digest,
+        platform,
+        chain_id: String::new(),
+    })
+}

@@ -1,0 +1,286 @@
+//! One session with one registry repository, over the `oci-client` crate.
+//!
+//! A [`Remote`] is made per call: `oci-client` caches credentials and
+//! tokens per client, so a fresh client per call keeps one caller's
+//! credentials away from every other call. The secret goes into the
+//! client and nowhere else (no log line, no metadata).
+
+use std::sync::Once;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+
+use super::manifest::{self, Descriptor, MAX_MANIFEST_SIZE};
+use super::{Credentials, Error, Options, Result};
+
+/// A byte stream of one blob, as the registry sends it.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// A registry repository reached with one caller's credentials.
+pub struct Remote {
+    client: Client,
+    reference: Reference,
+    auth: RegistryAuth,
+}
+
+/// rustls needs a process-wide crypto provider; we use ring.
+fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Parses an image reference (`host[:port]/repo[:tag][@digest]`; a bare
+/// `repo` means Docker Hub, as docker and containerd read it).
+pub fn parse_reference(s: &str) -> Result<Reference> {
+    if s.is_empty() {
+        return Err(Error::InvalidArgument("reference: required".into()));
+    }
+    s.parse::<Reference>()
+        .map_err(|e| Error::InvalidArgument(format!("reference {s:?}: {e}")))
+}
+
+impl Remote {
+    /// A session for `reference`: plain HTTP when `plain_http` or when the
+    /// host is listed in `opts.insecure`, else TLS with the system roots
+    /// plus the host's CA file from `opts.ca_files`.
+    pub fn new(
+        reference: Reference,
+        creds: &Credentials,
+        plain_http: bool,
+        opts: &Options,
+    ) -> Result<Self> {
+        install_crypto();
+        let host = reference.registry().to_string();
+        let insecure = plain_http || opts.insecure.iter().any(|h| *h == host);
+        let mut config = ClientConfig {
+            protocol: if insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            // We resolve indexes ourselves (platform variants, size limit).
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            user_agent: concat!("berthd/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        if let Some(path) = opts.ca_files.get(&host) {
+            let data = std::fs::read(path).map_err(|e| {
+                Error::InvalidArgument(format!("CA file {} for {host}: {e}", path.display()))
+            })?;
+            config.extra_root_certificates.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let client = Client::try_from(config).map_err(|e| Error::Registry {
+            registry: host.clone(),
+            detail: format!("client setup: {e}"),
+        })?;
+        let auth = if !creds.token.is_empty() {
+            RegistryAuth::Bearer(creds.token.clone())
+        } else if !creds.username.is_empty() {
+            RegistryAuth::Basic(creds.username.clone(), creds.password.clone())
+        } else {
+            RegistryAuth::Anonymous
+        };
+        Ok(Self {
+            client,
+            reference,
+            auth,
+        })
+    }
+
+    /// The reference this session serves.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// The registry host as the reference names it.
+    pub fn host(&self) -> &str {
+        self.reference.registry()
+    }
+
+    /// Authenticates for `op` (answers a bearer challenge with the
+    /// credentials; basic auth needs no round trip).
+    pub async fn login(&self, op: RegistryOperation) -> Result<()> {
+        self.client
+            .auth(&self.reference, &self.auth, op)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, "authenticating"))
+    }
+
+    /// Fetches the manifest or index the reference names (`digest`:
+    /// instead, the one with that digest in the same repository). Returns
+    /// its bytes and verified digest. Larger than [`MAX_MANIFEST_SIZE`]:
+    /// refused.
+    pub async fn manifest(&self, digest: Option<&str>) -> Result<(Bytes, berth_api::Digest)> {
+        let target = match digest {
+            Some(d) => self.reference.clone_with_digest(d.to_string()),
+            None => self.reference.clone(),
+        };
+        self.client
+            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
+            .await;
+        let (body, digest) = self
+            .client
+            .pull_manifest_raw(&target, &self.auth, manifest::ACCEPTED)
+            .await
+            .map_err(|e| self.error(e, &format!("manifest {}", target.whole())))?;
+        if body.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge {
+                size: body.len() as u64,
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let digest = digest.parse::<berth_api::Digest>().map_err(|e| Error::Registry {
+            registry: self.host().to_string(),
+            detail: format!("manifest digest {digest:?}: {e}"),
+        })?;
+        Ok((body, digest))
+    }
+
+    /// Opens blob `desc` from byte `offset`. Returns the stream and the
+    /// offset it really starts at (0 when the registry ignored the range).
+    /// A stream from offset 0 verifies the digest as it ends.
+    pub async fn blob(&self, desc: &Descriptor, offset: u64) -> Result<(ByteStream, u64)> {
+        let od = OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: desc.size,
+            ..OciDescriptor::default()
+        };
+        self.client
+            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
+            .await;
+        let what = format!("blob {}", desc.digest);
+        if offset == 0 {
+            let s = self
+                .client
+                .pull_blob_stream(&self.reference, &od)
+                .await
+                .map_err(|e| self.error(e, &what))?;
+            return Ok((s.stream, 0));
+        }
+        match self
+            .client
+            .pull_blob_stream_partial(&self.reference, &od, offset, None)
+            .await
+            .map_err(|e| self.error(e, &what))?
+        {
+            BlobResponse::Full(s) => Ok((s.stream, 0)),
+            BlobResponse::Partial(s) => Ok((s.stream.boxed(), offset)),
+        }
+    }
+
+    /// Whether the repository holds blob `digest`.
+    pub async fn has_blob(&self, digest: &str) -> Result<bool> {
+        self.client
+            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
+            .await;
+        self.client
+            .blob_exists(&self.reference, digest)
+            .await
+            .map_err(|e| self.error(e, &format!("blob {digest}")))
+    }
+
+    /// Uploads a blob from `stream`; the registry checks `digest`.
+    pub async fn push_blob(&self, digest: &str, size: u64, stream: ByteStream) -> Result<()> {
+        let stream = stream.map(|r| r.map_err(OciDistributionError::from));
+        self.client
+            .push_blob_stream(&self.reference, stream, digest, Some(size))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, &format!("uploading blob {digest}")))
+    }
+
+    /// Uploads a manifest under `tag_or_digest` (None: the reference's own
+    /// tag or digest).
+    pub async fn push_manifest(
+        &self,
+        body: Bytes,
+        media_type: &str,
+        tag_or_digest: Option<&str>,
+    ) -> Result<()> {
+        let target = match tag_or_digest {
+            Some(d) if d.contains(':') => self.reference.clone_with_digest(d.to_string()),
+            Some(t) => Reference::with_tag(
+                self.reference.registry().to_string(),
+                self.reference.repository().to_string(),
+                t.to_string(),
+            ),
+            None => self.reference.clone(),
+        };
+        let ct = media_type
+            .parse()
+            .map_err(|_| Error::BadManifest(format!("media type {media_type:?}")))?;
+        self.client
+            .push_manifest_raw(&target, body, ct)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, &format!("uploading manifest {}", target.whole())))
+    }
+
+    /// Maps an `oci-client` error to ours, with the registry's words.
+    fn error(&self, e: OciDistributionError, what: &str) -> Error {
+        let registry = self.host().to_string();
+        use OciDistributionError as O;
+        match e {
+            O::UnauthorizedError { .. } | O::AuthenticationFailure(_) => {
+                Error::Unauthenticated { registry }
+            }
+            O::RegistryError { envelope, .. } => {
+                let codes: Vec<_> = envelope.errors.iter().map(|e| &e.code).collect();
+                if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
+                    Error::Unauthenticated { registry }
+                } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
+                    Error::Denied {
+                        registry,
+                        detail: format!("{what}: {envelope}"),
+                    }
+                } else if codes.iter().any(|c| {
+                    matches!(
+                        c,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::BlobUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::NotFound
+                    )
+                }) {
+                    Error::NotFound(format!("{}: {what}", self.reference.whole()))
+                } else {
+                    Error::Registry {
+                        registry,
+                        detail: format!("{what}: {envelope}"),
+                    }
+                }
+            }
+            O::ServerError { code: 401, .. } => Error::Unauthenticated { registry },
+            O::ServerError { code: 403, message, .. } => Error::Denied {
+                registry,
+                detail: format!("{what}: {message}"),
+            },
+            O::ServerError { code: 404, .. } | O::ImageManifestNotFoundError(_) => {
+                Error::NotFound(format!("{}: {what}", self.reference.whole()))
+            }
+            O::DigestError(d) => Error::Mismatch {
+                digest: what.to_string(),
+                detail: d.to_string(),
+            },
+            other => Error::Registry {
+                registry,
+                detail: format!("{what}: {:#}", anyhow::Error::from(other)),
+            },
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! Issue 6: server-side pull and push through berthd's
+//! berth.images.v1.Registry service, against a real local docker-registry
+//! filled by skopeo; and Debian's `ctr images pull --plain-http`.
+
+use std::path::Path;
+
+use berth_tests::registry::{self, images_json, Registry, Transfer};
+use berth_tests::{require_root, require_tool, Berthd};
+
+fn ready(test: &str) -> bool {
+    require_root(test) && require_tool(test, "ctr") && registry::available(test)
+}
+
+fn pull_of(reference: &str) -> Transfer {
+    Transfer {
+        reference: reference.to_string(),
+        ..Transfer::default()
+    }
+}
+
+/// Digests `ctr content ls` lists in the default namespace.
+fn content(d: &Berthd) -> Vec<String> {
+    d.ctr_ok(&["content", "ls", "-q"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Files under a directory, recursively.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Nothing of a failed pull is recorded: no image, no content, no blob
+/// file, no ingest left.
+fn assert_nothing_stored(d: &Berthd) {
+    assert_eq!(d.ctr_ok(&["images", "ls", "-q"]).trim(), "", "an image was recorded");
+    assert!(content(d).is_empty(), "content recorded: {:?}", content(d));
+    let blobs = files_under(&d.root().join("content/blobs"));
+    assert!(blobs.is_empty(), "blob files left: {blobs:?}");
+    let ingests = files_under(&d.root().join("content/ingest"));
+    assert!(ingests.is_empty(), "ingests left: {ingests:?}");
+}
+
+fn entry(image: &str, variant: &str) -> serde_json::Value {
+    images_json()["images"][image][variant].clone()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn pull_multilayer_unpacks_the_same_chain_as_the_archive() {
+    if !ready("pull_multilayer") {
+        return;
+    }
+    let reg = Registry::start();
+    let d = Berthd::start();
+    for variant in ["oci-gzip", "oci-zstd"] {
+        let reference = reg.push_test_image("multilayer", variant);
+        let out = registry::pull(&d.address(), &pull_of(&reference))
+            .unwrap_or_else(|e| panic!("pull {reference}: {e:?}\n{}", d.log()));
+        let want = entry("multilayer", variant);
+        assert_eq!(out.result.manifest_digest, want["manifest_digest"].as_str().unwrap());
+        assert_eq!(out.result.digest, want["manifest_digest"].as_str().unwrap());
+        let chains = strings(&want["chain_ids"]);
+        assert_eq!(out.result.chain_id, *chains.last().unwrap(), "top chain ID");
+        // Every layer's digest is in the content store; the image is listed.
+        let have = content(&d);
+        for l in want["layers"].as_array().unwrap() {
+            let dg = l["digest"].as_str().unwrap();
+            assert!(have.iter().any(|c| c == dg), "{dg} missing from {have:?}");
+        }
+        let ls = d.ctr_ok(&["images", "ls", "-q"]);
+        assert!(ls.lines().any(|l| l == out.result.name), "{ls}");
+        // The committed snapshots are the archive's chain.
+        let snaps = d.ctr_ok(&["snapshots", "ls"]);
+        for c in &chains {
+            assert!(snaps.contains(c.as_str()), "chain {c} not in\n{snaps}");
+        }
+    }
+    // Pulling again moves no layer bytes.
+    let reference = reg.reference("multilayer:oci-gzip");
+    let again = registry::pull(&d.address(), &pull_of(&reference)).unwrap();
+    assert!(
+        again.blobs.iter().filter(|b| b.kind == "layer").all(|b| b.state == 2 || b.state == 5),
+        "{:?}",
+        again.blobs
+    );
+    for l in entry("multilayer", "oci-gzip")["layers"].as_array().unwrap() {
+        assert_eq!(reg.blob_gets(l["digest"].as_str().unwrap()), 1);
+    }
+}
+
+#[test]
+fn busybox_pulled_from_the_registry_runs() {
+    if !ready("busybox_runs") {
+        return;
+    }
+    let reg = Registry::start();
+    let d = Berthd::start();
+    let reference = reg.push_test_image("busybox", "oci-gzip");
+    let out = registry::pull(&d.address(), &pull_of(&reference))
+        .unwrap_or_else(|e| panic!("pull: {e:?}\n{}", d.log()));
+    // Mount a view of the image's top snapshot and run busybox in it.
+    let view = d.dir().join("view");
+    std::fs::create_dir_all(&view).unwrap();
+    d.ctr_ok(&["snapshots", "view", "busybox-view", &out.result.chain_id]);
+    let mounts = d.ctr_ok(&["snapshots", "mounts", view.to_str().unwrap(), "busybox-view"]);
+    let cmd = mounts.lines().find(|l| l.starts_with("mount")).expect("a mount command");
+    let st = std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(st.success(), "{cmd}");
+    let run = std::process::Command::new("chroot")
+        .arg(&view)
+        .args(["/bin/busybox", "echo", "hello from the registry"])
+        .output()
+        .unwrap();
+    berth_tests::unmount_under(&view);
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "hello from the registry");
+}
+
+#[test]
+fn multiplatform_index_picks_the_platform() {
+    if !ready("multiplatform") {
+        return;
+    }
+    let reg = Registry::start();
+    let d = Berthd::start();
+    let reference = reg.push_test_image("multiplatform", "oci-gzip");
+    let want = entry("multiplatform", "oci-gzip");
+    let manifests = want["manifests"].as_array().unwrap();
+    let digest_for = |arch: &str| {
+        manifests
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()["manifest_digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let amd = registry::pull(&d.address(), &pull_of(&reference)).unwrap();
+    assert_eq!(amd.result.digest, want["index_digest"].as_str().unwrap());
+    assert_eq!(amd.result.manifest_digest, digest_for("amd64"));
+    assert_eq!(amd.result.platform, "linux/amd64");
+
+    let d2 = Berthd::start();
+    let arm = registry::pull(
+        &d2.address(),
+        &Transfer {
+            platform: "linux/arm64/v8".into(),
+            skip_unpack: true,
+            ..pull_of(&reference)
+        },
+    )
+    .unwrap();
+    assert_eq!(arm.result.manifest_digest, digest_for("arm64"));
+    assert_eq!(arm.result.platform, "linux/arm64/v8");
+    // Only the arm64 manifest's blobs came (besides the index).
+    let have = content(&d2);
+    assert!(!have.contains(&digest_for("amd64")), "{have:?}");
+
+    let none = registry::pull(
+        &d2.address(),
+        &Transfer {
+            platform: "linux/s390x".into(),
+            ..pull_of(&reference)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(none.0, tonic::Code::NotFound, "{none:?}");
+}
+
+#[test]
+fn htpasswd_auth_refuses_wrong_credentials_and_stores_nothing() {
+    if !ready("htpasswd_auth") {
+        return;
+    }
+    let reg = Registry::start_with_auth("berth", "s3cret-pass");
+    let d = Berthd::start();
+    let reference = reg.push_test_image("busybox", "oci-gzip");
+
+    let anon = registry::pull(&d.address(), &pull_of(&reference)).unwrap_err();
+    assert_eq!(anon.0, tonic::Code::Unauthenticated, "{anon:?}");
+    let wrong = registry::pull(
+        &d.address(),
+        &Transfer {
+            username: "berth".into(),
+            password: "wrong".into(),
+            ..pull_of(&reference)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(wrong.0, tonic::Code::Unauthenticated, "{wrong:?}");
+    assert!(wrong.1.contains("authentication"), "{}", wrong.1);
+    assert_nothing_stored(&d);
+    assert!(!d.log().contains("s3cret-pass") && !d.log().contains("wrong"), "secret in the log");
+
+    let ok = registry::pull(
+        &d.address(),
+        &Transfer {
+            username: "berth".into(),
+            password: "s3cret-pass".into(),
+            ..pull_of(&reference)
+        },
+    )
+    .unwrap_or_else(|e| panic!("pull with credentials: {e:?}\n{}", d.log()));
+    assert_eq!(ok.result.digest, entry("busybox", "oci-gzip")["manifest_digest"].as_str().unwrap());
+    assert!(!d.log().contains("s3cret-pass"), "secret in the log");
+}
+
+#[test]
+fn push_an_imported_image_and_pull_it_back_by_digest() {
+    if !ready("push_and_pull_back") {
+        return;
+    }
+    let reg = Registry::start();
+    let a = Berthd::start();
+    let archive = registry::test_images().join("multilayer/oci-zstd.tar");
+    a.ctr_ok(&["images", "import", archive.to_str().unwrap()]);
+    let name = "docker.io/berthtest/multilayer:oci-zstd";
+    let want = entry("multilayer", "oci-zstd");
+    let remote = reg.reference("pushed/multilayer:v1");
+    let pushed = registry::push(
+        &a.address(),
+        &Transfer {
+            image: name.into(),
+            reference: remote.clone(),
+            ..Transfer::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("push: {e:?}\n{}", a.log()));
+    assert_eq!(pushed.result.digest, want["manifest_digest"].as_str().unwrap());
+
+    let b = Berthd::start();
+    let by_digest = format!("{}@{}", reg.reference("pushed/multilayer"), pushed.result.digest);
+    let back = registry::pull(&b.address(), &pull_of(&by_digest))
+        .unwrap_or_else(|e| panic!("pull back: {e:?}\n{}", b.log()));
+    assert_eq!(back.result.digest, pushed.result.digest);
+    assert_eq!(back.result.chain_id, *strings(&want["chain_ids"]).last().unwrap());
+    let (mut ca, mut cb) = (content(&a), content(&b));
+    ca.sort();
+    cb.sort();
+    assert_eq!(ca, cb, "both daemons hold the same blobs");
+
+    // A second push finds every blob there already.
+    let again = registry::push(
+        &a.address(),
+        &Transfer {
+            image: name.into(),
+            reference: remote,
+            ..Transfer::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        again.blobs.iter().filter(|b| b.kind == "layer").all(|b| b.state == 2),
+        "{:?}",
+        again.blobs
+    );
+}
+
+#[test]
+fn interrupted_pull_resumes_without_refetching_complete_blobs() {
+    if !ready("interrupted_pull") {
+        return;
+    }
+    let reg = Registry::start();
+    let mut d = Berthd::start();
+    let reference = reg.push_test_image("large", "oci-gzip");
+    let layers: Vec<(String, i64)> = entry("large", "oci-gzip")["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["digest"].as_str().unwrap().to_string(), l["size"].as_i64().unwrap()))
+        .collect();
+    let total: i64 = layers.iter().map(|l| l.1).sum();
+    // Follow the pull and stop following once a third of the bytes are in.
+    let mut seen = Vec::new();
+    let _ = registry::pull_with(
+        &d.address(),
+        &Transfer {
+            skip_unpack: true,
+            ..pull_of(&reference)
+        },
+        |p| {
+            seen = p.blobs.clone();
+            p.bytes_done < total / 3
+        },
+    );
+    d.kill9();
+    let complete: Vec<String> = seen
+        .iter()
+        .filter(|b| b.kind == "layer" && b.state == 3)
+        .map(|b| b.digest.clone())
+        .collect();
+    eprintln!("complete at kill: {complete:?}");
+    d.restart();
+    let out = registry::pull(&d.address(), &pull_of(&reference))
+        .unwrap_or_else(|e| panic!("second pull: {e:?}\n{}", d.log()));
+    assert_eq!(out.result.digest, entry("large", "oci-gzip")["manifest_digest"].as_str().unwrap());
+    // Complete blobs were not downloaded again.
+    for dg in &complete {
+        assert_eq!(reg.blob_gets(dg), 1, "{dg} fetched twice");
+    }
+    // A blob cut half way resumed from where it stopped (HTTP 206).
+    let resumed: Vec<_> = out.blobs.iter().filter(|b| b.resumed_from > 0).collect();
+    let cut: Vec<_> = seen
+        .iter()
+        .filter(|b| b.kind == "layer" && b.state == 1 && b.offset > 0)
+        .collect();
+    if !cut.is_empty() {
+        assert!(!resumed.is_empty(), "nothing resumed; cut at kill: {cut:?}; now {:?}", out.blobs);
+        assert!(reg.log().contains("\" 206 "), "no ranged GET in the registry log");
+    }
+    for (dg, _) in &layers {
+        assert!(reg.blob_gets(dg) <= 2, "{dg} fetched {} times", reg.blob_gets(dg));
+    }
+    let ingests = files_under(&d.root().join("content/ingest"));
+    assert!(ingests.is_empty(), "ingests left: {ingests:?}");
+}
+
+#[test]
+fn corrupt_blob_is_refused_and_nothing_committed() {
+    if !ready("corrupt_blob") {
+        return;
+    }
+    let reg = Registry::start();
+    let d = Berthd::start();
+    let reference = reg.push_test_image("busybox", "oci-gzip");
+    let layer = entry("busybox", "oci-gzip")["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Flip one byte in the middle: same size, different digest.
+    let file = reg.blob_file(&layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = registry::pull(&d.address(), &pull_of(&reference)).unwrap_err();
+    assert_eq!(err.0, tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.1.contains(&layer), "{}", err.1);
+    assert_eq!(d.ctr_ok(&["images", "ls", "-q"]).trim(), "");
+    let have = content(&d);
+    assert!(!have.contains(&layer), "{have:?}");
+    assert!(!d.root().join("content/blobs/sha256").join(&layer[7..]).exists());
+    let ingests = files_under(&d.root().join("content/ingest"));
+    assert!(ingests.is_empty(), "ingests left: {ingests:?}");
+}
+
+#[test]
+fn oversized_manifest_is_refused_and_nothing_committed() {
+    if !ready("oversized_manifest") {
+        return;
+    }
+    let reg = Registry::start();
+    let d = Berthd::start();
+    reg.push_test_image("busybox", "oci-gzip");
+    let want = entry("busybox", "oci-gzip");
+    let layer = &want["layers"][0];
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":1}},"layers":[{{"mediaType":"{}","digest":"{}","size":{}}}],"annotations":{{"padding":"{}"}}}}"#,
+        want["config_digest"].as_str().unwrap(),
+        layer["media_type"].as_str().unwrap(),
+        layer["digest"].as_str().unwrap(),
+        layer["size"],
+        "x".repeat(5 << 20)
+    );
+    reg.plant_manifest("busybox", "huge", manifest.as_bytes());
+    let err = registry::pull(&d.address(), &pull_of(&reg.reference("busybox:huge"))).unwrap_err();
+    assert_eq!(err.0, tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.1.contains("limit"), "{}", err.1);
+    assert_nothing_stored(&d);
+}
+
+#[test]
+fn concurrent_pulls_share_one_download() {
+    if !ready("concurrent_pulls") {
+        return;
+    }
+    let reg = Registry::start();
+    let d = Berthd::start();
+    let reference = reg.push_test_image("large", "oci-zstd");
+    let addr = d.address();
+    let pulls: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, r) = (addr.clone(), reference.clone());
+            std::thread::spawn(move || {
+                registry::pull(
+                    &addr,
+                    &Transfer {
+                        skip_unpack: true,
+                        ..pull_of(&r)
+                    },
+                )
+            })
+        })
+        .collect();
+    let outs: Vec<_> = pulls
+        .into_iter()
+        .map(|h| h.join().unwrap().expect("pull"))
+        .collect();
+    let digest = entry("large", "oci-zstd")["manifest_digest"].as_str().unwrap().to_string();
+    assert!(outs.iter().all(|o| o.result.digest == digest));
+    for l in entry("large", "oci-zstd")["layers"].as_array().unwrap() {
+        assert_eq!(reg.blob_gets(l["digest"].as_str().unwrap()), 1, "layer fetched more than once");
+    }
+    eprintln!("joined: {:?}", outs.iter().map(|o| o.joined).collect::<Vec<_>>());
+}
+
+#[test]
+fn ctr_pulls_from_the_registry_into_berthd() {
+    if !ready("ctr_pull") {
+        return;
+    }
+    let reg = Registry::start();
+    let d = Berthd::start();
+    let reference = reg.push_test_image("multilayer", "oci-gzip");
+    d.ctr_ok(&["images", "pull", "--plain-http", &reference]);
+    let ls = d.ctr_ok(&["images", "ls", "-q"]);
+    assert!(ls.lines().any(|l| l == reference), "{ls}");
+    let want = entry("multilayer", "oci-gzip");
+    let snaps = d.ctr_ok(&["snapshots", "ls"]);
+    for c in strings(&want["chain_ids"]) {
+        assert!(snaps.contains(&c), "chain {c} not in\n{snaps}");
+    }
+}
