@@ -169,6 +169,9 @@ impl Daemon {
             )
             .add_service(svc::tasks::v1::tasks_server::TasksServer::new(
                 services::tasks::TasksService::new(ctx.clone()),
+            ))
+            .add_service(berth_api::images::v1::registry_server::RegistryServer::new(
+                services::registry::RegistryService::new(registry_transfers(&ctx, cfg)),
             ));
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
@@ -187,6 +190,17 @@ impl Daemon {
         tracing::info!("berthd stopped");
         result
     }
+}
+
+/// Server-side registry pulls and pushes over this daemon's stores.
+fn registry_transfers(ctx: &Context, cfg: &Config) -> crate::registry::inflight::Transfers {
+    crate::registry::inflight::Transfers::new(crate::registry::pull::Deps {
+        content: ctx.content.clone(),
+        store: ctx.store.clone(),
+        options: crate::registry::Options::from_config(cfg),
+        unpacker: crate::registry::unpack::unpacker(ctx),
+        default_snapshotter: cfg.default_snapshotter.clone(),
+    })
 }
 
 /// What Introspection reports: exactly the services registered above.

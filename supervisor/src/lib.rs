@@ -9,6 +9,7 @@ pub mod filters;
 pub mod gc;
 pub mod images;
 pub mod observability;
+pub mod registry;
 pub mod runtime;
 pub mod services;
 pub mod snapshots;

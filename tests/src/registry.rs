@@ -212,7 +212,12 @@ impl Registry {
     /// platform of an index.
     pub fn push(&self, src: &str, name_tag: &str) {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
+        cmd.args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ]);
         if let Some((u, p)) = &self.auth {
             cmd.arg("--dest-creds").arg(format!("{u}:{p}"));
         }
@@ -249,11 +254,19 @@ impl Registry {
         let data = self.blob_file(&digest);
         std::fs::create_dir_all(data.parent().unwrap()).unwrap();
         std::fs::write(&data, bytes).unwrap();
-        let m = self.storage().join("repositories").join(repo).join("_manifests");
+        let m = self
+            .storage()
+            .join("repositories")
+            .join(repo)
+            .join("_manifests");
         let links = [
             m.join("revisions/sha256").join(&hex).join("link"),
             m.join("tags").join(tag).join("current/link"),
-            m.join("tags").join(tag).join("index/sha256").join(&hex).join("link"),
+            m.join("tags")
+                .join(tag)
+                .join("index/sha256")
+                .join(&hex)
+                .join("link"),
         ];
         for l in links {
             std::fs::create_dir_all(l.parent().unwrap()).unwrap();
@@ -338,7 +351,8 @@ async fn client(
     berth_api::images::v1::registry_client::RegistryClient::with_interceptor(
         channel,
         move |mut req: tonic::Request<()>| {
-            req.metadata_mut().insert("containerd-namespace", ns.clone());
+            req.metadata_mut()
+                .insert("containerd-namespace", ns.clone());
             Ok(req)
         },
     )
@@ -443,4 +457,84 @@ pub fn push(address: &Path, t: &Transfer) -> Result<Outcome, Failure> {
             }
         }
     })
+}
+
+/// A stand-in registry for what a real one refuses to serve: answers
+/// `GET /v2/` and serves one fixed manifest body for any manifest GET
+/// (HTTP/1.1, one request per connection). Stops on drop.
+pub struct FakeRegistry {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeRegistry {
+    /// Serves `body` as a manifest of `media_type`.
+    pub fn serve_manifest(body: Vec<u8>, media_type: &str) -> Self {
+        use sha2::Digest as _;
+        use std::io::{BufRead as _, BufReader};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake registry");
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let digest = format!("sha256:{:x}", sha2::Sha256::digest(&body));
+        let (stop2, media_type) = (stop.clone(), media_type.to_string());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let head = line.starts_with("HEAD");
+                let (status, ctype, payload): (&str, &str, &[u8]) = if path == "/v2/" {
+                    ("200 OK", "application/json", b"{}")
+                } else if path.contains("/manifests/") {
+                    ("200 OK", media_type.as_str(), &body)
+                } else {
+                    (
+                        "404 Not Found",
+                        "application/json",
+                        b"{\"errors\":[{\"code\":\"BLOB_UNKNOWN\",\"message\":\"unknown\"}]}",
+                    )
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nDocker-Content-Digest: {digest}\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                );
+                if !head {
+                    let _ = conn.write_all(payload);
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `127.0.0.1:PORT/NAME`.
+    pub fn reference(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -121,7 +121,8 @@ pub async fn fetch(
                         // resume, the bytes are wrong.
                         let text = e.to_string();
                         let wrong = e.get_ref().is_some_and(|i| {
-                            i.downcast_ref::<oci_client::errors::DigestError>().is_some()
+                            i.downcast_ref::<oci_client::errors::DigestError>()
+                                .is_some()
                         });
                         if wrong {
                             drop(writer);
@@ -205,7 +206,12 @@ pub async fn store_bytes(
 }
 
 /// Adds `labels` to blob `digest` of `ns` (others are kept).
-pub async fn add_labels(cs: &ContentStore, ns: &str, digest: &Digest, labels: Labels) -> Result<()> {
+pub async fn add_labels(
+    cs: &ContentStore,
+    ns: &str,
+    digest: &Digest,
+    labels: Labels,
+) -> Result<()> {
     if labels.is_empty() {
         return Ok(());
     }

@@ -172,7 +172,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Parsed
             .parse::<berth_api::Digest>()
             .map_err(|e| Error::BadManifest(format!("descriptor digest {:?}: {e}", d.digest)))?;
         if d.size < 0 {
-            return Err(Error::BadManifest(format!("descriptor {}: negative size", d.digest)));
+            return Err(Error::BadManifest(format!(
+                "descriptor {}: negative size",
+                d.digest
+            )));
         }
         Ok(())
     };
@@ -224,8 +227,13 @@ mod tests {
         assert!(p.matches(&Platform::parse("linux/arm64").unwrap()));
         assert!(!p.matches(&Platform::parse("linux/arm64/v7").unwrap()));
         assert!(!p.matches(&Platform::parse("linux/amd64").unwrap()));
-        assert!(Platform::parse("linux/amd64").unwrap().matches(&Platform::parse("linux/amd64/v3").unwrap()));
-        assert_eq!(Platform::parse("linux/x86_64").unwrap().architecture, "amd64");
+        assert!(Platform::parse("linux/amd64")
+            .unwrap()
+            .matches(&Platform::parse("linux/amd64/v3").unwrap()));
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap().architecture,
+            "amd64"
+        );
         for bad in ["linux", "linux/", "/amd64", "a/b/c/d"] {
             assert!(Platform::parse(bad).is_err(), "{bad}");
         }
@@ -241,7 +249,9 @@ mod tests {
         );
         let (mt, parsed) = parse(body.as_bytes(), None).unwrap();
         assert_eq!(mt, OCI_INDEX);
-        let Parsed::Index { manifests } = parsed else { panic!("not an index") };
+        let Parsed::Index { manifests } = parsed else {
+            panic!("not an index")
+        };
         let amd = Platform::parse("linux/amd64").unwrap();
         let arm = Platform::parse("linux/arm64/v8").unwrap();
         assert_eq!(select(&manifests, &amd).unwrap().digest, D1);
@@ -258,13 +268,20 @@ mod tests {
         assert_eq!(mt, DOCKER_MANIFEST);
         assert!(matches!(parsed, Parsed::Manifest { ref layers, .. } if layers.len() == 1));
         // No mediaType in the body: the content type decides.
-        let body = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":3}},"layers":[]}}"#);
-        assert_eq!(parse(body.as_bytes(), Some(OCI_MANIFEST)).unwrap().0, OCI_MANIFEST);
+        let body =
+            format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":3}},"layers":[]}}"#);
+        assert_eq!(
+            parse(body.as_bytes(), Some(OCI_MANIFEST)).unwrap().0,
+            OCI_MANIFEST
+        );
         assert!(parse(br#"{"schemaVersion":1}"#, None).is_err());
         assert!(parse(b"not json", None).is_err());
         let bad = r#"{"schemaVersion":2,"config":{"digest":"sha256:zz","size":3},"layers":[]}"#;
         assert!(parse(bad.as_bytes(), Some(OCI_MANIFEST)).is_err());
         let huge = vec![b' '; (MAX_MANIFEST_SIZE + 1) as usize];
-        assert!(matches!(parse(&huge, None), Err(Error::ManifestTooLarge { .. })));
+        assert!(matches!(
+            parse(&huge, None),
+            Err(Error::ManifestTooLarge { .. })
+        ));
     }
 }

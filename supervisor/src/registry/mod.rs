@@ -19,6 +19,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod remote;
+pub mod unpack;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,8 +61,22 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("username", &self.username)
-            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
-            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field(
+                "token",
+                &if self.token.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .finish()
     }
 }

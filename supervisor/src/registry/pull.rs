@@ -179,18 +179,19 @@ async fn pull_leased(
     // 1. The reference's own manifest or index.
     let (top_bytes, top_digest) = remote.manifest(None).await?;
     let (top_type, top) = manifest::parse(&top_bytes, None)?;
-    progress.add(&top_digest.to_string(), &top_type, kind_of(&top_type), top_bytes.len() as u64);
+    progress.add(
+        &top_digest.to_string(),
+        &top_type,
+        kind_of(&top_type),
+        top_bytes.len() as u64,
+    );
     progress.state(&top_digest.to_string(), BlobState::Done);
 
     // 2. The platform's manifest.
     let (m_bytes, m_digest, config, layers, index_entry) = match top {
-        Parsed::Manifest { config, layers } => (
-            top_bytes.clone(),
-            top_digest.clone(),
-            config,
-            layers,
-            None,
-        ),
+        Parsed::Manifest { config, layers } => {
+            (top_bytes.clone(), top_digest.clone(), config, layers, None)
+        }
         Parsed::Index { manifests } => {
             let entry = manifest::select(&manifests, &req.platform)
                 .ok_or_else(|| Error::NoPlatform {
@@ -225,7 +226,12 @@ async fn pull_leased(
     };
 
     // 3. Config, then layers in parallel; unpacked in order as they land.
-    progress.add(&config.digest, &config.media_type, BlobKind::Config, config.size as u64);
+    progress.add(
+        &config.digest,
+        &config.media_type,
+        BlobKind::Config,
+        config.size as u64,
+    );
     for l in &layers {
         progress.add(&l.digest, &l.media_type, BlobKind::Layer, l.size as u64);
     }
@@ -236,7 +242,7 @@ async fn pull_leased(
 
     let sem = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL));
     let mut handles = Vec::with_capacity(layers.len());
-    for l in layers.iter().cloned() {
+    for l in layers.clone() {
         let (remote, cs, ns, source, progress, sem) = (
             remote.clone(),
             cs.clone(),
@@ -246,11 +252,15 @@ async fn pull_leased(
             sem.clone(),
         );
         handles.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.map_err(|e| Error::Task(e.to_string()))?;
+            let _permit = sem
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?;
             fetch::fetch(&remote, &cs, &ns, &l, "layer", source, &progress).await
         }));
     }
-    let abort_all = |hs: &[tokio::task::JoinHandle<Result<Outcome>>]| hs.iter().for_each(|h| h.abort());
+    let abort_all =
+        |hs: &[tokio::task::JoinHandle<Result<Outcome>>]| hs.iter().for_each(|h| h.abort());
     let snapshotter = if req.snapshotter.is_empty() {
         deps.default_snapshotter.clone()
     } else {
@@ -290,7 +300,10 @@ async fn pull_leased(
     let mut config_labels = source.clone();
     if unpacker.is_some() {
         if let Some(top) = chains.last() {
-            config_labels.insert(format!("containerd.io/gc.ref.snapshot.{snapshotter}"), top.clone());
+            config_labels.insert(
+                format!("containerd.io/gc.ref.snapshot.{snapshotter}"),
+                top.clone(),
+            );
         }
     }
     let config_digest: Digest = config
@@ -299,14 +312,23 @@ async fn pull_leased(
         .map_err(|e| Error::BadManifest(format!("config digest: {e}")))?;
     fetch::add_labels(cs, ns, &config_digest, config_labels).await?;
     let mut m_labels = source.clone();
-    m_labels.insert("containerd.io/gc.ref.content.config".into(), config.digest.clone());
+    m_labels.insert(
+        "containerd.io/gc.ref.content.config".into(),
+        config.digest.clone(),
+    );
     for (i, l) in layers.iter().enumerate() {
-        m_labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), l.digest.clone());
+        m_labels.insert(
+            format!("containerd.io/gc.ref.content.l.{i}"),
+            l.digest.clone(),
+        );
     }
     fetch::store_bytes(cs, ns, &m_digest, m_bytes.clone(), m_labels).await?;
     if let Some(entry) = &index_entry {
         let mut i_labels = source.clone();
-        i_labels.insert("containerd.io/gc.ref.content.m.0".into(), entry.digest.clone());
+        i_labels.insert(
+            "containerd.io/gc.ref.content.m.0".into(),
+            entry.digest.clone(),
+        );
         fetch::store_bytes(cs, ns, &top_digest, top_bytes.clone(), i_labels).await?;
     }
 

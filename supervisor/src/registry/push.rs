@@ -123,7 +123,10 @@ async fn push_manifest(
     let bytes = read_blob(cs, ns, &parse_digest(&desc.digest)?).await?;
     let (mt, parsed) = manifest::parse(&bytes, Some(&desc.media_type))?;
     let Parsed::Manifest { config, layers } = parsed else {
-        return Err(Error::BadManifest(format!("{} is not an image manifest", desc.digest)));
+        return Err(Error::BadManifest(format!(
+            "{} is not an image manifest",
+            desc.digest
+        )));
     };
     push_blob(remote, cs, ns, &config, BlobKind::Config, progress).await?;
     for l in &layers {
@@ -178,7 +181,13 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     let (bytes, media_type, digest, platform, manifest_digest) = match parsed {
         Parsed::Manifest { .. } => {
             push_manifest(&remote, cs, ns, &target, progress).await?;
-            (top_bytes, top_type, target.digest.clone(), String::new(), target.digest.clone())
+            (
+                top_bytes,
+                top_type,
+                target.digest.clone(),
+                String::new(),
+                target.digest.clone(),
+            )
         }
         Parsed::Index { manifests } => match &req.platform {
             Some(p) => {
@@ -187,7 +196,13 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
                     platform: p.to_string(),
                 })?;
                 let b = push_manifest(&remote, cs, ns, entry, progress).await?;
-                (b, entry.media_type.clone(), entry.digest.clone(), p.to_string(), entry.digest.clone())
+                (
+                    b,
+                    entry.media_type.clone(),
+                    entry.digest.clone(),
+                    p.to_string(),
+                    entry.digest.clone(),
+                )
             }
             None => {
                 for m in &manifests {
@@ -200,7 +215,13 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
                     }
                     push_manifest(&remote, cs, ns, m, progress).await?;
                 }
-                (top_bytes, top_type, target.digest.clone(), String::new(), String::new())
+                (
+                    top_bytes,
+                    top_type,
+                    target.digest.clone(),
+                    String::new(),
+                    String::new(),
+                )
             }
         },
     };
@@ -210,7 +231,11 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     let tag = remote.reference().tag().map(str::to_string);
     match tag {
         Some(t) => remote.push_manifest(bytes, &media_type, Some(&t)).await?,
-        None => remote.push_manifest(bytes, &media_type, Some(&digest)).await?,
+        None => {
+            remote
+                .push_manifest(bytes, &media_type, Some(&digest))
+                .await?
+        }
     }
     progress.state(&digest, BlobState::Done);
     tracing::info!(namespace = ns, reference = %name, digest = %digest, "push done");

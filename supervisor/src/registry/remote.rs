@@ -10,7 +10,9 @@ use std::sync::Once;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -59,7 +61,7 @@ impl Remote {
     ) -> Result<Self> {
         install_crypto();
         let host = reference.registry().to_string();
-        let insecure = plain_http || opts.insecure.iter().any(|h| *h == host);
+        let insecure = plain_http || opts.insecure.contains(&host);
         let mut config = ClientConfig {
             protocol: if insecure {
                 ClientProtocol::Http
@@ -143,10 +145,12 @@ impl Remote {
                 limit: MAX_MANIFEST_SIZE,
             });
         }
-        let digest = digest.parse::<berth_api::Digest>().map_err(|e| Error::Registry {
-            registry: self.host().to_string(),
-            detail: format!("manifest digest {digest:?}: {e}"),
-        })?;
+        let digest = digest
+            .parse::<berth_api::Digest>()
+            .map_err(|e| Error::Registry {
+                registry: self.host().to_string(),
+                detail: format!("manifest digest {digest:?}: {e}"),
+            })?;
         Ok((body, digest))
     }
 
@@ -241,7 +245,10 @@ impl Remote {
             }
             O::RegistryError { envelope, .. } => {
                 let codes: Vec<_> = envelope.errors.iter().map(|e| &e.code).collect();
-                if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
+                if codes
+                    .iter()
+                    .any(|c| matches!(c, OciErrorCode::Unauthorized))
+                {
                     Error::Unauthenticated { registry }
                 } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
                     Error::Denied {
@@ -266,7 +273,9 @@ impl Remote {
                 }
             }
             O::ServerError { code: 401, .. } => Error::Unauthenticated { registry },
-            O::ServerError { code: 403, message, .. } => Error::Denied {
+            O::ServerError {
+                code: 403, message, ..
+            } => Error::Denied {
                 registry,
                 detail: format!("{what}: {message}"),
             },

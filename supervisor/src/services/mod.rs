@@ -10,6 +10,7 @@ pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
+pub mod registry;
 pub mod snapshots;
 pub mod status;
 pub mod tasks;

@@ -119,7 +119,9 @@ fn follow<T: Send + 'static>(
                 } else if last.is_terminal() {
                     let _ = tx.send(Ok(encode(&last))).await;
                 } else {
-                    let _ = tx.send(Err(Status::internal("transfer ended without a result"))).await;
+                    let _ = tx
+                        .send(Err(Status::internal("transfer ended without a result")))
+                        .await;
                 }
                 return;
             }
