@@ -310,7 +310,7 @@ pub struct Outcome {
     /// The final result.
     pub result: berth_api::images::v1::TransferResult,
     /// The blobs of the last message.
-    pub blobs: Vec<berth_api::images::v1::BlobProgress>,
+    pub blobs: Vec<berth_api::images::v1::RegistryBlob>,
     /// Progress messages received.
     pub messages: usize,
     /// Whether the pull joined one in flight.

@@ -74,7 +74,6 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs layer unpack / the Diff service, landing with the images work"]
 fn pull_multilayer_unpacks_the_same_chain_as_the_archive() {
     if !ready("pull_multilayer") {
         return;
@@ -128,7 +127,6 @@ fn pull_multilayer_unpacks_the_same_chain_as_the_archive() {
 }
 
 #[test]
-#[ignore = "needs layer unpack / the Diff service, landing with the images work"]
 fn busybox_pulled_from_the_registry_runs() {
     if !ready("busybox_runs") {
         return;
@@ -412,25 +410,38 @@ fn interrupted_pull_resumes_without_refetching_complete_blobs() {
         .iter()
         .filter(|b| b.kind == "layer" && b.state == 1 && b.offset > 0)
         .collect();
+    // A blob with every byte in but not yet reported committed may have
+    // been mid-commit at the kill; only blobs cut short must resume.
+    let cut: Vec<_> = cut.into_iter().filter(|b| b.offset < b.total).collect();
     eprintln!("cut at kill: {cut:?}\nresumed: {resumed:?}");
     assert!(
         !cut.is_empty(),
         "no blob was half way at the kill: {seen:?}"
     );
+    let mut ranged = false;
     for b in &cut {
         let r = out.blobs.iter().find(|o| o.digest == b.digest).unwrap();
+        // Either its commit finished before the kill (present now, fetched
+        // once), or it resumed at least where it was.
+        if r.state == 2 {
+            assert_eq!(reg.blob_gets(&b.digest), 1, "{} fetched again", b.digest);
+        } else {
+            assert!(
+                r.resumed_from >= b.offset,
+                "{} resumed from {} though {} bytes were in at the kill",
+                b.digest,
+                r.resumed_from,
+                b.offset
+            );
+            ranged |= r.resumed_from < r.total;
+        }
+    }
+    if ranged {
         assert!(
-            r.resumed_from >= b.offset,
-            "{} resumed from {} though {} bytes were in at the kill",
-            b.digest,
-            r.resumed_from,
-            b.offset
+            reg.log().contains("\" 206 "),
+            "no ranged GET in the registry log"
         );
     }
-    assert!(
-        reg.log().contains("\" 206 "),
-        "no ranged GET in the registry log"
-    );
     for (dg, _) in &layers {
         assert!(
             reg.blob_gets(dg) <= 2,
@@ -565,7 +576,6 @@ fn concurrent_pulls_share_one_download() {
 }
 
 #[test]
-#[ignore = "needs layer unpack / the Diff service, landing with the images work"]
 fn ctr_pulls_from_the_registry_into_berthd() {
     if !ready("ctr_pull") {
         return;

@@ -31,11 +31,14 @@ const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 pub trait LayerUnpacker: Send + Sync {
     /// Applies `layer` (present in the content store of `ns`) on top of
     /// the committed snapshot `parent` (a chain ID; None for the base)
-    /// into the committed snapshot `chain_id` of `snapshotter`. Done
-    /// already (the snapshot exists): Ok without work.
+    /// into the committed snapshot `chain_id` of `snapshotter`, holding
+    /// what it makes in `lease`. Done already (the snapshot exists): Ok
+    /// without work.
+    #[allow(clippy::too_many_arguments)]
     fn apply<'a>(
         &'a self,
         ns: &'a str,
+        lease: &'a str,
         snapshotter: &'a str,
         parent: Option<&'a str>,
         chain_id: &'a str,
@@ -155,7 +158,7 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     );
     crate::store::leases::create(&deps.store, ns, &lease, lease_labels).await?;
     let cs = deps.content.with_lease(Some(lease.clone()));
-    let result = pull_leased(deps, &cs, ns, req, &remote, &name, progress).await;
+    let result = pull_leased(deps, &cs, ns, &lease, req, &remote, &name, progress).await;
     if let Err(e) = crate::store::leases::delete(&deps.store, ns, &lease).await {
         tracing::warn!(namespace = ns, lease, error = %e, "removing pull lease");
     }
@@ -166,10 +169,12 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pull_leased(
     deps: &Deps,
     cs: &ContentStore,
     ns: &str,
+    lease: &str,
     req: &Request,
     remote: &Arc<Remote>,
     name: &str,
@@ -282,7 +287,7 @@ async fn pull_leased(
             progress.state(&l.digest, BlobState::Unpacking);
             let parent = i.checked_sub(1).map(|p| chains[p].as_str());
             if let Err(detail) = u
-                .apply(ns, &snapshotter, parent, &chains[i], l, &diff_ids[i])
+                .apply(ns, lease, &snapshotter, parent, &chains[i], l, &diff_ids[i])
                 .await
             {
                 progress.state(&l.digest, BlobState::Failed);

@@ -50,10 +50,10 @@ fn state(p: Phase) -> pb::TransferState {
     }
 }
 
-fn blobs(p: &Progress) -> Vec<pb::BlobProgress> {
+fn blobs(p: &Progress) -> Vec<pb::RegistryBlob> {
     p.blobs
         .iter()
-        .map(|b| pb::BlobProgress {
+        .map(|b| pb::RegistryBlob {
             digest: b.digest.clone(),
             media_type: b.media_type.clone(),
             kind: match b.kind {
