@@ -134,9 +134,9 @@ mod generated {
 
 /// Berth's own image services (`berth.images.v1`): registry pull/push.
 pub use generated::berth::images;
-pub use generated::berth::shim;
 /// Berth's image transfer service (`berth.images.v1`): server-side import/export.
 pub use generated::berth::images as berth_images;
+pub use generated::berth::shim;
 pub use generated::containerd::events;
 pub use generated::containerd::runc;
 pub use generated::containerd::services;
