@@ -150,7 +150,7 @@ pub fn start(args: &Args) -> Result<String, String> {
                 socket.display()
             ));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
