@@ -200,6 +200,7 @@ fn registry_transfers(ctx: &Context, cfg: &Config) -> crate::registry::inflight:
         options: crate::registry::Options::from_config(cfg),
         unpacker: crate::registry::unpack::unpacker(ctx),
         default_snapshotter: cfg.default_snapshotter.clone(),
+        context: Some(ctx.clone()),
     })
 }
 

@@ -37,81 +37,29 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
 }
 
-/// An OS/architecture pair with an optional variant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Platform {
-    /// `linux`, ...
-    pub os: String,
-    /// `amd64`, `arm64`, ...
-    pub architecture: String,
-    /// `v8`, `v7`, ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+/// Platforms and their matching rules are the images module's (the same
+/// choice for imports and pulls).
+pub use crate::images::oci::Platform;
+
+/// Parses `os/arch[/variant]`; an empty string means the daemon's own
+/// platform ([`Platform::host`]).
+pub fn parse_platform(s: &str) -> Result<Platform, Error> {
+    if s.is_empty() {
+        return Ok(Platform::host());
+    }
+    let bad = || Error::InvalidArgument(format!("platform {s:?}: expected os/arch[/variant]"));
+    if s.split('/').any(str::is_empty) {
+        return Err(bad());
+    }
+    Platform::parse(s).ok_or_else(bad)
 }
 
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Platform {
-    /// The platform berthd runs on (`linux/amd64` on x86-64).
-    pub fn host() -> Self {
-        let (arch, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "aarch64" => ("arm64", Some("v8")),
-            "x86" => ("386", None),
-            "arm" => ("arm", Some("v7")),
-            other => (other, None),
-        };
-        Self {
-            os: std::env::consts::OS.to_string(),
-            architecture: arch.to_string(),
-            variant: variant.map(str::to_string),
-        }
-    }
-
-    /// Parses `os/arch[/variant]`; an empty string means [`Platform::host`].
-    pub fn parse(s: &str) -> Result<Self, Error> {
-        if s.is_empty() {
-            return Ok(Self::host());
-        }
-        let parts: Vec<&str> = s.split('/').collect();
-        let bad = || Error::InvalidArgument(format!("platform {s:?}: expected os/arch[/variant]"));
-        if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        let arch = match parts[1] {
-            "x86_64" | "x86-64" => "amd64",
-            "aarch64" => "arm64",
-            a => a,
-        };
-        Ok(Self {
-            os: parts[0].to_lowercase(),
-            architecture: arch.to_lowercase(),
-            variant: parts.get(2).map(|v| v.to_lowercase()),
-        })
-    }
-
-    /// Whether an index entry for `other` serves this platform. A missing
-    /// variant matches any variant, and arm64's `v8` is its default.
-    pub fn matches(&self, other: &Platform) -> bool {
-        if self.os != other.os || self.architecture != other.architecture {
-            return false;
-        }
-        let norm = |v: &Option<String>| match (self.architecture.as_str(), v.as_deref()) {
-            ("arm64", None) => Some("v8".to_string()),
-            (_, v) => v.map(str::to_string),
-        };
-        match (&self.variant, &other.variant) {
-            (None, _) => true,
-            _ => norm(&self.variant) == norm(&other.variant),
-        }
+/// `os/arch[/variant]`.
+pub fn platform_string(p: &Platform) -> String {
+    if p.variant.is_empty() {
+        format!("{}/{}", p.os, p.architecture)
+    } else {
+        format!("{}/{}/{}", p.os, p.architecture, p.variant)
     }
 }
 
@@ -222,22 +170,22 @@ mod tests {
 
     #[test]
     fn platforms_parse_and_match() {
-        let p = Platform::parse("linux/arm64/v8").unwrap();
-        assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert!(p.matches(&Platform::parse("linux/arm64").unwrap()));
-        assert!(!p.matches(&Platform::parse("linux/arm64/v7").unwrap()));
-        assert!(!p.matches(&Platform::parse("linux/amd64").unwrap()));
-        assert!(Platform::parse("linux/amd64")
+        let p = parse_platform("linux/arm64/v8").unwrap();
+        assert_eq!(platform_string(&p), "linux/arm64/v8");
+        assert!(p.matches(&parse_platform("linux/arm64").unwrap()));
+        assert!(!p.matches(&parse_platform("linux/arm64/v7").unwrap()));
+        assert!(!p.matches(&parse_platform("linux/amd64").unwrap()));
+        assert!(parse_platform("linux/amd64")
             .unwrap()
-            .matches(&Platform::parse("linux/amd64/v3").unwrap()));
+            .matches(&parse_platform("linux/amd64/v3").unwrap()));
         assert_eq!(
-            Platform::parse("linux/x86_64").unwrap().architecture,
+            parse_platform("linux/x86_64").unwrap().architecture,
             "amd64"
         );
-        for bad in ["linux", "linux/", "/amd64", "a/b/c/d"] {
-            assert!(Platform::parse(bad).is_err(), "{bad}");
+        for bad in ["linux/", "/amd64", "a/b/c/d"] {
+            assert!(parse_platform(bad).is_err(), "{bad}");
         }
-        assert_eq!(Platform::parse("").unwrap(), Platform::host());
+        assert_eq!(parse_platform("").unwrap(), Platform::host());
     }
 
     #[test]
@@ -252,11 +200,11 @@ mod tests {
         let Parsed::Index { manifests } = parsed else {
             panic!("not an index")
         };
-        let amd = Platform::parse("linux/amd64").unwrap();
-        let arm = Platform::parse("linux/arm64/v8").unwrap();
+        let amd = parse_platform("linux/amd64").unwrap();
+        let arm = parse_platform("linux/arm64/v8").unwrap();
         assert_eq!(select(&manifests, &amd).unwrap().digest, D1);
         assert_eq!(select(&manifests, &arm).unwrap().digest, D2);
-        assert!(select(&manifests, &Platform::parse("linux/s390x").unwrap()).is_none());
+        assert!(select(&manifests, &parse_platform("linux/s390x").unwrap()).is_none());
     }
 
     #[test]

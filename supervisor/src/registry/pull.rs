@@ -60,6 +60,9 @@ pub struct Deps {
     pub unpacker: Option<Arc<dyn LayerUnpacker>>,
     /// Snapshotter used when a request names none.
     pub default_snapshotter: String,
+    /// The daemon's services, for image events and the GC guard (None in
+    /// unit tests).
+    pub context: Option<crate::services::Context>,
 }
 
 /// One pull, as a caller asks for it.
@@ -148,7 +151,7 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
         req.plain_http,
         &deps.options,
     )?);
-    tracing::info!(namespace = ns, reference = %name, platform = %req.platform, "pull started");
+    tracing::info!(namespace = ns, reference = %name, platform = %manifest::platform_string(&req.platform), "pull started");
 
     let lease = format!("berth-pull-{}", uuid::Uuid::new_v4().simple());
     let mut lease_labels = Labels::new();
@@ -201,7 +204,7 @@ async fn pull_leased(
             let entry = manifest::select(&manifests, &req.platform)
                 .ok_or_else(|| Error::NoPlatform {
                     reference: name.to_string(),
-                    platform: req.platform.to_string(),
+                    platform: manifest::platform_string(&req.platform),
                 })?
                 .clone();
             if entry.size as u64 > MAX_MANIFEST_SIZE {
@@ -344,7 +347,7 @@ async fn pull_leased(
         size: top_bytes.len() as i64,
         annotations: Default::default(),
     };
-    record_image(&deps.store, ns, name, target, req.labels.clone()).await?;
+    record_image(deps, ns, name, target, req.labels.clone()).await?;
     Ok(Finished {
         name: name.to_string(),
         digest: top_digest.to_string(),
@@ -353,7 +356,7 @@ async fn pull_leased(
         manifest_digest: m_digest.to_string(),
         platform: index_entry
             .and_then(|e| e.platform)
-            .map(|p| p.to_string())
+            .map(|p| manifest::platform_string(&p))
             .unwrap_or_default(),
         chain_id: if unpacker.is_some() {
             chains.last().cloned().unwrap_or_default()
@@ -363,9 +366,10 @@ async fn pull_leased(
     })
 }
 
-/// Creates the image record, or points an existing one at `target`.
+/// Creates the image record, or points an existing one at `target`, and
+/// publishes the image event.
 async fn record_image(
-    store: &Store,
+    deps: &Deps,
     ns: &str,
     name: &str,
     target: crate::store::images::Target,
@@ -379,10 +383,22 @@ async fn record_image(
         created_at: SystemTime::now(),
         updated_at: SystemTime::now(),
     };
-    match images::create(store, ns, img.clone()).await {
-        Ok(_) => Ok(()),
+    let _hold = match &deps.context {
+        Some(ctx) => Some(ctx.gc.hold().await),
+        None => None,
+    };
+    match images::create(&deps.store, ns, img.clone()).await {
+        Ok(img) => {
+            if let Some(ctx) = &deps.context {
+                crate::images::events::created(ctx, ns, &img).await;
+            }
+            Ok(())
+        }
         Err(crate::store::Error::AlreadyExists { .. }) => {
-            images::update(store, ns, img, &["target".to_string()]).await?;
+            let img = images::update(&deps.store, ns, img, &["target".to_string()]).await?;
+            if let Some(ctx) = &deps.context {
+                crate::images::events::updated(ctx, ns, &img).await;
+            }
             Ok(())
         }
         Err(e) => Err(e.into()),

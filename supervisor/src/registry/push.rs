@@ -193,14 +193,14 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
             Some(p) => {
                 let entry = manifest::select(&manifests, p).ok_or_else(|| Error::NoPlatform {
                     reference: req.image.clone(),
-                    platform: p.to_string(),
+                    platform: manifest::platform_string(p),
                 })?;
                 let b = push_manifest(&remote, cs, ns, entry, progress).await?;
                 (
                     b,
                     entry.media_type.clone(),
                     entry.digest.clone(),
-                    p.to_string(),
+                    manifest::platform_string(p),
                     entry.digest.clone(),
                 )
             }

@@ -144,7 +144,7 @@ where
 
 #[allow(clippy::result_large_err)]
 fn platform(s: &str) -> Result<Platform, Status> {
-    Platform::parse(s).map_err(|e| Status::from(&e))
+    registry::manifest::parse_platform(s).map_err(|e| Status::from(&e))
 }
 
 #[tonic::async_trait]
