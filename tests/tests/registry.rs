@@ -505,6 +505,7 @@ fn oversized_manifest_is_refused_and_nothing_committed() {
         "x".repeat(5 << 20)
     );
     let fake = registry::FakeRegistry::serve_manifest(
+        "busybox:huge",
         manifest.into_bytes(),
         "application/vnd.oci.image.manifest.v1+json",
     );
@@ -591,4 +592,45 @@ fn ctr_pulls_from_the_registry_into_berthd() {
     for c in strings(&want["chain_ids"]) {
         assert!(snaps.contains(&c), "chain {c} not in\n{snaps}");
     }
+}
+
+#[test]
+fn bearer_token_challenge_is_answered_with_the_credentials() {
+    if !ready("bearer_token") {
+        return;
+    }
+    let d = Berthd::start();
+    let auth = registry::BearerAuth {
+        user: "tok-user".into(),
+        password: "t0ken-Pa55".into(),
+        token: "opaque-token-42".into(),
+    };
+    let layer = b"not a tar: this image is only fetched".to_vec();
+    let (fake, manifest) = registry::FakeRegistry::serve_image("app:v1", &layer, Some(auth));
+    let reference = fake.reference("app:v1");
+    let fetch_only = |user: &str, password: &str| Transfer {
+        username: user.into(),
+        password: password.into(),
+        skip_unpack: true,
+        ..pull_of(&reference)
+    };
+    let err = registry::pull(&d.address(), &fetch_only("tok-user", "wr0ng-Pa55")).unwrap_err();
+    assert_eq!(err.0, tonic::Code::Unauthenticated, "{err:?}");
+    assert_nothing_stored(&d);
+    let anon = registry::pull(&d.address(), &pull_of(&reference)).unwrap_err();
+    assert_eq!(anon.0, tonic::Code::Unauthenticated, "{anon:?}");
+
+    let ok = registry::pull(&d.address(), &fetch_only("tok-user", "t0ken-Pa55"))
+        .unwrap_or_else(|e| panic!("pull: {e:?}\n{:?}", fake.requests()));
+    assert_eq!(ok.result.digest, manifest);
+    assert!(
+        fake.requests().iter().any(|r| r.starts_with("GET /token?")),
+        "{:?}",
+        fake.requests()
+    );
+    let log = d.log();
+    assert!(
+        !log.contains("t0ken-Pa55") && !log.contains("opaque-token-42"),
+        "secret in the log"
+    );
 }
