@@ -74,6 +74,7 @@ pub struct Registry {
     child: Option<Child>,
     port: u16,
     auth: Option<(String, String)>,
+    tls: bool,
 }
 
 /// Waits until the registry accepts connections; false if it died or
@@ -93,6 +94,72 @@ fn wait_ready(child: &mut Child, port: u16) -> bool {
     false
 }
 
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`
+/// (`ca.pem`, `cert.pem`, `key.pem`).
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -103,20 +170,34 @@ fn free_port() -> u16 {
 impl Registry {
     /// A registry anyone may pull from and push to.
     pub fn start() -> Self {
-        Self::spawn(None)
+        Self::spawn(None, false)
+    }
+
+    /// A registry serving HTTPS with a certificate for 127.0.0.1 signed by
+    /// a throwaway CA ([`Registry::ca_file`]), made with `openssl`.
+    pub fn start_tls() -> Self {
+        Self::spawn(None, true)
+    }
+
+    /// The CA that signed a TLS registry's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// A registry requiring basic auth from `user`/`password` (htpasswd,
     /// bcrypt).
     pub fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::spawn(Some((user.to_string(), password.to_string())))
+        Self::spawn(Some((user.to_string(), password.to_string())), false)
     }
 
-    fn spawn(auth: Option<(String, String)>) -> Self {
+    fn spawn(auth: Option<(String, String)>, tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
             .expect("temp dir");
+        if tls {
+            make_certs(dir.path());
+        }
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -124,6 +205,13 @@ impl Registry {
                 "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
                 dir.path().join("storage").display()
             );
+            if tls {
+                config.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    dir.path().join("cert.pem").display(),
+                    dir.path().join("key.pem").display()
+                ));
+            }
             if let Some((user, password)) = &auth {
                 let hash = bcrypt::hash(password, 5).expect("bcrypt");
                 let htpasswd = dir.path().join("htpasswd");
@@ -151,6 +239,7 @@ impl Registry {
                     child: Some(child),
                     port,
                     auth,
+                    tls,
                 };
             }
             let _ = child.kill();
@@ -302,6 +391,8 @@ pub struct Transfer {
     pub skip_unpack: bool,
     /// Namespace; empty: `default`.
     pub namespace: String,
+    /// Speak HTTPS (default: plain HTTP, as the test registries serve).
+    pub tls: bool,
 }
 
 /// What the last progress message said, with the count of messages.
@@ -389,7 +480,7 @@ pub fn pull_with(
             reference: t.reference.clone(),
             platform: t.platform.clone(),
             credentials: creds(t),
-            plain_http: true,
+            plain_http: !t.tls,
             snapshotter: String::new(),
             skip_unpack: t.skip_unpack,
             labels: Default::default(),
@@ -435,7 +526,7 @@ pub fn push(address: &Path, t: &Transfer) -> Result<Outcome, Failure> {
             reference: t.reference.clone(),
             platform: t.platform.clone(),
             credentials: creds(t),
-            plain_http: true,
+            plain_http: !t.tls,
         };
         let mut stream = c
             .push(req)

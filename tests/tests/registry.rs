@@ -634,3 +634,60 @@ fn bearer_token_challenge_is_answered_with_the_credentials() {
         "secret in the log"
     );
 }
+
+#[test]
+fn tls_with_a_ca_file_and_insecure_hosts_from_the_config() {
+    if !ready("tls_and_insecure_config") {
+        return;
+    }
+    let tls = Registry::start_tls();
+    let plain = Registry::start();
+    let over_tls = tls.push_test_image("busybox", "oci-gzip");
+    let over_plain = plain.push_test_image("busybox", "oci-zstd");
+    let https = |reference: &str| Transfer {
+        tls: true,
+        skip_unpack: true,
+        ..pull_of(reference)
+    };
+
+    // System roots only: the test CA is unknown, nothing is stored.
+    let d0 = Berthd::start();
+    let err = registry::pull(&d0.address(), &https(&over_tls)).unwrap_err();
+    assert_eq!(err.0, tonic::Code::Unavailable, "{err:?}");
+    assert!(err.1.to_lowercase().contains("certificate"), "{}", err.1);
+    assert_nothing_stored(&d0);
+    // A plain-HTTP registry is not reached over plain HTTP unasked.
+    assert!(registry::pull(&d0.address(), &https(&over_plain)).is_err());
+
+    // The config trusts the CA for the TLS registry and lists the other as
+    // insecure.
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "insecure_registries = [\"{}\"]\n\n[registry_ca_files]\n\"{}\" = \"{}\"\n",
+            plain.host(),
+            tls.host(),
+            tls.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let d = Berthd::start_with(&["--config", cfg.to_str().unwrap()]);
+    let a = registry::pull(&d.address(), &https(&over_tls))
+        .unwrap_or_else(|e| panic!("pull over TLS: {e:?}\n{}", d.log()));
+    assert_eq!(
+        a.result.digest,
+        entry("busybox", "oci-gzip")["manifest_digest"]
+            .as_str()
+            .unwrap()
+    );
+    let b = registry::pull(&d.address(), &https(&over_plain))
+        .unwrap_or_else(|e| panic!("pull from an insecure host: {e:?}\n{}", d.log()));
+    assert_eq!(
+        b.result.digest,
+        entry("busybox", "oci-zstd")["manifest_digest"]
+            .as_str()
+            .unwrap()
+    );
+}
