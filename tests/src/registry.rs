@@ -74,7 +74,6 @@ pub struct Registry {
     child: Option<Child>,
     port: u16,
     auth: Option<(String, String)>,
-    tls: bool,
 }
 
 /// Waits until the registry accepts connections; false if it died or
@@ -239,7 +238,6 @@ impl Registry {
                     child: Some(child),
                     port,
                     auth,
-                    tls,
                 };
             }
             let _ = child.kill();
