@@ -391,6 +391,8 @@ pub struct Transfer {
     pub namespace: String,
     /// Speak HTTPS (default: plain HTTP, as the test registries serve).
     pub tls: bool,
+    /// Snapshotter to unpack into (empty: the default).
+    pub snapshotter: String,
 }
 
 /// What the last progress message said, with the count of messages.
@@ -479,7 +481,7 @@ pub fn pull_with(
             platform: t.platform.clone(),
             credentials: creds(t),
             plain_http: !t.tls,
-            snapshotter: String::new(),
+            snapshotter: t.snapshotter.clone(),
             skip_unpack: t.skip_unpack,
             labels: Default::default(),
         };

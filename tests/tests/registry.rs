@@ -208,6 +208,16 @@ fn multiplatform_index_picks_the_platform() {
     let have = content(&d2);
     assert!(!have.contains(&digest_for("amd64")), "{have:?}");
 
+    let bad_sn = registry::pull(
+        &d2.address(),
+        &Transfer {
+            snapshotter: "nosuch".into(),
+            ..pull_of(&reference)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(bad_sn.0, tonic::Code::InvalidArgument, "{bad_sn:?}");
+
     let none = registry::pull(
         &d2.address(),
         &Transfer {

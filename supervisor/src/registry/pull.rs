@@ -133,7 +133,8 @@ fn source_labels(remote: &Remote) -> Labels {
     l
 }
 
-fn kind_of(media_type: &str) -> BlobKind {
+/// Index or manifest, by media type.
+pub fn kind_of(media_type: &str) -> BlobKind {
     match media_type {
         manifest::OCI_INDEX | manifest::DOCKER_LIST => BlobKind::Index,
         _ => BlobKind::Manifest,
@@ -145,6 +146,11 @@ fn kind_of(media_type: &str) -> BlobKind {
 pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> Result<Finished> {
     let reference = remote::parse_reference(&req.reference)?;
     let name = reference.whole();
+    if let (true, Some(ctx)) = (req.unpack, &deps.context) {
+        ctx.snapshotters
+            .resolve(&req.snapshotter)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    }
     let remote = Arc::new(Remote::new(
         reference,
         &req.credentials,

@@ -226,7 +226,12 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
         },
     };
     // The top manifest under the reference's tag (or its digest).
-    progress.add(&digest, &media_type, BlobKind::Index, bytes.len() as u64);
+    progress.add(
+        &digest,
+        &media_type,
+        super::pull::kind_of(&media_type),
+        bytes.len() as u64,
+    );
     let size = bytes.len() as u64;
     let tag = remote.reference().tag().map(str::to_string);
     match tag {
