@@ -174,3 +174,43 @@ pub enum Error {
 
 /// Result alias for registry calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_show_their_secret() {
+        let c = Credentials {
+            username: "alice".into(),
+            password: "hunter2".into(),
+            token: "tok-123".into(),
+        };
+        let shown = format!("{c:?}");
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok-123"),
+            "{shown}"
+        );
+        // Fingerprints tell credentials apart without holding them.
+        let other = Credentials {
+            password: "hunter3".into(),
+            ..c.clone()
+        };
+        assert_ne!(c.fingerprint(), other.fingerprint());
+        assert_eq!(c.fingerprint(), c.clone().fingerprint());
+        assert!(!c.fingerprint().contains("hunter2"));
+        // Field boundaries count: ("ab", "c") is not ("a", "bc").
+        let a = Credentials {
+            username: "ab".into(),
+            password: "c".into(),
+            ..Credentials::default()
+        };
+        let b = Credentials {
+            username: "a".into(),
+            password: "bc".into(),
+            ..Credentials::default()
+        };
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+}

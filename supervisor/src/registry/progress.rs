@@ -192,3 +192,27 @@ impl Reporter {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_subscribers_see_the_current_state_and_the_end() {
+        let (r, _first) = Reporter::new();
+        r.add("sha256:a", "m", BlobKind::Layer, 10);
+        r.add("sha256:a", "m", BlobKind::Layer, 10); // no duplicate rows
+        r.add("sha256:b", "m", BlobKind::Layer, 5);
+        r.update("sha256:a", |b| b.offset = 4);
+        let late = r.subscribe();
+        assert_eq!(late.borrow().blobs.len(), 2);
+        assert_eq!(late.borrow().totals(), (4, 15));
+        r.state("sha256:b", BlobState::Exists);
+        assert_eq!(late.borrow().totals(), (9, 15));
+        assert!(!late.borrow().is_terminal());
+        r.finish(Err(Error::NotFound("x".into())));
+        let p = late.borrow().clone();
+        assert_eq!(p.phase, Phase::Failed);
+        assert!(p.is_terminal() && p.error.is_some());
+    }
+}

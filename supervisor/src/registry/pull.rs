@@ -84,19 +84,19 @@ pub struct Request {
     pub labels: Labels,
 }
 
-/// containerd's chain IDs: the first layer's diff ID, then
-/// `sha256(parent + " " + diff_id)`.
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    use sha2::{Digest as _, Sha256};
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(p) => format!("sha256:{:x}", Sha256::digest(format!("{p} {d}").as_bytes())),
-        };
-        out.push(next);
-    }
-    out
+/// containerd's chain IDs (the images module's computation), as strings.
+pub fn chain_ids(diff_ids: &[String]) -> Result<Vec<String>> {
+    let parsed = diff_ids
+        .iter()
+        .map(|d| {
+            d.parse::<Digest>()
+                .map_err(|e| Error::BadManifest(format!("diff ID {d:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(crate::images::oci::chain_ids(&parsed)
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect())
 }
 
 /// Formats `t` as RFC 3339 in UTC (for `containerd.io/gc.expire`).
@@ -252,7 +252,7 @@ async fn pull_leased(
     progress.phase(Phase::Transferring);
     fetch::fetch(remote, cs, ns, &config, "config", source.clone(), progress).await?;
     let diff_ids = read_diff_ids(cs, ns, &config, layers.len()).await?;
-    let chains = chain_ids(&diff_ids);
+    let chains = chain_ids(&diff_ids)?;
 
     let sem = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL));
     let mut handles = Vec::with_capacity(layers.len());
@@ -470,13 +470,14 @@ mod tests {
 
     #[test]
     fn chain_ids_follow_containerd() {
-        let a = "sha256:aaaa".to_string();
-        let b = "sha256:bbbb".to_string();
-        let c = chain_ids(&[a.clone(), b.clone()]);
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let c = chain_ids(&[a.clone(), b.clone()]).unwrap();
         assert_eq!(c[0], a);
         use sha2::{Digest as _, Sha256};
-        let want = format!("sha256:{:x}", Sha256::digest(b"sha256:aaaa sha256:bbbb"));
+        let want = format!("sha256:{:x}", Sha256::digest(format!("{a} {b}").as_bytes()));
         assert_eq!(c[1], want);
+        assert!(chain_ids(&["nope".to_string()]).is_err());
     }
 
     #[test]
