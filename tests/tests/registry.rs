@@ -2,76 +2,11 @@
 //! berth.images.v1.Registry service, against a real local docker-registry
 //! filled by skopeo; and Debian's `ctr images pull --plain-http`.
 
-use std::path::Path;
-
-use berth_tests::registry::{self, images_json, Registry, Transfer};
-use berth_tests::{require_root, require_tool, Berthd};
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_tool(test, "ctr") && registry::available(test)
-}
-
-fn pull_of(reference: &str) -> Transfer {
-    Transfer {
-        reference: reference.to_string(),
-        ..Transfer::default()
-    }
-}
-
-/// Digests `ctr content ls` lists in the default namespace.
-fn content(d: &Berthd) -> Vec<String> {
-    d.ctr_ok(&["content", "ls", "-q"])
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// Files under a directory, recursively.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Nothing of a failed pull is recorded: no image, no content, no blob
-/// file, no ingest left.
-fn assert_nothing_stored(d: &Berthd) {
-    assert_eq!(
-        d.ctr_ok(&["images", "ls", "-q"]).trim(),
-        "",
-        "an image was recorded"
-    );
-    assert!(content(d).is_empty(), "content recorded: {:?}", content(d));
-    let blobs = files_under(&d.root().join("content/blobs"));
-    assert!(blobs.is_empty(), "blob files left: {blobs:?}");
-    let ingests = files_under(&d.root().join("content/ingest"));
-    assert!(ingests.is_empty(), "ingests left: {ingests:?}");
-}
-
-fn entry(image: &str, variant: &str) -> serde_json::Value {
-    images_json()["images"][image][variant].clone()
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
+use berth_tests::registry::{
+    self, assert_nothing_stored, content, entry, files_under, pull_of, ready, strings, Registry,
+    Transfer,
+};
+use berth_tests::Berthd;
 
 #[test]
 fn pull_multilayer_unpacks_the_same_chain_as_the_archive() {
@@ -227,52 +162,6 @@ fn multiplatform_index_picks_the_platform() {
     )
     .unwrap_err();
     assert_eq!(none.0, tonic::Code::NotFound, "{none:?}");
-}
-
-#[test]
-fn htpasswd_auth_refuses_wrong_credentials_and_stores_nothing() {
-    if !ready("htpasswd_auth") {
-        return;
-    }
-    let reg = Registry::start_with_auth("berth", "s3cret-pass");
-    let d = Berthd::start();
-    let reference = reg.push_test_image("busybox", "oci-gzip");
-
-    let anon = registry::pull(&d.address(), &pull_of(&reference)).unwrap_err();
-    assert_eq!(anon.0, tonic::Code::Unauthenticated, "{anon:?}");
-    let wrong = registry::pull(
-        &d.address(),
-        &Transfer {
-            username: "berth".into(),
-            password: "wr0ng-Pa55".into(),
-            ..pull_of(&reference)
-        },
-    )
-    .unwrap_err();
-    assert_eq!(wrong.0, tonic::Code::Unauthenticated, "{wrong:?}");
-    assert!(wrong.1.contains("authentication"), "{}", wrong.1);
-    assert_nothing_stored(&d);
-    assert!(
-        !d.log().contains("s3cret-pass") && !d.log().contains("wr0ng-Pa55"),
-        "secret in the log"
-    );
-
-    let ok = registry::pull(
-        &d.address(),
-        &Transfer {
-            username: "berth".into(),
-            password: "s3cret-pass".into(),
-            ..pull_of(&reference)
-        },
-    )
-    .unwrap_or_else(|e| panic!("pull with credentials: {e:?}\n{}", d.log()));
-    assert_eq!(
-        ok.result.digest,
-        entry("busybox", "oci-gzip")["manifest_digest"]
-            .as_str()
-            .unwrap()
-    );
-    assert!(!d.log().contains("s3cret-pass"), "secret in the log");
 }
 
 #[test]
@@ -602,102 +491,4 @@ fn ctr_pulls_from_the_registry_into_berthd() {
     for c in strings(&want["chain_ids"]) {
         assert!(snaps.contains(&c), "chain {c} not in\n{snaps}");
     }
-}
-
-#[test]
-fn bearer_token_challenge_is_answered_with_the_credentials() {
-    if !ready("bearer_token") {
-        return;
-    }
-    let d = Berthd::start();
-    let auth = registry::BearerAuth {
-        user: "tok-user".into(),
-        password: "t0ken-Pa55".into(),
-        token: "opaque-token-42".into(),
-    };
-    let layer = b"not a tar: this image is only fetched".to_vec();
-    let (fake, manifest) = registry::FakeRegistry::serve_image("app:v1", &layer, Some(auth));
-    let reference = fake.reference("app:v1");
-    let fetch_only = |user: &str, password: &str| Transfer {
-        username: user.into(),
-        password: password.into(),
-        skip_unpack: true,
-        ..pull_of(&reference)
-    };
-    let err = registry::pull(&d.address(), &fetch_only("tok-user", "wr0ng-Pa55")).unwrap_err();
-    assert_eq!(err.0, tonic::Code::Unauthenticated, "{err:?}");
-    assert_nothing_stored(&d);
-    let anon = registry::pull(&d.address(), &pull_of(&reference)).unwrap_err();
-    assert_eq!(anon.0, tonic::Code::Unauthenticated, "{anon:?}");
-
-    let ok = registry::pull(&d.address(), &fetch_only("tok-user", "t0ken-Pa55"))
-        .unwrap_or_else(|e| panic!("pull: {e:?}\n{:?}", fake.requests()));
-    assert_eq!(ok.result.digest, manifest);
-    assert!(
-        fake.requests().iter().any(|r| r.starts_with("GET /token?")),
-        "{:?}",
-        fake.requests()
-    );
-    let log = d.log();
-    assert!(
-        !log.contains("t0ken-Pa55") && !log.contains("opaque-token-42"),
-        "secret in the log"
-    );
-}
-
-#[test]
-fn tls_with_a_ca_file_and_insecure_hosts_from_the_config() {
-    if !ready("tls_and_insecure_config") {
-        return;
-    }
-    let tls = Registry::start_tls();
-    let plain = Registry::start();
-    let over_tls = tls.push_test_image("busybox", "oci-gzip");
-    let over_plain = plain.push_test_image("busybox", "oci-zstd");
-    let https = |reference: &str| Transfer {
-        tls: true,
-        skip_unpack: true,
-        ..pull_of(reference)
-    };
-
-    // System roots only: the test CA is unknown, nothing is stored.
-    let d0 = Berthd::start();
-    let err = registry::pull(&d0.address(), &https(&over_tls)).unwrap_err();
-    assert_eq!(err.0, tonic::Code::Unavailable, "{err:?}");
-    assert!(err.1.to_lowercase().contains("certificate"), "{}", err.1);
-    assert_nothing_stored(&d0);
-    // A plain-HTTP registry is not reached over plain HTTP unasked.
-    assert!(registry::pull(&d0.address(), &https(&over_plain)).is_err());
-
-    // The config trusts the CA for the TLS registry and lists the other as
-    // insecure.
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = cfg_dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "insecure_registries = [\"{}\"]\n\n[registry_ca_files]\n\"{}\" = \"{}\"\n",
-            plain.host(),
-            tls.host(),
-            tls.ca_file().display()
-        ),
-    )
-    .unwrap();
-    let d = Berthd::start_with(&["--config", cfg.to_str().unwrap()]);
-    let a = registry::pull(&d.address(), &https(&over_tls))
-        .unwrap_or_else(|e| panic!("pull over TLS: {e:?}\n{}", d.log()));
-    assert_eq!(
-        a.result.digest,
-        entry("busybox", "oci-gzip")["manifest_digest"]
-            .as_str()
-            .unwrap()
-    );
-    let b = registry::pull(&d.address(), &https(&over_plain))
-        .unwrap_or_else(|e| panic!("pull from an insecure host: {e:?}\n{}", d.log()));
-    assert_eq!(
-        b.result.digest,
-        entry("busybox", "oci-zstd")["manifest_digest"]
-            .as_str()
-            .unwrap()
-    );
 }
