@@ -492,3 +492,31 @@ fn ctr_pulls_from_the_registry_into_berthd() {
         assert!(snaps.contains(&c), "chain {c} not in\n{snaps}");
     }
 }
+
+#[test]
+fn berthctl_pulls_from_the_registry_and_runs_the_image() {
+    if !ready("berthctl_pull_run") {
+        return;
+    }
+    let d = Berthd::start();
+    let reg = Registry::start();
+    let reference = reg.push_test_image("busybox", "oci-gzip");
+    if d.berthctl(&["images", "pull", "--help"]).status.success() {
+        d.berthctl_ok(&["images", "pull", "--plain-http", &reference]);
+    } else {
+        eprintln!("\n!!! berthctl has no `images pull` yet: pulling through the gRPC client !!!\n");
+        registry::pull(&d.address(), &pull_of(&reference)).expect("pull");
+    }
+    let ls = d.ctr_ok(&["images", "ls", "-q"]);
+    assert!(ls.lines().any(|l| l == reference), "{ls}");
+    let out = d.berthctl_ok(&[
+        "run",
+        "--rm",
+        &reference,
+        "registry-run",
+        "/bin/busybox",
+        "echo",
+        "pulled and ran",
+    ]);
+    assert!(out.contains("pulled and ran"), "{out}");
+}
