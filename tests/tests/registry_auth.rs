@@ -150,3 +150,34 @@ fn tls_with_a_ca_file_and_insecure_hosts_from_the_config() {
             .unwrap()
     );
 }
+
+#[test]
+fn push_with_htpasswd_needs_the_right_credentials() {
+    if !ready("push_htpasswd") {
+        return;
+    }
+    let reg = Registry::start_with_auth("pusher", "pu5h-Secret");
+    let d = Berthd::start();
+    let archive = registry::test_images().join("busybox/oci-gzip.tar");
+    d.ctr_ok(&["images", "import", "--no-unpack", archive.to_str().unwrap()]);
+    let push = |user: &str, password: &str| Transfer {
+        image: "docker.io/berthtest/busybox:oci-gzip".into(),
+        reference: reg.reference("mine/busybox:v1"),
+        username: user.into(),
+        password: password.into(),
+        ..Transfer::default()
+    };
+    let err = registry::push(&d.address(), &push("pusher", "wr0ng-Pa55")).unwrap_err();
+    assert_eq!(err.0, tonic::Code::Unauthenticated, "{err:?}");
+    let anon = registry::push(&d.address(), &push("", "")).unwrap_err();
+    assert_eq!(anon.0, tonic::Code::Unauthenticated, "{anon:?}");
+    let ok = registry::push(&d.address(), &push("pusher", "pu5h-Secret"))
+        .unwrap_or_else(|e| panic!("push: {e:?}\n{}", d.log()));
+    assert_eq!(
+        ok.result.digest,
+        entry("busybox", "oci-gzip")["manifest_digest"]
+            .as_str()
+            .unwrap()
+    );
+    assert!(!d.log().contains("pu5h-Secret"), "secret in the log");
+}

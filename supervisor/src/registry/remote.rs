@@ -282,6 +282,15 @@ impl Remote {
             O::ServerError { code: 404, .. } | O::ImageManifestNotFoundError(_) => {
                 Error::NotFound(format!("{}: {what}", self.reference.whole()))
             }
+            O::RequestError(ref r) if r.status().is_some_and(|s| s.as_u16() == 401) => {
+                Error::Unauthenticated { registry }
+            }
+            O::RequestError(ref r) if r.status().is_some_and(|s| s.as_u16() == 403) => {
+                Error::Denied {
+                    registry,
+                    detail: what.to_string(),
+                }
+            }
             O::DigestError(d) => Error::Mismatch {
                 digest: what.to_string(),
                 detail: d.to_string(),
