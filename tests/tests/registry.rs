@@ -41,6 +41,20 @@ fn pull_multilayer_unpacks_the_same_chain_as_the_archive() {
             assert!(snaps.contains(c.as_str()), "chain {c} not in\n{snaps}");
         }
     }
+    // Garbage collection keeps everything a pulled image references.
+    let before = content(&d);
+    let snaps_before = d.ctr_ok(&["snapshots", "ls"]);
+    d.berthctl_ok(&["content", "gc"]);
+    let mut after = content(&d);
+    after.sort();
+    let mut before_sorted = before.clone();
+    before_sorted.sort();
+    assert_eq!(after, before_sorted, "GC removed pulled content");
+    assert_eq!(
+        d.ctr_ok(&["snapshots", "ls"]),
+        snaps_before,
+        "GC removed snapshots"
+    );
     // Pulling again moves no layer bytes.
     let reference = reg.reference("multilayer:oci-gzip");
     let again = registry::pull(&d.address(), &pull_of(&reference)).unwrap();
@@ -381,6 +395,10 @@ fn corrupt_blob_is_refused_and_nothing_committed() {
         .join("content/blobs/sha256")
         .join(&layer[7..])
         .exists());
+    // What did verify (the config) was held only by the pull's lease,
+    // gone now: collection leaves nothing.
+    d.berthctl_ok(&["content", "gc"]);
+    assert_nothing_stored(&d);
     let ingests = files_under(&d.root().join("content/ingest"));
     assert!(ingests.is_empty(), "ingests left: {ingests:?}");
 }
