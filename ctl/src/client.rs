@@ -160,6 +160,10 @@ impl Client {
         transfer, berth_api::berth_images::v1::transfer_client, TransferClient
     );
     service_client!(
+        /// berth.images.v1.Registry (server-side pull and push)
+        registry, berth_api::berth_images::v1::registry_client, RegistryClient
+    );
+    service_client!(
         /// containerd.services.introspection.v1.Introspection
         introspection, services::introspection::v1::introspection_client, IntrospectionClient
     );

@@ -64,6 +64,10 @@ pub enum Cmd {
     Import(super::images_transfer::ImportArgs),
     /// Export images as an OCI layout tar (server-side)
     Export(super::images_transfer::ExportArgs),
+    /// Pull an image from a registry (server-side, with progress)
+    Pull(super::images_registry::PullArgs),
+    /// Push an image to a registry (server-side, with progress)
+    Push(super::images_registry::PushArgs),
 }
 
 /// One image, as listed.
@@ -235,6 +239,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         }
         Cmd::Import(args) => super::images_transfer::import(ctx, args).await,
         Cmd::Export(args) => super::images_transfer::export(ctx, args).await,
+        Cmd::Pull(args) => super::images_registry::pull(ctx, args).await,
+        Cmd::Push(args) => super::images_registry::push(ctx, args).await,
         Cmd::Inspect { name, platform } => inspect(ctx, &name, platform.as_deref()).await,
         Cmd::Label { name, labels } => {
             let labels = parse_labels(&labels)?;

@@ -6,6 +6,7 @@ pub mod content;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod images_registry;
 pub mod images_transfer;
 pub mod leases;
 pub mod metrics;
