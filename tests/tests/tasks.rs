@@ -57,7 +57,9 @@ impl Fixture {
         let bin = dir.path().join("rootfs/bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for tool in ["sh", "echo", "sleep", "ps", "cat", "true", "false", "id"] {
+        for tool in [
+            "sh", "echo", "sleep", "ps", "cat", "true", "false", "id", "head", "tr",
+        ] {
             std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
         }
         for d in ["proc", "dev", "sys", "tmp", "etc"] {
@@ -76,6 +78,11 @@ impl Fixture {
 
     /// `runc spec`, adjusted: no terminal, `args`, rootfs relative.
     fn spec(&self, args: &[&str]) -> Vec<u8> {
+        self.spec_with(args, |_| {})
+    }
+
+    /// [`spec`](Self::spec), then `edit` on the JSON.
+    fn spec_with(&self, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
         let d = tempfile::tempdir().unwrap();
         let st = std::process::Command::new("runc")
             .arg("spec")
@@ -88,6 +95,7 @@ impl Fixture {
         v["process"]["terminal"] = false.into();
         v["process"]["args"] = args.iter().map(|s| serde_json::Value::from(*s)).collect();
         v["root"] = serde_json::json!({"path": "rootfs", "readonly": false});
+        edit(&mut v);
         serde_json::to_vec(&v).unwrap()
     }
 
@@ -116,6 +124,14 @@ struct Api {
 }
 
 impl Api {
+    fn clone_clients(&self) -> Self {
+        Self {
+            containers: self.containers.clone(),
+            tasks: self.tasks.clone(),
+            events: self.events.clone(),
+        }
+    }
+
     async fn new(d: &Berthd) -> Self {
         let ch = channel(&d.address()).await;
         Self {
@@ -634,4 +650,186 @@ async fn tasks_survive_berthd_kill9() {
         assert_clean(&d, &fx, id);
     }
     settle("keep's exit", || exits(&events, "keep") == vec![137]).await;
+}
+
+/// Runs `ctr events` in the background; its output so far on demand.
+struct CtrEvents {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl CtrEvents {
+    fn start(d: &Berthd, fx: &Fixture) -> Self {
+        let out = fx.out("ctr-events.txt");
+        let file = std::fs::File::create(&out).unwrap();
+        let child = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(d.address())
+            .arg("events")
+            .stdin(std::process::Stdio::null())
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ctr events");
+        Self { child, out }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for CtrEvents {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctr_events_show_start_and_exit_status() {
+    if !ready("ctr_events_show_start_and_exit_status") {
+        return;
+    }
+    let d = Berthd::start();
+    let fx = Fixture::new();
+    let mut api = Api::new(&d).await;
+    let ev = CtrEvents::start(&d, &fx);
+    // ctr events subscribes asynchronously: wait until it is connected.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.create_container("ev1", fx.spec(&["sh", "-c", "exit 5"]), None)
+        .await;
+    api.create_task(&fx, "ev1", "").await.expect("create");
+    api.start("ev1", "").await;
+    assert_eq!(api.wait("ev1", "").await, 5);
+    api.delete_task("ev1").await;
+    api.delete_container("ev1").await.unwrap();
+    settle("ctr events output", || {
+        ev.text().contains("/containers/delete")
+    })
+    .await;
+    let text = ev.text();
+    let line = |topic: &str| {
+        text.lines()
+            .find(|l| l.contains(topic))
+            .unwrap_or_else(|| panic!("{topic} missing:\n{text}"))
+            .to_string()
+    };
+    assert!(line("/tasks/start").contains("ev1"), "{text}");
+    let exit = line("/tasks/exit");
+    assert!(
+        exit.contains("ev1") && exit.contains("\"exit_status\":5"),
+        "{exit}"
+    );
+    line("/tasks/create");
+    line("/tasks/delete");
+    line("/containers/create");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_gives_oom_event() {
+    if !ready("memory_limit_gives_oom_event") {
+        return;
+    }
+    let d = Berthd::start();
+    let fx = Fixture::new();
+    let mut api = Api::new(&d).await;
+    let events = api.collect_events().await;
+    let spec = fx.spec_with(
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}",
+        ],
+        |v| {
+            v["linux"]["resources"]["memory"] =
+                serde_json::json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
+        },
+    );
+    api.create_container("oom", spec, None).await;
+    api.create_task(&fx, "oom", "").await.expect("create");
+    api.start("oom", "").await;
+    let status = api.wait("oom", "").await;
+    assert_eq!(status, 137, "killed by the OOM killer");
+    settle("oom event", || {
+        topics(&events).contains(&"/tasks/oom".to_string())
+    })
+    .await;
+    api.delete_task("oom").await;
+    api.delete_container("oom").await.unwrap();
+    assert_clean(&d, &fx, "oom");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_in_parallel_leave_nothing_behind() {
+    if !ready("fifty_in_parallel") {
+        return;
+    }
+    let d = Berthd::start();
+    let fx = Fixture::new();
+    let api = Api::new(&d).await;
+    let spec = fx.spec(&["sleep", "1000"]);
+    let ids: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
+    let runs = ids.iter().map(|id| {
+        let mut api = api.clone_clients();
+        let spec = spec.clone();
+        let fx = &fx;
+        async move {
+            api.create_container(id, spec, None).await;
+            let pid = api.create_task(fx, id, "").await.expect("create");
+            api.start(id, "").await;
+            pid
+        }
+    });
+    let pids = futures::future::join_all(runs).await;
+    let shim_pids: Vec<i32> = ids
+        .iter()
+        .map(|id| {
+            let p = d.state().join(NS).join(id).join("shim.pid");
+            std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
+        })
+        .collect();
+    let ls = d.ctr_ok(&["tasks", "ls"]);
+    for (id, pid) in ids.iter().zip(&pids) {
+        assert!(
+            ls.contains(&format!("{id}    "))
+                || ls.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == [id.as_str(), &pid.to_string(), "RUNNING"]),
+            "{id} {pid}:\n{ls}"
+        );
+    }
+    let stops = ids.iter().map(|id| {
+        let mut api = api.clone_clients();
+        async move {
+            api.kill(id, 9).await;
+            assert_eq!(api.wait(id, "").await, 137);
+            api.delete_task(id).await;
+            api.delete_container(id).await.unwrap();
+        }
+    });
+    futures::future::join_all(stops).await;
+    for id in &ids {
+        assert_clean(&d, &fx, id);
+    }
+    for pid in shim_pids {
+        let gone = (0..200).any(|_| {
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    !s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(false);
+            if alive {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            !alive
+        });
+        assert!(gone, "shim {pid} still running");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(d.state().join(NS))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "left in state: {leftovers:?}");
+    assert!(d.ctr_ok(&["tasks", "ls", "-q"]).trim().is_empty());
+    assert!(d.ctr_ok(&["containers", "ls", "-q"]).trim().is_empty());
 }

@@ -248,10 +248,10 @@ pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
 
-    fn container(id: &str) -> Container {
+    pub(super) fn container(id: &str) -> Container {
         Container {
             id: id.into(),
             labels: Labels::new(),
@@ -272,6 +272,12 @@ mod tests {
             sandbox: String::new(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::container;
+    use super::*;
 
     #[tokio::test]
     async fn lifecycle_and_masks() {
@@ -319,5 +325,31 @@ mod tests {
             get(&store, "ns", "c1"),
             Err(Error::NotFound { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod concurrency {
+    use super::tests_support::container;
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifty_concurrent_creates_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let jobs: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { create(&store, "ns", container(&format!("c{i}"))).await })
+            })
+            .collect();
+        let all = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            futures::future::join_all(jobs),
+        )
+        .await
+        .expect("concurrent creates must not hang");
+        assert!(all.into_iter().all(|r| r.unwrap().is_ok()));
+        assert_eq!(list(&store, "ns").unwrap().len(), 50);
     }
 }

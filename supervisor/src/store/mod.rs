@@ -108,8 +108,15 @@ impl Store {
     }
 
     /// Makes everything written so far durable.
+    ///
+    /// On a blocking thread: sled's `flush_async` blocks the polling
+    /// thread, and enough concurrent callers stall every runtime worker
+    /// (50 parallel container creates hung berthd).
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| Error::Db(sled::Error::ReportableBug(format!("flush task: {e}"))))??;
         Ok(())
     }
 
