@@ -104,7 +104,14 @@ impl Daemon {
             events.clone(),
         );
         // Reattach to the shims of a previous run before serving.
-        tasks.recover().await;
+        tasks
+            .recover(&|ns, id| {
+                !matches!(
+                    crate::store::containers::get(&store, ns, id),
+                    Err(crate::store::Error::NotFound { .. })
+                )
+            })
+            .await;
         let ctx = Context {
             store,
             content,

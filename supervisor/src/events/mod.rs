@@ -6,6 +6,15 @@
 //! subscriber whose buffer is full is dropped (its stream ends) with a log
 //! line, so a slow client can never stall the daemon.
 //!
+//! Events that happened while berthd was down (queued in shims, or exits
+//! of shims that died meanwhile) are published during start-up recovery,
+//! before any client can subscribe. They are published with
+//! [`Events::forward_backlog`], which also keeps them for
+//! [`BACKLOG_RETENTION`] after start-up: every subscription made in that
+//! time first receives the kept envelopes its filter matches, once each
+//! and in order, then the live ones (no gap, no duplicate: both happen
+//! under the subscriber lock).
+//!
 //! Filters see the fields `topic` and `namespace` (as containerd's
 //! envelope adaptor does; `event.*` fields are not decoded and never
 //! match).
@@ -21,6 +30,9 @@ use crate::filters::{Fields, Filter};
 
 /// How many envelopes a subscriber may have unread before it is dropped.
 pub const SUBSCRIBER_BUFFER: usize = 4096;
+
+/// How long events from berthd's downtime are replayed to new subscribers.
+pub const BACKLOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why an event was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -114,10 +126,23 @@ struct Subscriber {
     tx: mpsc::Sender<Arc<Envelope>>,
 }
 
-#[derive(Default)]
 struct Inner {
     subs: Mutex<Vec<Subscriber>>,
     next_id: AtomicU64,
+    /// Downtime events and when the bus was made (locked after `subs`).
+    backlog: Mutex<Vec<Arc<Envelope>>>,
+    born: std::time::Instant,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            subs: Mutex::default(),
+            next_id: AtomicU64::default(),
+            backlog: Mutex::default(),
+            born: std::time::Instant::now(),
+        }
+    }
 }
 
 /// The bus. Cheap to clone; every clone publishes to the same subscribers.
@@ -188,11 +213,34 @@ impl Events {
 
     /// Publishes a finished envelope (Forward, Publish, shim events).
     pub fn forward(&self, env: Envelope) -> Result<(), Error> {
+        self.forward_inner(env, false)
+    }
+
+    /// Publishes an envelope of something that happened while berthd was
+    /// down, and keeps it for subscribers that come within
+    /// [`BACKLOG_RETENTION`] of start-up.
+    pub fn forward_backlog(&self, env: Envelope) -> Result<(), Error> {
+        self.forward_inner(env, true)
+    }
+
+    fn backlog_lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Envelope>>> {
+        let mut b = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if !b.is_empty() && self.inner.born.elapsed() > BACKLOG_RETENTION {
+            b.clear();
+            b.shrink_to_fit();
+        }
+        b
+    }
+
+    fn forward_inner(&self, env: Envelope, keep: bool) -> Result<(), Error> {
         validate_topic(&env.topic)?;
         berth_api::identifiers::validate("namespace", &env.namespace)
             .map_err(|e| Error::Namespace(e.to_string()))?;
         let env = Arc::new(env);
         let mut subs = self.lock();
+        if keep && self.inner.born.elapsed() <= BACKLOG_RETENTION {
+            self.backlog_lock().push(Arc::clone(&env));
+        }
         subs.retain(|s| {
             if !s.filter.matches(&*env) {
                 return !s.tx.is_closed();
@@ -218,7 +266,14 @@ impl Events {
     pub fn subscribe(&self, filter: Filter) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().push(Subscriber { id, filter, tx });
+        let mut subs = self.lock();
+        for env in self.backlog_lock().iter() {
+            if filter.matches(&**env) && tx.try_send(Arc::clone(env)).is_err() {
+                break;
+            }
+        }
+        subs.push(Subscriber { id, filter, tx });
+        drop(subs);
         Subscription {
             id,
             bus: self.clone(),

@@ -16,6 +16,7 @@
 //! session, and [`TaskManager::recover`] reattaches to them at start-up.
 
 pub mod bundle;
+mod orphans;
 mod pump;
 mod recover;
 pub mod shim;
@@ -93,6 +94,9 @@ pub(crate) struct Inner {
     default_runtime: String,
     events: Events,
     table: Mutex<HashMap<Key, Slot>>,
+    /// When this berthd started: shim events older than this happened
+    /// while it was down and are kept for late subscribers.
+    started: SystemTime,
 }
 
 /// The task table. Cheap to clone.
@@ -132,6 +136,7 @@ impl TaskManager {
                 default_runtime,
                 events,
                 table: Mutex::new(HashMap::new()),
+                started: SystemTime::now(),
             }),
         }
     }
@@ -219,26 +224,42 @@ impl TaskManager {
     }
 
     /// Reattaches to the shims of a previous run before serving (see
-    /// [`recover`](recover::run)).
-    pub async fn recover(&self) {
-        recover::run(self).await
+    /// [`recover`](recover::run)). `has_record(ns, id)` says whether a
+    /// container record exists; bundles without one are cleaned up.
+    pub async fn recover(&self, has_record: &(dyn Fn(&str, &str) -> bool + Sync)) {
+        recover::run(self, has_record).await
     }
 }
 
 impl Inner {
-    /// Publishes a TaskExit for a task whose shim died.
-    fn publish_dead_exit(&self, task: &Task, exit: Exit) {
-        self.events.publish(
-            &task.namespace,
-            "/tasks/exit",
-            &berth_api::events::TaskExit {
-                container_id: task.id.clone(),
-                id: task.id.clone(),
-                pid: task.pid,
-                exit_status: exit.status,
-                exited_at: Some(crate::services::convert::timestamp(exit.at)),
+    /// Publishes a TaskExit for a task whose shim died; `downtime`: it
+    /// died while berthd was down (recovery found it), so late subscribers
+    /// get it too.
+    fn publish_dead_exit(&self, task: &Task, exit: Exit, downtime: bool) {
+        let msg = berth_api::events::TaskExit {
+            container_id: task.id.clone(),
+            id: task.id.clone(),
+            pid: task.pid,
+            exit_status: exit.status,
+            exited_at: Some(crate::services::convert::timestamp(exit.at)),
+        };
+        if !downtime {
+            self.events.publish(&task.namespace, "/tasks/exit", &msg);
+            return;
+        }
+        use crate::events::Event as _;
+        let env = crate::events::Envelope {
+            timestamp: exit.at,
+            namespace: task.namespace.clone(),
+            topic: "/tasks/exit".into(),
+            event: prost_types::Any {
+                type_url: berth_api::type_urls::event(berth_api::events::TaskExit::NAME),
+                value: prost::Message::encode_to_vec(&msg),
             },
-        );
+        };
+        if let Err(e) = self.events.forward_backlog(env) {
+            tracing::error!(error = %e, "dropping a dead shim's exit event");
+        }
     }
 }
 

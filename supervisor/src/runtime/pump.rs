@@ -37,7 +37,13 @@ fn publish(inner: &Inner, task: &Task, ev: sp::ShimEvent) {
         topic: ev.topic,
         event,
     };
-    if let Err(e) = inner.events.forward(env) {
+    // Queued while berthd was down: kept for subscribers that come late.
+    let res = if env.timestamp < inner.started {
+        inner.events.forward_backlog(env)
+    } else {
+        inner.events.forward(env)
+    };
+    if let Err(e) = res {
         tracing::warn!(id = %task.id, seq = ev.seq, error = %e, "dropping a malformed shim event");
     }
 }

@@ -10,6 +10,38 @@
 //! unmounted, bundle removed) and its task kept as stopped with status 137
 //! until deleted. A live shim that never created its task (Create was cut
 //! short) is shut down and its bundle removed.
+//!
+//! # Why an interrupted Create or Delete ends fully done or fully undone
+//!
+//! Tasks.Create runs, in order: (a) the container record is read (it must
+//! exist), (b) the bundle is written (`config.json`, `runtime.json`: the
+//! intent), (c) `berth-shim start` launches the shim, which writes
+//! `shim.pid` and `address` into the bundle before it answers, (d) the
+//! shim's Create runs the runtime, which writes `init.pid`. Tasks.Delete
+//! runs the shim's Delete (runtime state deleted, rootfs unmounted,
+//! `init.pid` removed, then the shim exits) and then removes the bundle.
+//! A kill -9 of berthd between any two steps leaves one of these states,
+//! and recovery resolves each one way:
+//!
+//! - no container record for the bundle (the record went while berthd was
+//!   down, or never existed): kill the shim, clean up: undone;
+//! - bundle, no live shim, no `init.pid` (cut before (d), or after the
+//!   shim's Delete): the task never existed or is deleted; clean up:
+//!   undone (Create) or done (Delete);
+//! - live shim that lists no init process (cut between (c) and (d), or
+//!   after the shim's Delete): kill it, clean up: same;
+//! - live shim with an init process: the task exists: done (Create) or
+//!   not yet deleted (Delete did not reach the shim; the client retries);
+//! - no live shim but `init.pid` (the shim died after (d)): the task is
+//!   kept as stopped with status 137, as containerd reports a dead shim,
+//!   its runtime state and mounts already cleaned up; Delete removes it.
+//!
+//! So after recovery every task has a live shim or is a stopped dead-shim
+//! task, every shim belongs to a task, and every task has a record.
+//!
+//! Orphans outside bundles (runtime state under `<state>/.runc`, mounts
+//! under the state dir, shim sockets under `<state>/.s`) are cleaned up
+//! and logged, one line each ([`super::orphans`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,15 +79,19 @@ fn scan(state: &Path) -> Vec<(String, String, PathBuf)> {
     out
 }
 
-pub(super) async fn run(mgr: &TaskManager) {
+pub(super) async fn run(mgr: &TaskManager, has_record: &(dyn Fn(&str, &str) -> bool + Sync)) {
     let found = scan(&mgr.inner.state);
-    if found.is_empty() {
-        return;
-    }
     let start = std::time::Instant::now();
     let n = found.len();
     let results: Vec<bool> = futures::stream::iter(found)
-        .map(|(ns, id, dir)| async move { one(mgr, &ns, &id, &dir).await })
+        .map(|(ns, id, dir)| async move {
+            if has_record(&ns, &id) {
+                one(mgr, &ns, &id, &dir).await
+            } else {
+                orphan(mgr, &ns, &id, &dir).await;
+                false
+            }
+        })
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
@@ -66,6 +102,23 @@ pub(super) async fn run(mgr: &TaskManager) {
         elapsed_ms = start.elapsed().as_millis() as u64,
         "tasks recovered"
     );
+    super::orphans::clean(&mgr.inner.state, &mgr.inner.default_runtime).await;
+}
+
+/// A bundle whose container record is gone: its shim (if any) is killed
+/// and everything cleaned up.
+async fn orphan(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) {
+    let info = bundle::runtime_info(dir, &mgr.inner.default_runtime);
+    let shim_pid = shim::read_shim_pid(dir).unwrap_or(0);
+    tracing::warn!(
+        namespace = ns,
+        id,
+        shim_pid,
+        bundle = %dir.display(),
+        "orphan bundle without a container record; killing its shim and removing it"
+    );
+    shim::kill(shim_pid).await;
+    bundle::cleanup(dir, id, &info).await;
 }
 
 /// Recovers one bundle; true when its shim is live.
@@ -95,6 +148,20 @@ async fn one(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) -> bool {
             }
         }
     }
+    let has_init = dir.join("init.pid").exists();
+    if !has_init {
+        // Never created (Create cut before the runtime ran) or already
+        // deleted by its shim (Delete cut before the bundle went).
+        tracing::warn!(
+            namespace = ns,
+            id,
+            shim_pid,
+            bundle = %dir.display(),
+            "orphan bundle without a live shim or task; removing it"
+        );
+        bundle::cleanup(dir, id, &info).await;
+        return false;
+    }
     // The shim is dead: clean up and keep the task as stopped (137).
     tracing::warn!(
         namespace = ns,
@@ -120,7 +187,7 @@ async fn one(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) -> bool {
     let exit = super::dead_exit();
     task.mark_dead(exit);
     task.pump_done.send_replace(true);
-    mgr.inner.publish_dead_exit(&task, exit);
+    mgr.inner.publish_dead_exit(&task, exit, true);
     mgr.insert(task);
     false
 }

@@ -426,7 +426,7 @@ impl Task {
         bundle::cleanup(&self.bundle, &self.id, &self.info).await;
         let exit = super::dead_exit();
         self.dead.send_replace(Some(exit));
-        inner.publish_dead_exit(self, exit);
+        inner.publish_dead_exit(self, exit, false);
     }
 
     /// Marks a task dead without publishing (recovery found it so).

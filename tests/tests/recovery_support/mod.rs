@@ -1,0 +1,333 @@
+//! Shared pieces of the recovery tests: the busybox test image, a berthd
+//! with its own containerd namespace whose guard removes everything its
+//! containers left (runtime state, shims, mounts, cgroups) also when a
+//! test fails, and small gRPC helpers for what `ctr` does not print
+//! (exit statuses, events).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_api::services::events::v1 as epb;
+use berth_api::services::tasks::v1 as tpb;
+use berth_tests::{kill_shims_under, require_root, require_tool, unmount_under, Berthd};
+use epb::events_client::EventsClient;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::Request;
+use tpb::tasks_client::TasksClient;
+
+/// The test image's reference.
+pub const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+
+/// Root, runc, ctr and the image builder are all there; else a loud skip.
+pub fn ready(test: &str) -> bool {
+    require_root(test) && require_tool(test, "runc") && require_tool(test, "ctr")
+}
+
+/// `busybox/oci-gzip.tar` from scripts/build-test-images, built once per
+/// target dir (a lock file serialises the build).
+pub fn image_archive() -> PathBuf {
+    let target = berth_tests::bin_dir();
+    let out = target.join("berth-test-images-busybox");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(target.join("berth-test-images-busybox.lock"))
+        .expect("lock file");
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock test images");
+    let tar = out.join("busybox/oci-gzip.tar");
+    if tar.exists() {
+        return tar;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
+    let tmp = target.join("berth-test-images-busybox.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let st = Command::new(&script)
+        .arg(&tmp)
+        .args(["--only", "busybox"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run build-test-images");
+    assert!(st.success(), "build-test-images failed");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::rename(&tmp, &out).expect("move test images into place");
+    tar
+}
+
+/// A berthd plus one containerd namespace this test owns. Dropping it
+/// kills berthd, force-deletes the runtime state of every container of the
+/// namespace (which kills their processes), kills the shims recorded
+/// under the state dir, unmounts what is under the test dir and removes
+/// the namespace's cgroups (`/sys/fs/cgroup/<controller>/<ns>/<id>`, the
+/// cgroupsPath `ctr` sets).
+pub struct Rig {
+    /// The daemon.
+    pub d: Berthd,
+    /// The namespace.
+    pub ns: String,
+}
+
+impl Rig {
+    /// Starts berthd and imports the busybox image into `ns`.
+    pub fn new(ns: &str) -> Self {
+        let tar = image_archive();
+        let ns = format!("{ns}-{}", std::process::id());
+        let rig = Self {
+            d: Berthd::start(),
+            ns,
+        };
+        rig.ctr_ok(&["images", "import", tar.to_str().unwrap()]);
+        rig
+    }
+
+    /// `ctr -n <ns> args…`.
+    pub fn ctr(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        self.d.ctr(&all)
+    }
+
+    /// `ctr -n <ns> args…`, which must succeed; its stdout.
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        berth_tests::check(
+            self.ctr(args),
+            &format!("ctr -n {} {}", self.ns, args.join(" ")),
+        )
+    }
+
+    /// `ctr -n <ns> args…` on a pty (`script`), as `ctr run -t` needs a
+    /// console; must succeed.
+    pub fn ctr_tty_ok(&self, args: &[&str]) {
+        let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+        let mut cmd = format!(
+            "ctr --address {} -n {}",
+            q(&self.d.address().to_string_lossy()),
+            q(&self.ns)
+        );
+        for a in args {
+            cmd.push(' ');
+            cmd.push_str(&q(a));
+        }
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script");
+        berth_tests::check(out, &cmd);
+    }
+
+    /// `ctr tasks ls` as `id -> (pid, status)`.
+    pub fn tasks(&self) -> std::collections::BTreeMap<String, (u32, String)> {
+        self.ctr_ok(&["tasks", "ls"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some((
+                    f.first()?.to_string(),
+                    (f.get(1)?.parse().ok()?, f.get(2)?.to_string()),
+                ))
+            })
+            .collect()
+    }
+
+    /// Ids from `ctr containers ls`.
+    pub fn containers(&self) -> Vec<String> {
+        self.ctr_ok(&["containers", "ls", "-q"])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// The shim pid recorded in a task's bundle.
+    pub fn shim_pid(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.bundle(id).join("shim.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// A task's bundle.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.d.state().join(&self.ns).join(id)
+    }
+
+    /// runc's `--root` for this namespace (berthd's default).
+    pub fn runc_root(&self) -> PathBuf {
+        self.d.state().join(".runc").join(&self.ns)
+    }
+
+    /// Cgroup dirs of the namespace, one per v1 controller hierarchy.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .map(|e| e.path().join(&self.ns))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Container cgroups left under the namespace's cgroup dirs.
+    pub fn leftover_cgroups(&self) -> Vec<PathBuf> {
+        self.cgroup_dirs()
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Mount points under the test dir that belong to tasks (bundles).
+    pub fn task_mounts(&self) -> Vec<String> {
+        let state = self.d.state().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(&state))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A tokio runtime and a connected gRPC client pair.
+    pub fn api(&self) -> Api {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ch = rt.block_on(channel(&self.d.address()));
+        Api {
+            tasks: TasksClient::new(ch.clone()),
+            events: EventsClient::new(ch),
+            ns: self.ns.clone(),
+            rt,
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.d.kill9();
+        let root = self.runc_root();
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force"])
+                .arg(e.file_name())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        kill_shims_under(&self.d.state());
+        unmount_under(self.d.dir());
+        for d in self.cgroup_dirs() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
+
+async fn channel(addr: &Path) -> Channel {
+    let p = addr.to_path_buf();
+    Endpoint::from_static("http://[::]:0")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = p.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+            }
+        }))
+        .await
+        .expect("connect to berthd")
+}
+
+/// gRPC clients for what `ctr` does not print.
+pub struct Api {
+    /// Tasks.
+    pub tasks: TasksClient<Channel>,
+    /// Events.
+    pub events: EventsClient<Channel>,
+    ns: String,
+    /// The runtime driving the calls.
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Api {
+    /// A request in the rig's namespace.
+    pub fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        r.metadata_mut()
+            .insert("containerd-namespace", self.ns.parse().unwrap());
+        r
+    }
+
+    /// Tasks.Wait on the init process: its exit status.
+    pub fn wait(&mut self, id: &str) -> u32 {
+        let r = self.req(tpb::WaitRequest {
+            container_id: id.into(),
+            exec_id: String::new(),
+        });
+        let mut c = self.tasks.clone();
+        self.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), c.wait(r)).await })
+            .expect("wait timed out")
+            .expect("wait")
+            .into_inner()
+            .exit_status
+    }
+
+    /// Tasks.Get on the init process: `(status, exit_status)`.
+    pub fn get(&mut self, id: &str) -> (i32, u32) {
+        let r = self.req(tpb::GetRequest {
+            container_id: id.into(),
+            exec_id: String::new(),
+        });
+        let mut c = self.tasks.clone();
+        let p = self
+            .rt
+            .block_on(c.get(r))
+            .expect("get")
+            .into_inner()
+            .process
+            .expect("process");
+        (p.status, p.exit_status)
+    }
+}
+
+/// Polls `f` for up to `limit`; panics with `what` if it never holds.
+pub fn settle(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a process is alive (not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+/// SIGKILLs a pid this test started (directly or through a shim).
+pub fn sigkill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
