@@ -20,16 +20,16 @@ use tonic::Request;
 use tpb::tasks_client::TasksClient;
 
 /// The test image's reference.
-pub const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+pub(crate) const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
 
 /// Root, runc, ctr and the image builder are all there; else a loud skip.
-pub fn ready(test: &str) -> bool {
+pub(crate) fn ready(test: &str) -> bool {
     require_root(test) && require_tool(test, "runc") && require_tool(test, "ctr")
 }
 
 /// `busybox/oci-gzip.tar` from scripts/build-test-images, built once per
 /// target dir (a lock file serialises the build).
-pub fn image_archive() -> PathBuf {
+pub(crate) fn image_archive() -> PathBuf {
     let target = berth_tests::bin_dir();
     let out = target.join("berth-test-images-busybox");
     let lock = std::fs::OpenOptions::new()
@@ -66,16 +66,16 @@ pub fn image_archive() -> PathBuf {
 /// under the state dir, unmounts what is under the test dir and removes
 /// the namespace's cgroups (`/sys/fs/cgroup/<controller>/<ns>/<id>`, the
 /// cgroupsPath `ctr` sets).
-pub struct Rig {
+pub(crate) struct Rig {
     /// The daemon.
-    pub d: Berthd,
+    pub(crate) d: Berthd,
     /// The namespace.
-    pub ns: String,
+    pub(crate) ns: String,
 }
 
 impl Rig {
     /// Starts berthd and imports the busybox image into `ns`.
-    pub fn new(ns: &str) -> Self {
+    pub(crate) fn new(ns: &str) -> Self {
         let tar = image_archive();
         let ns = format!("{ns}-{}", std::process::id());
         let rig = Self {
@@ -87,14 +87,14 @@ impl Rig {
     }
 
     /// `ctr -n <ns> args…`.
-    pub fn ctr(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn ctr(&self, args: &[&str]) -> std::process::Output {
         let mut all = vec!["-n", self.ns.as_str()];
         all.extend_from_slice(args);
         self.d.ctr(&all)
     }
 
     /// `ctr -n <ns> args…`, which must succeed; its stdout.
-    pub fn ctr_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ctr_ok(&self, args: &[&str]) -> String {
         berth_tests::check(
             self.ctr(args),
             &format!("ctr -n {} {}", self.ns, args.join(" ")),
@@ -103,7 +103,7 @@ impl Rig {
 
     /// `ctr -n <ns> args…` on a pty (`script`), as `ctr run -t` needs a
     /// console; must succeed.
-    pub fn ctr_tty_ok(&self, args: &[&str]) {
+    pub(crate) fn ctr_tty_ok(&self, args: &[&str]) {
         let q = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
         let mut cmd = format!(
             "ctr --address {} -n {}",
@@ -123,7 +123,7 @@ impl Rig {
     }
 
     /// `ctr tasks ls` as `id -> (pid, status)`.
-    pub fn tasks(&self) -> std::collections::BTreeMap<String, (u32, String)> {
+    pub(crate) fn tasks(&self) -> std::collections::BTreeMap<String, (u32, String)> {
         self.ctr_ok(&["tasks", "ls"])
             .lines()
             .skip(1)
@@ -138,7 +138,7 @@ impl Rig {
     }
 
     /// Ids from `ctr containers ls`.
-    pub fn containers(&self) -> Vec<String> {
+    pub(crate) fn containers(&self) -> Vec<String> {
         self.ctr_ok(&["containers", "ls", "-q"])
             .lines()
             .map(|l| l.trim().to_string())
@@ -147,7 +147,7 @@ impl Rig {
     }
 
     /// The shim pid recorded in a task's bundle.
-    pub fn shim_pid(&self, id: &str) -> Option<i32> {
+    pub(crate) fn shim_pid(&self, id: &str) -> Option<i32> {
         std::fs::read_to_string(self.bundle(id).join("shim.pid"))
             .ok()?
             .trim()
@@ -156,17 +156,17 @@ impl Rig {
     }
 
     /// A task's bundle.
-    pub fn bundle(&self, id: &str) -> PathBuf {
+    pub(crate) fn bundle(&self, id: &str) -> PathBuf {
         self.d.state().join(&self.ns).join(id)
     }
 
     /// runc's `--root` for this namespace (berthd's default).
-    pub fn runc_root(&self) -> PathBuf {
+    pub(crate) fn runc_root(&self) -> PathBuf {
         self.d.state().join(".runc").join(&self.ns)
     }
 
     /// Cgroup dirs of the namespace, one per v1 controller hierarchy.
-    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+    pub(crate) fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
             return Vec::new();
         };
@@ -177,7 +177,7 @@ impl Rig {
     }
 
     /// Container cgroups left under the namespace's cgroup dirs.
-    pub fn leftover_cgroups(&self) -> Vec<PathBuf> {
+    pub(crate) fn leftover_cgroups(&self) -> Vec<PathBuf> {
         self.cgroup_dirs()
             .iter()
             .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
@@ -187,7 +187,7 @@ impl Rig {
     }
 
     /// Mount points under the test dir that belong to tasks (bundles).
-    pub fn task_mounts(&self) -> Vec<String> {
+    pub(crate) fn task_mounts(&self) -> Vec<String> {
         let state = self.d.state().to_string_lossy().into_owned();
         std::fs::read_to_string("/proc/self/mounts")
             .unwrap_or_default()
@@ -199,7 +199,7 @@ impl Rig {
     }
 
     /// A tokio runtime and a connected gRPC client pair.
-    pub fn api(&self) -> Api {
+    pub(crate) fn api(&self) -> Api {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -255,19 +255,19 @@ async fn channel(addr: &Path) -> Channel {
 }
 
 /// gRPC clients for what `ctr` does not print.
-pub struct Api {
+pub(crate) struct Api {
     /// Tasks.
-    pub tasks: TasksClient<Channel>,
+    pub(crate) tasks: TasksClient<Channel>,
     /// Events.
-    pub events: EventsClient<Channel>,
+    pub(crate) events: EventsClient<Channel>,
     ns: String,
     /// The runtime driving the calls.
-    pub rt: tokio::runtime::Runtime,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
 impl Api {
     /// A request in the rig's namespace.
-    pub fn req<T>(&self, msg: T) -> Request<T> {
+    pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
         r.metadata_mut()
             .insert("containerd-namespace", self.ns.parse().unwrap());
@@ -275,7 +275,7 @@ impl Api {
     }
 
     /// Tasks.Wait on the init process: its exit status.
-    pub fn wait(&mut self, id: &str) -> u32 {
+    pub(crate) fn wait(&mut self, id: &str) -> u32 {
         let r = self.req(tpb::WaitRequest {
             container_id: id.into(),
             exec_id: String::new(),
@@ -290,7 +290,7 @@ impl Api {
     }
 
     /// Tasks.Get on the init process: `(status, exit_status)`.
-    pub fn get(&mut self, id: &str) -> (i32, u32) {
+    pub(crate) fn get(&mut self, id: &str) -> (i32, u32) {
         let r = self.req(tpb::GetRequest {
             container_id: id.into(),
             exec_id: String::new(),
@@ -308,7 +308,7 @@ impl Api {
 }
 
 /// Polls `f` for up to `limit`; panics with `what` if it never holds.
-pub fn settle(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn settle(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -317,7 +317,7 @@ pub fn settle(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// Whether a process is alive (not a zombie).
-pub fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
@@ -325,7 +325,7 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// SIGKILLs a pid this test started (directly or through a shim).
-pub fn sigkill(pid: i32) {
+pub(crate) fn sigkill(pid: i32) {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
