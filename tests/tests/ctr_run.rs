@@ -154,6 +154,16 @@ fn assert_gone(d: &Berthd, id: &str, shim: Option<i32>) {
     assert!(!cg.exists(), "cgroup {} left", cg.display());
 }
 
+/// Only the image's committed snapshot is left (no container's active one).
+fn assert_only_image_snapshot(d: &Berthd) {
+    let snaps = d.ctr_ok(&["snapshots", "ls"]);
+    let rows: Vec<&str> = snaps.lines().skip(1).collect();
+    assert!(
+        rows.len() == 1 && rows[0].trim_end().ends_with("Committed"),
+        "snapshots left:\n{snaps}"
+    );
+}
+
 /// `ctr run --rm` of `echo hello` and `exit 7`: output and ctr's exit code.
 fn foreground(binary: &str, tag: &str) {
     let d = daemon();
@@ -166,6 +176,7 @@ fn foreground(binary: &str, tag: &str) {
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert_gone(&d, &t1, None);
     assert_gone(&d, &t2, None);
+    assert_only_image_snapshot(&d);
 }
 
 /// `ctr run -d`, then tasks ls/exec/ps/pause/resume/metrics/kill/rm and
@@ -191,12 +202,11 @@ fn detached(binary: &str, tag: &str) {
     // RUNNING, with the pid of the container's init.
     let (pid, status) = task_status(&d, &t3).expect("task listed");
     assert_eq!(status, "RUNNING");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(
-        text(&cmdline).contains("while :"),
-        "pid {pid} is not the container's sh: {:?}",
-        text(&cmdline)
-    );
+    // Right after start it may still be `runc init` about to exec.
+    let cmdline = || text(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
+    wait_until(&format!("pid {pid} to be the container's sh"), || {
+        cmdline().contains("while :")
+    });
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).unwrap();
     assert_ne!(ns(&pid.to_string()), ns("self"), "not in its own pid ns");
 
@@ -242,9 +252,17 @@ fn detached(binary: &str, tag: &str) {
         task_status(&d, &t3).is_some_and(|(_, s)| s == "STOPPED")
     });
     assert!(!pid_alive(pid as i32), "container init {pid} still alive");
-    d.ctr_ok(&["tasks", "rm", &t3]);
+    // ctr warns on a non-zero exit status: the trap made it 0.
+    let out = d.ctr(&["tasks", "rm", &t3]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("non-zero"),
+        "{}",
+        text(&out.stderr)
+    );
     d.ctr_ok(&["containers", "rm", &t3]);
     assert_gone(&d, &t3, Some(shim));
+    assert_only_image_snapshot(&d);
 }
 
 #[test]
@@ -295,9 +313,20 @@ impl CtrEvents {
             .stderr(Stdio::null())
             .spawn()
             .expect("ctr events");
-        // It subscribes asynchronously; give it a moment to connect.
-        std::thread::sleep(Duration::from_millis(300));
-        Self { child, out }
+        let ev = Self { child, out };
+        // It subscribes asynchronously: tag the image until the tag's
+        // /images/create shows up, so no later event can be missed.
+        for i in 0.. {
+            let probe = format!("docker.io/berthtest/probe:{i}");
+            d.ctr_ok(&["images", "tag", IMAGE, &probe]);
+            d.ctr_ok(&["images", "rm", "--sync", &probe]);
+            if ev.text().contains(&format!("probe:{i}")) {
+                break;
+            }
+            assert!(i < 100, "ctr events never showed /images/create");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ev
     }
 
     fn text(&self) -> String {
@@ -480,4 +509,5 @@ fn ctr_bad_input_leaves_nothing() {
     d.ctr_ok(&["tasks", "rm", "--force", &dup]);
     d.ctr_ok(&["containers", "rm", &dup]);
     assert_gone(&d, &dup, Some(shim));
+    assert_only_image_snapshot(&d);
 }
