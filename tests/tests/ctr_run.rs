@@ -164,6 +164,16 @@ fn assert_only_image_snapshot(d: &Berthd) {
     );
 }
 
+/// A child process killed and reaped on drop.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `ctr run --rm` of `echo hello` and `exit 7`: output and ctr's exit code.
 fn foreground(binary: &str, tag: &str) {
     let d = daemon();
@@ -174,8 +184,34 @@ fn foreground(binary: &str, tag: &str) {
     let t2 = cid(tag, "t2");
     let out = ctr_run(&d, binary, &["--rm", IMAGE, &t2, "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
-    assert_gone(&d, &t1, None);
-    assert_gone(&d, &t2, None);
+    // Killed from outside while ctr waits on it: 128 + 9.
+    let t4 = cid(tag, "t4");
+    let mut run = Reap(
+        Command::new("ctr")
+            .arg("--address")
+            .arg(d.address())
+            .arg("run")
+            .args(runtime_flags(binary))
+            .args(["--rm", IMAGE, &t4, "sleep", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ctr run"),
+    );
+    wait_until("t4 to run", || {
+        task_status(&d, &t4).is_some_and(|(_, s)| s == "RUNNING")
+    });
+    d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &t4]);
+    let mut st = None;
+    wait_until("ctr run to return", || {
+        st = run.0.try_wait().unwrap();
+        st.is_some()
+    });
+    assert_eq!(st.unwrap().code(), Some(137));
+    for id in [&t1, &t2, &t4] {
+        assert_gone(&d, id, None);
+    }
     assert_only_image_snapshot(&d);
 }
 
@@ -297,23 +333,25 @@ fn ctr_run_detached_lifecycle_crun() {
 
 /// `ctr events` in the background, output in a file.
 struct CtrEvents {
-    child: Child,
+    _child: Reap,
     out: PathBuf,
 }
 
 impl CtrEvents {
     fn start(d: &Berthd) -> Self {
         let out = d.dir().join("ctr-events.txt");
-        let child = Command::new("ctr")
-            .arg("--address")
-            .arg(d.address())
-            .arg("events")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ctr events");
-        let ev = Self { child, out };
+        let child = Reap(
+            Command::new("ctr")
+                .arg("--address")
+                .arg(d.address())
+                .arg("events")
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("ctr events"),
+        );
+        let ev = Self { _child: child, out };
         // It subscribes asynchronously: tag the image until the tag's
         // /images/create shows up, so no later event can be missed.
         for i in 0.. {
@@ -331,13 +369,6 @@ impl CtrEvents {
 
     fn text(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
-    }
-}
-
-impl Drop for CtrEvents {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -413,40 +444,104 @@ impl Drop for Tmux {
     }
 }
 
-#[test]
-fn ctr_run_tty_in_tmux() {
-    if !ready("ctr_run_tty_in_tmux") || !require_tool("ctr_run_tty_in_tmux", "tmux") {
-        return;
+impl Tmux {
+    /// A private tmux server (socket in the test dir) running `cmd` in a
+    /// 100x30 window, session `tty`.
+    fn start(d: &Berthd, name: &str, cmd: &str) -> Self {
+        let tmux = Tmux {
+            socket: d.dir().join(format!("tmux-{name}.sock")),
+        };
+        let out = tmux.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tty",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            cmd,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        tmux
     }
+
+    /// Types a marker line and waits for its output (`mark-N` as 40+N).
+    fn run_marked(&self, line: &str, n: u32) -> String {
+        self.keys(&format!("{line}; echo mark-$((40+{n}))"));
+        self.wait_screen(&format!("mark-{}", 40 + n))
+    }
+}
+
+/// `ctr run -t ... sh` in tmux: arithmetic, the pty's size (also after a
+/// resize), `exit 3` is ctr's exit status; then `ctr tasks exec -t` into a
+/// detached container the same way.
+fn tty(binary: &str, tag: &str) {
     let d = daemon();
-    let id = cid("y", "tty");
-    let tmux = Tmux {
-        socket: d.dir().join("tmux.sock"),
-    };
-    let cmd = format!(
-        "ctr --address {} run --rm -t {IMAGE} {id} sh; echo EXIT=$?; sleep 60",
-        d.address().display()
+    let id = cid(tag, "tty");
+    let flags = runtime_flags(binary).join(" ");
+    let ctr = format!("ctr --address {}", d.address().display());
+    let tmux = Tmux::start(
+        &d,
+        "run",
+        &format!("{ctr} run {flags} --rm -t {IMAGE} {id} sh; echo EXIT=$?; sleep 60"),
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "tty",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     tmux.wait_screen("/ #");
-    tmux.keys("echo $((6*7)); stty size; tty");
-    let s = tmux.wait_screen("/dev/pts/");
+    let s = tmux.run_marked("echo $((6*7)); stty size; tty", 1);
     assert!(s.lines().any(|l| l.trim() == "42"), "{s}");
     assert!(s.lines().any(|l| l.trim() == "30 100"), "{s}");
+    assert!(s.contains("/dev/pts/"), "{s}");
+    let out = tmux.cmd(&["resize-window", "-t", "tty", "-x", "120", "-y", "40"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // ctr forwards SIGWINCH as ResizePty; give it a moment.
+    let mut n = 2;
+    wait_until("the resize to reach the pty", || {
+        n += 1;
+        let s = tmux.run_marked("stty size", n);
+        s.lines().any(|l| l.trim() == "40 120")
+    });
     tmux.keys("exit 3");
     tmux.wait_screen("EXIT=3");
     assert_gone(&d, &id, None);
+
+    // exec -t into a detached container.
+    let bg = cid(tag, "ttyexec");
+    let out = ctr_run(&d, binary, &["-d", IMAGE, &bg, "sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shim = shim_pid(&d, &bg);
+    let tmux = Tmux::start(
+        &d,
+        "exec",
+        &format!("{ctr} tasks exec -t --exec-id sh1 {bg} sh; echo EXIT=$?; sleep 60"),
+    );
+    tmux.wait_screen("/ #");
+    let s = tmux.run_marked("stty size; ps", 1);
+    assert!(s.lines().any(|l| l.trim() == "30 100"), "{s}");
+    assert!(s.contains("sleep 1000"), "{s}");
+    tmux.keys("exit 4");
+    tmux.wait_screen("EXIT=4");
+    d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &bg]);
+    wait_until("task to stop", || {
+        task_status(&d, &bg).is_some_and(|(_, s)| s == "STOPPED")
+    });
+    d.ctr_ok(&["tasks", "rm", &bg]);
+    d.ctr_ok(&["containers", "rm", &bg]);
+    assert_gone(&d, &bg, Some(shim));
+}
+
+#[test]
+fn ctr_run_tty_in_tmux_runc() {
+    if ready("ctr_run_tty_in_tmux_runc") && require_tool("ctr_run_tty_in_tmux_runc", "tmux") {
+        tty("runc", "y");
+    }
+}
+
+#[test]
+fn ctr_run_tty_in_tmux_crun() {
+    let t = "ctr_run_tty_in_tmux_crun";
+    if ready(t) && require_tool(t, "tmux") && require_tool(t, "crun") {
+        tty("crun", "z");
+    }
 }
 
 #[test]
