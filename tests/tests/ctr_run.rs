@@ -606,3 +606,47 @@ fn ctr_bad_input_leaves_nothing() {
     assert_gone(&d, &dup, Some(shim));
     assert_only_image_snapshot(&d);
 }
+
+/// stderr of a `ctr` call that must fail.
+fn ctr_err(d: &Berthd, args: &[&str]) -> String {
+    let out = d.ctr(args);
+    assert!(!out.status.success(), "ctr {args:?} succeeded");
+    text(&out.stderr)
+}
+
+#[test]
+fn ctr_refusals_on_a_live_task() {
+    if !ready("ctr_refusals_on_a_live_task") {
+        return;
+    }
+    let d = daemon();
+    let id = cid("f", "live");
+    d.ctr_ok(&["run", "-d", IMAGE, &id, "sleep", "1000"]);
+    let shim = shim_pid(&d, &id);
+    // (`ctr containers rm` refuses a running task on its own side.)
+    let err = ctr_err(&d, &["tasks", "rm", &id]);
+    assert!(err.contains("failed precondition"), "{err}");
+    let err = ctr_err(&d, &["tasks", "start", &id]);
+    assert!(err.contains("already exists"), "{err}");
+    // An exec of a missing program fails; nothing of it stays.
+    let err = ctr_err(&d, &["tasks", "exec", "--exec-id", "nx", &id, "/no/such"]);
+    assert!(err.contains("\"/no/such\": stat"), "{err}");
+    let ps = d.ctr_ok(&["tasks", "ps", &id]);
+    assert_eq!(ps.lines().skip(1).count(), 1, "{ps}");
+    d.ctr_ok(&["tasks", "exec", "--exec-id", "nx", &id, "true"]);
+    let err = ctr_err(&d, &["tasks", "resume", &id]);
+    assert!(err.contains("failed precondition"), "{err}");
+    d.ctr_ok(&["tasks", "kill", "-a", "-s", "SIGKILL", &id]);
+    wait_until("task to stop", || {
+        task_status(&d, &id).is_some_and(|(_, s)| s == "STOPPED")
+    });
+    let err = ctr_err(&d, &["tasks", "kill", &id]);
+    assert!(
+        err.contains("not found") || err.contains("process already finished"),
+        "{err}"
+    );
+    d.ctr_ok(&["tasks", "rm", &id]);
+    d.ctr_ok(&["containers", "rm", &id]);
+    assert_gone(&d, &id, Some(shim));
+    assert_only_image_snapshot(&d);
+}
