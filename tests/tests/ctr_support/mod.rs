@@ -1,0 +1,175 @@
+//! Helpers shared by the `ctr`-driven e2e tests (ctr_run, ctr_errors): a
+//! berthd with busybox imported through `ctr`, parsing of `ctr tasks ls`,
+//! and the "nothing left behind" checks.
+//!
+//! Container ids carry the test process id and a per-test tag: the cgroup
+//! path (`/default/<id>`) is shared with every other berthd on the machine.
+// Each test binary uses a different subset.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use berth_tests::{require_root, require_tool, Berthd};
+
+pub(crate) const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+pub(crate) const NS: &str = "default";
+
+/// Builds (once) the busybox test image archive.
+pub(crate) fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ctr-run-test-images");
+        if !dir.join("images.json").exists() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
+            let st = Command::new("python3")
+                .arg(script)
+                .arg(&dir)
+                .args(["--only", "busybox"])
+                .status()
+                .expect("run build-test-images");
+            assert!(st.success(), "build-test-images failed");
+        }
+        dir.join("busybox/oci-gzip.tar")
+    })
+}
+
+pub(crate) fn ready(test: &str) -> bool {
+    require_root(test)
+        && require_tool(test, "ctr")
+        && require_tool(test, "runc")
+        && require_tool(test, "python3")
+}
+
+/// A berthd with the busybox image imported through `ctr`.
+pub(crate) fn daemon() -> Berthd {
+    let d = Berthd::start();
+    d.ctr_ok(&["images", "import", busybox_tar().to_str().unwrap()]);
+    d
+}
+
+/// A container id unique on this machine: `<tag>-<name>-<pid>`.
+pub(crate) fn cid(tag: &str, name: &str) -> String {
+    format!("{tag}-{name}-{}", std::process::id())
+}
+
+pub(crate) fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `ctr run` flags selecting the runtime binary (none for runc).
+pub(crate) fn runtime_flags(binary: &str) -> Vec<&str> {
+    if binary == "runc" {
+        vec![]
+    } else {
+        vec!["--runc-binary", binary]
+    }
+}
+
+/// Runs `ctr run [runtime flags] ARGS...`.
+pub(crate) fn ctr_run(d: &Berthd, binary: &str, args: &[&str]) -> Output {
+    let mut full = vec!["run"];
+    full.extend(runtime_flags(binary));
+    full.extend_from_slice(args);
+    d.ctr(&full)
+}
+
+/// `ctr tasks ls` rows as (id, pid, status).
+pub(crate) fn tasks_ls(d: &Berthd) -> Vec<(String, u32, String)> {
+    d.ctr_ok(&["tasks", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.first()?.to_string(),
+                f.get(1)?.parse().ok()?,
+                f.get(2)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+pub(crate) fn task_status(d: &Berthd, id: &str) -> Option<(u32, String)> {
+    tasks_ls(d)
+        .into_iter()
+        .find(|(t, _, _)| t == id)
+        .map(|(_, pid, st)| (pid, st))
+}
+
+pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub(crate) fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The shim's pid for a live task (its `shim.pid` in the bundle).
+pub(crate) fn shim_pid(d: &Berthd, id: &str) -> i32 {
+    let p = d.state().join(NS).join(id).join("shim.pid");
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Nothing of container `id` is left: no task, no container record, no
+/// bundle, no runc state, no mount under the test dir, no shim process,
+/// no cgroup.
+pub(crate) fn assert_gone(d: &Berthd, id: &str, shim: Option<i32>) {
+    assert!(task_status(d, id).is_none(), "task {id} still listed");
+    let cs = d.ctr_ok(&["containers", "ls", "-q"]);
+    assert!(!cs.lines().any(|l| l == id), "container {id} listed: {cs}");
+    let bundle = d.state().join(NS).join(id);
+    assert!(!bundle.exists(), "bundle {} left", bundle.display());
+    let runc_state = d.state().join(".runc").join(NS).join(id);
+    assert!(
+        !runc_state.exists(),
+        "runc state {} left",
+        runc_state.display()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let dir = d.dir().display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&dir)),
+        "mounts left under {dir}:\n{mounts}"
+    );
+    if let Some(pid) = shim {
+        wait_until(&format!("shim {pid} of {id} to exit"), || !pid_alive(pid));
+    }
+    let cg = Path::new("/sys/fs/cgroup/memory").join(NS).join(id);
+    assert!(!cg.exists(), "cgroup {} left", cg.display());
+}
+
+/// Only the image's committed snapshot is left (no container's active one).
+pub(crate) fn assert_only_image_snapshot(d: &Berthd) {
+    let snaps = d.ctr_ok(&["snapshots", "ls"]);
+    let rows: Vec<&str> = snaps.lines().skip(1).collect();
+    assert!(
+        rows.len() == 1 && rows[0].trim_end().ends_with("Committed"),
+        "snapshots left:\n{snaps}"
+    );
+}
+
+/// A child process killed and reaped on drop.
+pub(crate) struct Reap(pub(crate) Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
