@@ -45,10 +45,15 @@ fn ctr_bad_input_leaves_nothing() {
     let dup = cid("b", "dup");
     d.ctr_ok(&["run", "-d", IMAGE, &dup, "sleep", "1000"]);
     let shim = shim_pid(&d, &dup);
+    // ctr never removes a detached exec's fifos itself: keep them in the
+    // test dir rather than /run/containerd/fifo.
+    let fifos = d.dir().join("fifo");
     d.ctr_ok(&[
         "tasks",
         "exec",
         "-d",
+        "--fifo-dir",
+        fifos.to_str().unwrap(),
         "--exec-id",
         "e1",
         &dup,
