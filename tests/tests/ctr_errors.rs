@@ -5,7 +5,7 @@
 
 mod ctr_support;
 
-use berth_tests::Berthd;
+use berth_tests::{check, Berthd};
 use ctr_support::*;
 
 #[test]
@@ -43,24 +43,34 @@ fn ctr_bad_input_leaves_nothing() {
 
     // exec with an exec id already in use.
     let dup = cid("b", "dup");
-    d.ctr_ok(&["run", "-d", IMAGE, &dup, "sleep", "1000"]);
+    check(
+        ctr_run(&d, "runc", &["-d", IMAGE, &dup, "sleep", "1000"]),
+        "ctr run -d",
+    );
     let shim = shim_pid(&d, &dup);
-    // ctr never removes a detached exec's fifos itself: keep them in the
-    // test dir rather than /run/containerd/fifo.
-    let fifos = d.dir().join("fifo");
+    let fifos = fifo_dir(&d);
     d.ctr_ok(&[
         "tasks",
         "exec",
         "-d",
         "--fifo-dir",
-        fifos.to_str().unwrap(),
+        &fifos,
         "--exec-id",
         "e1",
         &dup,
         "sleep",
         "1000",
     ]);
-    let out = d.ctr(&["tasks", "exec", "--exec-id", "e1", &dup, "true"]);
+    let out = d.ctr(&[
+        "tasks",
+        "exec",
+        "--fifo-dir",
+        &fifos,
+        "--exec-id",
+        "e1",
+        &dup,
+        "true",
+    ]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
@@ -90,7 +100,11 @@ fn ctr_refusals_on_a_live_task() {
     }
     let d = daemon();
     let id = cid("f", "live");
-    d.ctr_ok(&["run", "-d", IMAGE, &id, "sleep", "1000"]);
+    check(
+        ctr_run(&d, "runc", &["-d", IMAGE, &id, "sleep", "1000"]),
+        "ctr run -d",
+    );
+    let fifos = fifo_dir(&d);
     let shim = shim_pid(&d, &id);
     // (`ctr containers rm` refuses a running task on its own side.)
     let err = ctr_err(&d, &["tasks", "rm", &id]);
@@ -98,11 +112,20 @@ fn ctr_refusals_on_a_live_task() {
     let err = ctr_err(&d, &["tasks", "start", &id]);
     assert!(err.contains("already exists"), "{err}");
     // An exec of a missing program fails; nothing of it stays.
-    let err = ctr_err(&d, &["tasks", "exec", "--exec-id", "nx", &id, "/no/such"]);
+    let exec = [
+        "tasks",
+        "exec",
+        "--fifo-dir",
+        &fifos,
+        "--exec-id",
+        "nx",
+        &id,
+    ];
+    let err = ctr_err(&d, &[&exec[..], &["/no/such"]].concat());
     assert!(err.contains("\"/no/such\": stat"), "{err}");
     let ps = d.ctr_ok(&["tasks", "ps", &id]);
     assert_eq!(ps.lines().skip(1).count(), 1, "{ps}");
-    d.ctr_ok(&["tasks", "exec", "--exec-id", "nx", &id, "true"]);
+    d.ctr_ok(&[&exec[..], &["true"]].concat());
     let err = ctr_err(&d, &["tasks", "resume", &id]);
     assert!(err.contains("failed precondition"), "{err}");
     d.ctr_ok(&["tasks", "kill", "-a", "-s", "SIGKILL", &id]);

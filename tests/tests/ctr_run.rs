@@ -28,7 +28,7 @@ fn foreground(binary: &str, tag: &str) {
         Command::new("ctr")
             .arg("--address")
             .arg(d.address())
-            .arg("run")
+            .args(["run", "--fifo-dir", &fifo_dir(&d)])
             .args(runtime_flags(binary))
             .args(["--rm", IMAGE, &t4, "sleep", "1000"])
             .stdin(Stdio::null())
@@ -85,14 +85,27 @@ fn detached(binary: &str, tag: &str) {
     assert_ne!(ns(&pid.to_string()), ns("self"), "not in its own pid ns");
 
     // exec e1: ps inside sees the container's processes (sh is pid 1).
-    let ps = d.ctr_ok(&["tasks", "exec", "--exec-id", "e1", &t3, "ps"]);
+    let fifos = fifo_dir(&d);
+    let exec = |id: &str, cmd: &str| {
+        d.ctr_ok(&[
+            "tasks",
+            "exec",
+            "--fifo-dir",
+            &fifos,
+            "--exec-id",
+            id,
+            &t3,
+            cmd,
+        ])
+    };
+    let ps = exec("e1", "ps");
     assert!(
         ps.lines()
             .any(|l| l.trim_start().starts_with("1 ") && l.contains("while")),
         "{ps}"
     );
     // The finished exec is gone; its id can be used again.
-    d.ctr_ok(&["tasks", "exec", "--exec-id", "e1", &t3, "true"]);
+    exec("e1", "true");
 
     let ps = d.ctr_ok(&["tasks", "ps", &t3]);
     assert!(
@@ -218,7 +231,7 @@ fn ctr_events_show_start_and_exit_of_ctr_run() {
     let d = daemon();
     let ev = CtrEvents::start(&d);
     let id = cid("e", "t2");
-    let out = d.ctr(&["run", "--rm", IMAGE, &id, "sh", "-c", "exit 7"]);
+    let out = ctr_run(&d, "runc", &["--rm", IMAGE, &id, "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     wait_until("/containers/delete in ctr events", || {
         ev.text().contains("/containers/delete")
@@ -317,7 +330,11 @@ impl Tmux {
 fn tty(binary: &str, tag: &str) {
     let d = daemon();
     let id = cid(tag, "tty");
-    let flags = runtime_flags(binary).join(" ");
+    let flags = format!(
+        "--fifo-dir {} {}",
+        fifo_dir(&d),
+        runtime_flags(binary).join(" ")
+    );
     let ctr = format!("ctr --address {}", d.address().display());
     let tmux = Tmux::start(
         &d,
@@ -350,7 +367,10 @@ fn tty(binary: &str, tag: &str) {
     let tmux = Tmux::start(
         &d,
         "exec",
-        &format!("{ctr} tasks exec -t --exec-id sh1 {bg} sh; echo EXIT=$?; sleep 60"),
+        &format!(
+            "{ctr} tasks exec -t --fifo-dir {} --exec-id sh1 {bg} sh; echo EXIT=$?; sleep 60",
+            fifo_dir(&d)
+        ),
     );
     tmux.wait_screen("/ #");
     let s = tmux.run_marked("stty size; ps", 1);

@@ -68,9 +68,17 @@ pub(crate) fn runtime_flags(binary: &str) -> Vec<&str> {
     }
 }
 
-/// Runs `ctr run [runtime flags] ARGS...`.
+/// Where `ctr` puts its stdio fifos in these tests: under the test dir, so
+/// a failed test (or a detached process, whose fifos ctr never removes)
+/// leaves nothing in /run/containerd/fifo.
+pub(crate) fn fifo_dir(d: &Berthd) -> String {
+    d.dir().join("fifo").display().to_string()
+}
+
+/// Runs `ctr run --fifo-dir ... [runtime flags] ARGS...`.
 pub(crate) fn ctr_run(d: &Berthd, binary: &str, args: &[&str]) -> Output {
-    let mut full = vec!["run"];
+    let fifos = fifo_dir(d);
+    let mut full = vec!["run", "--fifo-dir", &fifos];
     full.extend(runtime_flags(binary));
     full.extend_from_slice(args);
     d.ctr(&full)
