@@ -317,10 +317,21 @@ impl Tmux {
         tmux
     }
 
-    /// Types a marker line and waits for its output (`mark-N` as 40+N).
-    fn run_marked(&self, line: &str, n: u32) -> String {
+    /// Types `line` plus a marker (`mark-N`, typed as 40+N) and waits for
+    /// the marker's output.
+    fn run_marked(&self, line: &str, n: &mut u32) -> String {
+        *n += 1;
         self.keys(&format!("{line}; echo mark-$((40+{n}))"));
-        self.wait_screen(&format!("mark-{}", 40 + n))
+        self.wait_screen(&format!("mark-{}", 40 + *n))
+    }
+
+    /// Runs `stty size` until it prints `want` ("ROWS COLS"): ctr sets the
+    /// size (ResizePty) just after the process starts, and on SIGWINCH.
+    fn wait_size(&self, want: &str, n: &mut u32) {
+        wait_until(&format!("pty size {want}"), || {
+            let s = self.run_marked("stty size", n);
+            s.lines().any(|l| l.trim() == want)
+        });
     }
 }
 
@@ -342,19 +353,14 @@ fn tty(binary: &str, tag: &str) {
         &format!("{ctr} run {flags} --rm -t {IMAGE} {id} sh; echo EXIT=$?; sleep 60"),
     );
     tmux.wait_screen("/ #");
-    let s = tmux.run_marked("echo $((6*7)); stty size; tty", 1);
+    let mut n = 0;
+    let s = tmux.run_marked("echo $((6*7)); tty", &mut n);
     assert!(s.lines().any(|l| l.trim() == "42"), "{s}");
-    assert!(s.lines().any(|l| l.trim() == "30 100"), "{s}");
     assert!(s.contains("/dev/pts/"), "{s}");
+    tmux.wait_size("30 100", &mut n);
     let out = tmux.cmd(&["resize-window", "-t", "tty", "-x", "120", "-y", "40"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // ctr forwards SIGWINCH as ResizePty; give it a moment.
-    let mut n = 2;
-    wait_until("the resize to reach the pty", || {
-        n += 1;
-        let s = tmux.run_marked("stty size", n);
-        s.lines().any(|l| l.trim() == "40 120")
-    });
+    tmux.wait_size("40 120", &mut n);
     tmux.keys("exit 3");
     tmux.wait_screen("EXIT=3");
     assert_gone(&d, &id, None);
@@ -373,9 +379,10 @@ fn tty(binary: &str, tag: &str) {
         ),
     );
     tmux.wait_screen("/ #");
-    let s = tmux.run_marked("stty size; ps", 1);
-    assert!(s.lines().any(|l| l.trim() == "30 100"), "{s}");
+    let mut n = 0;
+    let s = tmux.run_marked("ps", &mut n);
     assert!(s.contains("sleep 1000"), "{s}");
+    tmux.wait_size("30 100", &mut n);
     tmux.keys("exit 4");
     tmux.wait_screen("EXIT=4");
     d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &bg]);
