@@ -200,17 +200,7 @@ impl Rig {
 
     /// A tokio runtime and a connected gRPC client pair.
     pub(crate) fn api(&self) -> Api {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let ch = rt.block_on(channel(&self.d.address()));
-        Api {
-            tasks: TasksClient::new(ch.clone()),
-            events: EventsClient::new(ch),
-            ns: self.ns.clone(),
-            rt,
-        }
+        Api::connect(&self.d.address(), &self.ns).expect("connect to berthd")
     }
 }
 
@@ -241,7 +231,7 @@ impl Drop for Rig {
     }
 }
 
-async fn channel(addr: &Path) -> Channel {
+async fn channel(addr: &Path) -> Result<Channel, tonic::transport::Error> {
     let p = addr.to_path_buf();
     Endpoint::from_static("http://[::]:0")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
@@ -251,7 +241,6 @@ async fn channel(addr: &Path) -> Channel {
             }
         }))
         .await
-        .expect("connect to berthd")
 }
 
 /// gRPC clients for what `ctr` does not print.
@@ -266,6 +255,37 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// Connects to berthd at `addr`, for namespace `ns`.
+    pub(crate) fn connect(addr: &Path, ns: &str) -> Result<Self, tonic::transport::Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ch = rt.block_on(channel(addr))?;
+        Ok(Api {
+            tasks: TasksClient::new(ch.clone()),
+            events: EventsClient::new(ch),
+            ns: ns.to_string(),
+            rt,
+        })
+    }
+
+    /// Tasks.Get on the init process, or the error.
+    pub(crate) fn try_get(&mut self, id: &str) -> Result<(i32, u32), tonic::Status> {
+        let r = self.req(tpb::GetRequest {
+            container_id: id.into(),
+            exec_id: String::new(),
+        });
+        let mut c = self.tasks.clone();
+        let p = self
+            .rt
+            .block_on(c.get(r))?
+            .into_inner()
+            .process
+            .unwrap_or_default();
+        Ok((p.status, p.exit_status))
+    }
+
     /// A request in the rig's namespace.
     pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
