@@ -225,6 +225,15 @@ fn scan_shims(state: &Path, ns: &str, seen: &Mutex<BTreeSet<i32>>) {
     }
 }
 
+/// Sets its flag when dropped, also while unwinding.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn is_our_shim(pid: i32) -> bool {
     alive(pid)
         && std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -265,9 +274,10 @@ fn chaos_kill9_during_lifecycles() {
         let mut handles = Vec::new();
         for w in 0..workers {
             let (ctr, tally, next) = (ctr.clone(), &tally, &next);
+            let done = &done;
             handles.push(s.spawn(move || loop {
                 let n = next.fetch_add(1, Ordering::Relaxed) as u64;
-                if n >= cycles {
+                if n >= cycles || done.load(Ordering::Relaxed) {
                     return;
                 }
                 cycle(&ctr, &format!("w{w}-{n}"), n, tally);
@@ -280,6 +290,9 @@ fn chaos_kill9_during_lifecycles() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
+        // Whatever happens below (a restart that fails panics), the other
+        // threads stop: the scope can only end once they did.
+        let _stop = Stop(done);
         // The killer: spread the kills over the expected run time.
         let mut killed = 0;
         while killed < kills && next.load(Ordering::Relaxed) < cycles as usize {
