@@ -47,6 +47,7 @@ impl Rng {
 struct Ctr {
     address: PathBuf,
     ns: String,
+    fifo: PathBuf,
 }
 
 impl Ctr {
@@ -55,7 +56,7 @@ impl Ctr {
             .arg("--address")
             .arg(&self.address)
             .args(["--timeout", "30s", "-n", &self.ns])
-            .args(args)
+            .args(recovery_support::with_fifo_dir(args, &self.fifo))
             .stdin(Stdio::null())
             .output()
             .expect("run ctr")
@@ -262,6 +263,7 @@ fn chaos_kill9_during_lifecycles() {
     let ctr = Ctr {
         address: rig.d.address(),
         ns: rig.ns.clone(),
+        fifo: rig.d.dir().join("fifo"),
     };
     let state = rig.d.state();
     let tally = Tally::default();

@@ -19,6 +19,22 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::Request;
 use tpb::tasks_client::TasksClient;
 
+/// `args` with `--fifo-dir <dir>` after `run` / `tasks exec`, so ctr's
+/// fifos stay under the test dir (ctr never removes a detached task's).
+pub(crate) fn with_fifo_dir(args: &[&str], dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let at = match args {
+        ["run", ..] => Some(1),
+        ["tasks", "exec", ..] => Some(2),
+        _ => None,
+    };
+    if let Some(at) = at {
+        v.insert(at, "--fifo-dir".into());
+        v.insert(at + 1, dir.display().to_string());
+    }
+    v
+}
+
 /// The test image's reference.
 pub(crate) const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
 
@@ -88,8 +104,9 @@ impl Rig {
 
     /// `ctr -n <ns> args…`.
     pub(crate) fn ctr(&self, args: &[&str]) -> std::process::Output {
+        let args = with_fifo_dir(args, &self.d.dir().join("fifo"));
         let mut all = vec!["-n", self.ns.as_str()];
-        all.extend_from_slice(args);
+        all.extend(args.iter().map(String::as_str));
         self.d.ctr(&all)
     }
 
@@ -110,9 +127,9 @@ impl Rig {
             q(&self.d.address().to_string_lossy()),
             q(&self.ns)
         );
-        for a in args {
+        for a in with_fifo_dir(args, &self.d.dir().join("fifo")) {
             cmd.push(' ');
-            cmd.push_str(&q(a));
+            cmd.push_str(&q(&a));
         }
         let out = Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
