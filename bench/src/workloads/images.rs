@@ -42,9 +42,27 @@ pub(crate) fn import_workload(ctx: &Ctx) -> Workload {
             &format!("`ctr images import` ({comp} layers, overlayfs)"),
         ),
     };
+    let server = |id, comp: &str| {
+        Metric {
+        id,
+        title: format!("image import+unpack, {comp}, server-side"),
+        unit: "MB/s",
+        higher_is_better: true,
+        target_ratio: Some(2.0),
+        method: method(
+            ctx,
+            &format!("berthd: `berthctl images import` ({comp}, server-side import and unpack); containerd: the `ctr images import` figure of the row above"),
+        ),
+    }
+    };
     Workload {
         name: "import",
-        metrics: vec![m("import-gzip", "gzip"), m("import-zstd", "zstd")],
+        metrics: vec![
+            m("import-gzip", "gzip"),
+            m("import-zstd", "zstd"),
+            server("import-gzip-server", "gzip"),
+            server("import-zstd-server", "zstd"),
+        ],
         run: run_import,
     }
 }
@@ -53,7 +71,7 @@ fn run_import(d: &mut Daemon, ctx: &Ctx) -> Vec<Side> {
     let Some((gzip, zstd, _)) = &ctx.import else {
         return all_err(2, ctx.missing("import image"));
     };
-    [gzip, zstd]
+    let with_ctr: Vec<Side> = [gzip, zstd]
         .into_iter()
         .map(|a| {
             let file = a.file.to_string_lossy();
@@ -62,7 +80,22 @@ fn run_import(d: &mut Daemon, ctx: &Ctx) -> Vec<Side> {
             })
             .and_then(|s| summarise(&s))
         })
-        .collect()
+        .collect();
+    let server: Vec<Side> = match (d.kind, &ctx.berthctl) {
+        (Kind::Containerd, _) => with_ctr.clone(),
+        (Kind::Berthd, None) => vec![Err(ctx.missing("berthctl")); 2],
+        (Kind::Berthd, Some(berthctl)) => [gzip, zstd]
+            .into_iter()
+            .map(|a| {
+                let file = a.file.to_string_lossy();
+                timed(d, ctx, a, &a.reference, || {
+                    berthctl_run(d, berthctl, &["images", "import", &file])
+                })
+                .and_then(|s| summarise(&s))
+            })
+            .collect(),
+    };
+    with_ctr.into_iter().chain(server).collect()
 }
 
 pub(crate) fn pull_workload(ctx: &Ctx) -> Workload {
@@ -106,22 +139,24 @@ fn run_pull(d: &mut Daemon, ctx: &Ctx) -> Vec<Side> {
         (Kind::Containerd, _) => with_ctr.clone(),
         (Kind::Berthd, None) => Err(ctx.missing("berthctl")),
         (Kind::Berthd, Some(berthctl)) => timed(d, ctx, gzip, reference, || {
-            berthctl_pull(d, berthctl, reference)
+            berthctl_run(d, berthctl, &["images", "pull", "--plain-http", reference])
         })
         .and_then(|s| summarise(&s)),
     };
     vec![with_ctr, server]
 }
 
-/// `berthctl --address SOCK --namespace NS images pull --plain-http REF`;
-/// an unknown subcommand or an Unimplemented reply means not there yet.
-fn berthctl_pull(d: &Daemon, berthctl: &Path, reference: &str) -> Result<(), SideError> {
+/// `berthctl --address SOCK --namespace NS ARGS...` (e.g. `images pull
+/// --plain-http REF`); an unknown subcommand or an Unimplemented reply means
+/// not there yet.
+fn berthctl_run(d: &Daemon, berthctl: &Path, args: &[&str]) -> Result<(), SideError> {
+    let what = format!("berthctl {}", args[..2.min(args.len())].join(" "));
     let out = Command::new(berthctl)
         .arg("--address")
         .arg(&d.sock)
         .arg("--namespace")
         .arg(&d.namespace)
-        .args(["images", "pull", "--plain-http", reference])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| SideError::Failed(format!("run {}: {e}", berthctl.display())))?;
@@ -135,10 +170,10 @@ fn berthctl_pull(d: &Daemon, berthctl: &Path, reference: &str) -> Result<(), Sid
         || lower.contains("unexpected argument")
     {
         return Err(SideError::Skipped(format!(
-            "berthctl images pull not available yet ({err})"
+            "{what} not available yet ({err})"
         )));
     }
-    Err(SideError::Failed(format!("berthctl images pull: {err}")))
+    Err(SideError::Failed(format!("{what}: {err}")))
 }
 
 /// Run `op` warm-up + runs times, removing `image` before each; MB/s samples.

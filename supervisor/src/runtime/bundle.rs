@@ -52,11 +52,10 @@ pub fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), Error> 
         Err(e) => return Err(io("creating bundle", dir)(e)),
     }
     let res = (|| {
-        crate::daemon::write_durably(&dir.join("config.json"), spec).map_err(|e| Error::Io {
-            what: "writing",
-            path: dir.join("config.json"),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        // No fsync: the state dir (and every task in it) does not outlive
+        // a reboot, and a berthd crash leaves the page cache intact.
+        fs::write(dir.join("config.json"), spec)
+            .map_err(io("writing", &dir.join("config.json")))?;
         let json = serde_json::to_vec(info).map_err(|e| Error::Internal(e.to_string()))?;
         fs::write(dir.join("runtime.json"), json)
             .map_err(io("writing", &dir.join("runtime.json")))?;
@@ -128,6 +127,52 @@ pub fn remove(dir: &Path) {
     if let Some(ns_dir) = dir.parent() {
         // Only succeeds once the namespace directory is empty.
         let _ = fs::remove_dir(ns_dir);
+    }
+}
+
+/// Where deleted bundles wait for their shim to exit before removal.
+pub fn trash_dir(state: &Path) -> PathBuf {
+    state.join(".trash")
+}
+
+/// Moves a deleted task's bundle under [`trash_dir`] (a unique name) so its
+/// id can be reused while its shim is still exiting, and removes the
+/// namespace directory if that left it empty. Returns where the bundle is
+/// now (its old path if the move failed).
+pub fn move_to_trash(state: &Path, dir: &Path) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let trash = trash_dir(state);
+    let name = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let to = trash.join(name);
+    let moved = fs::create_dir_all(&trash).and_then(|()| fs::rename(dir, &to));
+    match moved {
+        Ok(()) => {
+            if let Some(ns_dir) = dir.parent() {
+                // Only succeeds once the namespace directory is empty.
+                let _ = fs::remove_dir(ns_dir);
+            }
+            to
+        }
+        Err(e) => {
+            tracing::warn!(path = %dir.display(), error = %e, "moving a deleted bundle aside");
+            dir.to_path_buf()
+        }
+    }
+}
+
+/// Removes what a previous run left in [`trash_dir`] (its shims are gone
+/// or going: their tasks were deleted).
+pub fn empty_trash(state: &Path) {
+    let Ok(entries) = fs::read_dir(trash_dir(state)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        remove(&e.path());
     }
 }
 

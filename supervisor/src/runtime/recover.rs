@@ -80,6 +80,7 @@ fn scan(state: &Path) -> Vec<(String, String, PathBuf)> {
 }
 
 pub(super) async fn run(mgr: &TaskManager, has_record: &(dyn Fn(&str, &str) -> bool + Sync)) {
+    bundle::empty_trash(&mgr.inner.state);
     let found = scan(&mgr.inner.state);
     let start = std::time::Instant::now();
     let n = found.len();

@@ -397,15 +397,21 @@ impl Task {
                 return Ok((self.pid, self.dead().unwrap_or_else(super::dead_exit)));
             }
         };
-        // The shim exits once its last events are acknowledged.
+        // The shim has deleted the container and unmounted its rootfs; it
+        // exits once its last events are acknowledged. Waiting for that
+        // (and removing the bundle) is off the reply's path: the bundle is
+        // moved aside first, so the id is free at once.
+        let dir = bundle::move_to_trash(&inner.state, &self.bundle);
         let mut done = self.pump_done.subscribe();
-        let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
-        if !shim::wait_gone(self.shim_pid, Duration::from_secs(2)).await {
-            tracing::warn!(namespace = %self.namespace, id = %self.id, shim_pid = self.shim_pid, "shim did not exit after delete; killing it");
-            shim::kill(self.shim_pid).await;
-        }
-        let dir = self.bundle.clone();
-        let _ = tokio::task::spawn_blocking(move || bundle::remove(&dir)).await;
+        let (ns, id, shim_pid) = (self.namespace.clone(), self.id.clone(), self.shim_pid);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+            if !shim::wait_gone(shim_pid, Duration::from_secs(2)).await {
+                tracing::warn!(namespace = %ns, id = %id, shim_pid, "shim did not exit after delete; killing it");
+                shim::kill(shim_pid).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || bundle::remove(&dir)).await;
+        });
         let exit = Exit {
             status: r.exit_status,
             at: crate::services::convert::system_time(r.exited_at.as_ref())
