@@ -277,17 +277,34 @@ fn lock_root(root: &Path) -> Result<Flock<File>, Error> {
         .truncate(false)
         .open(&path)
         .map_err(io("opening lock file", &path))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, _)) => {
-            let pid = fs::read_to_string(&path)
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            return Err(Error::Locked {
-                root: root.to_path_buf(),
-                pid,
-            });
+    // A daemon killed with -9 can leave the lock held for a moment by a child
+    // it forked but that has not exec'd yet (the fd closes on exec). When the
+    // recorded holder is dead, wait briefly for that instead of refusing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut file = file;
+    let mut lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break l,
+            Err((f, errno)) => {
+                let pid = fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                let holder_alive = pid.parse::<i32>().is_ok_and(|p| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+                });
+                if errno != nix::errno::Errno::EWOULDBLOCK
+                    || holder_alive
+                    || std::time::Instant::now() >= deadline
+                {
+                    return Err(Error::Locked {
+                        root: root.to_path_buf(),
+                        pid,
+                    });
+                }
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     };
     lock.set_len(0).map_err(io("writing lock file", &path))?;

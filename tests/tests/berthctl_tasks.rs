@@ -580,7 +580,19 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
         }
     });
     // One more started by ctr: berthctl sees and stops it too.
-    d.ctr_ok(&["run", "-d", IMAGE, "fromctr", "sleep", "1000"]);
+    // Its fifos go under the test dir: ctr never removes a detached task's.
+    let fifo_dir = d.dir().join("ctr-fifo");
+    let fifo_dir = fifo_dir.to_str().unwrap();
+    d.ctr_ok(&[
+        "run",
+        "-d",
+        "--fifo-dir",
+        fifo_dir,
+        IMAGE,
+        "fromctr",
+        "sleep",
+        "1000",
+    ]);
     let tasks = json(&d, &["tasks", "ls"]);
     assert_eq!(tasks.as_array().unwrap().len(), 11, "{tasks}");
     assert!(
