@@ -276,7 +276,8 @@ fn prepare(
             Err(e) => ctx.missing.push(("registry", format!("{e:#}"))),
         }
     }
-    if has("pull") {
+    // berthctl: server-side import and pull rows.
+    if has("pull") || has("import") {
         if args.berthctl.is_file() {
             ctx.berthctl = Some(args.berthctl.clone());
         } else {
