@@ -112,13 +112,14 @@ impl Daemon {
                 )
             })
             .await;
+        let gc = crate::gc::Gc::new(content.gc_guard());
         let ctx = Context {
             store,
             content,
             root: cfg.root.clone(),
             state: cfg.state.clone(),
             snapshotters,
-            gc: crate::gc::Gc::new(),
+            gc,
             events,
             tasks,
         };

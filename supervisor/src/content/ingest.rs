@@ -287,9 +287,7 @@ impl ContentStore {
         validate_ns(ns)?;
         validate_ref(reference)?;
         if let Some(d) = &expected {
-            if self.info(ns, d).is_ok() {
-                self.add_lease_resource(ns, "content", &d.to_string())
-                    .await?;
+            if self.lease_if_present(ns, d).await? {
                 return Err(Error::AlreadyExists(d.clone()));
             }
         }

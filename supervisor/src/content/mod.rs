@@ -83,6 +83,10 @@ struct Inner {
     store: Store,
     digest_locks: Vec<tokio::sync::Mutex<()>>,
     ingest_locks: ingest::Locks,
+    /// The collector's guard (see `crate::gc`): recording a blob and adding
+    /// it to a lease happen under its read side, so a collection never sees
+    /// a blob recorded but not yet leased.
+    gc_guard: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The content store. Cheap to clone; clones share everything.
@@ -122,6 +126,7 @@ impl ContentStore {
                 store,
                 digest_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
                 ingest_locks: ingest::Locks::default(),
+                gc_guard: Arc::default(),
             }),
             lease: None,
         })
@@ -138,6 +143,27 @@ impl ContentStore {
     /// The lease this handle adds resources to.
     pub fn lease(&self) -> Option<&str> {
         self.lease.as_deref()
+    }
+
+    /// The guard garbage collection takes exclusively for a run; this store
+    /// takes its read side around each record-and-lease step, before any
+    /// digest lock. Never call into this store while holding its read side
+    /// (a waiting collection blocks new readers).
+    pub fn gc_guard(&self) -> Arc<tokio::sync::RwLock<()>> {
+        self.inner.gc_guard.clone()
+    }
+
+    /// When `ns` records `digest`, adds it to the lease and returns true,
+    /// atomically with respect to garbage collection: the blob the caller
+    /// is told exists stays until the lease goes.
+    pub async fn lease_if_present(&self, ns: &str, digest: &Digest) -> Result<bool> {
+        let _gc = self.inner.gc_guard.read().await;
+        if self.info(ns, digest).is_err() {
+            return Ok(false);
+        }
+        self.add_lease_resource(ns, "content", &digest.to_string())
+            .await?;
+        Ok(true)
     }
 
     /// Where the blob of `digest` lives (whether or not it exists).
@@ -263,10 +289,8 @@ impl ContentStore {
         labels: Labels,
     ) -> Result<Info> {
         labels::validate(&labels)?;
-        if let Ok(info) = self.info(ns, expected) {
-            self.add_lease_resource(ns, "content", &expected.to_string())
-                .await?;
-            return Ok(info);
+        if self.lease_if_present(ns, expected).await? {
+            return self.info(ns, expected);
         }
         if let Some(info) = self
             .record_existing(ns, expected, expected_size, labels.clone())
@@ -338,6 +362,7 @@ impl ContentStore {
         expected_size: Option<u64>,
         labels: Labels,
     ) -> Result<Option<Info>> {
+        let _gc = self.inner.gc_guard.read().await;
         let _guard = self.digest_lock(digest).lock().await;
         let path = self.blob_path(digest);
         let size = match fs::metadata(&path) {
@@ -356,8 +381,10 @@ impl ContentStore {
     }
 
     /// Records a present blob in `ns`, adds it to the lease and flushes.
-    /// AlreadyExists when `ns` records it already. Caller holds the digest
-    /// lock.
+    /// AlreadyExists when `ns` records it already. Caller holds the read
+    /// side of the collector's guard, then the digest lock (always in that
+    /// order: a collection holds the write side while it deletes, which
+    /// takes digest locks).
     pub(crate) async fn record(
         &self,
         ns: &str,

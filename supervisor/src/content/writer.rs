@@ -169,6 +169,9 @@ impl Writer {
         }
 
         let cs = self.cs.clone();
+        // Collector's guard first, then the digest lock (see `record`).
+        let gc_guard = cs.gc_guard();
+        let _gc = gc_guard.read().await;
         let _guard = cs.digest_lock(&actual).lock().await;
         let target = cs.blob_path(&actual);
         let dir = self.dir.clone();

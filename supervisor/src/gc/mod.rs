@@ -35,11 +35,11 @@
 //!    roots for the same reason: a client labels a config blob with its
 //!    snapshot chain, then drops the lease that held the chain.
 //!
-//! 4. The Content service records a client's blob, then adds it to the
-//!    client's lease, without our guard. The sweep therefore re-reads the
-//!    leases just before removing content and spares anything a lease holds
-//!    by then (the gap between those two steps is microseconds; a run's mark
-//!    phase is milliseconds).
+//! 4. The content store shares this guard: recording a blob and adding it
+//!    to the writer's lease, and finding a blob present and adding it to the
+//!    lease of a writer told AlreadyExists, each run under its read side. A
+//!    client told "exists" can therefore rely on the blob until its lease
+//!    goes. The sweep still re-reads leases just before removing content.
 //!
 //! A creator must never hold two guards at once (a waiting collection
 //! blocks new readers, so a nested read would deadlock).
@@ -94,7 +94,7 @@ pub struct Stats {
 
 /// The collector's handle: the guard creators hold and the debounce
 /// trigger. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Gc {
     lock: Arc<RwLock<()>>,
     wake: Arc<Notify>,
@@ -107,9 +107,13 @@ impl std::fmt::Debug for Gc {
 }
 
 impl Gc {
-    /// A new collector.
-    pub fn new() -> Self {
-        Self::default()
+    /// A new collector around `lock`, the guard the content store shares
+    /// (see [`crate::content::ContentStore::gc_guard`]).
+    pub fn new(lock: Arc<RwLock<()>>) -> Self {
+        Self {
+            lock,
+            wake: Arc::default(),
+        }
     }
 
     /// The read guard a reference-changing metadata step holds (see the

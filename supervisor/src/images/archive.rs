@@ -292,11 +292,8 @@ fn write_blob(
             break;
         }
     }
-    let committed = rt.block_on(async {
-        let _hold = ctx.gc.hold().await;
-        w.commit(Some(size), expected.as_ref(), Default::default())
-            .await
-    });
+    // Commit records and leases under the collector's guard itself.
+    let committed = rt.block_on(w.commit(Some(size), expected.as_ref(), Default::default()));
     match committed {
         Ok(info) => Ok((info.digest, size)),
         Err(crate::content::Error::AlreadyExists(d)) => Ok((d, size)),

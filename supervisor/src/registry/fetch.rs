@@ -58,9 +58,7 @@ pub async fn fetch(
         .parse()
         .map_err(|e| Error::BadManifest(format!("digest {:?}: {e}", desc.digest)))?;
     let size = u64::try_from(desc.size).unwrap_or(0);
-    if cs.info(ns, &digest).is_ok() {
-        cs.ingest_from_reader(ns, std::io::empty(), &digest, Some(size), Labels::new())
-            .await?;
+    if cs.lease_if_present(ns, &digest).await? {
         progress.state(&desc.digest, BlobState::Exists);
         return Ok(Outcome::Existed);
     }

@@ -389,10 +389,9 @@ async fn write_session(
             ..Default::default()
         };
         if let Some(d) = opt_digest("expected", &req.expected)? {
-            if cs.info(ns, &d).is_ok() {
+            if cs.lease_if_present(ns, &d).await? {
                 drop(w);
                 let _ = cs.abort(ns, &reference).await;
-                cs.add_lease_resource(ns, "content", &d.to_string()).await?;
                 return Err(Status::already_exists(format!(
                     "blob with expected digest {d} exists"
                 )));
