@@ -186,8 +186,11 @@ impl Berthd {
 
     /// Runs Debian's `ctr` against this daemon (namespace `default` unless
     /// the args say otherwise).
+    /// A hung call fails after ten minutes (exit 124) instead of hanging
+    /// the suite.
     pub fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr")
+        Command::new("timeout")
+            .args(["--kill-after=10", "600", "ctr"])
             .arg("--address")
             .arg(self.address())
             .args(args)
