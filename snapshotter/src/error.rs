@@ -62,6 +62,11 @@ pub enum Error {
     /// mount or unmount failure
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// a staged apply met an entry that depends on the layers below (a
+    /// parent directory the layer does not list, a hard link to a lower
+    /// file): apply it again once the parent is known
+    #[error("layer needs its lower layers: {0}")]
+    NeedsLowers(String),
     /// other internal failure
     #[error("{0}")]
     Internal(String),
@@ -73,7 +78,7 @@ impl Error {
         match self {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::FailedPrecondition(_) | Error::NeedsLowers(_) => ErrorKind::FailedPrecondition,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Mount(MountError::Invalid(_) | MountError::UnsupportedKind(_)) => {
                 ErrorKind::InvalidArgument

@@ -23,4 +23,4 @@ pub use snapshot::{Backend, Info, Kind, Snapshotter, Usage};
 #[cfg(feature = "full")]
 pub mod layer;
 #[cfg(feature = "full")]
-pub use layer::{apply_layer, diff_layer, Applied, Compression, Written};
+pub use layer::{apply_layer, apply_layer_staged, diff_layer, Applied, Compression, Written};

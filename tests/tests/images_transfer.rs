@@ -262,6 +262,10 @@ fn server_side_import_refuses_bad_layers_and_leaves_nothing() {
         "dotdot",
         "hardlink-dotdot",
         "whiteout-escape",
+        // Multi-layer: the upper layer is staged (written before its parent
+        // is committed) and must still see, and refuse, what lies below.
+        "whiteout-opaque-escape",
+        "symlink-cross-layer",
     ] {
         let file = images().join(format!("hostile/{case}.tar"));
         let (_, res) = import(&d, &file.to_string_lossy(), pb::ImportOptions::default());

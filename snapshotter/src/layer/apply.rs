@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use nix::fcntl::AtFlags;
@@ -45,7 +45,6 @@ const BUF: usize = 1 << 20;
 /// target may then hold partial content and must be discarded by the caller.
 /// On success the written tree is synced (`syncfs`) before returning.
 pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Result<Applied> {
-    let compression = compression_of(media_type)?;
     let bad_spec = || {
         Error::InvalidArgument(
             "apply needs one overlay mount with an upperdir or one writable bind mount".into(),
@@ -54,10 +53,34 @@ pub fn apply_layer(mounts: &[Mount], reader: impl Read, media_type: &str) -> Res
     let (upper, lowers) = layer_dirs(mounts).ok_or_else(bad_spec)?;
     let upper = upper.ok_or_else(bad_spec)?;
     let overlay = mounts.first().is_some_and(|m| m.kind == "overlay");
+    let lowers = Lowers::open(&lowers)?;
+    apply_into(&upper, overlay, lowers, reader, media_type)
+}
+
+/// Applies the layer `reader` into `upper`, the empty upper directory of an
+/// overlay snapshot whose lower layers are not known yet (so that layers of
+/// one image can be written in parallel and stacked afterwards, see
+/// [`crate::Snapshotter::rebase`]). Whiteouts are written as overlay
+/// whiteouts. A layer that needs its lowers — a parent directory it does
+/// not list (its metadata comes from below), a hard link to a lower file —
+/// fails with [`Error::NeedsLowers`]; the caller then discards `upper` and
+/// applies the layer with [`apply_layer`] once its parent is committed.
+pub fn apply_layer_staged(upper: &Path, reader: impl Read, media_type: &str) -> Result<Applied> {
+    apply_into(upper, true, Lowers::unknown(), reader, media_type)
+}
+
+fn apply_into(
+    upper: &Path,
+    overlay: bool,
+    lowers: Lowers,
+    reader: impl Read,
+    media_type: &str,
+) -> Result<Applied> {
+    let compression = compression_of(media_type)?;
     let applier = Applier {
-        root: safe::open_root(&upper)?,
+        root: safe::open_root(upper)?,
         overlay,
-        lowers: Lowers::open(&lowers)?,
+        lowers,
         stack: Vec::new(),
         created: HashSet::new(),
         dir_times: Vec::new(),
@@ -516,7 +539,7 @@ impl Applier {
     ) -> Result<Option<TimeSpec>> {
         let name = &comps[comps.len() - 1];
         let lower = if self.overlay {
-            self.lowers.lookup(comps).map_err(io_err("lookup", comps))?
+            self.lowers.find(comps)?
         } else {
             None
         };

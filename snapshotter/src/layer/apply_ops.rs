@@ -116,8 +116,7 @@ impl Applier {
             .ok_or_else(|| refuse(raw, "empty link target"))?;
         let hit = self
             .lowers
-            .lookup(tcomps)
-            .map_err(io_err("lookup", tcomps))?
+            .find(tcomps)?
             .ok_or_else(|| refuse(raw, "hard link target not found in this layer or below"))?;
         if file_type(&hit.stat) != SFlag::S_IFREG {
             return Err(refuse(

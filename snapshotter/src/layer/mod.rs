@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-pub use apply::apply_layer;
+pub use apply::{apply_layer, apply_layer_staged};
 pub use berth_api::Digest;
 pub use diff::diff_layer;
 

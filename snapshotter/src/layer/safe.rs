@@ -126,6 +126,8 @@ pub(crate) fn is_opaque(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
 /// what exists below the upper dir being written.
 pub(crate) struct Lowers {
     roots: Vec<OwnedFd>,
+    /// staged apply: the lowers exist but are not known yet
+    unknown: bool,
 }
 
 /// Where a path was found among the lowers.
@@ -139,7 +141,28 @@ pub(crate) struct LowerHit {
 impl Lowers {
     pub(crate) fn open(dirs: &[PathBuf]) -> Result<Self> {
         let roots = dirs.iter().map(|d| open_root(d)).collect::<Result<_>>()?;
-        Ok(Self { roots })
+        Ok(Self {
+            roots,
+            unknown: false,
+        })
+    }
+
+    /// Lowers that exist but are not known yet (a staged apply): every
+    /// lookup is [`Error::NeedsLowers`].
+    pub(crate) fn unknown() -> Self {
+        Self {
+            roots: Vec::new(),
+            unknown: true,
+        }
+    }
+
+    /// Like [`Lowers::lookup`], failing with NeedsLowers when unknown.
+    pub(crate) fn find(&self, comps: &[OsString]) -> Result<Option<LowerHit>> {
+        if self.unknown {
+            return Err(Error::NeedsLowers(join(comps).display().to_string()));
+        }
+        self.lookup(comps)
+            .map_err(|e| Error::io("lookup in lower layers", join(comps), e))
     }
 
     /// Resolves `comps` through the lowers with overlay semantics (the top

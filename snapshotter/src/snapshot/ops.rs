@@ -195,6 +195,55 @@ impl Snapshotter {
         Ok(self.mount_specs(&rec, &parents))
     }
 
+    /// Stacks the active snapshot `key`, prepared without a parent, on the
+    /// committed `parent` (overlayfs only: the upper dir does not depend on
+    /// its lowers, so layers can be written before their parents exist; see
+    /// [`crate::apply_layer_staged`]). The upper dir's root takes the
+    /// parent's owner and mode, as [`Snapshotter::prepare`] would have given
+    /// it. Returns the new mounts. Durable once it returns.
+    pub fn rebase(&self, ns: &str, key: &str, parent: &str) -> Result<Vec<Mount>> {
+        check_namespace(ns)?;
+        if self.backend != Backend::Overlay {
+            return Err(Error::FailedPrecondition(format!(
+                "rebase needs the overlayfs snapshotter, not {}",
+                self.backend.name()
+            )));
+        }
+        let check = |rec: &Record| -> Result<()> {
+            if rec.kind != Kind::Active || rec.parent.is_some() {
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {key:?} is not an active snapshot without a parent"
+                )));
+            }
+            Ok(())
+        };
+        check(&self.get(ns, key)?)?;
+        let prec = self.committed_parent(ns, parent)?;
+        let _g = self.guard()?;
+        let mut rec = self.get(ns, key)?;
+        check(&rec)?;
+        if self.committed_parent(ns, parent)?.id != prec.id {
+            return Err(Error::FailedPrecondition(format!(
+                "parent {parent:?} changed while rebasing {key:?}"
+            )));
+        }
+        let (pfs, fsdir) = (self.fs_of(prec.id), self.fs_of(rec.id));
+        let m = fs::metadata(&pfs).map_err(|e| Error::io("stat", &pfs, e))?;
+        std::os::unix::fs::lchown(&fsdir, Some(m.uid()), Some(m.gid()))
+            .map_err(|e| Error::io("chown", &fsdir, e))?;
+        fs::set_permissions(&fsdir, fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| Error::io("chmod", &fsdir, e))?;
+        rec.parent = Some(parent.to_owned());
+        rec.updated_ns = now_ns();
+        let mut batch = sled::Batch::default();
+        batch.insert(snap_key(ns, key), rec.encode()?);
+        batch.insert(child_key(ns, parent, key), &[][..]);
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        let parents = self.parent_ids(ns, &rec)?;
+        Ok(self.mount_specs(&rec, &parents))
+    }
+
     /// Commits the active snapshot `key` as the committed snapshot `name`
     /// (with `labels`). NotFound if `key` is unknown, FailedPrecondition if
     /// it is not active, AlreadyExists if `name` is taken. The snapshot's

@@ -78,6 +78,49 @@ pub async fn apply_blob(
     media_type: &str,
     mounts: Vec<Mount>,
 ) -> Result<Applied, Error> {
+    apply_blob_with(content, ns, digest, media_type, move |r, mt| {
+        berth_snapshotter::apply_layer(&mounts, r, mt)
+    })
+    .await
+}
+
+/// Like [`apply_blob`], into the upper dir of a parentless overlay snapshot
+/// whose parent comes later (see [`berth_snapshotter::apply_layer_staged`];
+/// a layer that needs its lowers fails with `NeedsLowers` inside
+/// [`Error::Apply`]).
+pub async fn apply_blob_staged(
+    content: &ContentStore,
+    ns: &str,
+    digest: &Digest,
+    media_type: &str,
+    upper: std::path::PathBuf,
+) -> Result<Applied, Error> {
+    apply_blob_with(content, ns, digest, media_type, move |r, mt| {
+        berth_snapshotter::apply_layer_staged(&upper, r, mt)
+    })
+    .await
+}
+
+/// Whether `e` is a staged apply asking for the layers below.
+pub fn needs_lowers(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Apply {
+            source: berth_snapshotter::Error::NeedsLowers(_),
+            ..
+        }
+    )
+}
+
+async fn apply_blob_with(
+    content: &ContentStore,
+    ns: &str,
+    digest: &Digest,
+    media_type: &str,
+    apply: impl FnOnce(BufReader<std::fs::File>, &str) -> berth_snapshotter::Result<Applied>
+        + Send
+        + 'static,
+) -> Result<Applied, Error> {
     // Refuse unknown media types before touching anything.
     berth_snapshotter::layer::compression_of(media_type).map_err(|source| Error::Apply {
         digest: digest.to_string(),
@@ -87,8 +130,7 @@ pub async fn apply_blob(
     let d = digest.clone();
     let applied = tokio::task::spawn_blocking(move || {
         let mt = sniffed_media_type(&file)?;
-        let r = BufReader::with_capacity(READ_BUF, file);
-        berth_snapshotter::apply_layer(&mounts, r, mt)
+        apply(BufReader::with_capacity(READ_BUF, file), mt)
     })
     .await
     .map_err(|e| Error::Join(e.to_string()))?

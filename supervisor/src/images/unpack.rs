@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use futures::StreamExt as _;
+
 use berth_api::Digest;
 
 use super::layers::{self, UNCOMPRESSED_LABEL};
@@ -115,15 +117,14 @@ pub async fn unpack(
         return Err(Error::Invalid(format!("manifest {manifest} has no layers")));
     }
     let chains = chain_ids(&diff_ids);
-    let lease_some = Some(lease);
+    let (_, backend) = ctx.snapshotters.resolve(&sn_name)?;
+    let mut jobs = Vec::new();
     for (i, layer) in m.layers.iter().enumerate() {
         let chain = chains[i].to_string();
-        let parent = (i > 0).then(|| chains[i - 1].to_string());
-        let blob = digest("layer digest", &layer.digest)?;
         {
             let _hold = ctx.gc.hold().await;
             ctx.snapshotters
-                .lease(&ctx.store, ns, lease_some, &sn_name, &chain)
+                .lease(&ctx.store, ns, Some(lease), &sn_name, &chain)
                 .await?;
         }
         let (ns2, c2) = (ns.to_string(), chain.clone());
@@ -136,19 +137,63 @@ pub async fn unpack(
             })
             .await?;
         if !exists {
-            apply_one(
-                ctx,
-                ns,
-                lease,
-                &sn_name,
-                &blob,
-                &layer.media_type,
-                &diff_ids[i],
-                &chain,
-                parent,
-            )
-            .await?;
+            let parent_missing = jobs
+                .last()
+                .is_some_and(|j: &Job| i > 0 && j.chain == chains[i - 1].to_string());
+            jobs.push(Job {
+                blob: digest("layer digest", &layer.digest)?,
+                media_type: layer.media_type.clone(),
+                diff_id: diff_ids[i].clone(),
+                chain,
+                parent: (i > 0).then(|| chains[i - 1].to_string()),
+                // On overlayfs a layer whose parent is still to be unpacked
+                // is written at once into a parentless snapshot and stacked
+                // when its turn comes.
+                staged: parent_missing && backend.backend() == berth_snapshotter::Backend::Overlay,
+            });
         }
+    }
+    let sn = sn_name.as_str();
+    let mut queued = jobs.iter();
+    let mut done = futures::stream::FuturesOrdered::new();
+    // Native snapshots copy their parent: one layer after the other there.
+    let overlay = backend.backend() == berth_snapshotter::Backend::Overlay;
+    let parallel = if overlay { parallel_layers() } else { 1 };
+    for job in queued.by_ref().take(parallel) {
+        done.push_back(prepare(ctx, ns, lease, sn, job));
+    }
+    // In layer order: each job's parent is committed before it is stacked.
+    let mut failed = None;
+    for job in &jobs {
+        let Some(prepared) = done.next().await else {
+            break;
+        };
+        if failed.is_none() {
+            if let Some(next) = queued.next() {
+                done.push_back(prepare(ctx, ns, lease, sn, next));
+            }
+        }
+        let r = match (prepared, failed.is_some()) {
+            (Prepared::Staged(Ok((key, _))), true) => {
+                remove_extract(ctx, ns, sn, &key).await;
+                Ok(())
+            }
+            (_, true) => Ok(()),
+            (Prepared::Done(r), false) => r,
+            (Prepared::Staged(Ok((key, applied))), false) => {
+                finish_staged(ctx, ns, lease, sn, job, key, applied).await
+            }
+            (Prepared::Staged(Err(e)), false) => Err(e),
+        };
+        if let Err(e) = r {
+            failed = Some(e);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for (i, layer) in m.layers.iter().enumerate() {
+        let blob = digest("layer digest", &layer.digest)?;
         set_label(ctx, ns, &blob, UNCOMPRESSED_LABEL, &diff_ids[i].to_string()).await?;
     }
     let top = chains[chains.len() - 1].clone();
@@ -157,51 +202,105 @@ pub async fn unpack(
     Ok(top)
 }
 
-/// Prepares an extraction snapshot, applies one layer, checks its diff ID
-/// and commits it as `chain`; removes the extraction snapshot on failure.
-#[allow(clippy::too_many_arguments)]
-async fn apply_one(
+/// One layer to unpack.
+struct Job {
+    blob: Digest,
+    media_type: String,
+    diff_id: Digest,
+    chain: String,
+    parent: Option<String>,
+    /// written before its parent exists (see [`stage_one`])
+    staged: bool,
+}
+
+/// A job's first half: applied and committed, or staged.
+enum Prepared {
+    Done(Result<(), Error>),
+    /// the staged extraction snapshot and how its apply went
+    Staged(Result<(String, Result<berth_snapshotter::Applied, layers::Error>), Error>),
+}
+
+/// Applies a job, or stages it.
+async fn prepare(ctx: &Context, ns: &str, lease: &str, sn: &str, job: &Job) -> Prepared {
+    if job.staged {
+        Prepared::Staged(stage_one(ctx, ns, lease, sn, job).await)
+    } else {
+        Prepared::Done(apply_one(ctx, ns, lease, sn, job).await)
+    }
+}
+
+/// Layers applied at once: each apply already keeps two threads busy
+/// (decompression, file writes).
+fn parallel_layers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
+/// Prepares, leased, the extraction snapshot for `job` on `parent`.
+async fn prepare_extract(
     ctx: &Context,
     ns: &str,
     lease: &str,
     sn: &str,
-    blob: &Digest,
-    media_type: &str,
-    diff_id: &Digest,
-    chain: &str,
+    job: &Job,
     parent: Option<String>,
+) -> Result<(String, Vec<berth_snapshotter::Mount>), Error> {
+    let key = format!("extract-{} {}", uuid::Uuid::new_v4().simple(), job.chain);
+    let _hold = ctx.gc.hold().await;
+    ctx.snapshotters
+        .lease(&ctx.store, ns, Some(lease), sn, &key)
+        .await?;
+    let (ns2, k2, l2) = (ns.to_string(), key.clone(), ref_label(&job.chain));
+    let mounts = ctx
+        .snapshotters
+        .run(sn, move |s| s.prepare(&ns2, &k2, parent.as_deref(), l2))
+        .await?;
+    Ok((key, mounts))
+}
+
+fn ref_label(chain: &str) -> std::collections::HashMap<String, String> {
+    BTreeMap::from([("containerd.io/snapshot.ref".to_string(), chain.to_string())])
+        .into_iter()
+        .collect()
+}
+
+async fn remove_extract(ctx: &Context, ns: &str, sn: &str, key: &str) {
+    let (ns2, k2) = (ns.to_string(), key.to_string());
+    if let Err(e) = ctx.snapshotters.run(sn, move |s| s.remove(&ns2, &k2)).await {
+        tracing::warn!(key = %key, error = %e, "extraction snapshot not removed");
+    }
+}
+
+/// Checks the diff ID and commits `key` as the job's chain; removes `key`
+/// unless committed (also when another import committed the chain first).
+async fn commit_extract(
+    ctx: &Context,
+    ns: &str,
+    sn: &str,
+    job: &Job,
+    key: &str,
+    applied: Result<berth_snapshotter::Applied, layers::Error>,
 ) -> Result<(), Error> {
-    let key = format!("extract-{} {chain}", uuid::Uuid::new_v4().simple());
-    let labels: std::collections::HashMap<String, String> =
-        BTreeMap::from([("containerd.io/snapshot.ref".to_string(), chain.to_string())])
-            .into_iter()
-            .collect();
-    let mounts = {
-        let _hold = ctx.gc.hold().await;
-        ctx.snapshotters
-            .lease(&ctx.store, ns, Some(lease), sn, &key)
-            .await?;
-        let (ns2, k2, l2) = (ns.to_string(), key.clone(), labels.clone());
-        ctx.snapshotters
-            .run(sn, move |s| s.prepare(&ns2, &k2, parent.as_deref(), l2))
-            .await?
-    };
     let result = async {
-        let applied = layers::apply_blob(&ctx.content, ns, blob, media_type, mounts).await?;
-        if applied.diff_id != *diff_id {
+        let applied = applied?;
+        if applied.diff_id != job.diff_id {
             return Err(Error::Layer(layers::Error::DiffIdMismatch {
-                layer: blob.clone(),
-                expected: diff_id.clone(),
+                layer: job.blob.clone(),
+                expected: job.diff_id.clone(),
                 actual: applied.diff_id,
             }));
         }
         let _hold = ctx.gc.hold().await;
-        let (ns2, k2, c2) = (ns.to_string(), key.clone(), chain.to_string());
-        let r = ctx
+        let (ns2, k2, c2, l2) = (
+            ns.to_string(),
+            key.to_string(),
+            job.chain.clone(),
+            ref_label(&job.chain),
+        );
+        match ctx
             .snapshotters
-            .run(sn, move |s| s.commit(&ns2, &c2, &k2, labels))
-            .await;
-        match r {
+            .run(sn, move |s| s.commit(&ns2, &c2, &k2, l2))
+            .await
+        {
             Ok(()) => Ok(true),
             Err(crate::snapshots::Error::Snapshot(e))
                 if e.kind() == berth_snapshotter::ErrorKind::AlreadyExists =>
@@ -214,10 +313,73 @@ async fn apply_one(
     }
     .await;
     if !matches!(result, Ok(true)) {
-        let (ns2, k2) = (ns.to_string(), key.clone());
-        if let Err(e) = ctx.snapshotters.run(sn, move |s| s.remove(&ns2, &k2)).await {
-            tracing::warn!(key = %key, error = %e, "extraction snapshot not removed");
-        }
+        remove_extract(ctx, ns, sn, key).await;
     }
     result.map(|_| ())
+}
+
+/// Prepares an extraction snapshot on the job's parent, applies the layer,
+/// checks its diff ID and commits it; removes the snapshot on failure.
+async fn apply_one(ctx: &Context, ns: &str, lease: &str, sn: &str, job: &Job) -> Result<(), Error> {
+    let t = std::time::Instant::now();
+    let (key, mounts) = prepare_extract(ctx, ns, lease, sn, job, job.parent.clone()).await?;
+    let applied = layers::apply_blob(&ctx.content, ns, &job.blob, &job.media_type, mounts).await;
+    let applied_ms = t.elapsed().as_millis();
+    let r = commit_extract(ctx, ns, sn, job, &key, applied).await;
+    tracing::debug!(layer = %job.blob, applied_ms, total_ms = t.elapsed().as_millis(), "layer unpacked");
+    r
+}
+
+/// Writes the layer into a parentless extraction snapshot (its parent may
+/// not exist yet); [`finish_staged`] stacks and commits it.
+async fn stage_one(
+    ctx: &Context,
+    ns: &str,
+    lease: &str,
+    sn: &str,
+    job: &Job,
+) -> Result<(String, Result<berth_snapshotter::Applied, layers::Error>), Error> {
+    let (key, mounts) = prepare_extract(ctx, ns, lease, sn, job, None).await?;
+    let Some(upper) = mounts.first().map(|m| std::path::PathBuf::from(&m.source)) else {
+        remove_extract(ctx, ns, sn, &key).await;
+        return Err(Error::Invalid("extraction snapshot without a mount".into()));
+    };
+    let t = std::time::Instant::now();
+    let applied =
+        layers::apply_blob_staged(&ctx.content, ns, &job.blob, &job.media_type, upper).await;
+    tracing::debug!(layer = %job.blob, applied_ms = t.elapsed().as_millis(), ok = applied.is_ok(), "layer staged");
+    Ok((key, applied))
+}
+
+/// Stacks a staged layer on its (now committed) parent and commits it; a
+/// layer that turned out to need its lowers is applied again the usual way.
+async fn finish_staged(
+    ctx: &Context,
+    ns: &str,
+    lease: &str,
+    sn: &str,
+    job: &Job,
+    key: String,
+    applied: Result<berth_snapshotter::Applied, layers::Error>,
+) -> Result<(), Error> {
+    if applied.as_ref().is_err_and(layers::needs_lowers) {
+        tracing::debug!(layer = %job.blob, "staged apply needs the lower layers; applying in order");
+        remove_extract(ctx, ns, sn, &key).await;
+        return apply_one(ctx, ns, lease, sn, job).await;
+    }
+    if applied.is_ok() {
+        let parent = job.parent.clone().unwrap_or_default();
+        let (ns2, k2) = (ns.to_string(), key.clone());
+        let _hold = ctx.gc.hold().await;
+        if let Err(e) = ctx
+            .snapshotters
+            .run(sn, move |s| s.rebase(&ns2, &k2, &parent))
+            .await
+        {
+            drop(_hold);
+            remove_extract(ctx, ns, sn, &key).await;
+            return Err(e.into());
+        }
+    }
+    commit_extract(ctx, ns, sn, job, &key, applied).await
 }
