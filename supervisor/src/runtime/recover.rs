@@ -53,7 +53,7 @@ use super::shim;
 use super::{pump, Task, TaskManager};
 
 /// Shims reattached at once.
-const PARALLEL: usize = 32;
+const PARALLEL: usize = 64;
 
 /// `(namespace, id, bundle)` of every bundle under `state`.
 fn scan(state: &Path) -> Vec<(String, String, PathBuf)> {
@@ -202,18 +202,14 @@ async fn reattach(
     shim_pid: u32,
     info: &bundle::RuntimeInfo,
 ) -> Result<bool, super::Error> {
+    // One round trip per shim (its pid is in the bundle): with hundreds of
+    // shims, each call is a wake-up of every shim on a few cores.
     let mut client = shim::connect(address).await?;
-    let hs = client.handshake(()).await?.into_inner();
     let procs = client.list_processes(()).await?.into_inner().processes;
     let Some(init) = procs.iter().find(|p| p.exec_id.is_empty()) else {
         return Ok(false);
     };
-    let pid = if init.pid != 0 { init.pid } else { hs.task_pid };
-    let shim_pid = if hs.shim_pid != 0 {
-        hs.shim_pid
-    } else {
-        shim_pid
-    };
+    let pid = init.pid;
     let task = Arc::new(Task::new(
         ns,
         id,
@@ -225,7 +221,7 @@ async fn reattach(
     ));
     pump::spawn(Arc::clone(&mgr.inner), Arc::clone(&task), 0);
     mgr.insert(task);
-    tracing::info!(
+    tracing::debug!(
         namespace = ns,
         id,
         pid,
