@@ -180,6 +180,7 @@ async fn start_shim(
     req: &CreateTask,
 ) -> Result<Task, (Error, Option<u32>)> {
     let socket_dir = inner.state.join(".s");
+    let t0 = std::time::Instant::now();
     let address = shim::launch(&shim::LaunchArgs {
         namespace: ns,
         id,
@@ -197,6 +198,7 @@ async fn start_shim(
         .map_err(|e| (Error::Launch(format!("handshake: {}", e.message())), None))?
         .into_inner();
     let shim_pid = Some(hs.shim_pid);
+    let launch_ms = t0.elapsed().as_millis() as u64;
     let created = client
         .create(sp::CreateRequest {
             id: id.to_string(),
@@ -218,6 +220,8 @@ async fn start_shim(
         id,
         pid = created.pid,
         shim_pid = hs.shim_pid,
+        launch_ms,
+        create_ms = t0.elapsed().as_millis() as u64 - launch_ms,
         "task created"
     );
     Ok(Task::new(
