@@ -110,6 +110,82 @@ fn twenty_containers_survive_kill9() {
     );
 }
 
+/// A container writing to ctr's fifos (nobody reads them once `ctr run -d`
+/// has exited) keeps running across kill -9 of berthd; after the restart
+/// `ctr tasks attach` opens the same fifos and the output goes on, live and
+/// without gaps.
+#[test]
+fn fifo_output_continues_after_reattach() {
+    if !ready("fifo_output_continues_after_reattach") {
+        return;
+    }
+    let mut rig = Rig::new("recfifo");
+    rig.ctr_ok(&["run", "-d", IMAGE, "f1", "sh", "-c", LOOP]);
+    std::thread::sleep(Duration::from_millis(500));
+    rig.d.kill9();
+    std::thread::sleep(Duration::from_millis(1000));
+    rig.d.restart();
+
+    let started = Instant::now();
+    let mut attach = std::process::Command::new("ctr")
+        .arg("--address")
+        .arg(rig.d.address())
+        .args(["-n", &rig.ns, "tasks", "attach", "f1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ctr tasks attach");
+    let stdout = attach.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((line, Instant::now())).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ticks = Vec::new();
+    let mut last_at = started;
+    while started.elapsed() < Duration::from_secs(20) {
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok((line, at)) => {
+                if let Some(n) = line
+                    .strip_prefix("tick ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                {
+                    ticks.push(n);
+                    last_at = at;
+                }
+            }
+            Err(_) => break,
+        }
+        if last_at.duration_since(started) > Duration::from_secs(3) {
+            break;
+        }
+    }
+    // ctr forwards the signals it gets to the task: stop it with SIGKILL.
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert!(
+        last_at.duration_since(started) > Duration::from_secs(3),
+        "output stopped {:?} after attaching: {ticks:?}",
+        last_at.duration_since(started)
+    );
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "lost or repeated lines: {ticks:?}"
+    );
+    rig.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "f1"]);
+    settle("task to stop", Duration::from_secs(10), || {
+        rig.tasks().get("f1").is_some_and(|(_, s)| s == "STOPPED")
+    });
+    rig.ctr_ok(&["tasks", "rm", "f1"]);
+    rig.ctr_ok(&["containers", "rm", "f1"]);
+}
+
 /// One container exits with 3, one shim is SIGKILLed, one container is
 /// SIGKILLed from outside, all while berthd is down for a long time; then a
 /// subscriber connected after the restart sees the queued exit once.
