@@ -202,6 +202,33 @@ pub async fn unpack(
     Ok(top)
 }
 
+/// Applies the layer `blob` onto the committed snapshot `parent` (None for
+/// the base) and commits it as `chain` in snapshotter `sn`, holding what it
+/// makes in `lease`; nothing is committed when it fails. For unpackers that
+/// take layers one at a time (pulls, as layers land).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn extract_layer(
+    ctx: &Context,
+    ns: &str,
+    lease: &str,
+    sn: &str,
+    blob: &Digest,
+    media_type: &str,
+    diff_id: &Digest,
+    chain: &str,
+    parent: Option<&str>,
+) -> Result<(), Error> {
+    let job = Job {
+        blob: blob.clone(),
+        media_type: media_type.to_string(),
+        diff_id: diff_id.clone(),
+        chain: chain.to_string(),
+        parent: parent.map(str::to_string),
+        staged: false,
+    };
+    apply_one(ctx, ns, lease, sn, &job).await
+}
+
 /// One layer to unpack.
 struct Job {
     blob: Digest,
