@@ -266,7 +266,11 @@ fn interrupted_pull_resumes_without_refetching_complete_blobs() {
     }
     let reg = Registry::start();
     let mut d = Berthd::start();
-    let reference = reg.push_test_image("large", "oci-gzip");
+    let direct = reg.push_test_image("large", "oci-gzip");
+    // Through a 20 MB/s proxy: the pull takes seconds, so the kill below
+    // lands with a layer half way on any machine.
+    let slow = registry::Throttle::start(&reg.host(), 20 << 20);
+    let reference = direct.replacen(&reg.host(), &slow.host(), 1);
     let layers: Vec<(String, i64)> = entry("large", "oci-gzip")["layers"]
         .as_array()
         .unwrap()

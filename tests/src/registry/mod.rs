@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 mod checks;
 mod client;
 mod fake;
+mod throttle;
 
 pub use checks::{assert_nothing_stored, content, entry, files_under, pull_of, ready, strings};
 pub use client::{pull, pull_with, push, Failure, Outcome, Transfer};
 pub use fake::{BearerAuth, FakeRegistry};
+pub use throttle::Throttle;
 
 /// The Debian binary.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
