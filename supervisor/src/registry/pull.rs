@@ -99,31 +99,6 @@ pub fn chain_ids(diff_ids: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Formats `t` as RFC 3339 in UTC (for `containerd.io/gc.expire`).
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn source_labels(remote: &Remote) -> Labels {
     let mut l = Labels::new();
     l.insert(
@@ -163,7 +138,7 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     let mut lease_labels = Labels::new();
     lease_labels.insert(
         "containerd.io/gc.expire".into(),
-        rfc3339(SystemTime::now() + LEASE_EXPIRY),
+        crate::images::import::format_rfc3339(SystemTime::now() + LEASE_EXPIRY),
     );
     crate::store::leases::create(&deps.store, ns, &lease, lease_labels).await?;
     let cs = deps.content.with_lease(Some(lease.clone()));
@@ -482,8 +457,12 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_utc() {
+        use crate::images::import::format_rfc3339;
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(t), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            format_rfc3339(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
     }
 }
