@@ -4,7 +4,6 @@
 //! Every snapshot and label step holds a GC guard and first adds what it
 //! creates to the caller's lease; see [`crate::gc`] for why that is enough.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use futures::StreamExt as _;
@@ -118,28 +117,14 @@ pub async fn unpack(
     }
     let chains = chain_ids(&diff_ids);
     let (_, backend) = ctx.snapshotters.resolve(&sn_name)?;
+    // Native snapshots copy their parent: one layer after the other there.
+    let overlay = backend.backend() == berth_snapshotter::Backend::Overlay;
     let mut jobs = Vec::new();
+    let mut parent_missing = false;
     for (i, layer) in m.layers.iter().enumerate() {
         let chain = chains[i].to_string();
-        {
-            let _hold = ctx.gc.hold().await;
-            ctx.snapshotters
-                .lease(&ctx.store, ns, Some(lease), &sn_name, &chain)
-                .await?;
-        }
-        let (ns2, c2) = (ns.to_string(), chain.clone());
-        let exists = ctx
-            .snapshotters
-            .run(&sn_name, move |s| match s.stat(&ns2, &c2) {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == berth_snapshotter::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(e),
-            })
-            .await?;
-        if !exists {
-            let parent_missing = jobs
-                .last()
-                .is_some_and(|j: &Job| i > 0 && j.chain == chains[i - 1].to_string());
+        let missing = !chain_present(ctx, ns, lease, &sn_name, &chain).await?;
+        if missing {
             jobs.push(Job {
                 blob: digest("layer digest", &layer.digest)?,
                 media_type: layer.media_type.clone(),
@@ -149,15 +134,14 @@ pub async fn unpack(
                 // On overlayfs a layer whose parent is still to be unpacked
                 // is written at once into a parentless snapshot and stacked
                 // when its turn comes.
-                staged: parent_missing && backend.backend() == berth_snapshotter::Backend::Overlay,
+                staged: parent_missing && overlay,
             });
         }
+        parent_missing = missing;
     }
     let sn = sn_name.as_str();
     let mut queued = jobs.iter();
     let mut done = futures::stream::FuturesOrdered::new();
-    // Native snapshots copy their parent: one layer after the other there.
-    let overlay = backend.backend() == berth_snapshotter::Backend::Overlay;
     let parallel = if overlay { parallel_layers() } else { 1 };
     for job in queued.by_ref().take(parallel) {
         done.push_back(prepare(ctx, ns, lease, sn, job));
@@ -200,6 +184,32 @@ pub async fn unpack(
     let key = format!("containerd.io/gc.ref.snapshot.{sn_name}");
     set_label(ctx, ns, &config_digest, &key, &top.to_string()).await?;
     Ok(top)
+}
+
+/// Adds the snapshot `chain` of `sn` to `lease` (under a GC guard, before
+/// anything may create it) and says whether it exists already.
+pub(crate) async fn chain_present(
+    ctx: &Context,
+    ns: &str,
+    lease: &str,
+    sn: &str,
+    chain: &str,
+) -> Result<bool, Error> {
+    {
+        let _hold = ctx.gc.hold().await;
+        ctx.snapshotters
+            .lease(&ctx.store, ns, Some(lease), sn, chain)
+            .await?;
+    }
+    let (ns2, c2) = (ns.to_string(), chain.to_string());
+    Ok(ctx
+        .snapshotters
+        .run(sn, move |s| match s.stat(&ns2, &c2) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == berth_snapshotter::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await?)
 }
 
 /// Applies the layer `blob` onto the committed snapshot `parent` (None for
@@ -285,9 +295,7 @@ async fn prepare_extract(
 }
 
 fn ref_label(chain: &str) -> std::collections::HashMap<String, String> {
-    BTreeMap::from([("containerd.io/snapshot.ref".to_string(), chain.to_string())])
-        .into_iter()
-        .collect()
+    std::collections::HashMap::from([("containerd.io/snapshot.ref".to_string(), chain.to_string())])
 }
 
 async fn remove_extract(ctx: &Context, ns: &str, sn: &str, key: &str) {
@@ -397,13 +405,13 @@ async fn finish_staged(
     if applied.is_ok() {
         let parent = job.parent.clone().unwrap_or_default();
         let (ns2, k2) = (ns.to_string(), key.clone());
-        let _hold = ctx.gc.hold().await;
-        if let Err(e) = ctx
+        let hold = ctx.gc.hold().await;
+        let rebased = ctx
             .snapshotters
             .run(sn, move |s| s.rebase(&ns2, &k2, &parent))
-            .await
-        {
-            drop(_hold);
+            .await;
+        drop(hold);
+        if let Err(e) = rebased {
             remove_extract(ctx, ns, sn, &key).await;
             return Err(e.into());
         }

@@ -46,21 +46,7 @@ impl Unpacker {
             .map_err(|e| e.to_string())?;
         let blob = parse("layer digest", &layer.digest)?;
         let diff = parse("diff ID", diff_id)?;
-        {
-            let _hold = ctx.gc.hold().await;
-            ctx.snapshotters
-                .lease(&ctx.store, ns, Some(lease), &sn, chain)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let (ns2, c2) = (ns.to_string(), chain.to_string());
-        let exists = ctx
-            .snapshotters
-            .run(&sn, move |s| match s.stat(&ns2, &c2) {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == berth_snapshotter::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(e),
-            })
+        let exists = crate::images::unpack::chain_present(ctx, ns, lease, &sn, chain)
             .await
             .map_err(|e| e.to_string())?;
         if !exists {
