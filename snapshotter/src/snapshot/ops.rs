@@ -43,6 +43,18 @@ impl Snapshotter {
         Ok(self.db.contains_key(snap_key(ns, key))?)
     }
 
+    /// Gives the upper dir `fsdir` the owner and mode of the root of
+    /// snapshot `parent_id` (overlay: the upper root decides the merged
+    /// root's).
+    fn inherit_root(&self, parent_id: u64, fsdir: &std::path::Path) -> Result<()> {
+        let pfs = self.fs_of(parent_id);
+        let m = fs::metadata(&pfs).map_err(|e| Error::io("stat", &pfs, e))?;
+        std::os::unix::fs::lchown(fsdir, Some(m.uid()), Some(m.gid()))
+            .map_err(|e| Error::io("chown", fsdir, e))?;
+        fs::set_permissions(fsdir, fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| Error::io("chmod", fsdir, e))
+    }
+
     fn committed_parent(&self, ns: &str, parent: &str) -> Result<Record> {
         check_key("parent", parent)?;
         let rec = self.get(ns, parent)?;
@@ -131,13 +143,7 @@ impl Snapshotter {
                     .create(&work)
                     .map_err(|e| Error::io("mkdir", &work, e))?;
                 if let Some(p) = p {
-                    // The upper dir's root decides the merged root's owner/mode.
-                    let pfs = self.fs_of(p.id);
-                    let m = fs::metadata(&pfs).map_err(|e| Error::io("stat", &pfs, e))?;
-                    std::os::unix::fs::lchown(&fsdir, Some(m.uid()), Some(m.gid()))
-                        .map_err(|e| Error::io("chown", &fsdir, e))?;
-                    fs::set_permissions(&fsdir, fs::Permissions::from_mode(m.mode() & 0o7777))
-                        .map_err(|e| Error::io("chmod", &fsdir, e))?;
+                    self.inherit_root(p.id, &fsdir)?;
                 }
             }
             (Backend::Native, Some(p)) => fsutil::copy_tree(&self.fs_of(p.id), &fsdir)?,
@@ -227,12 +233,7 @@ impl Snapshotter {
                 "parent {parent:?} changed while rebasing {key:?}"
             )));
         }
-        let (pfs, fsdir) = (self.fs_of(prec.id), self.fs_of(rec.id));
-        let m = fs::metadata(&pfs).map_err(|e| Error::io("stat", &pfs, e))?;
-        std::os::unix::fs::lchown(&fsdir, Some(m.uid()), Some(m.gid()))
-            .map_err(|e| Error::io("chown", &fsdir, e))?;
-        fs::set_permissions(&fsdir, fs::Permissions::from_mode(m.mode() & 0o7777))
-            .map_err(|e| Error::io("chmod", &fsdir, e))?;
+        self.inherit_root(prec.id, &self.fs_of(rec.id))?;
         rec.parent = Some(parent.to_owned());
         rec.updated_ns = now_ns();
         let mut batch = sled::Batch::default();
