@@ -103,6 +103,10 @@ impl Daemon {
             cfg.runtime_binary.clone(),
             events.clone(),
         );
+        // Bound before recovery, served after it: a client that connects
+        // meanwhile (Version, to learn whether berthd is back) waits for
+        // the answer instead of polling a missing socket.
+        let listener = bind(&cfg.address)?;
         // Reattach to the shims of a previous run before serving.
         tasks
             .recover(&|ns, id| {
@@ -125,9 +129,9 @@ impl Daemon {
         };
         crate::gc::Gc::spawn(ctx.clone(), shutdown.child_token());
 
-        let listener = bind(&cfg.address)?;
         let plugins = plugin_list();
         let router = tonic::transport::Server::builder()
+            .layer(services::rpc_log::RpcLogLayer)
             .add_service(svc::version::v1::version_server::VersionServer::new(
                 services::version::VersionService,
             ))

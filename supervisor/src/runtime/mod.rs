@@ -16,6 +16,7 @@
 //! session, and [`TaskManager::recover`] reattaches to them at start-up.
 
 pub mod bundle;
+mod known;
 mod orphans;
 mod pump;
 mod recover;
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use bundle::RuntimeInfo;
+pub use known::Change;
 pub use task::{CreateTask, Exit, Task};
 
 use crate::events::Events;

@@ -9,8 +9,9 @@ use std::time::Duration;
 use berth_api::shim::v1 as sp;
 
 use super::shim;
-use super::{Inner, Task};
+use super::{Change, Exit, Inner, Task};
 use crate::events::Envelope;
+use prost::Message;
 
 /// Starts the pump of `task`, resuming after sequence number `after`.
 pub(super) fn spawn(inner: Arc<Inner>, task: Arc<Task>, after: u64) {
@@ -20,11 +21,41 @@ pub(super) fn spawn(inner: Arc<Inner>, task: Arc<Task>, after: u64) {
     });
 }
 
+/// The change an event of the init process makes to its known state.
+fn init_change(task: &Task, topic: &str, event: &prost_types::Any) -> Option<Change> {
+    use berth_api::events as ev;
+    let bytes = event.value.as_slice();
+    match topic {
+        "/tasks/start" => {
+            let e = ev::TaskStart::decode(bytes).ok()?;
+            (e.pid == task.pid).then_some(Change::Started)
+        }
+        "/tasks/exit" => {
+            let e = ev::TaskExit::decode(bytes).ok()?;
+            (e.pid == task.pid && e.id == task.id).then(|| {
+                Change::Exited(Exit {
+                    status: e.exit_status,
+                    at: crate::services::convert::system_time(e.exited_at.as_ref())
+                        .unwrap_or_else(std::time::SystemTime::now),
+                })
+            })
+        }
+        "/tasks/paused" => Some(Change::Paused),
+        "/tasks/resumed" => Some(Change::Resumed),
+        _ => None,
+    }
+}
+
 fn publish(inner: &Inner, task: &Task, ev: sp::ShimEvent) {
     let Some(event) = ev.event else {
         tracing::warn!(id = %task.id, seq = ev.seq, "shim event without payload");
         return;
     };
+    // Before subscribers see it: whoever learns of a change from berthd
+    // lists the new state.
+    if let Some(change) = init_change(task, &ev.topic, &event) {
+        task.note(change);
+    }
     let namespace = if ev.namespace.is_empty() {
         task.namespace.clone()
     } else {

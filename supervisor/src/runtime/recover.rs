@@ -210,15 +210,18 @@ async fn reattach(
         return Ok(false);
     };
     let pid = init.pid;
-    let task = Arc::new(Task::new(
-        ns,
-        id,
-        dir.to_path_buf(),
-        pid,
-        shim_pid,
-        info.clone(),
-        client,
-    ));
+    let task = Arc::new(
+        Task::new(
+            ns,
+            id,
+            dir.to_path_buf(),
+            pid,
+            shim_pid,
+            info.clone(),
+            client,
+        )
+        .with_known(init.clone()),
+    );
     pump::spawn(Arc::clone(&mgr.inner), Arc::clone(&task), 0);
     mgr.insert(task);
     tracing::debug!(

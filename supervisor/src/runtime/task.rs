@@ -10,6 +10,7 @@ use prost::Message;
 use tokio::sync::watch;
 
 use super::bundle::{self, RuntimeInfo};
+use super::known::{Change, Known};
 use super::shim::{self, Client};
 use super::{Error, Inner, RUNC_RUNTIMES};
 use crate::store::containers::Container;
@@ -64,6 +65,8 @@ pub struct Task {
     dead: watch::Sender<Option<Exit>>,
     /// True once the event pump has finished.
     pub(super) pump_done: watch::Sender<bool>,
+    /// The init process as last known, for List.
+    known: Known,
 }
 
 fn decode_options(any: &prost_types::Any) -> Result<RuncOptions, Error> {
@@ -232,7 +235,18 @@ async fn start_shim(
         hs.shim_pid,
         info.clone(),
         client,
-    ))
+    )
+    .with_known(sp::StateResponse {
+        id: id.to_string(),
+        pid: created.pid,
+        status: berth_api::task_types::Status::Created as i32,
+        stdin: req.stdin.clone(),
+        stdout: req.stdout.clone(),
+        stderr: req.stderr.clone(),
+        terminal: req.terminal,
+        bundle: dir.display().to_string(),
+        ..Default::default()
+    }))
 }
 
 impl Task {
@@ -257,6 +271,32 @@ impl Task {
             deleting: AtomicBool::new(false),
             dead: watch::channel(None).0,
             pump_done: watch::channel(false).0,
+            known: Known::new(sp::StateResponse {
+                id: id.to_string(),
+                pid,
+                status: berth_api::task_types::Status::Created as i32,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Starts the known state from the shim's answer about init.
+    pub(super) fn with_known(self, state: sp::StateResponse) -> Self {
+        self.known.remember(state);
+        self
+    }
+
+    /// Applies a change of the init process reported by a call or event.
+    pub fn note(&self, change: Change) {
+        self.known.note(change);
+    }
+
+    /// The init process's state without a call to the shim (see
+    /// [`super::known`]); a dead shim's task reads as stopped (137).
+    pub fn known_state(&self) -> sp::StateResponse {
+        match self.dead() {
+            Some(exit) => self.dead_state(exit),
+            None => self.known.get(),
         }
     }
 
@@ -315,7 +355,13 @@ impl Task {
             })
             .await;
         match res {
-            Ok(r) => Ok(r.into_inner()),
+            Ok(r) => {
+                let r = r.into_inner();
+                if exec_id.is_empty() {
+                    self.known.remember(r.clone());
+                }
+                Ok(r)
+            }
             Err(e) => {
                 self.after_failure(e, exec_id).await?;
                 Ok(self.dead_state(self.dead().unwrap_or_else(super::dead_exit)))
@@ -334,10 +380,14 @@ impl Task {
             r = call => match r {
                 Ok(r) => {
                     let r = r.into_inner();
-                    Ok(Exit {
+                    let exit = Exit {
                         status: r.exit_status,
                         at: crate::services::convert::system_time(r.exited_at.as_ref()).unwrap_or_else(SystemTime::now),
-                    })
+                    };
+                    if exec_id.is_empty() {
+                        self.known.note(Change::Exited(exit));
+                    }
+                    Ok(exit)
                 }
                 Err(e) => {
                     self.after_failure(e, exec_id).await?;

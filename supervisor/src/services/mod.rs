@@ -11,6 +11,7 @@ pub mod introspection;
 pub mod leases;
 pub mod namespaces;
 pub mod registry;
+pub mod rpc_log;
 pub mod snapshots;
 pub mod status;
 pub mod tasks;

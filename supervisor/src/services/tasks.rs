@@ -136,12 +136,15 @@ impl Tasks for TasksService {
 
     async fn start(&self, req: Request<pb::StartRequest>) -> Reply<pb::StartResponse> {
         let t = self.task(&req, &req.get_ref().container_id)?;
+        let exec_id = req.into_inner().exec_id;
+        let init = exec_id.is_empty();
         let r = t
             .live_client()?
-            .start(sp::ProcessRequest {
-                exec_id: req.into_inner().exec_id,
-            })
+            .start(sp::ProcessRequest { exec_id })
             .await?;
+        if init {
+            t.note(runtime::Change::Started);
+        }
         Ok(Response::new(pb::StartResponse {
             pid: r.into_inner().pid,
         }))
@@ -203,16 +206,9 @@ impl Tasks for TasksService {
             .into_iter()
             .filter(|t| filter.matches(&TaskFields(t)))
             .collect();
-        let states = futures::future::join_all(tasks.iter().map(|t| t.state(""))).await;
-        let mut out = Vec::with_capacity(tasks.len());
-        for (t, s) in tasks.iter().zip(states) {
-            match s {
-                Ok(s) => out.push(process(t, s)),
-                // A task deleted meanwhile is simply no longer listed.
-                Err(runtime::Error::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // From berthd's table: Get asks the shim, List does not (see
+        // runtime::known).
+        let out = tasks.iter().map(|t| process(t, t.known_state())).collect();
         Ok(Response::new(pb::ListTasksResponse { tasks: out }))
     }
 
@@ -280,12 +276,14 @@ impl Tasks for TasksService {
     async fn pause(&self, req: Request<pb::PauseTaskRequest>) -> Reply<()> {
         let t = self.task(&req, &req.get_ref().container_id)?;
         t.live_client()?.pause(()).await?;
+        t.note(runtime::Change::Paused);
         Ok(Response::new(()))
     }
 
     async fn resume(&self, req: Request<pb::ResumeTaskRequest>) -> Reply<()> {
         let t = self.task(&req, &req.get_ref().container_id)?;
         t.live_client()?.resume(()).await?;
+        t.note(runtime::Change::Resumed);
         Ok(Response::new(()))
     }
 
