@@ -5,21 +5,24 @@
 //! socket, its address is printed and nothing is started. Otherwise it
 //! runs the same binary as `serve` in a new session with stdin on
 //! `/dev/null`, stdout/stderr appended to `<bundle>/shim.log` and every
-//! other inherited fd closed on exec; writes `<bundle>/shim.pid` and
-//! `<bundle>/address`; waits until the socket accepts connections; prints
-//! `unix://<socket>` and exits 0. The serve process is then re-parented
-//! away from berthd.
+//! other inherited fd closed on exec but the socket, which `start` binds
+//! and hands over listening (`--listen-fd`); writes `<bundle>/shim.pid` and
+//! `<bundle>/address`; prints `unix://<socket>` and exits 0. berthd can
+//! connect at once: its first call waits in the socket's backlog while the
+//! shim starts, instead of `start` polling for it. The serve process is
+//! then re-parented away from berthd.
 //!
 //! The socket is `<bundle>/shim.sock` when that fits in `sun_path`;
 //! otherwise `<socket dir>/<hash of the bundle path>.sock`, the socket dir
 //! defaulting to `/run/berth/s` (`--socket-dir`).
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -47,6 +50,8 @@ pub struct Args {
     pub socket_dir: PathBuf,
     /// serve only: the socket to bind
     pub socket: Option<PathBuf>,
+    /// serve only: the socket already bound and listening, inherited
+    pub listen_fd: Option<i32>,
 }
 
 /// `sun_path` is 108 bytes including the NUL.
@@ -105,6 +110,9 @@ pub fn start(args: &Args) -> Result<String, String> {
         .open(&log_path)
         .map_err(|e| format!("open {}: {e}", log_path.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let _ = std::fs::remove_file(&socket);
+    let listener = std::os::unix::net::UnixListener::bind(&socket)
+        .map_err(|e| format!("bind {}: {e}", socket.display()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("serve")
         .arg("--namespace")
@@ -119,12 +127,18 @@ pub fn start(args: &Args) -> Result<String, String> {
         .arg(&args.runtime)
         .arg("--socket")
         .arg(&socket)
+        .arg("--listen-fd")
+        .arg(listener.as_raw_fd().to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .current_dir(&args.bundle);
     sys::detach_on_exec(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| format!("spawn shim: {e}"))?;
+    sys::keep_fd_on_exec(&mut cmd, listener.as_raw_fd());
+    let child = cmd.spawn().map_err(|e| {
+        let _ = std::fs::remove_file(&socket);
+        format!("spawn shim: {e}")
+    })?;
     let pid = child.id();
     let write = |name: &str, data: &str| {
         let p = args.bundle.join(name);
@@ -132,26 +146,7 @@ pub fn start(args: &Args) -> Result<String, String> {
     };
     write("shim.pid", &pid.to_string())?;
     write("address", &address)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if UnixStream::connect(&socket).is_ok() {
-            return Ok(address);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "shim exited during start ({status}); see {}",
-                log_path.display()
-            ));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(format!(
-                "shim socket {} not ready after 10s",
-                socket.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    Ok(address)
 }
 
 /// `berth-shim delete`: cleans up after a shim that is gone (berthd calls
@@ -206,9 +201,16 @@ pub fn serve(args: &Args) -> Result<(), String> {
     let res = rt.block_on(async {
         let reaper = Arc::new(Reaper::default());
         reaper.start().map_err(|e| format!("sigchld: {e}"))?;
-        let _ = std::fs::remove_file(&socket);
-        let listener =
-            UnixListener::bind(&socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
+        let listener = match args.listen_fd {
+            Some(fd) => sys::inherited_listener(fd)
+                .and_then(UnixListener::from_std)
+                .map_err(|e| format!("inherited socket (fd {fd}): {e}"))?,
+            None => {
+                let _ = std::fs::remove_file(&socket);
+                UnixListener::bind(&socket)
+                    .map_err(|e| format!("bind {}: {e}", socket.display()))?
+            }
+        };
         let task = Task::new(
             &args.namespace,
             &args.id,

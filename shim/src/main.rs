@@ -37,6 +37,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "runtime" => a.runtime = value()?,
             "socket-dir" => a.socket_dir = PathBuf::from(value()?),
             "socket" => a.socket = Some(PathBuf::from(value()?)),
+            "listen-fd" => {
+                let v = value()?;
+                a.listen_fd = Some(v.parse().map_err(|_| format!("{flag}: not an fd: {v}"))?)
+            }
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }

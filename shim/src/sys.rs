@@ -33,6 +33,36 @@ pub(crate) fn detach_on_exec(cmd: &mut Command) {
     }
 }
 
+/// Lets `fd` survive the exec (after [`detach_on_exec`] marked every fd
+/// close-on-exec): the listening socket `start` hands to `serve`.
+pub(crate) fn keep_fd_on_exec(cmd: &mut Command, fd: RawFd) {
+    // SAFETY: fcntl is async-signal-safe; the closure captures an integer.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Takes over an inherited listening unix socket (`serve --listen-fd`).
+pub(crate) fn inherited_listener(fd: RawFd) -> io::Result<std::os::unix::net::UnixListener> {
+    // SAFETY: F_GETFD only checks that the fd is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ownership is taken once, by the one caller, of an open fd
+    // that `start` passed for this purpose and nothing else holds.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    // SAFETY: fcntl on an fd we own. Not ours to pass on to the runtimes
+    // the shim spawns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// Makes the child run in a private mount namespace where
 /// `/sys/fs/cgroup/unified` is not mounted.
 ///
