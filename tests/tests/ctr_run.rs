@@ -19,6 +19,23 @@ fn foreground(binary: &str, tag: &str) {
     let out = ctr_run(&d, binary, &["--rm", IMAGE, &t1, "echo", "hello"]);
     assert_eq!(text(&out.stdout), "hello\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
+    // The same id at once: the runtime's delete of a task finishes after
+    // the reply, and the id's next task (or container delete) waits for it.
+    for _ in 0..3 {
+        let out = ctr_run(&d, binary, &["--rm", IMAGE, &t1, "true"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    // `ctr tasks start` deletes the task it ran; the container stays.
+    // (`ctr containers create` has no runtime binary flag: runc.)
+    let t3 = cid(tag, "t3");
+    if binary == "runc" {
+        d.ctr_ok(&["containers", "create", IMAGE, &t3, "true"]);
+        let fifos = fifo_dir(&d);
+        for _ in 0..3 {
+            d.ctr_ok(&["tasks", "start", "--fifo-dir", &fifos, &t3]);
+        }
+        d.ctr_ok(&["containers", "rm", &t3]);
+    }
     let t2 = cid(tag, "t2");
     let out = ctr_run(&d, binary, &["--rm", IMAGE, &t2, "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
@@ -47,7 +64,7 @@ fn foreground(binary: &str, tag: &str) {
         st.is_some()
     });
     assert_eq!(st.unwrap().code(), Some(137));
-    for id in [&t1, &t2, &t4] {
+    for id in [&t1, &t2, &t3, &t4] {
         assert_gone(&d, id, None);
     }
     assert_only_image_snapshot(&d);

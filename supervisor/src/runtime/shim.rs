@@ -176,7 +176,8 @@ pub async fn wait_gone(pid: u32, limit: Duration) -> bool {
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Short: a Create of the same id may be waiting for this.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     true
 }
