@@ -136,9 +136,6 @@ impl Task {
             st.runtime = Some(runtime);
             st.rootfs_mounted = !mounts.is_empty();
             st.kill_all_on_exit = !own_pid_ns;
-            st.poststop_hooks = spec["hooks"]["poststop"]
-                .as_array()
-                .is_some_and(|h| !h.is_empty());
             if let Some(cg) = &cg {
                 let weak = Arc::downgrade(self);
                 st.oom = oom::watch(cg, move || {
@@ -358,18 +355,13 @@ impl Task {
             });
             return Ok((pid, exit));
         }
-        // An init that ran and exited has left only the runtime's
-        // bookkeeping (state dir, cgroups): that goes after the reply, which
-        // waits only for the exit status and the rootfs. A never-started
-        // init is killed by the runtime's delete, and poststop hooks may
-        // want the rootfs: those delete before.
-        let deferred = status == ProcStatus::Stopped && !self.lock().poststop_hooks;
-        if !deferred {
-            runtime_delete(&runtime, &self.id).await?;
-            // A never-started init is killed by the runtime's delete: give
-            // the reaper a moment to record that exit.
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.wait("")).await;
+        if let Err(e) = runtime.delete(&self.id, false).await {
+            tracing::warn!(error = %e, "runtime delete failed; forcing");
+            runtime.delete(&self.id, true).await?;
         }
+        // A never-started init is killed by the runtime's delete: give the
+        // reaper a moment to record that exit.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.wait("")).await;
         self.flush_init_exit();
         let (init, execs, oom, mounted) = {
             let mut st = self.lock();
@@ -421,32 +413,10 @@ impl Task {
                 id: String::new(),
             },
         );
-        tracing::info!(pid, status = exit.status, deferred, "task deleted");
-        if deferred {
-            // The shim stays until the runtime is done (see exit_after_drain),
-            // so whoever waits for it to exit (berthd, before the id is used
-            // again) finds the runtime's state gone.
-            self.runtime_deleting.send_replace(true);
-            let me = Arc::clone(self);
-            tokio::spawn(async move {
-                if let Err(e) = runtime_delete(&runtime, &me.id).await {
-                    tracing::error!(error = %e, "runtime delete after the reply");
-                }
-                me.runtime_deleting.send_replace(false);
-            });
-        }
+        tracing::info!(pid, status = exit.status, "task deleted");
         self.exit_after_drain(false);
         Ok((pid, exit))
     }
-}
-
-/// `runtime delete`, forced when the plain one fails.
-async fn runtime_delete(runtime: &Runtime, id: &str) -> Result<()> {
-    if let Err(e) = runtime.delete(id, false).await {
-        tracing::warn!(error = %e, "runtime delete failed; forcing");
-        runtime.delete(id, true).await?;
-    }
-    Ok(())
 }
 
 /// Writes `data` atomically (temp file, rename) without fsync. Every file

@@ -119,13 +119,9 @@ impl Runtime {
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);
         }
-        // `delete` may run after berthd has moved the bundle aside (see
-        // Task::delete): its errors are read from stderr, never the log.
-        if args.first() != Some(&"delete") {
-            cmd.arg("--log")
-                .arg(&self.log)
-                .args(["--log-format", "json"]);
-        }
+        cmd.arg("--log")
+            .arg(&self.log)
+            .args(["--log-format", "json"]);
         cmd.args(args);
         if self.private_cgroup_view {
             sys::private_cgroup_view_on_exec(&mut cmd);

@@ -105,8 +105,6 @@ pub(crate) struct State {
     pub(crate) init_exit_deferred: bool,
     /// the container shares a pid namespace: kill what is left when init exits
     pub(crate) kill_all_on_exit: bool,
-    /// the spec has poststop hooks (they run at the runtime's delete)
-    pub(crate) poststop_hooks: bool,
 }
 
 impl State {
@@ -152,9 +150,6 @@ pub struct Task {
     pub(crate) state: Mutex<State>,
     pub(crate) op: tokio::sync::Mutex<()>,
     exit_tx: watch::Sender<bool>,
-    /// true while the runtime's delete runs after Delete's reply: the shim
-    /// does not exit before it is done, even when told to exit now.
-    pub(crate) runtime_deleting: watch::Sender<bool>,
 }
 
 impl Task {
@@ -176,7 +171,6 @@ impl Task {
             state: Mutex::new(State::default()),
             op: tokio::sync::Mutex::new(()),
             exit_tx: watch::channel(false).0,
-            runtime_deleting: watch::channel(false).0,
         })
     }
 
@@ -366,8 +360,6 @@ impl Task {
                 };
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
             }
-            let mut busy = me.runtime_deleting.subscribe();
-            let _ = busy.wait_for(|b| !*b).await;
             tracing::info!(pending = me.events.pending(), "shim exiting");
             me.exit_tx.send_replace(true);
         });

@@ -19,8 +19,8 @@ fn foreground(binary: &str, tag: &str) {
     let out = ctr_run(&d, binary, &["--rm", IMAGE, &t1, "echo", "hello"]);
     assert_eq!(text(&out.stdout), "hello\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
-    // The same id at once: the runtime's delete of a task finishes after
-    // the reply, and the id's next task (or container delete) waits for it.
+    // The same id again at once: each run's delete leaves nothing that
+    // stands in the way of the next (runtime state, bundle, shim socket).
     for _ in 0..3 {
         let out = ctr_run(&d, binary, &["--rm", IMAGE, &t1, "true"]);
         assert!(out.status.success(), "{}", text(&out.stderr));

@@ -26,9 +26,7 @@ mod task;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
-
-use tokio::sync::watch;
+use std::time::SystemTime;
 
 pub use bundle::RuntimeInfo;
 pub use known::Change;
@@ -41,10 +39,6 @@ pub const RUNC_RUNTIMES: [&str; 2] = ["io.containerd.runc.v2", "io.containerd.ru
 
 /// containerd's exit status for a task whose shim died: 128 + SIGKILL.
 pub const DEAD_SHIM_STATUS: u32 = 128 + 9;
-
-/// The longest a Create or a container's Delete waits for the shim of the
-/// id's previous task to finish.
-pub const RETIRE_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a task operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +96,6 @@ pub(crate) struct Inner {
     default_runtime: String,
     events: Events,
     table: Mutex<HashMap<Key, Slot>>,
-    /// Deleted tasks whose shim is still finishing (the runtime's delete
-    /// runs after the reply): true once it is gone.
-    retiring: Mutex<HashMap<Key, watch::Receiver<bool>>>,
     /// When this berthd started: shim events older than this happened
     /// while it was down and are kept for late subscribers.
     started: SystemTime,
@@ -147,7 +138,6 @@ impl TaskManager {
                 default_runtime,
                 events,
                 table: Mutex::new(HashMap::new()),
-                retiring: Mutex::new(HashMap::new()),
                 started: SystemTime::now(),
             }),
         }
@@ -189,22 +179,6 @@ impl TaskManager {
         }
     }
 
-    /// Returns once the shim of a deleted task of this container is gone
-    /// (at most [`RETIRE_WAIT`]): the runtime's state of the id is then
-    /// removed, so the id can be used again and nothing is left behind.
-    pub async fn retired(&self, ns: &str, id: &str) {
-        let rx = self
-            .inner
-            .retiring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key(ns, id))
-            .cloned();
-        if let Some(mut rx) = rx {
-            let _ = tokio::time::timeout(RETIRE_WAIT, rx.wait_for(|gone| *gone)).await;
-        }
-    }
-
     /// Every task of a namespace, by id.
     pub fn list(&self, ns: &str) -> Vec<Arc<Task>> {
         let mut out: Vec<Arc<Task>> = self
@@ -228,7 +202,6 @@ impl TaskManager {
         berth_api::identifiers::validate("container_id", &id)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let mut reservation = self.reserve(ns, &id)?;
-        self.retired(ns, &id).await;
         let task = task::create(&self.inner, ns, req).await?;
         let task = Arc::new(task);
         pump::spawn(Arc::clone(&self.inner), Arc::clone(&task), 0);

@@ -176,8 +176,7 @@ pub async fn wait_gone(pid: u32, limit: Duration) -> bool {
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        // Short: a Create of the same id may be waiting for this.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     true
 }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_api::runc::v1::Options as RuncOptions;
@@ -428,7 +427,7 @@ impl Task {
     }
 
     /// Deletes the init process; see [`super::TaskManager::delete`].
-    pub(super) async fn delete(&self, inner: &Arc<Inner>) -> Result<(u32, Exit), Error> {
+    pub(super) async fn delete(&self, inner: &Inner) -> Result<(u32, Exit), Error> {
         let _op = self.op.lock().await;
         if let Some(exit) = self.dead() {
             return Ok((self.pid, exit));
@@ -459,28 +458,13 @@ impl Task {
         let dir = bundle::move_to_trash(&inner.state, &self.bundle);
         let mut done = self.pump_done.subscribe();
         let (ns, id, shim_pid) = (self.namespace.clone(), self.id.clone(), self.shim_pid);
-        let (gone, rx) = watch::channel(false);
-        let k = (ns.clone(), id.clone());
-        inner
-            .retiring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(k.clone(), rx);
-        let retiring = Arc::clone(inner);
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
-            if !shim::wait_gone(shim_pid, Duration::from_secs(5)).await {
+            if !shim::wait_gone(shim_pid, Duration::from_secs(2)).await {
                 tracing::warn!(namespace = %ns, id = %id, shim_pid, "shim did not exit after delete; killing it");
                 shim::kill(shim_pid).await;
             }
             let _ = tokio::task::spawn_blocking(move || bundle::remove(&dir)).await;
-            let mut r = retiring.retiring.lock().unwrap_or_else(|p| p.into_inner());
-            if r.get(&k)
-                .is_some_and(|rx| rx.same_channel(&gone.subscribe()))
-            {
-                r.remove(&k);
-            }
-            gone.send_replace(true);
         });
         let exit = Exit {
             status: r.exit_status,

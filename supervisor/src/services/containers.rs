@@ -205,8 +205,6 @@ impl Containers for ContainersService {
                 "container {id:?}: cannot delete a container while its task exists; delete the task first"
             )));
         }
-        // Its last task's shim may still be removing the runtime's state.
-        self.ctx.tasks.retired(&ns, &id).await;
         containers::delete(&self.ctx.store, &ns, &id).await?;
         self.ctx.events.publish(
             &ns,
