@@ -7,7 +7,8 @@
 //! Every invocation is spawned through the [`Reaper`], never waited on by
 //! std or tokio.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -51,6 +52,17 @@ pub enum RuntimeError {
     },
 }
 
+/// `binary` as a path: itself when it has a `/`, else the first match on
+/// PATH (as exec would find it).
+fn resolve(binary: &str) -> Option<PathBuf> {
+    if binary.contains('/') {
+        return Some(PathBuf::from(binary));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+}
+
 /// Where [`Runtime::save`] records the runtime in the bundle.
 pub const RUNTIME_FILE: &str = "shim-runtime.json";
 
@@ -71,7 +83,16 @@ pub struct Runtime {
     root: Option<String>,
     log: PathBuf,
     private_cgroup_view: bool,
+    /// crun: run it from a sealed copy (see [`Runtime::command`])
+    sealed_exe: bool,
     reaper: Arc<Reaper>,
+}
+
+/// A runtime command line, and the sealed copy of the binary it executes
+/// (when it runs from one), which must stay open until it is spawned.
+struct Invocation {
+    cmd: Command,
+    _exe: Option<OwnedFd>,
 }
 
 impl Runtime {
@@ -89,6 +110,7 @@ impl Runtime {
             root,
             log: bundle.join("log.json"),
             private_cgroup_view: base == "crun" && hybrid,
+            sealed_exe: base == "crun",
             reaper,
         }
     }
@@ -114,8 +136,32 @@ impl Runtime {
         Some(Self::new(binary, root, bundle, reaper))
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.binary);
+    /// The runtime's command line. crun protects the host binary from a
+    /// container (CVE-2019-5736) by copying itself and re-executing on every
+    /// call, about 2 ms here, unless it already runs from a sealed memfd;
+    /// so it is given one: a sealed copy made for the call (a read of a few
+    /// hundred KiB), executed through `/proc/self/fd`. The protection is the
+    /// same. Where the copy cannot be made, crun runs from its path.
+    fn command(&self, args: &[&str]) -> Invocation {
+        let exe = if self.sealed_exe {
+            resolve(&self.binary).and_then(|p| match sys::sealed_copy(&p) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    tracing::debug!(binary = %p.display(), error = %e, "no sealed copy; running from the path");
+                    None
+                }
+            })
+        } else {
+            None
+        };
+        let mut cmd = match &exe {
+            Some(fd) => {
+                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                c.arg0(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);
         }
@@ -126,7 +172,7 @@ impl Runtime {
         if self.private_cgroup_view {
             sys::private_cgroup_view_on_exec(&mut cmd);
         }
-        cmd
+        Invocation { cmd, _exe: exe }
     }
 
     /// `create --bundle B --pid-file P [--console-socket S] ID` with the
@@ -139,13 +185,13 @@ impl Runtime {
         console: Option<&Path>,
         stdio: ChildStdio,
     ) -> Result<(), RuntimeError> {
-        let mut cmd = self.command(&["create", "--bundle"]);
-        cmd.arg(bundle).arg("--pid-file").arg(pid_file);
+        let mut inv = self.command(&["create", "--bundle"]);
+        inv.cmd.arg(bundle).arg("--pid-file").arg(pid_file);
         if let Some(c) = console {
-            cmd.arg("--console-socket").arg(c);
+            inv.cmd.arg("--console-socket").arg(c);
         }
-        cmd.arg(id);
-        self.run_with_stdio("create", cmd, stdio).await
+        inv.cmd.arg(id);
+        self.run_with_stdio("create", inv, stdio).await
     }
 
     /// `exec --detach --process F --pid-file P [--console-socket S] ID`.
@@ -157,13 +203,13 @@ impl Runtime {
         console: Option<&Path>,
         stdio: ChildStdio,
     ) -> Result<(), RuntimeError> {
-        let mut cmd = self.command(&["exec", "--detach", "--process"]);
-        cmd.arg(process_file).arg("--pid-file").arg(pid_file);
+        let mut inv = self.command(&["exec", "--detach", "--process"]);
+        inv.cmd.arg(process_file).arg("--pid-file").arg(pid_file);
         if let Some(c) = console {
-            cmd.arg("--console-socket").arg(c);
+            inv.cmd.arg("--console-socket").arg(c);
         }
-        cmd.arg(id);
-        self.run_with_stdio("exec", cmd, stdio).await
+        inv.cmd.arg(id);
+        self.run_with_stdio("exec", inv, stdio).await
     }
 
     /// `start ID`
@@ -239,19 +285,19 @@ impl Runtime {
         input: Option<&[u8]>,
     ) -> Result<Vec<u8>, RuntimeError> {
         let io = |source| RuntimeError::Io { op, source };
-        let mut cmd = self.command(args);
+        let mut inv = self.command(args);
         let (out_r, out_w) = std::io::pipe().map_err(io)?;
         let (err_r, err_w) = std::io::pipe().map_err(io)?;
         let (in_r, in_w) = std::io::pipe().map_err(io)?;
-        cmd.stdout(out_w).stderr(err_w);
+        inv.cmd.stdout(out_w).stderr(err_w);
         if input.is_some() {
-            cmd.stdin(in_r);
+            inv.cmd.stdin(in_r);
         } else {
-            cmd.stdin(Stdio::null());
+            inv.cmd.stdin(Stdio::null());
             drop(in_r);
         }
-        let (child, exited) = self.spawn(&mut cmd)?;
-        drop(cmd); // closes our copies of the child's pipe ends
+        let (child, exited) = self.spawn(&mut inv.cmd)?;
+        drop(inv); // closes our copies of the child's pipe ends
         drop(child);
         if let Some(data) = input {
             let mut w = pipe::Sender::from_owned_fd(OwnedFd::from(in_w)).map_err(io)?;
@@ -286,14 +332,15 @@ impl Runtime {
     async fn run_with_stdio(
         &self,
         op: &'static str,
-        mut cmd: Command,
+        mut inv: Invocation,
         stdio: ChildStdio,
     ) -> Result<(), RuntimeError> {
-        cmd.stdin(stdio.stdin)
+        inv.cmd
+            .stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr);
-        let (child, exited) = self.spawn(&mut cmd)?;
-        drop(cmd);
+        let (child, exited) = self.spawn(&mut inv.cmd)?;
+        drop(inv);
         drop(child);
         let exit = exited.await.map_err(|_| RuntimeError::Io {
             op,
@@ -405,6 +452,32 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn crun_runs_from_a_sealed_copy() {
+        let _one = crate::reaper::TEST_LOCK.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let reaper = with_reaper().await;
+        // A stand-in named crun (true ignores its arguments).
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let crun = bin.join("crun");
+        std::fs::copy("/bin/true", &crun).unwrap();
+        let rt = Runtime::new(crun.to_str().unwrap(), None, dir.path(), reaper.clone());
+        let inv = rt.command(&["start", "c1"]);
+        let program = inv.cmd.get_program().to_string_lossy().into_owned();
+        assert!(program.starts_with("/proc/self/fd/"), "{program}");
+        drop(inv);
+        rt.start("c1").await.unwrap();
+
+        // Not an ELF file: no copy, the path itself is run.
+        std::fs::write(&crun, "#!/bin/sh\nexit 0\n").unwrap();
+        let inv = rt.command(&["start", "c1"]);
+        assert_eq!(inv.cmd.get_program(), crun.as_os_str());
+        // Other runtimes run from their path.
+        let runc = Runtime::new("/bin/true", None, dir.path(), reaper);
+        assert_eq!(runc.command(&[]).cmd.get_program(), "/bin/true");
     }
 
     #[test]

@@ -63,6 +63,37 @@ pub(crate) fn inherited_listener(fd: RawFd) -> io::Result<std::os::unix::net::Un
     Ok(listener)
 }
 
+/// A copy of the executable at `path` in a memfd sealed against every
+/// change (what runc and crun check for before copying themselves).
+pub(crate) fn sealed_copy(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::io::Write;
+    let data = std::fs::read(path)?;
+    // Run through /proc/self/fd with the fd closed on exec: fine for ELF,
+    // not for a script (its interpreter would find the fd gone).
+    if !data.starts_with(b"\x7fELF") {
+        return Err(io::Error::other("not an ELF executable"));
+    }
+    // SAFETY: memfd_create with a static NUL-terminated name.
+    let raw = unsafe {
+        libc::memfd_create(
+            c"berth-runtime".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    file.write_all(&data)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file.into())
+}
+
 /// Makes the child run in a private mount namespace where
 /// `/sys/fs/cgroup/unified` is not mounted.
 ///
