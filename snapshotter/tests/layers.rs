@@ -10,27 +10,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
-use berth_snapshotter::{apply_layer, Backend, Snapshotter};
-use common::{need_root, Layer, MountGuard, MTIME};
+use berth_snapshotter::{Backend, Snapshotter};
+use common::{need_root, unpack, Layer, MountGuard, MTIME};
 
 const NS: &str = "default";
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-
-/// Prepare → apply → commit each layer; returns the top committed name.
-fn unpack(s: &Snapshotter, prefix: &str, layers: &[Vec<u8>], mt: &str) -> String {
-    let mut parent: Option<String> = None;
-    for (i, l) in layers.iter().enumerate() {
-        let key = format!("{prefix}-extract-{i}");
-        let name = format!("{prefix}-layer-{i}");
-        let m = s
-            .prepare(NS, &key, parent.as_deref(), HashMap::new())
-            .unwrap();
-        apply_layer(&m, &l[..], mt).unwrap_or_else(|e| panic!("layer {i}: {e}"));
-        s.commit(NS, &name, &key, HashMap::new()).unwrap();
-        parent = Some(name);
-    }
-    parent.unwrap()
-}
 
 pub fn three_layers() -> Vec<Vec<u8>> {
     let mut l1 = Layer::new();

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use berth_snapshotter::{apply_layer, diff_layer, layer, Backend, Compression, Mount, Snapshotter};
-use common::{need_root, snapshot_tree, Layer, MountGuard};
+use common::{need_root, snapshot_tree, unpack, Layer, MountGuard};
 
 const NS: &str = "default";
 
@@ -27,18 +27,12 @@ fn base_chain(s: &Snapshotter) -> String {
     let mut l2 = Layer::new();
     l2.file("etc/motd", b"motd")
         .file_xattr("etc/xa", "user.k", b"v", b"xa");
-    let mut parent = None;
-    for (i, l) in [l1.finish(), l2.finish()].iter().enumerate() {
-        let key = format!("k{i}");
-        let name = format!("base{i}");
-        let m = s
-            .prepare(NS, &key, parent.as_deref(), HashMap::new())
-            .unwrap();
-        apply_layer(&m, &l[..], "application/vnd.oci.image.layer.v1.tar").unwrap();
-        s.commit(NS, &name, &key, HashMap::new()).unwrap();
-        parent = Some(name);
-    }
-    parent.unwrap()
+    unpack(
+        s,
+        "base",
+        &[l1.finish(), l2.finish()],
+        "application/vnd.oci.image.layer.v1.tar",
+    )
 }
 
 /// Changes a container might make.

@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use berth_snapshotter::{apply_layer, apply_layer_staged, Backend, Error, ErrorKind, Snapshotter};
-use common::{need_root, snapshot_tree, Layer, MountGuard};
+use berth_snapshotter::{apply_layer_staged, Backend, Error, ErrorKind, Snapshotter};
+use common::{need_root, snapshot_tree, unpack, Layer, MountGuard};
 
 const NS: &str = "default";
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -59,18 +59,7 @@ fn staged_layers_stack_like_a_sequential_unpack() {
     let layers = self_contained_layers();
 
     // Reference: prepare → apply → commit, one after the other.
-    let mut parent: Option<String> = None;
-    for (i, l) in layers.iter().enumerate() {
-        let key = format!("seq-extract-{i}");
-        let m = s
-            .prepare(NS, &key, parent.as_deref(), HashMap::new())
-            .unwrap();
-        apply_layer(&m, &l[..], TAR).unwrap();
-        let name = format!("seq-{i}");
-        s.commit(NS, &name, &key, HashMap::new()).unwrap();
-        parent = Some(name);
-    }
-    let seq_top = parent.unwrap();
+    let seq_top = unpack(&s, "seq", &layers, TAR);
 
     // Staged: every layer written at once into a parentless snapshot...
     let s = &s;

@@ -6,7 +6,9 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use berth_snapshotter::{mount_all, unmount, Mount};
+use std::collections::HashMap;
+
+use berth_snapshotter::{apply_layer, mount_all, unmount, Mount, Snapshotter};
 
 pub const MTIME: u64 = 1_600_000_000;
 
@@ -188,4 +190,22 @@ pub fn need_root() -> bool {
         return false;
     }
     true
+}
+
+/// Prepare → apply → commit each layer, one after the other (namespace
+/// `default`, keys `<prefix>-extract-<i>`, names `<prefix>-layer-<i>`);
+/// returns the top committed name.
+pub fn unpack(s: &Snapshotter, prefix: &str, layers: &[Vec<u8>], mt: &str) -> String {
+    let mut parent: Option<String> = None;
+    for (i, l) in layers.iter().enumerate() {
+        let key = format!("{prefix}-extract-{i}");
+        let name = format!("{prefix}-layer-{i}");
+        let m = s
+            .prepare("default", &key, parent.as_deref(), HashMap::new())
+            .unwrap();
+        apply_layer(&m, &l[..], mt).unwrap_or_else(|e| panic!("layer {i}: {e}"));
+        s.commit("default", &name, &key, HashMap::new()).unwrap();
+        parent = Some(name);
+    }
+    parent.unwrap()
 }
