@@ -215,24 +215,16 @@ impl Snapshotter {
                 self.backend.name()
             )));
         }
-        let check = |rec: &Record| -> Result<()> {
-            if rec.kind != Kind::Active || rec.parent.is_some() {
-                return Err(Error::FailedPrecondition(format!(
-                    "snapshot {key:?} is not an active snapshot without a parent"
-                )));
-            }
-            Ok(())
-        };
-        check(&self.get(ns, key)?)?;
-        let prec = self.committed_parent(ns, parent)?;
+        // Nothing is built before the guard (unlike prepare), so the
+        // checks are made once, under it.
         let _g = self.guard()?;
         let mut rec = self.get(ns, key)?;
-        check(&rec)?;
-        if self.committed_parent(ns, parent)?.id != prec.id {
+        if rec.kind != Kind::Active || rec.parent.is_some() {
             return Err(Error::FailedPrecondition(format!(
-                "parent {parent:?} changed while rebasing {key:?}"
+                "snapshot {key:?} is not an active snapshot without a parent"
             )));
         }
+        let prec = self.committed_parent(ns, parent)?;
         self.inherit_root(prec.id, &self.fs_of(rec.id))?;
         rec.parent = Some(parent.to_owned());
         rec.updated_ns = now_ns();
