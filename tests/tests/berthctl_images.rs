@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use berth_tests::grpc::Lease;
 use berth_tests::{require_root, require_tool, Berthd};
 use serde_json::Value;
 
@@ -134,14 +135,41 @@ fn berthctl_images_import_inspect_snapshots_gc() {
     let usage = json(&d, &["snapshots", "usage", &chain]);
     assert!(usage[0]["inodes"].as_i64().unwrap() > 0, "{usage}");
 
-    // A prepared snapshot on the chain shows an overlay mount.
-    d.berthctl_ok(&["snapshots", "prepare", "work", &chain]);
+    // A prepared snapshot on the chain shows an overlay mount. The test
+    // holds it with a lease, as containerd's clients do: an unleased active
+    // snapshot is garbage, and the collection the imports scheduled may run
+    // at any moment (berthctl has no lease flag, so the prepare goes over
+    // gRPC).
+    let lease = Lease::create(&d.address(), "default");
+    lease.prepare_snapshot("work", &chain);
+    // A collection now (the one the imports scheduled, forced) keeps it.
+    d.berthctl_ok(&["content", "gc"]);
     let m = d.berthctl_ok(&["snapshots", "mounts", "/mnt/x", "work"]);
     assert!(
         m.starts_with("mount -t overlay overlay /mnt/x -o ") && m.contains("lowerdir="),
         "{m}"
     );
     d.berthctl_ok(&["snapshots", "rm", "work"]);
+    lease.release();
+    // berthctl's own prepare, held the way `ctr snapshots prepare` holds
+    // its snapshot: a `containerd.io/gc.root` label.
+    let m = d.berthctl_ok(&[
+        "snapshots",
+        "prepare",
+        "--target",
+        "/mnt/y",
+        "--label",
+        "containerd.io/gc.root=2026-01-01T00:00:00Z",
+        "work-cli",
+        &chain,
+    ]);
+    assert!(
+        m.starts_with("mount -t overlay overlay /mnt/y -o ") && m.contains("lowerdir="),
+        "{m}"
+    );
+    d.berthctl_ok(&["content", "gc"]);
+    d.berthctl_ok(&["snapshots", "mounts", "/mnt/y", "work-cli"]);
+    d.berthctl_ok(&["snapshots", "rm", "work-cli"]);
     // The base layer has children: removing it is refused.
     let base = snaps
         .as_array()
