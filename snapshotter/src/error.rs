@@ -1,25 +1,14 @@
-//! The crate's error type and the coarse kind callers map to gRPC codes.
+//! The crate's error type and its coarse kind (berth-api's shared
+//! [`ErrorKind`]), which callers map to gRPC codes.
 
 use std::io;
 use std::path::PathBuf;
 
 use crate::mount::MountError;
 
-/// What kind of failure an [`Error`] is; the supervisor maps these to the
-/// gRPC codes containerd returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// the key (or its parent) does not exist
-    NotFound,
-    /// the name is taken
-    AlreadyExists,
-    /// the operation is not allowed in the object's current state
-    FailedPrecondition,
-    /// the request itself is malformed (bad key, hostile layer, unknown media type)
-    InvalidArgument,
-    /// anything else: I/O, metadata store, mounts
-    Internal,
-}
+/// What kind of failure an [`Error`] is: the kinds every Berth crate
+/// shares, which the supervisor maps to the gRPC codes containerd returns.
+pub use berth_api::ErrorKind;
 
 /// Every failure of the snapshotters and of layer apply/diff.
 #[derive(Debug, thiserror::Error)]

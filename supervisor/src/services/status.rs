@@ -24,20 +24,11 @@ impl From<store::Error> for Status {
 
 /// A snapshotter error as the status containerd returns for it.
 pub fn snapshotter(e: berth_snapshotter::Error) -> Status {
-    {
-        use berth_snapshotter::ErrorKind as K;
-        let code = match e.kind() {
-            K::NotFound => Code::NotFound,
-            K::AlreadyExists => Code::AlreadyExists,
-            K::FailedPrecondition => Code::FailedPrecondition,
-            K::InvalidArgument => Code::InvalidArgument,
-            K::Internal => Code::Internal,
-        };
-        if code == Code::Internal {
-            tracing::error!(error = %e, "snapshotter failure");
-        }
-        Status::new(code, e.to_string())
+    let kind = e.kind();
+    if kind.is_internal() {
+        tracing::error!(error = %e, "snapshotter failure");
     }
+    berth_api::to_status(kind, e.to_string())
 }
 
 impl From<crate::snapshots::Error> for Status {
@@ -103,17 +94,7 @@ impl From<crate::images::layers::Error> for Status {
                 Status::failed_precondition(e.to_string())
             }
             E::Content(c) => c.into(),
-            E::Apply { ref source, .. } => {
-                use berth_snapshotter::ErrorKind as K;
-                let code = match source.kind() {
-                    K::NotFound => Code::NotFound,
-                    K::AlreadyExists => Code::AlreadyExists,
-                    K::FailedPrecondition => Code::FailedPrecondition,
-                    K::InvalidArgument => Code::InvalidArgument,
-                    K::Internal => Code::Internal,
-                };
-                Status::new(code, e.to_string())
-            }
+            E::Apply { ref source, .. } => berth_api::to_status(source.kind(), e.to_string()),
             E::Io { .. } | E::Join(_) => {
                 tracing::error!(error = %e, "layer failure");
                 Status::internal(e.to_string())
