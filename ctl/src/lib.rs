@@ -2,16 +2,21 @@
 //! v1 API on berthd's unix socket; every call carries the namespace in the
 //! `containerd-namespace` metadata key.
 //!
-//! Layout: `cli` (global flags, command groups), `client` (connection and
-//! typed service clients), `output` (tables and JSON), `commands/` (one
-//! module per command group), `ingest` (resumable blob writes),
-//! `progress` (bars on stderr when it is a terminal).
+//! Layout, arrows pointing down: `cli` (global flags, command groups) →
+//! `commands/` (one module per group: flags in, output out) →
+//! `workflows/` (the container workflow the commands share: create,
+//! start, exec, attach, remove; plain options, no printing) → `spec`,
+//! `oci`, `rootfs`, `ingest` (resumable blob writes) → `client`
+//! (connection and typed service clients), `stdio`, `labels`, `output`
+//! (tables and JSON) → `error`, `tty`, `progress` (bars on stderr when it
+//! is a terminal).
 
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod error;
 pub mod ingest;
+pub mod labels;
 pub mod oci;
 pub mod output;
 pub mod progress;
@@ -19,6 +24,7 @@ pub mod rootfs;
 pub mod spec;
 pub mod stdio;
 pub mod tty;
+pub mod workflows;
 
 use std::process::ExitCode;
 

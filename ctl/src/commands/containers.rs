@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use berth_api::services::containers::v1 as pb;
-use berth_api::services::snapshots::v1 as spb;
 use serde::Serialize;
 
 use super::{for_each, Ctx};
-use crate::error::{Error, Result, RpcContext};
+use crate::error::{Result, RpcContext};
 use crate::output::{labels_cell, rfc3339, sorted_labels, Row};
+use crate::workflows::containers::{get, remove, spec_json};
 
 /// Container commands.
 #[derive(Debug, clap::Subcommand)]
@@ -90,66 +90,6 @@ fn row(c: pb::Container) -> ContainerRow {
     }
 }
 
-/// Gets one container record.
-pub async fn get(ctx: &Ctx, id: &str) -> Result<pb::Container> {
-    ctx.client
-        .containers()
-        .get(pb::GetContainerRequest { id: id.into() })
-        .await
-        .with_context(|| format!("get container {id:?}"))?
-        .into_inner()
-        .container
-        .ok_or_else(|| Error::Protocol(format!("get container {id:?}: empty reply")))
-}
-
-/// The container's OCI spec as JSON.
-pub fn spec_json(c: &pb::Container) -> Result<serde_json::Value> {
-    match &c.spec {
-        Some(any) => serde_json::from_slice(&any.value)
-            .map_err(|e| Error::Protocol(format!("container {:?}: spec is not JSON: {e}", c.id))),
-        None => Ok(serde_json::Value::Null),
-    }
-}
-
-/// Removes a container record, then its snapshot and fifos.
-pub async fn remove(ctx: &Ctx, id: &str, keep_snapshot: bool) -> Result<()> {
-    let c = get(ctx, id).await?;
-    ctx.client
-        .containers()
-        .delete(pb::DeleteContainerRequest { id: id.into() })
-        .await
-        .with_context(|| format!("remove container {id:?}"))?;
-    if !keep_snapshot && !c.snapshot_key.is_empty() {
-        let r = ctx
-            .client
-            .snapshots()
-            .remove(spb::RemoveSnapshotRequest {
-                snapshotter: c.snapshotter.clone(),
-                key: c.snapshot_key.clone(),
-            })
-            .await;
-        match r {
-            Err(s) if s.code() != tonic::Code::NotFound => {
-                return Err(Error::Rpc {
-                    what: format!("remove snapshot {:?} of container {id:?}", c.snapshot_key),
-                    status: s,
-                })
-            }
-            _ => {}
-        }
-    }
-    let _ = ctx
-        .client
-        .leases()
-        .delete(berth_api::services::leases::v1::DeleteRequest {
-            id: super::run::container_lease(id),
-            sync: false,
-        })
-        .await;
-    crate::stdio::remove_fifos(ctx.client.namespace(), id);
-    Ok(())
-}
-
 /// Runs a container command.
 pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<std::process::ExitCode> {
     match cmd {
@@ -171,7 +111,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<std::process::ExitCode> {
             }
         }
         Cmd::Info { id } => {
-            let c = get(ctx, &id).await?;
+            let c = get(&ctx.client, &id).await?;
             let spec = spec_json(&c)?;
             let runtime = c.runtime.clone().unwrap_or_default();
             let v = serde_json::json!({
@@ -191,7 +131,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<std::process::ExitCode> {
             for_each(&ids, |id| {
                 let id = id.clone();
                 async move {
-                    remove(ctx, &id, keep_snapshot).await?;
+                    remove(&ctx.client, &id, keep_snapshot).await?;
                     if !ctx.out.json() {
                         crate::output::write_stdout(&format!("{id}\n"))?;
                     }
@@ -201,7 +141,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<std::process::ExitCode> {
             .await?;
         }
         Cmd::Create(args) => {
-            super::run::create(ctx, &args).await?;
+            crate::workflows::create::create(&ctx.client, &args.options(false)?).await?;
             if !ctx.out.json() {
                 crate::output::write_stdout(&format!("{}\n", args.id))?;
             } else {

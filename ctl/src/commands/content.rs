@@ -9,9 +9,10 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{for_each, label_paths, parse_labels, wire_labels, Ctx};
+use super::{for_each, Ctx};
 use crate::error::{Error, Result, RpcContext};
 use crate::ingest::{self, Ingest};
+use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::output::{age, human_size, labels_cell, rfc3339, sorted_labels, Row};
 
 /// Content commands.

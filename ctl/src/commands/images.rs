@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use berth_api::services::images::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, label_paths, parse_labels, wire_labels, Ctx};
-use crate::error::{Error, Result, RpcContext};
+use super::{for_each, Ctx};
+use crate::error::{Result, RpcContext};
+use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::oci::{self, Descriptor, Platform};
 use crate::output::{human_size, labels_cell, rfc3339, sorted_labels, Row};
+use crate::workflows::images::get;
 
 /// Image commands.
 #[derive(Debug, clap::Subcommand)]
@@ -140,18 +142,6 @@ async fn image_row(ctx: &Ctx, img: pb::Image) -> ImageRow {
     }
 }
 
-/// Gets one image record.
-pub async fn get(ctx: &Ctx, name: &str) -> Result<pb::Image> {
-    ctx.client
-        .images()
-        .get(pb::GetImageRequest { name: name.into() })
-        .await
-        .with_context(|| format!("get image {name:?}"))?
-        .into_inner()
-        .image
-        .ok_or_else(|| Error::Protocol(format!("get image {name:?}: empty reply")))
-}
-
 /// Runs an image command.
 pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     let mut c = ctx.client.images();
@@ -197,7 +187,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             targets,
             force,
         } => {
-            let src = get(ctx, &source).await?;
+            let src = get(&ctx.client, &source).await?;
             for_each(&targets, |t| {
                 let mut c = c.clone();
                 let img = pb::Image {
@@ -285,7 +275,7 @@ struct Inspected {
 }
 
 async fn inspect(ctx: &Ctx, name: &str, platform: Option<&str>) -> Result<()> {
-    let img = get(ctx, name).await?;
+    let img = get(&ctx.client, name).await?;
     let want = match platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),

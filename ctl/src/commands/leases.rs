@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 use berth_api::services::leases::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, parse_labels, wire_labels, Ctx};
+use super::{for_each, Ctx};
 use crate::error::{Error, Result, RpcContext};
+use crate::labels::{parse_labels, wire_labels};
 use crate::output::{labels_cell, rfc3339, sorted_labels, Row};
 
 /// The label containerd's garbage collector reads a lease's expiry from.

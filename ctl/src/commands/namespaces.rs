@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use berth_api::services::namespaces::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, label_paths, parse_labels, wire_labels, Ctx};
+use super::{for_each, Ctx};
 use crate::error::{Result, RpcContext};
+use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::output::{labels_cell, sorted_labels, Row};
 
 /// Namespace commands.

@@ -6,8 +6,9 @@ use berth_api::services::snapshots::v1 as pb;
 use berth_api::types::Mount;
 use serde::Serialize;
 
-use super::{for_each, label_paths, parse_labels, wire_labels, Ctx};
+use super::{for_each, Ctx};
 use crate::error::{Result, RpcContext};
+use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::output::{age, human_size, labels_cell, rfc3339, sorted_labels, Row};
 
 /// Snapshot commands; `--snapshotter` picks the snapshotter (the daemon's

@@ -9,25 +9,33 @@ use std::time::Duration;
 use berth_api::services::tasks::v1 as pb;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::Ctx;
+use crate::client::Client;
 use crate::error::{Error, Result, RpcContext};
 use crate::stdio::{fifo_dir, Attached, Fifos};
 
 /// How a new process's stdio is wired.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct IoArgs {
-    /// allocate a terminal (stdin must be one for an interactive session)
-    #[arg(short = 't', long)]
+#[derive(Debug, Clone, Default)]
+pub struct IoOptions {
+    /// allocate a terminal
     pub tty: bool,
     /// return once the process started (it keeps running)
-    #[arg(short = 'd', long)]
     pub detach: bool,
     /// connect the process's stdio to /dev/null
-    #[arg(long, conflicts_with = "log_file")]
     pub null_io: bool,
     /// append the process's stdout and stderr to this file
-    #[arg(long)]
     pub log_file: Option<PathBuf>,
+}
+
+/// How a started process ended up, for the command to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// started detached; it keeps running
+    Detached {
+        /// its pid
+        pid: u32,
+    },
+    /// ran attached until it exited with this status
+    Exited(u32),
 }
 
 /// A process's stdio: the fifos we own (if any) and the strings for the
@@ -41,7 +49,12 @@ pub struct Stdio {
 
 impl Stdio {
     /// Prepares stdio for process `exec_id` (None: the init process).
-    pub fn prepare(ctx: &Ctx, id: &str, exec_id: Option<&str>, io: &IoArgs) -> Result<Self> {
+    pub fn prepare(
+        client: &Client,
+        id: &str,
+        exec_id: Option<&str>,
+        io: &IoOptions,
+    ) -> Result<Self> {
         if io.null_io {
             if io.tty {
                 return Err(Error::Input(
@@ -67,7 +80,7 @@ impl Stdio {
                 wire: (String::new(), uri.clone(), uri),
             });
         }
-        let fifos = Fifos::create(fifo_dir(ctx.client.namespace(), id, exec_id), true, io.tty)?;
+        let fifos = Fifos::create(fifo_dir(client.namespace(), id, exec_id), true, io.tty)?;
         let wire = fifos.wire();
         Ok(Self {
             fifos: Some(fifos),
@@ -81,35 +94,10 @@ impl Stdio {
     }
 }
 
-/// Parses a signal: `SIGTERM`, `TERM`, `term` or `15`.
-pub fn parse_signal(s: &str) -> Result<u32> {
-    if let Ok(n) = s.parse::<u32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        return Err(Error::Input(format!("signal {s:?}: out of range")));
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32 as u32)
-        .map_err(|_| Error::Input(format!("signal {s:?}: unknown")))
-}
-
-/// An exit status as a process exit code (255 at most).
-pub fn exit_code(status: u32) -> u8 {
-    status.min(255) as u8
-}
-
 /// Sends the terminal's current size to the process's pty.
-async fn resize(ctx: &Ctx, id: &str, exec_id: &str) {
+async fn resize(client: &Client, id: &str, exec_id: &str) {
     if let Some((w, h)) = crate::tty::size() {
-        let _ = ctx
-            .client
+        let _ = client
             .tasks()
             .resize_pty(pb::ResizePtyRequest {
                 container_id: id.into(),
@@ -127,7 +115,7 @@ async fn resize(ctx: &Ctx, id: &str, exec_id: &str) {
 /// one). Returns the exit status and the copy threads, to drain once the
 /// process is deleted.
 pub async fn attach_until_exit(
-    ctx: &Ctx,
+    client: &Client,
     id: &str,
     exec_id: &str,
     wire: &(String, String, String),
@@ -136,7 +124,7 @@ pub async fn attach_until_exit(
 ) -> Result<(u32, Attached)> {
     let mut attached = Attached::start(&wire.0, &wire.1, &wire.2);
     let raw = tty.then(crate::tty::RawMode::enter);
-    let mut tasks = ctx.client.tasks();
+    let mut tasks = client.tasks();
     let sig = |k| signal(k).map_err(|e| Error::io("install signal handler", e));
     let mut winch = sig(SignalKind::window_change())?;
     let mut forwarded = Vec::new();
@@ -151,7 +139,7 @@ pub async fn attach_until_exit(
         forwarded.push((sig(kind)?, num as u32));
     }
     if tty {
-        resize(ctx, id, exec_id).await;
+        resize(client, id, exec_id).await;
     }
     if start {
         tasks
@@ -185,7 +173,7 @@ pub async fn attach_until_exit(
                     stdin: true,
                 }).await;
             }
-            _ = winch.recv(), if tty => resize(ctx, id, exec_id).await,
+            _ = winch.recv(), if tty => resize(client, id, exec_id).await,
             (Some(n), _, _) = any_signal, if !tty => {
                 let _ = tasks.kill(pb::KillRequest {
                     container_id: id.into(),
@@ -202,3 +190,36 @@ pub async fn attach_until_exit(
 
 /// How long to wait for the last output once a process is gone.
 pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Reattaches to the init process of task `id` through the fifos it was
+/// started with, until it exits; returns its exit status. The task is
+/// left for its owner to delete.
+pub async fn attach(client: &Client, id: &str) -> Result<u32> {
+    let p = client
+        .tasks()
+        .get(pb::GetRequest {
+            container_id: id.into(),
+            exec_id: String::new(),
+        })
+        .await
+        .with_context(|| format!("get task {id:?}"))?
+        .into_inner()
+        .process
+        .unwrap_or_default();
+    let fifo = |s: &str| {
+        if s.is_empty() || s.contains("://") {
+            String::new()
+        } else {
+            s.to_string()
+        }
+    };
+    let wire = (fifo(&p.stdin), fifo(&p.stdout), fifo(&p.stderr));
+    if wire.1.is_empty() && wire.2.is_empty() {
+        return Err(Error::Input(format!(
+            "task {id:?} has no fifos to attach to (started with --null-io or --log-file?)"
+        )));
+    }
+    let (status, attached) = attach_until_exit(client, id, "", &wire, p.terminal, false).await?;
+    attached.drain(Duration::from_millis(300)).await;
+    Ok(status)
+}
