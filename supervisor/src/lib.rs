@@ -8,6 +8,7 @@ pub mod events;
 pub mod filters;
 pub mod gc;
 pub mod images;
+pub mod network;
 pub mod observability;
 pub mod registry;
 pub mod runtime;

@@ -1,0 +1,1 @@
+//! Root end-to-end tests with the real plugins.
