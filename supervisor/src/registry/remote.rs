@@ -18,7 +18,8 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
-use super::manifest::{self, Descriptor, MAX_MANIFEST_SIZE};
+use berth_api::oci::{Descriptor, DocumentError, ACCEPTED_MANIFESTS, MAX_DOCUMENT_SIZE};
+
 use super::{Credentials, Error, Options, Result};
 
 /// A byte stream of one blob, as the registry sends it.
@@ -124,7 +125,7 @@ impl Remote {
 
     /// Fetches the manifest or index the reference names (`digest`:
     /// instead, the one with that digest in the same repository). Returns
-    /// its bytes and verified digest. Larger than [`MAX_MANIFEST_SIZE`]:
+    /// its bytes and verified digest. Larger than [`MAX_DOCUMENT_SIZE`]:
     /// refused.
     pub async fn manifest(&self, digest: Option<&str>) -> Result<(Bytes, berth_api::Digest)> {
         let target = match digest {
@@ -136,14 +137,15 @@ impl Remote {
             .await;
         let (body, digest) = self
             .client
-            .pull_manifest_raw(&target, &self.auth, manifest::ACCEPTED)
+            .pull_manifest_raw(&target, &self.auth, ACCEPTED_MANIFESTS)
             .await
             .map_err(|e| self.error(e, &format!("manifest {}", target.whole())))?;
-        if body.len() as u64 > MAX_MANIFEST_SIZE {
-            return Err(Error::ManifestTooLarge {
+        if body.len() as u64 > MAX_DOCUMENT_SIZE {
+            return Err(DocumentError::TooLarge {
                 size: body.len() as u64,
-                limit: MAX_MANIFEST_SIZE,
-            });
+                limit: MAX_DOCUMENT_SIZE,
+            }
+            .into());
         }
         let digest = digest
             .parse::<berth_api::Digest>()
@@ -160,7 +162,7 @@ impl Remote {
     pub async fn blob(&self, desc: &Descriptor, offset: u64) -> Result<(ByteStream, u64)> {
         let od = OciDescriptor {
             media_type: desc.media_type.clone(),
-            digest: desc.digest.clone(),
+            digest: desc.digest.to_string(),
             size: desc.size,
             ..OciDescriptor::default()
         };

@@ -3,10 +3,7 @@
 //! `<root>/io.containerd.snapshotter.v1.<name>/` as containerd lays it out.
 //!
 //! The snapshotters themselves (berth-snapshotter) are blocking; every call
-//! here runs on `spawn_blocking`. Lease bookkeeping lives here too: a
-//! snapshot created under a lease is added to the lease *before* it is
-//! created, so garbage collection can never see it unprotected (see
-//! [`crate::gc`]).
+//! here runs on `spawn_blocking`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,25 +11,7 @@ use std::sync::Arc;
 
 use berth_snapshotter::{Backend, Snapshotter};
 
-use crate::store::leases::{self, Resource};
-use crate::store::Store;
-
-/// Why a snapshot call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// the request names a snapshotter we do not serve
-    #[error("snapshotter: {0:?} is not loaded (known: overlayfs, native)")]
-    Unknown(String),
-    /// the snapshotter refused or failed
-    #[error(transparent)]
-    Snapshot(#[from] berth_snapshotter::Error),
-    /// lease bookkeeping failed
-    #[error(transparent)]
-    Store(#[from] crate::store::Error),
-    /// a blocking task panicked or was cancelled
-    #[error("snapshot task failed: {0}")]
-    Join(String),
-}
+use super::error::Error;
 
 /// Every snapshotter, by name. Cheap to clone.
 #[derive(Clone)]
@@ -48,11 +27,6 @@ impl std::fmt::Debug for Snapshotters {
             .field("default", &self.default)
             .finish()
     }
-}
-
-/// The lease resource kind of snapshots of `snapshotter`.
-pub fn lease_kind(snapshotter: &str) -> String {
-    format!("snapshots/{snapshotter}")
 }
 
 impl Snapshotters {
@@ -116,24 +90,9 @@ impl Snapshotters {
             .map_err(Error::from)
     }
 
-    /// Adds snapshot `key` of `snapshotter` to `lease` (when given). Call
-    /// it before creating the snapshot, holding a GC guard.
-    pub async fn lease(
-        &self,
-        store: &Store,
-        ns: &str,
-        lease: Option<&str>,
-        snapshotter: &str,
-        key: &str,
-    ) -> Result<(), Error> {
-        if let Some(lease) = lease {
-            let r = Resource {
-                id: key.to_string(),
-                kind: lease_kind(snapshotter),
-            };
-            leases::add_resource(store, ns, lease, r).await?;
-        }
-        Ok(())
+    /// Every snapshotter by name, for garbage collection.
+    pub fn handles(&self) -> BTreeMap<String, Arc<Snapshotter>> {
+        (*self.by_name).clone()
     }
 
     /// Whether any snapshotter holds a snapshot in `ns`.

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::Error;
+use super::error::Error;
 
 /// What berthd records about a task in its bundle, so it can clean up
 /// after a dead shim even across its own restarts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct RuntimeInfo {
+pub(super) struct RuntimeInfo {
     /// The OCI runtime binary the shim drives.
     pub runtime_binary: String,
     /// The runtime's `--root`, when the options named one.
@@ -22,7 +22,7 @@ pub struct RuntimeInfo {
 }
 
 /// The bundle directory of a task.
-pub fn path(state: &Path, ns: &str, id: &str) -> PathBuf {
+pub(super) fn path(state: &Path, ns: &str, id: &str) -> PathBuf {
     state.join(ns).join(id)
 }
 
@@ -33,7 +33,7 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 
 /// Writes a fresh bundle: `config.json` (durably), `runtime.json` and an
 /// empty `rootfs/`. Fails with AlreadyExists if the directory is there.
-pub fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), Error> {
+pub(super) fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), Error> {
     if let Some(parent) = dir.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -72,7 +72,7 @@ pub fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), Error> 
 }
 
 /// The runtime info of a bundle (defaults when unreadable).
-pub fn runtime_info(dir: &Path, default_binary: &str) -> RuntimeInfo {
+pub(super) fn runtime_info(dir: &Path, default_binary: &str) -> RuntimeInfo {
     fs::read(dir.join("runtime.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -85,7 +85,7 @@ pub fn runtime_info(dir: &Path, default_binary: &str) -> RuntimeInfo {
 /// Removes a bundle whose shim is gone: forces the runtime to delete the
 /// container, unmounts `rootfs` (detached, so a busy mount cannot wedge
 /// us), then removes the directory. Best effort; each failure is logged.
-pub async fn cleanup(dir: &Path, id: &str, info: &RuntimeInfo) {
+pub(super) async fn cleanup(dir: &Path, id: &str, info: &RuntimeInfo) {
     let mut cmd = tokio::process::Command::new(&info.runtime_binary);
     if let Some(root) = &info.runtime_root {
         cmd.arg("--root").arg(root);
@@ -112,7 +112,7 @@ pub async fn cleanup(dir: &Path, id: &str, info: &RuntimeInfo) {
 }
 
 /// Unmounts `rootfs` (and anything below it) and removes the bundle.
-pub fn remove(dir: &Path) {
+pub(super) fn remove(dir: &Path) {
     let rootfs = dir.join("rootfs");
     for target in mounts_under(&rootfs) {
         if let Err(e) = nix::mount::umount2(target.as_path(), nix::mount::MntFlags::MNT_DETACH) {
@@ -131,7 +131,7 @@ pub fn remove(dir: &Path) {
 }
 
 /// Where deleted bundles wait for their shim to exit before removal.
-pub fn trash_dir(state: &Path) -> PathBuf {
+pub(super) fn trash_dir(state: &Path) -> PathBuf {
     state.join(".trash")
 }
 
@@ -139,7 +139,7 @@ pub fn trash_dir(state: &Path) -> PathBuf {
 /// id can be reused while its shim is still exiting, and removes the
 /// namespace directory if that left it empty. Returns where the bundle is
 /// now (its old path if the move failed).
-pub fn move_to_trash(state: &Path, dir: &Path) -> PathBuf {
+pub(super) fn move_to_trash(state: &Path, dir: &Path) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let trash = trash_dir(state);
     let name = format!(
@@ -167,7 +167,7 @@ pub fn move_to_trash(state: &Path, dir: &Path) -> PathBuf {
 
 /// Removes what a previous run left in [`trash_dir`] (its shims are gone
 /// or going: their tasks were deleted).
-pub fn empty_trash(state: &Path) {
+pub(super) fn empty_trash(state: &Path) {
     let Ok(entries) = fs::read_dir(trash_dir(state)) else {
         return;
     };

@@ -49,8 +49,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::bundle;
+use super::error::Error;
+use super::pump;
 use super::shim;
-use super::{pump, Task, TaskManager};
+use super::table::Tasks;
+use super::task::{dead_exit, Placement, Task};
 
 /// Shims reattached at once.
 const PARALLEL: usize = 64;
@@ -79,9 +82,25 @@ fn scan(state: &Path) -> Vec<(String, String, PathBuf)> {
     out
 }
 
-pub(super) async fn run(mgr: &TaskManager, has_record: &(dyn Fn(&str, &str) -> bool + Sync)) {
-    bundle::empty_trash(&mgr.inner.state);
-    let found = scan(&mgr.inner.state);
+impl Tasks {
+    /// Reattaches to the shims of a previous run before serving (see the
+    /// module docs). Bundles without a container record are cleaned up.
+    pub async fn recover(&self) {
+        let store = self.inner.deps.store.clone();
+        let has_record = move |ns: &str, id: &str| {
+            !matches!(
+                crate::store::containers::get(&store, ns, id),
+                Err(crate::store::Error::NotFound { .. })
+            )
+        };
+        run(self, &has_record).await
+    }
+}
+
+async fn run(mgr: &Tasks, has_record: &(dyn Fn(&str, &str) -> bool + Sync)) {
+    let state = &mgr.inner.config.state;
+    bundle::empty_trash(state);
+    let found = scan(state);
     let start = std::time::Instant::now();
     let n = found.len();
     let results: Vec<bool> = futures::stream::iter(found)
@@ -103,13 +122,13 @@ pub(super) async fn run(mgr: &TaskManager, has_record: &(dyn Fn(&str, &str) -> b
         elapsed_ms = start.elapsed().as_millis() as u64,
         "tasks recovered"
     );
-    super::orphans::clean(&mgr.inner.state, &mgr.inner.default_runtime).await;
+    super::orphans::clean(state, &mgr.inner.config.default_runtime).await;
 }
 
 /// A bundle whose container record is gone: its shim (if any) is killed
 /// and everything cleaned up.
-async fn orphan(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) {
-    let info = bundle::runtime_info(dir, &mgr.inner.default_runtime);
+async fn orphan(mgr: &Tasks, ns: &str, id: &str, dir: &Path) {
+    let info = bundle::runtime_info(dir, &mgr.inner.config.default_runtime);
     let shim_pid = shim::read_shim_pid(dir).unwrap_or(0);
     tracing::warn!(
         namespace = ns,
@@ -123,8 +142,8 @@ async fn orphan(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) {
 }
 
 /// Recovers one bundle; true when its shim is live.
-async fn one(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) -> bool {
-    let info = bundle::runtime_info(dir, &mgr.inner.default_runtime);
+async fn one(mgr: &Tasks, ns: &str, id: &str, dir: &Path) -> bool {
+    let info = bundle::runtime_info(dir, &mgr.inner.config.default_runtime);
     let shim_pid = shim::read_shim_pid(dir).unwrap_or(0);
     let address = std::fs::read_to_string(dir.join("address")).unwrap_or_default();
     if shim::pid_alive(shim_pid) && !address.trim().is_empty() {
@@ -175,53 +194,45 @@ async fn one(mgr: &TaskManager, ns: &str, id: &str, dir: &Path) -> bool {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
     bundle::cleanup(dir, id, &info).await;
-    let client = shim::connect_dead();
-    let task = Arc::new(Task::new(
-        ns,
-        id,
-        dir.to_path_buf(),
+    let at = Placement {
+        bundle: dir.to_path_buf(),
         pid,
         shim_pid,
         info,
-        client,
-    ));
-    let exit = super::dead_exit();
-    task.mark_dead(exit);
-    task.pump_done.send_replace(true);
-    mgr.inner.publish_dead_exit(&task, exit, true);
+    };
+    let events = mgr.inner.deps.events.clone();
+    let task = Arc::new(Task::new(ns, id, at, shim::connect_dead(), events));
+    task.mark_dead(dead_exit());
     mgr.insert(task);
     false
 }
 
 async fn reattach(
-    mgr: &TaskManager,
+    mgr: &Tasks,
     ns: &str,
     id: &str,
     dir: &Path,
     address: &str,
     shim_pid: u32,
     info: &bundle::RuntimeInfo,
-) -> Result<bool, super::Error> {
+) -> Result<bool, Error> {
     // One round trip per shim (its pid is in the bundle): with hundreds of
     // shims, each call is a wake-up of every shim on a few cores.
     let mut client = shim::connect(address).await?;
-    let procs = client.list_processes(()).await?.into_inner().processes;
+    let procs = shim::outcome(client.list_processes(()).await)?.processes;
     let Some(init) = procs.iter().find(|p| p.exec_id.is_empty()) else {
         return Ok(false);
     };
     let pid = init.pid;
-    let task = Arc::new(
-        Task::new(
-            ns,
-            id,
-            dir.to_path_buf(),
-            pid,
-            shim_pid,
-            info.clone(),
-            client,
-        )
-        .with_known(init.clone()),
-    );
+    let at = Placement {
+        bundle: dir.to_path_buf(),
+        pid,
+        shim_pid,
+        info: info.clone(),
+    };
+    let events = mgr.inner.deps.events.clone();
+    let task =
+        Arc::new(Task::new(ns, id, at, client, events).with_known(shim::process(id, init.clone())));
     pump::spawn(Arc::clone(&mgr.inner), Arc::clone(&task), 0);
     mgr.insert(task);
     tracing::debug!(

@@ -6,12 +6,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_api::events::{self as ev, Event as _};
 use berth_api::shim::v1 as sp;
-
-use super::shim;
-use super::{Change, Exit, Inner, Task};
-use crate::events::Envelope;
 use prost::Message;
+
+use super::process::Change;
+use super::shim;
+use super::table::Inner;
+use super::task::Task;
+use crate::events::Envelope;
 
 /// Starts the pump of `task`, resuming after sequence number `after`.
 pub(super) fn spawn(inner: Arc<Inner>, task: Arc<Task>, after: u64) {
@@ -23,25 +26,19 @@ pub(super) fn spawn(inner: Arc<Inner>, task: Arc<Task>, after: u64) {
 
 /// The change an event of the init process makes to its known state.
 fn init_change(task: &Task, topic: &str, event: &prost_types::Any) -> Option<Change> {
-    use berth_api::events as ev;
     let bytes = event.value.as_slice();
     match topic {
-        "/tasks/start" => {
+        ev::TaskStart::TOPIC => {
             let e = ev::TaskStart::decode(bytes).ok()?;
             (e.pid == task.pid).then_some(Change::Started)
         }
-        "/tasks/exit" => {
+        ev::TaskExit::TOPIC => {
             let e = ev::TaskExit::decode(bytes).ok()?;
-            (e.pid == task.pid && e.id == task.id).then(|| {
-                Change::Exited(Exit {
-                    status: e.exit_status,
-                    at: crate::services::convert::system_time(e.exited_at.as_ref())
-                        .unwrap_or_else(std::time::SystemTime::now),
-                })
-            })
+            (e.pid == task.pid && e.id == task.id)
+                .then(|| Change::Exited(shim::exit(e.exit_status, e.exited_at)))
         }
-        "/tasks/paused" => Some(Change::Paused),
-        "/tasks/resumed" => Some(Change::Resumed),
+        ev::TaskPaused::TOPIC => Some(Change::Paused),
+        ev::TaskResumed::TOPIC => Some(Change::Resumed),
         _ => None,
     }
 }
@@ -62,17 +59,16 @@ fn publish(inner: &Inner, task: &Task, ev: sp::ShimEvent) {
         ev.namespace
     };
     let env = Envelope {
-        timestamp: crate::services::convert::system_time(ev.timestamp.as_ref())
-            .unwrap_or_else(std::time::SystemTime::now),
+        timestamp: shim::time(ev.timestamp).unwrap_or_else(std::time::SystemTime::now),
         namespace,
         topic: ev.topic,
         event,
     };
     // Queued while berthd was down: kept for subscribers that come late.
     let res = if env.timestamp < inner.started {
-        inner.events.forward_backlog(env)
+        inner.deps.events.forward_backlog(env)
     } else {
-        inner.events.forward(env)
+        inner.deps.events.forward(env)
     };
     if let Err(e) = res {
         tracing::warn!(id = %task.id, seq = ev.seq, error = %e, "dropping a malformed shim event");
@@ -102,7 +98,7 @@ async fn run(inner: &Inner, task: &Task, mut last: u64) {
             return;
         }
         if !shim::pid_alive(task.shim_pid) {
-            task.handle_dead(inner).await;
+            task.handle_dead().await;
             return;
         }
         failures = failures.saturating_add(1);

@@ -1,20 +1,129 @@
-//! Launching berth-shim and talking to it.
+//! The seam to berth-shim: launching it, connecting to it, and turning
+//! its answers into the domain's types ([`Process`], [`Error`]). Only this
+//! file knows the shim speaks gRPC; the rest of `tasks` sees a [`Client`]
+//! whose calls end in [`outcome`].
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use berth_api::shim::v1 as sp;
 use berth_api::shim::v1::shim_client::ShimClient;
+use berth_api::ErrorKind;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::Error;
+use super::error::Error;
+use super::process::{Exit, Process, ProcessInfo, Status};
 
 /// A connected shim client (cheap to clone; calls multiplex on one
 /// connection).
-pub type Client = ShimClient<Channel>;
+pub(super) type Client = ShimClient<Channel>;
+
+/// What a shim call answers.
+pub(super) type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
+
+/// A shim call that failed: what the shim said, and whether the
+/// connection itself broke (the shim may be gone).
+#[derive(Debug)]
+pub(super) struct Failure {
+    /// the transport failed or the call was cut off
+    pub(super) broken: bool,
+    /// the shim's code as a kind
+    pub(super) kind: ErrorKind,
+    /// its message
+    pub(super) message: String,
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        Error::Shim {
+            kind: f.kind,
+            message: f.message,
+        }
+    }
+}
+
+/// The answer of a shim call, or why it failed.
+pub(super) fn outcome<T>(reply: Reply<T>) -> Result<T, Failure> {
+    reply.map(tonic::Response::into_inner).map_err(|e| {
+        use std::error::Error as _;
+        Failure {
+            broken: e.source().is_some()
+                || matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Cancelled),
+            kind: ErrorKind::from_code(e.code()),
+            message: e.message().to_string(),
+        }
+    })
+}
+
+/// A status as the shim reports it (containerd's task status numbers).
+fn status(s: i32) -> Status {
+    use berth_api::task_types::Status as W;
+    match W::try_from(s) {
+        Ok(W::Created) => Status::Created,
+        Ok(W::Running) => Status::Running,
+        Ok(W::Paused) => Status::Paused,
+        Ok(W::Pausing) => Status::Pausing,
+        Ok(W::Stopped) => Status::Stopped,
+        _ => Status::Unknown,
+    }
+}
+
+/// A time the shim sent; None when absent or before the epoch.
+pub(super) fn time(t: Option<prost_types::Timestamp>) -> Option<SystemTime> {
+    t.and_then(|t| SystemTime::try_from(t).ok())
+}
+
+/// An exit the shim reported (now when it sent no time).
+pub(super) fn exit(status: u32, at: Option<prost_types::Timestamp>) -> Exit {
+    Exit {
+        status,
+        at: time(at).unwrap_or_else(SystemTime::now),
+    }
+}
+
+/// A process of `container_id` as the shim reports it.
+pub(super) fn process(container_id: &str, s: sp::StateResponse) -> Process {
+    Process {
+        container_id: container_id.to_string(),
+        exec_id: s.exec_id,
+        pid: s.pid,
+        status: status(s.status),
+        stdin: s.stdin,
+        stdout: s.stdout,
+        stderr: s.stderr,
+        terminal: s.terminal,
+        exit_status: s.exit_status,
+        exited_at: time(s.exited_at),
+    }
+}
+
+/// Rootfs mounts as the shim takes them.
+pub(super) fn wire_mounts(mounts: Vec<berth_snapshotter::Mount>) -> Vec<berth_api::types::Mount> {
+    mounts
+        .into_iter()
+        .map(|m| berth_api::types::Mount {
+            r#type: m.kind,
+            source: m.source,
+            target: m.target,
+            options: m.options,
+        })
+        .collect()
+}
+
+/// The processes `ps` lists, as the shim reports them.
+pub(super) fn process_infos(r: sp::PidsResponse) -> Vec<ProcessInfo> {
+    r.processes
+        .into_iter()
+        .map(|p| ProcessInfo {
+            pid: p.pid,
+            info: p.info,
+        })
+        .collect()
+}
 
 /// berth-shim: next to our own executable, else on PATH.
-pub fn shim_binary() -> PathBuf {
+pub(super) fn shim_binary() -> PathBuf {
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
             let p = dir.join("berth-shim");
@@ -26,19 +135,8 @@ pub fn shim_binary() -> PathBuf {
     PathBuf::from("berth-shim")
 }
 
-/// Resolves a runtime binary name or path; None when it is nowhere.
-pub fn find_binary(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return p.is_file().then_some(p);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// What `berth-shim start` needs.
-pub struct LaunchArgs<'a> {
+pub(super) struct LaunchArgs<'a> {
     /// namespace
     pub namespace: &'a str,
     /// container id
@@ -55,7 +153,7 @@ pub struct LaunchArgs<'a> {
 
 /// Runs `berth-shim start …`, which daemonises the shim and prints its
 /// address; returns that address (`unix://…`).
-pub async fn launch(a: &LaunchArgs<'_>) -> Result<String, Error> {
+pub(super) async fn launch(a: &LaunchArgs<'_>) -> Result<String, Error> {
     let bin = shim_binary();
     let out = tokio::process::Command::new(&bin)
         .arg("start")
@@ -93,7 +191,7 @@ pub async fn launch(a: &LaunchArgs<'_>) -> Result<String, Error> {
 }
 
 /// Connects to a shim's `unix://` address.
-pub async fn connect(address: &str) -> Result<Client, Error> {
+pub(super) async fn connect(address: &str) -> Result<Client, Error> {
     let path = PathBuf::from(
         address
             .strip_prefix("unix://")
@@ -115,7 +213,7 @@ pub async fn connect(address: &str) -> Result<Client, Error> {
 
 /// A client that never connects, for tasks whose shim is dead (every
 /// call fails with Unavailable).
-pub fn connect_dead() -> Client {
+pub(super) fn connect_dead() -> Client {
     let channel = Endpoint::from_static("http://[::]:0").connect_with_connector_lazy(
         tower::service_fn(|_: Uri| async {
             Err::<TokioIo<tokio::net::UnixStream>, _>(std::io::Error::other("the shim is dead"))
@@ -125,7 +223,7 @@ pub fn connect_dead() -> Client {
 }
 
 /// Whether `pid` is a live (non-zombie) process.
-pub fn pid_alive(pid: u32) -> bool {
+pub(super) fn pid_alive(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }
@@ -143,7 +241,7 @@ pub fn pid_alive(pid: u32) -> bool {
 }
 
 /// Reads `<bundle>/shim.pid`.
-pub fn read_shim_pid(bundle: &Path) -> Option<u32> {
+pub(super) fn read_shim_pid(bundle: &Path) -> Option<u32> {
     std::fs::read_to_string(bundle.join("shim.pid"))
         .ok()?
         .trim()
@@ -153,7 +251,7 @@ pub fn read_shim_pid(bundle: &Path) -> Option<u32> {
 
 /// SIGKILLs a shim we launched (only after a failed Create or a shim that
 /// will not exit after Delete), then waits briefly for it to go.
-pub async fn kill(pid: u32) {
+pub(super) async fn kill(pid: u32) {
     if pid == 0 || !pid_alive(pid) {
         return;
     }
@@ -170,7 +268,7 @@ pub async fn kill(pid: u32) {
 }
 
 /// Waits up to `limit` for `pid` to exit; true when it did.
-pub async fn wait_gone(pid: u32, limit: Duration) -> bool {
+pub(super) async fn wait_gone(pid: u32, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while pid_alive(pid) {
         if tokio::time::Instant::now() >= deadline {
@@ -190,8 +288,25 @@ mod tests {
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
         assert!(!pid_alive(u32::MAX - 1));
-        assert!(find_binary("sh").is_some());
-        assert!(find_binary("no-such-binary-berth").is_none());
-        assert!(find_binary("/nonexistent/runc").is_none());
+    }
+
+    #[test]
+    fn statuses_and_failures_become_domain_values() {
+        use berth_api::task_types::Status as W;
+        assert_eq!(status(W::Created as i32), Status::Created);
+        assert_eq!(status(W::Paused as i32), Status::Paused);
+        assert_eq!(status(W::Stopped as i32), Status::Stopped);
+        assert_eq!(status(99), Status::Unknown);
+        let f = outcome::<()>(Err(tonic::Status::failed_precondition("not running"))).unwrap_err();
+        assert!(!f.broken);
+        assert_eq!(f.kind, ErrorKind::FailedPrecondition);
+        let e = Error::from(f);
+        assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+        assert_eq!(e.to_string(), "not running");
+        assert!(
+            outcome::<()>(Err(tonic::Status::unavailable("gone")))
+                .unwrap_err()
+                .broken
+        );
     }
 }
