@@ -9,7 +9,7 @@ use pb::images_server::Images;
 use tonic::{Request, Response, Status};
 
 use super::{convert, namespace, Context};
-use crate::filters::{label_field, Fields};
+use crate::filters::{label_field, non_empty, Fields};
 use crate::store::images::{self, Image, Target};
 
 /// The Images service.
@@ -70,15 +70,18 @@ fn from_wire(i: Option<pb::Image>) -> Image {
     }
 }
 
+/// As containerd's image adaptor: name and target fields are present only
+/// when set; `annotations` are the target's.
 impl Fields for Image {
     fn field(&self, path: &[String]) -> Option<String> {
         let one = path.len() == 1;
         match path.first()?.as_str() {
-            "name" if one => Some(self.name.clone()),
+            "name" if one => non_empty(&self.name),
             "labels" => label_field(&self.labels, &path[1..]),
+            "annotations" => label_field(&self.target.annotations, &path[1..]),
             "target" => match (path.get(1).map(String::as_str), path.len()) {
-                (Some("digest"), 2) => Some(self.target.digest.clone()),
-                (Some("mediatype" | "media_type"), 2) => Some(self.target.media_type.clone()),
+                (Some("digest"), 2) => non_empty(&self.target.digest),
+                (Some("mediatype" | "media_type"), 2) => non_empty(&self.target.media_type),
                 (Some("annotations"), _) => label_field(&self.target.annotations, &path[2..]),
                 _ => None,
             },
