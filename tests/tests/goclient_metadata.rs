@@ -18,7 +18,7 @@ mod goclient_support;
 
 use berth_api::services::namespaces::v1 as pb;
 use berth_tests::Berthd;
-use goclient_support::{channel, ready, rt};
+use goclient_support::{busybox_tar, channel, ready, rt, BUSYBOX};
 use tonic::Code;
 
 #[test]
@@ -86,4 +86,46 @@ fn labelling_a_missing_namespace_creates_it() {
     let names: Vec<&str> = ls.lines().collect();
     assert!(!names.contains(&"unmade") && !names.contains(&"bad/name"));
     assert!(names.contains(&"viago"), "{ls}");
+}
+
+#[test]
+fn ctr_images_mount_and_unmount_with_a_path_as_lease_id() {
+    if !ready("ctr_images_mount_and_unmount_with_a_path_as_lease_id")
+        || !berth_tests::require_tool("ctr_images_mount", "python3")
+    {
+        return;
+    }
+    let d = Berthd::start();
+    d.ctr_ok(&["images", "import", busybox_tar().to_str().unwrap()]);
+    let target = d.dir().join("mnt");
+    std::fs::create_dir(&target).unwrap();
+    let target_s = target.to_str().unwrap();
+
+    let out = d.ctr_ok(&["images", "mount", BUSYBOX, target_s]);
+    assert!(out.contains(target_s), "{out}");
+    assert!(
+        target.join("bin/busybox").exists(),
+        "the image is not mounted at {target_s}"
+    );
+    // The lease is named after the path, and holds the view.
+    let leases = d.ctr_ok(&["leases", "ls", "-q"]);
+    assert!(leases.lines().any(|l| l == target_s), "{leases}");
+    let snaps = d.ctr_ok(&["snapshots", "ls"]);
+    assert!(snaps.contains(target_s), "{snaps}");
+
+    let out = d.ctr_ok(&["images", "unmount", "--rm", target_s]);
+    assert!(out.contains(target_s), "{out}");
+    assert!(!target.join("bin/busybox").exists(), "still mounted");
+    let leases = d.ctr_ok(&["leases", "ls", "-q"]);
+    assert!(!leases.lines().any(|l| l == target_s), "{leases}");
+    let snaps = d.ctr_ok(&["snapshots", "ls"]);
+    assert!(!snaps.contains(target_s), "{snaps}");
+
+    // Empty and NUL-bearing ids are still refused (ctr cannot send those;
+    // the limit on length is checked through it instead).
+    let long = "l".repeat(4097);
+    let out = d.ctr(&["leases", "create", "--id", &long]);
+    assert!(!out.status.success());
+    // A path-like id that stays under the limit is fine.
+    d.ctr_ok(&["leases", "create", "--id", "/var/tmp/x y"]);
 }

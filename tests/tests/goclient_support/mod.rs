@@ -132,3 +132,43 @@ impl Drop for CtrEvents {
         let _ = self.child.wait();
     }
 }
+
+/// The busybox test image's reference, as `ctr images import` names it.
+pub(crate) const BUSYBOX: &str = "docker.io/berthtest/busybox:oci-gzip";
+
+/// Builds (once per target dir) the busybox test image archive; the same
+/// directory the ctr tests use, so it is built once for both.
+pub(crate) fn busybox_tar() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ctr-run-test-images");
+    if !dir.join("images.json").exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
+        let st = Command::new("python3")
+            .arg(script)
+            .arg(&dir)
+            .args(["--only", "busybox"])
+            .status()
+            .expect("run build-test-images");
+        assert!(st.success(), "build-test-images failed");
+    }
+    dir.join("busybox/oci-gzip.tar")
+}
+
+/// berthd's log without the terminal colour codes.
+pub(crate) fn plain_log(d: &Berthd) -> String {
+    let log = d.log();
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... m
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
