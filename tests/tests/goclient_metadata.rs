@@ -18,7 +18,7 @@ mod goclient_support;
 
 use berth_api::services::namespaces::v1 as pb;
 use berth_tests::Berthd;
-use goclient_support::{busybox_tar, channel, ready, rt, BUSYBOX};
+use goclient_support::{busybox_tar, channel, plain_log, ready, rt, wait_until, BUSYBOX};
 use tonic::Code;
 
 #[test]
@@ -128,4 +128,62 @@ fn ctr_images_mount_and_unmount_with_a_path_as_lease_id() {
     assert!(!out.status.success());
     // A path-like id that stays under the limit is fine.
     d.ctr_ok(&["leases", "create", "--id", "/var/tmp/x y"]);
+}
+
+/// The `garbage collection done` lines of the log, with their level.
+fn gc_lines(d: &Berthd) -> Vec<String> {
+    plain_log(d)
+        .lines()
+        .filter(|l| l.contains("garbage collection done"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn gc_logs_at_info_only_when_it_removed_something() {
+    if !ready("gc_logs_at_info_only_when_it_removed_something") {
+        return;
+    }
+    let d = Berthd::start();
+    // A collection with nothing to remove (berthd runs one after every
+    // lease delete).
+    d.ctr_ok(&["leases", "create", "--id", "empty"]);
+    d.ctr_ok(&["leases", "rm", "--sync", "empty"]);
+    wait_until("a gc line", || !gc_lines(&d).is_empty());
+    let lines = gc_lines(&d);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("DEBUG") && !l.contains("INFO")),
+        "an empty collection logged above DEBUG:\n{}",
+        lines.join("\n")
+    );
+
+    // A blob no lease or image holds: the next collection removes it.
+    let mut child = std::process::Command::new("ctr")
+        .arg("--address")
+        .arg(d.address())
+        .args(["content", "ingest", "loose"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"an unreferenced blob").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    d.ctr_ok(&["leases", "create", "--id", "trigger"]);
+    d.ctr_ok(&["leases", "rm", "--sync", "trigger"]);
+    assert_eq!(d.ctr_ok(&["content", "ls", "-q"]).trim(), "");
+    wait_until("an INFO gc line", || {
+        gc_lines(&d).iter().any(|l| l.contains("INFO"))
+    });
+    for l in gc_lines(&d) {
+        if l.contains("INFO") {
+            assert!(l.contains("content=1"), "{l}");
+        } else {
+            assert!(l.contains("content=0 snapshots=0 leases=0"), "{l}");
+        }
+    }
 }
