@@ -78,6 +78,9 @@ impl Fields for IngestStatus {
     }
 }
 
+/// How often [`ContentStore::writer`] tries a held ingest lock.
+const LOCK_TRIES: u32 = 10;
+
 /// In-process writer locks: one writer per ingest at a time.
 #[derive(Default)]
 pub(crate) struct Locks {
@@ -249,7 +252,28 @@ impl ContentStore {
         self.ingest_root().join(ingest_key(ns, reference))
     }
 
-    fn lock_ingest(&self, ns: &str, reference: &str) -> Result<LockGuard> {
+    /// Takes the ingest's writer lock, retrying a held one for a short
+    /// while as containerd does ([`LOCK_TRIES`] tries, each after a random
+    /// pause below 2^try ms, about half a second in all): a client that
+    /// closes a writer and reopens the ref at once races the server's
+    /// release of the old writer (its stream ends after the client moved
+    /// on) and must not see a spurious Unavailable. A writer that stays
+    /// open still answers [`Error::Locked`].
+    async fn lock_ingest(&self, ns: &str, reference: &str) -> Result<LockGuard> {
+        let mut tries = 0;
+        loop {
+            match self.try_lock_ingest(ns, reference) {
+                Err(Error::Locked { .. }) if tries + 1 < LOCK_TRIES => {
+                    let ms = uuid::Uuid::new_v4().as_u128() % (1u128 << tries);
+                    tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_lock_ingest(&self, ns: &str, reference: &str) -> Result<LockGuard> {
         let key = ingest_key(ns, reference);
         let mut held = self
             .inner
@@ -291,7 +315,7 @@ impl ContentStore {
                 return Err(Error::AlreadyExists(d.clone()));
             }
         }
-        let lock = self.lock_ingest(ns, reference)?;
+        let lock = self.lock_ingest(ns, reference).await?;
         self.add_lease_resource(ns, "ingests", reference).await?;
         crate::store::namespaces::ensure(self.store(), ns).await?;
         let dir = self.ingest_dir(ns, reference);
