@@ -14,7 +14,7 @@
 
 mod goclient_support;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use berth_api::services::content::v1 as pb;
 use berth_tests::Berthd;
@@ -28,6 +28,11 @@ use tonic::Code;
 
 fn sha(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn time(ts: Option<prost_types::Timestamp>) -> SystemTime {
+    let ts = ts.expect("timestamp set");
+    SystemTime::UNIX_EPOCH + Duration::new(ts.seconds as u64, ts.nanos as u32)
 }
 
 /// One Write stream: the Go client's remote writer.
@@ -100,6 +105,77 @@ fn commit(r: &str, offset: usize, total: usize, expected: &str) -> pb::WriteCont
 
 async fn content_client(d: &Berthd) -> ContentClient<Channel> {
     ContentClient::new(channel(&d.address()).await)
+}
+
+#[test]
+fn resumed_writer_reports_the_last_write_as_updated_at() {
+    if !ready("resumed_writer_reports_the_last_write_as_updated_at") {
+        return;
+    }
+    let d = Berthd::start();
+    rt().block_on(async {
+        let mut c = content_client(&d).await;
+        let data: Vec<u8> = (0..256u32).map(|i| (i * 31 % 251) as u8).collect();
+        let dg = sha(&data);
+        let (first, second) = data.split_at(128);
+
+        let pre_start = SystemTime::now();
+        let mut w1 = Writer::open(&mut c).await;
+        let s = w1.call(stat("cb", 256, &dg)).await.unwrap();
+        let post_start = SystemTime::now();
+        let started = time(s.started_at);
+        assert!(pre_start <= started && started <= post_start);
+
+        let pre_write = SystemTime::now();
+        let r = w1.call(write("cb", 0, first)).await.unwrap();
+        assert_eq!(r.offset, 128);
+        let post_write = SystemTime::now();
+        let s1 = w1.call(stat("cb", 256, &dg)).await.unwrap();
+        let updated = time(s1.updated_at);
+        assert!(
+            pre_write <= updated && updated <= post_write,
+            "the first writer's UpdatedAt is its write"
+        );
+        w1.close();
+        // Long enough for a clock that only ticks with the file system's
+        // timestamps to tell the write from the reopen.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+
+        // Reopened at once, as checkResumeWriter does: no Unavailable, the
+        // status consistent with the version before the close.
+        let mut w2 = Writer::open(&mut c).await;
+        let s2 = w2
+            .call(stat("cb", 256, &dg))
+            .await
+            .expect("reopen after close");
+        assert_eq!(s2.offset, 128);
+        assert_eq!(s2.total, 256);
+        assert_eq!(time(s2.started_at), started, "StartedAt is the first start");
+        assert_eq!(
+            time(s2.updated_at),
+            updated,
+            "UpdatedAt is the last write before the close"
+        );
+        let st = c
+            .status(ns_req("default", pb::StatusRequest { r#ref: "cb".into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(time(st.started_at), started);
+        assert_eq!(time(st.updated_at), updated);
+
+        let pre_write = SystemTime::now();
+        w2.call(write("cb", 128, second)).await.unwrap();
+        let post_write = SystemTime::now();
+        let s3 = w2.call(stat("cb", 256, &dg)).await.unwrap();
+        let updated2 = time(s3.updated_at);
+        assert!(pre_write <= updated2 && updated2 <= post_write);
+        assert_eq!(time(s3.started_at), started);
+        let r = w2.call(commit("cb", 256, 256, &dg)).await.unwrap();
+        assert_eq!(r.digest, dg);
+    });
 }
 
 #[test]

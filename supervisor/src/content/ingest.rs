@@ -1,8 +1,10 @@
 //! Ingests: in-progress writes on disk, their locks, status and abort.
 //!
 //! An ingest lives in `ingest/<sha256(ns + "/" + ref)>/` with the files
-//! `data` (the bytes so far), `ref`, `ns`, `startedat` (unix nanoseconds),
-//! and, when known at creation, `total` and `expected`. The directory is
+//! `data` (the bytes so far), `ref`, `ns`, `startedat` and `updatedat`
+//! (unix nanoseconds; the second rewritten when a writer closes, as
+//! containerd does: a file's mtime is too coarse to report the time of the
+//! last write), and, when known at creation, `total` and `expected`. The directory is
 //! made complete under a temporary name and renamed into place, so after a
 //! crash every ingest directory is either whole or absent (partial leftovers
 //! are removed at open). Data is not fsync'd per write; commit fsyncs it.
@@ -109,7 +111,7 @@ fn ingest_key(ns: &str, reference: &str) -> String {
     hex::encode(h.finalize())
 }
 
-fn nanos(t: SystemTime) -> u128 {
+pub(crate) fn nanos(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
 }
 
@@ -143,6 +145,11 @@ fn read_status(dir: &Path) -> Result<Option<(String, IngestStatus)>> {
     let started_at = read_opt(&dir.join("startedat"))?
         .and_then(|s| from_nanos(&s))
         .unwrap_or(UNIX_EPOCH);
+    // The time a writer recorded at close; the data's mtime only when it
+    // is later (a writer that never closed, e.g. berthd was killed).
+    let recorded = read_opt(&dir.join("updatedat"))?.and_then(|s| from_nanos(&s));
+    let modified = meta.modified().ok();
+    let updated_at = recorded.max(modified).unwrap_or(started_at);
     let total = read_opt(&dir.join("total"))?
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
@@ -155,7 +162,7 @@ fn read_status(dir: &Path) -> Result<Option<(String, IngestStatus)>> {
             total,
             expected,
             started_at,
-            updated_at: meta.modified().unwrap_or(started_at),
+            updated_at,
         },
     )))
 }
@@ -199,6 +206,7 @@ fn create_ingest(
         write("ref", reference)?;
         write("ns", ns)?;
         write("startedat", &nanos(started_at).to_string())?;
+        write("updatedat", &nanos(started_at).to_string())?;
         if total > 0 {
             write("total", &total.to_string())?;
         }
