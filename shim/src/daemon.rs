@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::lifecycle::write_file;
+use crate::bundle::write_file;
 use crate::reaper::Reaper;
 use crate::service::ShimService;
 use crate::sys;

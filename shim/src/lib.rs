@@ -5,6 +5,7 @@
 //! Entry points: [`daemon::start`] (`berth-shim start`) and
 //! [`daemon::serve`] (the hidden `berth-shim serve`).
 
+pub mod bundle;
 pub mod cgroup;
 pub mod console;
 pub mod daemon;
@@ -13,6 +14,7 @@ pub mod events;
 pub mod lifecycle;
 pub mod oom;
 pub mod ops;
+pub mod process;
 pub mod reaper;
 pub mod runtime;
 pub mod service;

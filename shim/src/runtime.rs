@@ -108,7 +108,7 @@ impl Runtime {
         Self {
             binary: binary.to_string(),
             root,
-            log: bundle.join("log.json"),
+            log: crate::bundle::Bundle::new(bundle).runtime_log(),
             private_cgroup_view: base == "crun" && hybrid,
             sealed_exe: base == "crun",
             reaper,
@@ -124,7 +124,7 @@ impl Runtime {
     /// `berth-shim delete` can clean up after a shim that died.
     pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
         let v = serde_json::json!({ "binary": self.binary, "root": self.root });
-        crate::lifecycle::write_file(&bundle.join(RUNTIME_FILE), v.to_string().as_bytes())
+        crate::bundle::write_file(&bundle.join(RUNTIME_FILE), v.to_string().as_bytes())
     }
 
     /// The runtime recorded by [`Runtime::save`], if any.
