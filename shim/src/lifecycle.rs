@@ -13,7 +13,7 @@ use crate::console::ConsoleSocket;
 use crate::error::{Error, Result};
 use crate::process::Proc;
 use crate::reaper::Exit;
-use crate::runtime::{read_pid_file, ChildStdio, Runtime};
+use crate::runtime::{read_pid_file, ChildStdio, Runtime, RuntimeError};
 use crate::stdio::{self, ProcessIo, StdioPaths};
 use crate::task::{Container, Live, Task};
 use crate::{cgroup, oom};
@@ -210,15 +210,29 @@ impl Task {
                 .exec(&self.id, &spec, &pid_file, console_path.as_deref(), child)
                 .await?;
         }
+        let pid = read_pid_file(&pid_file).map_err(Error::io("read pid file"));
         if let Some(sock) = console_socket {
-            let console = sock
-                .receive()
-                .await
-                .map_err(Error::io("receive pty master"))?;
-            io = stdio::attach_console(console, paths)?;
+            let attached = match sock.receive().await {
+                Ok(console) => stdio::attach_console(console, paths).map_err(Error::from),
+                Err(e) => Err(Error::io("receive pty master")(e)),
+            };
+            match attached {
+                Ok(attached) => io = attached,
+                Err(e) => {
+                    // The runtime started the process: a failed exec or
+                    // create leaves nothing running (the caller deletes a
+                    // created container).
+                    if let (Ok(pid), false) = (&pid, exec_id.is_empty()) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(*pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    return Err(e);
+                }
+            }
         }
-        let pid = read_pid_file(&pid_file).map_err(Error::io("read pid file"))?;
-        Ok((pid, io))
+        Ok((pid?, io))
     }
 
     /// Starts the init process (`runtime start`) or an exec'd one
@@ -229,6 +243,13 @@ impl Task {
             let mut st = self.lock();
             let live = st.live_mut().map_err(|_| crate::task::not_found(exec_id))?;
             let runtime = live.runtime.clone();
+            if !exec_id.is_empty() {
+                // An exec starts only in a live container.
+                live.init
+                    .phase
+                    .can_exec()
+                    .map_err(|r| r.error(&self.name("")))?;
+            }
             let p = live.proc_mut(exec_id)?;
             p.phase
                 .can_start()
@@ -324,9 +345,19 @@ impl Task {
             }
             return Ok((pid, p.phase.exit().unwrap_or_else(|| no_exit(pid))));
         }
-        if let Err(e) = runtime.delete(&self.id, false).await {
-            tracing::warn!(error = %e, "runtime delete failed; forcing");
-            runtime.delete(&self.id, true).await?;
+        match runtime.delete(&self.id, false).await {
+            Ok(()) => {}
+            // Deleted behind the shim's back (`runc delete --force`).
+            Err(RuntimeError::Gone { .. }) => {
+                tracing::warn!("the runtime no longer knows the container");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "runtime delete failed; forcing");
+                match runtime.delete(&self.id, true).await {
+                    Ok(()) | Err(RuntimeError::Gone { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         // A never-started init is killed by the runtime's delete: give the
         // reaper a moment to record that exit.

@@ -12,13 +12,15 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::process::{Guard, Phase, Proc, Refusal};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeError};
 use crate::stdio::StdioPaths;
 use crate::task::Task;
 
 impl Task {
     /// Records an exec process (started later by `start(exec_id)`).
-    /// `spec` is the OCI process spec (JSON).
+    /// `spec` is the OCI process spec (JSON); its `terminal` is set from
+    /// the request, as containerd's shim does, so the runtime allocates a
+    /// pty exactly when the shim hands it a console socket.
     pub async fn exec(
         self: &Arc<Self>,
         exec_id: &str,
@@ -27,7 +29,7 @@ impl Task {
     ) -> Result<()> {
         berth_api::identifiers::validate("exec_id", exec_id)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let parsed: serde_json::Value = serde_json::from_slice(&spec)
+        let mut parsed: serde_json::Value = serde_json::from_slice(&spec)
             .map_err(|e| Error::InvalidArgument(format!("spec: not an OCI process spec: {e}")))?;
         if parsed
             .get("args")
@@ -38,6 +40,14 @@ impl Task {
                 "spec: process args must not be empty".into(),
             ));
         }
+        let Some(fields) = parsed.as_object_mut() else {
+            return Err(Error::InvalidArgument(
+                "spec: not an OCI process spec (an object)".into(),
+            ));
+        };
+        fields.insert("terminal".into(), paths.terminal.into());
+        let spec = serde_json::to_vec(&parsed)
+            .map_err(|e| Error::InvalidArgument(format!("spec: {e}")))?;
         let _op = self.op.lock().await;
         let mut st = self.lock();
         let live = st.live_mut()?;
@@ -79,12 +89,14 @@ impl Task {
             .map_err(|r| r.error(&self.name(exec_id)))?;
         if exec_id.is_empty() {
             return runtime.kill(&self.id, sig as u32, all).await.map_err(|e| {
-                // The runtime raced with an exit.
+                // The runtime raced with an exit, or the container is gone.
                 let exited = self
                     .lock()
                     .live()
                     .is_ok_and(|l| l.init.phase.exit().is_some());
-                if exited {
+                let not_running = matches!(&e, RuntimeError::Failed { message, .. }
+                    if message.contains("container not running"));
+                if exited || not_running {
                     Refusal::Finished.error(&self.name(""))
                 } else {
                     e.into()
@@ -176,11 +188,17 @@ impl Task {
     /// cgroup metrics as containerd's Metrics in an Any.
     pub fn stats(&self) -> Result<prost_types::Any> {
         let st = self.lock();
-        let cg = st
-            .live()?
+        let live = st.live()?;
+        let cg = live
             .cgroup
             .as_ref()
             .ok_or_else(|| Error::NotFound("task has no cgroup".into()))?;
+        if !cg.exists() {
+            return Err(Error::NotFound(format!(
+                "the cgroup of task {} is gone",
+                self.name("")
+            )));
+        }
         Ok(cg.metrics())
     }
 

@@ -11,7 +11,10 @@
 //!
 //! An exit that comes while a Start is running the runtime is held by
 //! `Starting` until the Start has published TaskStart, so TaskExit never
-//! precedes it. `Exited` remembers whether its TaskExit was published,
+//! precedes it. A process that has exited is gone for every verb that
+//! needs it alive (start, kill, exec into it, pause, resume, update): they
+//! answer NotFound, as containerd's kill does; State, Wait and Delete
+//! still see its exit, and ResizePty and CloseIO leave it alone. `Exited` remembers whether its TaskExit was published,
 //! which the task does in one place (`Task::report_exits`). A deleted
 //! process is no longer in the task's table.
 
@@ -95,6 +98,7 @@ impl Phase {
     pub fn can_start(&self) -> Guard {
         match self {
             Phase::Created => Ok(()),
+            Phase::Exited { .. } => Err(Refusal::Finished),
             _ => Err(Refusal::NotCreated),
         }
     }
@@ -121,6 +125,7 @@ impl Phase {
     pub fn can_exec(&self) -> Guard {
         match self {
             Phase::Running | Phase::Paused => Ok(()),
+            Phase::Exited { .. } => Err(Refusal::Finished),
             _ => Err(Refusal::NotRunning),
         }
     }
@@ -130,6 +135,7 @@ impl Phase {
         match self {
             Phase::Running => Ok(()),
             Phase::Paused => Err(Refusal::AlreadyPaused),
+            Phase::Exited { .. } => Err(Refusal::Finished),
             _ => Err(Refusal::NotRunning),
         }
     }
@@ -139,15 +145,19 @@ impl Phase {
         match self {
             Phase::Paused => Ok(()),
             Phase::Running => Err(Refusal::NotPaused),
+            Phase::Exited { .. } => Err(Refusal::Finished),
             _ => Err(Refusal::NotRunning),
         }
     }
 
-    /// Update changes the resources of a running container. Asked of init.
+    /// Update changes the resources of a created, running or frozen
+    /// container (a created one's new limits apply when it starts, as with
+    /// containerd and runc). Asked of init.
     pub fn can_update(&self) -> Guard {
         match self {
-            Phase::Running | Phase::Paused => Ok(()),
-            _ => Err(Refusal::NotRunning),
+            Phase::Created | Phase::Running | Phase::Paused => Ok(()),
+            Phase::Exited { .. } => Err(Refusal::Finished),
+            Phase::Starting { .. } => Err(Refusal::NotRunning),
         }
     }
 
@@ -335,7 +345,7 @@ mod tests {
         );
         assert_eq!(
             all.map(|p| ok(p.can_update())),
-            [false, false, true, true, false]
+            [true, false, true, true, false]
         );
         assert_eq!(
             all.map(|p| ok(p.can_pause())),
@@ -348,6 +358,18 @@ mod tests {
         );
         assert_eq!(Phase::Running.can_resume(), Err(Refusal::NotPaused));
         assert_eq!(Phase::Created.can_resume(), Err(Refusal::NotRunning));
+        assert_eq!(Phase::Created.can_exec(), Err(Refusal::NotRunning));
+        assert_eq!(Phase::Running.can_start(), Err(Refusal::NotCreated));
+        // An exited process is gone for every verb that needs it alive.
+        for guard in [
+            Phase::can_start,
+            Phase::can_exec,
+            Phase::can_pause,
+            Phase::can_resume,
+            Phase::can_update,
+        ] {
+            assert_eq!(guard(&exited), Err(Refusal::Finished));
+        }
         assert_eq!(
             Refusal::Finished.error("\"c\"").to_string(),
             "process \"c\" already finished"
