@@ -8,7 +8,7 @@ use std::time::Duration;
 use berth_api::events as ev;
 use berth_snapshotter::mount::{self, Mount};
 
-use crate::bundle::write_file;
+use crate::bundle::{self, write_file};
 use crate::console::ConsoleSocket;
 use crate::error::{Error, Result};
 use crate::process::Proc;
@@ -99,7 +99,7 @@ impl Task {
             .collect();
         let rootfs = self.bundle.rootfs();
         if !mounts.is_empty() {
-            std::fs::create_dir_all(&rootfs)
+            bundle::create_dirs(&rootfs)
                 .map_err(Error::io(format!("create {}", rootfs.display())))?;
             mount::mount_all(&mounts, &rootfs)?;
         }
@@ -211,6 +211,8 @@ impl Task {
                 .await?;
         }
         let pid = read_pid_file(&pid_file).map_err(Error::io("read pid file"));
+        // The runtime wrote it 0644.
+        let _ = bundle::make_private(&pid_file);
         if let Some(sock) = console_socket {
             let attached = match sock.receive().await {
                 Ok(console) => stdio::attach_console(console, paths).map_err(Error::from),

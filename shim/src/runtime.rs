@@ -116,10 +116,15 @@ impl Runtime {
             .and_then(|n| n.to_str())
             .unwrap_or(binary);
         let hybrid = Path::new("/sys/fs/cgroup/unified").exists();
+        let log = crate::bundle::Bundle::new(bundle).runtime_log();
+        // The runtime would create its log 0644; it appends to ours.
+        if let Err(e) = crate::bundle::open_append(&log) {
+            tracing::debug!(log = %log.display(), error = %e, "runtime log not created");
+        }
         Self {
             binary: binary.to_string(),
             root,
-            log: crate::bundle::Bundle::new(bundle).runtime_log(),
+            log,
             private_cgroup_view: base == "crun" && hybrid,
             sealed_exe: base == "crun",
             reaper,

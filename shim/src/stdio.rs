@@ -15,7 +15,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -360,16 +359,9 @@ fn open_output(target: Target, field: &'static str, raw: &str) -> Result<OwnedFd
     }
 }
 
+/// A `file://` log: appended to, created 0600 (missing parents 0700).
 fn open_log_file(path: &Path) -> Result<File, StdioError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| open_err("stdout", parent, source))?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|source| open_err("stdout", path, source))
+    crate::bundle::open_append(path).map_err(|source| open_err("stdout", path, source))
 }
 
 /// Copies the stdin fifo to `dst` until the client closes it (EOF) or
