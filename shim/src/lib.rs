@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod lifecycle;
+pub mod logfile;
 pub mod oom;
 pub mod ops;
 pub mod process;

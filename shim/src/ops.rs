@@ -223,6 +223,20 @@ impl Task {
         Ok(())
     }
 
+    /// Reopens the log file the shim writes for init (CRI
+    /// ReopenContainerLog, after the kubelet moved the file away).
+    pub fn reopen_log(&self) -> Result<()> {
+        let st = self.lock();
+        let init = &st.live()?.init;
+        match init.io.as_ref().and_then(|io| io.reopen_log()) {
+            Some(res) => res.map_err(Error::io("reopen log")),
+            None => Err(Error::FailedPrecondition(format!(
+                "task {} has no log file",
+                self.name("")
+            ))),
+        }
+    }
+
     /// Closes a process's stdin (after what was written is copied).
     pub fn close_stdin(&self, exec_id: &str) -> Result<()> {
         let mut st = self.lock();

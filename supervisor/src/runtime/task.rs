@@ -214,6 +214,7 @@ async fn start_shim(
             options,
             runtime_binary: info.runtime_binary.clone(),
             namespace: ns.to_string(),
+            log: None,
         })
         .await
         .map_err(|e| (Error::Shim(e), shim_pid))?
