@@ -117,6 +117,28 @@ impl Lease {
         })
     }
 
+    /// Creates read-only view `key` of `parent` (default snapshotter) under
+    /// this lease.
+    pub fn view_snapshot(&self, key: &str, parent: &str) -> Vec<berth_api::types::Mount> {
+        runtime().block_on(async {
+            let mut c = spb::snapshots_client::SnapshotsClient::new(channel(&self.addr).await);
+            c.view(request(
+                spb::ViewSnapshotRequest {
+                    snapshotter: String::new(),
+                    key: key.into(),
+                    parent: parent.into(),
+                    labels: Default::default(),
+                },
+                &self.ns,
+                Some(&self.id),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("view snapshot {key:?} under lease: {e}"))
+            .into_inner()
+            .mounts
+        })
+    }
+
     /// Deletes the lease (synchronously collecting what only it held);
     /// panics when the daemon refuses.
     pub fn release(mut self) {

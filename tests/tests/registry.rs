@@ -88,7 +88,10 @@ fn busybox_pulled_from_the_registry_runs() {
     // Mount a view of the image's top snapshot and run busybox in it.
     let view = d.dir().join("view");
     std::fs::create_dir_all(&view).unwrap();
-    d.ctr_ok(&["snapshots", "view", "busybox-view", &out.result.chain_id]);
+    // Held by a lease (`ctr snapshots view` takes none and sets no
+    // gc.root label): a collection must not take the view away mid-test.
+    let lease = berth_tests::grpc::Lease::create(&d.address(), "default");
+    lease.view_snapshot("busybox-view", &out.result.chain_id);
     let mounts = d.ctr_ok(&[
         "snapshots",
         "mounts",
