@@ -3,55 +3,23 @@
 //! kill, rm) and events, against a real berthd with berth-shim and runc,
 //! cross-checked with Debian's ctr.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use berth_tests::{require_root, require_tool, Berthd};
+use berth_tests::{requires_root, Berthd};
 use serde_json::Value;
 
-const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+use berth_tests::images::BUSYBOX as IMAGE;
 
-/// Builds (once) the busybox test image archive.
-fn images() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berthctl-test-images");
-        if !dir.join("images.json").exists() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-            let st = Command::new("python3")
-                .arg(script)
-                .arg(&dir)
-                .args(["--only", "busybox"])
-                .status()
-                .expect("run build-test-images");
-            assert!(st.success(), "build-test-images failed");
-        }
-        dir
-    })
-}
-
-fn json(d: &Berthd, args: &[&str]) -> Value {
-    let mut full = vec!["-o", "json"];
-    full.extend_from_slice(args);
-    let out = d.berthctl_ok(&full);
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("berthctl {args:?}: not JSON ({e}): {out}"))
-}
+/// What every test here runs besides berthd (with `requires_root`).
+const TOOLS: &[&str] = &["ctr", "runc"];
 
 /// Imports (and unpacks) busybox through berthctl.
 fn import_busybox(d: &Berthd) {
-    let tar = images().join("busybox/oci-gzip.tar");
+    let tar = berth_tests::images::busybox();
     let out = d.berthctl_ok(&["images", "import", tar.to_str().unwrap()]);
     assert_eq!(out.trim(), IMAGE);
-}
-
-fn ready(test: &str) -> bool {
-    require_root(test)
-        && require_tool(test, "ctr")
-        && require_tool(test, "runc")
-        && require_tool(test, "python3")
 }
 
 /// Runs berthctl with stdin from `input`; returns (exit code, stdout, stderr).
@@ -74,10 +42,9 @@ fn run_with_stdin(d: &Berthd, args: &[&str], input: &[u8]) -> (Option<i32>, Stri
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_run_foreground_exit_codes_and_stdio() {
-    if !ready("berthctl_run_foreground") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
     let out = d.berthctl(&["run", "--rm", IMAGE, "t1", "echo", "hello"]);
@@ -126,16 +93,15 @@ fn berthctl_run_foreground_exit_codes_and_stdio() {
 
     // --rm left nothing: no containers, only the image's snapshot.
     assert_eq!(d.berthctl_ok(&["containers", "ls", "-q"]), "");
-    let snaps = json(&d, &["snapshots", "ls"]);
+    let snaps = d.json(&["snapshots", "ls"]);
     assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
     assert_eq!(snaps[0]["kind"], "committed");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_run_spec_from_flags() {
-    if !ready("berthctl_run_spec_from_flags") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
     let host = d.dir().join("shared");
@@ -183,7 +149,7 @@ fn berthctl_run_spec_from_flags() {
         IMAGE,
         "c1",
     ]);
-    let info = json(&d, &["containers", "info", "c1"]);
+    let info = d.json(&["containers", "info", "c1"]);
     let spec = &info["spec"];
     assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 33554432);
     assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50000);
@@ -196,11 +162,11 @@ fn berthctl_run_spec_from_flags() {
     );
     assert_eq!(info["snapshot_key"], "c1");
     d.berthctl_ok(&["containers", "rm", "c1"]);
-    assert_eq!(json(&d, &["snapshots", "ls"]).as_array().unwrap().len(), 1);
+    assert_eq!(d.json(&["snapshots", "ls"]).as_array().unwrap().len(), 1);
 }
 
 fn task(d: &Berthd, id: &str) -> Value {
-    let v = json(d, &["tasks", "ls"]);
+    let v = d.json(&["tasks", "ls"]);
     v.as_array()
         .unwrap()
         .iter()
@@ -210,10 +176,9 @@ fn task(d: &Berthd, id: &str) -> Value {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_detached_task_lifecycle_and_events() {
-    if !ready("berthctl_detached_task_lifecycle") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
     let events_out = d.dir().join("events.json");
@@ -251,7 +216,7 @@ fn berthctl_detached_task_lifecycle_and_events() {
         "exit 5",
     ]);
     assert_eq!(out.status.code(), Some(5));
-    let pids = json(&d, &["tasks", "ps", "d1"]);
+    let pids = d.json(&["tasks", "ps", "d1"]);
     assert!(
         pids.as_array().unwrap().iter().any(|p| p["pid"] == pid),
         "{pids}"
@@ -262,7 +227,7 @@ fn berthctl_detached_task_lifecycle_and_events() {
     d.berthctl_ok(&["tasks", "resume", "d1"]);
     assert_eq!(task(&d, "d1")["status"], "RUNNING");
 
-    let metrics = json(&d, &["tasks", "metrics", "d1"]);
+    let metrics = d.json(&["tasks", "metrics", "d1"]);
     let usage = metrics
         .as_array()
         .unwrap()
@@ -323,10 +288,9 @@ fn berthctl_detached_task_lifecycle_and_events() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_run_bad_input() {
-    if !ready("berthctl_run_bad_input") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
     let one_line = |args: &[&str], want: &str| {
@@ -378,7 +342,7 @@ fn berthctl_run_bad_input() {
     d.berthctl_ok(&["containers", "rm", "dup"]);
     // Refused runs left no containers or snapshots behind.
     assert_eq!(d.berthctl_ok(&["containers", "ls", "-q"]), "");
-    assert_eq!(json(&d, &["snapshots", "ls"]).as_array().unwrap().len(), 1);
+    assert_eq!(d.json(&["snapshots", "ls"]).as_array().unwrap().len(), 1);
 }
 
 /// Kills a tmux session on drop.
@@ -413,16 +377,16 @@ fn wait_screen(session: &str, want: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_run_tty_in_tmux() {
-    if !ready("berthctl_run_tty_in_tmux") || !require_tool("berthctl_run_tty_in_tmux", "tmux") {
-        return;
-    }
+    requires_root(&[TOOLS, &["tmux"]].concat());
     let d = Berthd::start();
     import_busybox(&d);
     let session = format!("berthctl-tty-{}", std::process::id());
     let cmd = format!(
-        "BERTH_ADDRESS={} {} run --rm -t {IMAGE} tty1 sh; echo EXIT=$?; sleep 30",
+        "BERTH_ADDRESS={} BERTH_FIFO_DIR={} {} run --rm -t {IMAGE} tty1 sh; echo EXIT=$?; sleep 30",
         d.address().display(),
+        d.berthctl_fifo_dir().display(),
         berth_tests::bin("berthctl").display()
     );
     let st = Command::new("tmux")
@@ -463,10 +427,9 @@ fn berthctl_run_tty_in_tmux() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_memory_limit_oom_and_crun() {
-    if !ready("berthctl_memory_limit_oom_and_crun") {
-        return;
-    }
+    requires_root(&[TOOLS, &["crun"]].concat());
     let d = Berthd::start();
     import_busybox(&d);
     let events_out = d.dir().join("oom-events.json");
@@ -547,27 +510,24 @@ fn berthctl_memory_limit_oom_and_crun() {
     let _ = events.wait();
 
     // crun as the runtime binary for one container.
-    if require_tool("berthctl_memory_limit_oom_and_crun", "crun") {
-        let out = d.berthctl_ok(&[
-            "run",
-            "--rm",
-            "--runtime-binary",
-            "crun",
-            IMAGE,
-            "c1",
-            "echo",
-            "hi-crun",
-        ]);
-        assert_eq!(out, "hi-crun\n");
-    }
+    let out = d.berthctl_ok(&[
+        "run",
+        "--rm",
+        "--runtime-binary",
+        "crun",
+        IMAGE,
+        "c1",
+        "echo",
+        "hi-crun",
+    ]);
+    assert_eq!(out, "hi-crun\n");
     assert_eq!(d.berthctl_ok(&["containers", "ls", "-q"]), "");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_parallel_containers_leave_nothing_behind() {
-    if !ready("berthctl_parallel_containers") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
     let ids: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
@@ -593,7 +553,7 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
         "sleep",
         "1000",
     ]);
-    let tasks = json(&d, &["tasks", "ls"]);
+    let tasks = d.json(&["tasks", "ls"]);
     assert_eq!(tasks.as_array().unwrap().len(), 11, "{tasks}");
     assert!(
         tasks
@@ -620,14 +580,15 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
     let dir = d.dir().to_string_lossy().into_owned();
     assert!(!mounts.contains(&dir), "mounts left under {dir}");
     for id in &ids {
-        assert!(!berth_tests_fifo(id).exists(), "fifo dir left for {id}");
+        let fifo = d.berthctl_fifo_dir().join("default").join(id);
+        assert!(!fifo.exists(), "fifo dir left for {id}");
         assert!(
             !Path::new(&format!("/sys/fs/cgroup/memory/default/{id}")).exists(),
             "cgroup left for {id}"
         );
     }
     // berthctl's container leases went with the containers.
-    let leases = json(&d, &["leases", "ls"]);
+    let leases = d.json(&["leases", "ls"]);
     assert!(
         !leases
             .as_array()
@@ -636,12 +597,4 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
             .any(|l| l["id"].as_str().unwrap().starts_with("berthctl.container.")),
         "{leases}"
     );
-}
-
-/// berthctl's fifo directory for a container in `default`.
-fn berth_tests_fifo(id: &str) -> PathBuf {
-    let root = std::env::var_os("BERTH_FIFO_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/berthctl/fifo"));
-    root.join("default").join(id)
 }

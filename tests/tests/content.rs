@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use berth_api::services::content::v1 as pb;
 use berth_api::services::leases::v1 as lpb;
-use berth_tests::{check, require_tool, Berthd};
+use berth_tests::{check, requires, Berthd};
 use pb::content_client::ContentClient;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 const NS: &str = "default";
@@ -48,19 +48,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 async fn channel(sock: &Path) -> Channel {
-    let sock = sock.to_path_buf();
-    Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let sock = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(sock).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connect to berthd")
+    berth_tests::grpc::channel(sock).await
 }
 
 async fn client(sock: &Path) -> ContentClient<Channel> {
@@ -70,10 +58,7 @@ async fn client(sock: &Path) -> ContentClient<Channel> {
 }
 
 fn req<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("containerd-namespace", NS.parse().unwrap());
-    r
+    berth_tests::grpc::request(msg, NS, None)
 }
 
 /// An open Write stream.
@@ -85,11 +70,7 @@ struct WriteStream {
 impl WriteStream {
     async fn open(c: &mut ContentClient<Channel>, lease: Option<&str>) -> Self {
         let (tx, rx) = mpsc::channel(4);
-        let mut r = req(ReceiverStream::new(rx));
-        if let Some(l) = lease {
-            r.metadata_mut()
-                .insert("containerd-lease", l.parse().unwrap());
-        }
+        let r = berth_tests::grpc::request(ReceiverStream::new(rx), NS, lease);
         let rx = c.write(r).await.expect("write stream").into_inner();
         Self { tx, rx }
     }
@@ -220,9 +201,7 @@ fn ctr_with_stdin(d: &Berthd, args: &[&str], input: &Path) -> std::process::Outp
 
 #[test]
 fn ctr_ingest_ls_get_label_rm_64mib() {
-    if !require_tool("ctr_ingest_ls_get_label_rm_64mib", "ctr") {
-        return;
-    }
+    requires(&["ctr"]);
     let d = Berthd::start();
     let data = bytes(1, 64 << 20);
     let digest = sha(&data);
@@ -395,9 +374,7 @@ fn interrupted_write_resumes_from_status_offset() {
 
 #[test]
 fn wrong_expected_digest_is_refused_and_abortable() {
-    if !require_tool("wrong_expected_digest", "ctr") {
-        return;
-    }
+    requires(&["ctr"]);
     let d = Berthd::start();
     let data = bytes(3, 1 << 20);
     let wrong = sha(b"something else");

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::{require_tool, Berthd};
+use berth_tests::{requires_root, Berthd};
 use ctr_support::*;
 
 /// `ctr run --rm` of `echo hello` and `exit 7`: output and ctr's exit code.
@@ -170,33 +170,31 @@ fn detached(binary: &str, tag: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_foreground_runc() {
-    if ready("ctr_run_foreground_runc") {
-        foreground("runc", "r");
-    }
+    requires_root(TOOLS);
+    foreground("runc", "r");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_foreground_crun() {
-    if ready("ctr_run_foreground_crun") && require_tool("ctr_run_foreground_crun", "crun") {
-        foreground("crun", "c");
-    }
+    requires_root(&[TOOLS, &["crun"]].concat());
+    foreground("crun", "c");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_detached_lifecycle_runc() {
-    if ready("ctr_run_detached_lifecycle_runc") {
-        detached("runc", "r");
-    }
+    requires_root(TOOLS);
+    detached("runc", "r");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_detached_lifecycle_crun() {
-    if ready("ctr_run_detached_lifecycle_crun")
-        && require_tool("ctr_run_detached_lifecycle_crun", "crun")
-    {
-        detached("crun", "c");
-    }
+    requires_root(&[TOOLS, &["crun"]].concat());
+    detached("crun", "c");
 }
 
 /// `ctr events` in the background, output in a file.
@@ -241,10 +239,9 @@ impl CtrEvents {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_events_show_start_and_exit_of_ctr_run() {
-    if !ready("ctr_events_show_start_and_exit_of_ctr_run") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = daemon();
     let ev = CtrEvents::start(&d);
     let id = cid("e", "t2");
@@ -412,16 +409,15 @@ fn tty(binary: &str, tag: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_tty_in_tmux_runc() {
-    if ready("ctr_run_tty_in_tmux_runc") && require_tool("ctr_run_tty_in_tmux_runc", "tmux") {
-        tty("runc", "y");
-    }
+    requires_root(&[TOOLS, &["tmux"]].concat());
+    tty("runc", "y");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_tty_in_tmux_crun() {
-    let t = "ctr_run_tty_in_tmux_crun";
-    if ready(t) && require_tool(t, "tmux") && require_tool(t, "crun") {
-        tty("crun", "z");
-    }
+    requires_root(&[TOOLS, &["tmux", "crun"]].concat());
+    tty("crun", "z");
 }

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use berth_api::task_types::Status as TaskStatus;
-use recovery_support::{alive, ready, Rig, IMAGE};
+use berth_tests::requires_root;
+use recovery_support::{alive, Rig, IMAGE, TOOLS};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -242,10 +243,9 @@ fn is_our_shim(pid: i32) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn chaos_kill9_during_lifecycles() {
-    if !ready("chaos_kill9_during_lifecycles") {
-        return;
-    }
+    requires_root(TOOLS);
     let cycles = env("BERTH_CHAOS_CYCLES", 200);
     let workers = env("BERTH_CHAOS_WORKERS", 8).max(1);
     let kills = env("BERTH_CHAOS_KILLS", 10);

@@ -12,35 +12,22 @@ use berth_api::services::containers::v1 as cpb;
 use berth_api::services::events::v1 as epb;
 use berth_api::services::tasks::v1 as tpb;
 use berth_api::task_types::Status as TaskStatus;
-use berth_tests::{require_root, require_tool, Berthd};
+use berth_tests::{requires_root, Berthd};
 use cpb::containers_client::ContainersClient;
 use epb::events_client::EventsClient;
-use hyper_util::rt::TokioIo;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tpb::tasks_client::TasksClient;
 
 const NS: &str = "default";
 
 async fn channel(addr: &Path) -> Channel {
-    let p = addr.to_path_buf();
-    Endpoint::from_static("http://[::]:0")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = p.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .expect("connect to berthd")
+    berth_tests::grpc::channel(addr).await
 }
 
 fn req<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("containerd-namespace", NS.parse().unwrap());
-    r
+    berth_tests::grpc::request(msg, NS, None)
 }
 
 /// A busybox rootfs and an OCI spec template, in a temp dir.
@@ -315,9 +302,8 @@ fn assert_clean(d: &Berthd, fx: &Fixture, id: &str) {
     );
 }
 
-fn ready(test: &str) -> bool {
-    require_root(test) && require_tool(test, "runc") && require_tool(test, "ctr")
-}
+/// What every test here runs besides berthd (with `requires_root`).
+const TOOLS: &[&str] = &["runc", "ctr"];
 
 async fn settle<F: Fn() -> bool>(what: &str, f: F) {
     for _ in 0..500 {
@@ -330,10 +316,9 @@ async fn settle<F: Fn() -> bool>(what: &str, f: F) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn run_exit_code_and_events() {
-    if !ready("run_exit_code_and_events") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     let fx = Fixture::new();
     let mut api = Api::new(&d).await;
@@ -387,10 +372,9 @@ async fn run_exit_code_and_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn exec_pause_metrics_kill_and_ctr() {
-    if !ready("exec_pause_metrics_kill_and_ctr") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     let fx = Fixture::new();
     let mut api = Api::new(&d).await;
@@ -500,10 +484,9 @@ async fn exec_pause_metrics_kill_and_ctr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn bad_input_leaves_nothing() {
-    if !ready("bad_input_leaves_nothing") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     let fx = Fixture::new();
     let mut api = Api::new(&d).await;
@@ -583,10 +566,9 @@ async fn bad_input_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn dead_shim_is_cleaned_up_and_reported_137() {
-    if !ready("dead_shim") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     let fx = Fixture::new();
     let mut api = Api::new(&d).await;
@@ -617,10 +599,9 @@ async fn dead_shim_is_cleaned_up_and_reported_137() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn tasks_survive_berthd_kill9() {
-    if !ready("tasks_survive_berthd_kill9") {
-        return;
-    }
+    requires_root(TOOLS);
     let mut d = Berthd::start();
     let fx = Fixture::new();
     let mut api = Api::new(&d).await;
@@ -687,10 +668,9 @@ impl Drop for CtrEvents {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn ctr_events_show_start_and_exit_status() {
-    if !ready("ctr_events_show_start_and_exit_status") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     let fx = Fixture::new();
     let mut api = Api::new(&d).await;
@@ -727,10 +707,9 @@ async fn ctr_events_show_start_and_exit_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn memory_limit_gives_oom_event() {
-    if !ready("memory_limit_gives_oom_event") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     let fx = Fixture::new();
     let mut api = Api::new(&d).await;
@@ -761,10 +740,9 @@ async fn memory_limit_gives_oom_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn fifty_in_parallel_leave_nothing_behind() {
-    if !ready("fifty_in_parallel") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = Berthd::start();
     let fx = Fixture::new();
     let api = Api::new(&d).await;

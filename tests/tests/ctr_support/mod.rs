@@ -7,56 +7,33 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use berth_tests::{require_root, require_tool, Berthd};
+use berth_tests::Berthd;
 
-pub(crate) const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+pub(crate) use berth_tests::images::BUSYBOX as IMAGE;
+pub(crate) use berth_tests::text;
 pub(crate) const NS: &str = "default";
 
-/// Builds (once) the busybox test image archive.
-pub(crate) fn busybox_tar() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ctr-run-test-images");
-        if !dir.join("images.json").exists() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-            let st = Command::new("python3")
-                .arg(script)
-                .arg(&dir)
-                .args(["--only", "busybox"])
-                .status()
-                .expect("run build-test-images");
-            assert!(st.success(), "build-test-images failed");
-        }
-        dir.join("busybox/oci-gzip.tar")
-    })
-}
-
-pub(crate) fn ready(test: &str) -> bool {
-    require_root(test)
-        && require_tool(test, "ctr")
-        && require_tool(test, "runc")
-        && require_tool(test, "python3")
-}
+/// What every test here runs besides berthd (with `requires_root`).
+pub(crate) const TOOLS: &[&str] = &["ctr", "runc"];
 
 /// A berthd with the busybox image imported through `ctr`.
 pub(crate) fn daemon() -> Berthd {
     let d = Berthd::start();
-    d.ctr_ok(&["images", "import", busybox_tar().to_str().unwrap()]);
+    d.ctr_ok(&[
+        "images",
+        "import",
+        berth_tests::images::busybox().to_str().unwrap(),
+    ]);
     d
 }
 
 /// A container id unique on this machine: `<tag>-<name>-<pid>`.
 pub(crate) fn cid(tag: &str, name: &str) -> String {
     format!("{tag}-{name}-{}", std::process::id())
-}
-
-pub(crate) fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `ctr run` flags selecting the runtime binary (none for runc).

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use berth_api::services::events::v1 as epb;
 use berth_api::services::tasks::v1 as tpb;
-use berth_tests::{kill_shims_under, require_root, require_tool, unmount_under, Berthd};
+use berth_tests::{kill_shims_under, unmount_under, Berthd};
 use epb::events_client::EventsClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::Request;
 use tpb::tasks_client::TasksClient;
 
@@ -36,45 +35,11 @@ pub(crate) fn with_fifo_dir(args: &[&str], dir: &Path) -> Vec<String> {
 }
 
 /// The test image's reference.
-pub(crate) const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+pub(crate) use berth_tests::images::BUSYBOX as IMAGE;
 
-/// Root, runc, ctr and the image builder are all there; else a loud skip.
-pub(crate) fn ready(test: &str) -> bool {
-    require_root(test) && require_tool(test, "runc") && require_tool(test, "ctr")
-}
-
-/// `busybox/oci-gzip.tar` from scripts/build-test-images, built once per
-/// target dir (a lock file serialises the build).
-pub(crate) fn image_archive() -> PathBuf {
-    let target = berth_tests::bin_dir();
-    let out = target.join("berth-test-images-busybox");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(target.join("berth-test-images-busybox.lock"))
-        .expect("lock file");
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock test images");
-    let tar = out.join("busybox/oci-gzip.tar");
-    if tar.exists() {
-        return tar;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-    let tmp = target.join("berth-test-images-busybox.tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let st = Command::new(&script)
-        .arg(&tmp)
-        .args(["--only", "busybox"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("run build-test-images");
-    assert!(st.success(), "build-test-images failed");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::rename(&tmp, &out).expect("move test images into place");
-    tar
-}
+/// What every recovery test runs besides berthd (with `requires_root`):
+/// `script` gives `ctr run -t` its console.
+pub(crate) const TOOLS: &[&str] = &["runc", "ctr", "script"];
 
 /// A berthd plus one containerd namespace this test owns. Dropping it
 /// kills berthd, force-deletes the runtime state of every container of the
@@ -92,7 +57,7 @@ pub(crate) struct Rig {
 impl Rig {
     /// Starts berthd and imports the busybox image into `ns`.
     pub(crate) fn new(ns: &str) -> Self {
-        let tar = image_archive();
+        let tar = berth_tests::images::busybox();
         let ns = format!("{ns}-{}", std::process::id());
         let rig = Self {
             d: Berthd::start(),
@@ -248,18 +213,6 @@ impl Drop for Rig {
     }
 }
 
-async fn channel(addr: &Path) -> Result<Channel, tonic::transport::Error> {
-    let p = addr.to_path_buf();
-    Endpoint::from_static("http://[::]:0")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = p.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-}
-
 /// gRPC clients for what `ctr` does not print.
 pub(crate) struct Api {
     /// Tasks.
@@ -278,7 +231,7 @@ impl Api {
             .enable_all()
             .build()
             .unwrap();
-        let ch = rt.block_on(channel(addr))?;
+        let ch = rt.block_on(berth_tests::grpc::try_channel(addr))?;
         Ok(Api {
             tasks: TasksClient::new(ch.clone()),
             events: EventsClient::new(ch),
@@ -305,10 +258,7 @@ impl Api {
 
     /// A request in the rig's namespace.
     pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
-        let mut r = Request::new(msg);
-        r.metadata_mut()
-            .insert("containerd-namespace", self.ns.parse().unwrap());
-        r
+        berth_tests::grpc::request(msg, &self.ns, None)
     }
 
     /// Tasks.Wait on the init process: its exit status.
