@@ -10,11 +10,13 @@
 //! Modules, lower ones used by higher ones only: [`paths`] (binaries,
 //! target dir); [`cli`] (running `ctr` and `berthctl`, preconditions);
 //! [`cleanup`]; [`daemon`] ([`Berthd`]); [`images`] (the test images,
-//! built once per run); [`grpc`] (direct calls, leases); [`registry`].
+//! built once per run); [`grpc`] (direct calls, leases); [`events`]
+//! (syncing with a background event subscriber); [`registry`].
 
 pub mod cleanup;
 pub mod cli;
 pub mod daemon;
+pub mod events;
 pub mod grpc;
 pub mod images;
 pub mod paths;

@@ -16,7 +16,9 @@ fn berthctl_detached_task_lifecycle_and_events() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Live before anything happens (a probe on /tasks/probe shows it).
+    let printed = || std::fs::read_to_string(&events_out).unwrap_or_default();
+    berth_tests::events::sync_subscriber(&d.address(), "/tasks/probe", printed);
 
     d.berthctl_ok(&["run", "-d", IMAGE, "d1", "sleep", "1000"]);
     let t = task(&d, "d1");
@@ -84,7 +86,8 @@ fn berthctl_detached_task_lifecycle_and_events() {
     assert_eq!(d.ctr_ok(&["tasks", "ls", "-q"]).trim(), "");
 
     // Events: start and exit (137) of d1, exec-added for e1.
-    std::thread::sleep(Duration::from_millis(300));
+    // Everything published so far is printed.
+    berth_tests::events::sync_subscriber(&d.address(), "/tasks/probe", printed);
     let _ = events.kill();
     let _ = events.wait();
     let text = std::fs::read_to_string(&events_out).unwrap();

@@ -45,7 +45,17 @@ fn berthctl_run_tty_in_tmux() {
         .args(["resize-window", "-t", &session, "-x", "120", "-y", "30"])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The new size reaches the pty through berthctl's SIGWINCH handler
+    // and a ResizePty call: wait for it rather than for a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for n in 43.. {
+        keys(&format!("stty size; echo mark-$((40+{}))", n - 40));
+        let s = wait_screen(&session, &format!("mark-{n}"));
+        if s.contains("30 120") || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     keys("stty size; exit 3");
     let s = wait_screen(&session, "EXIT=3");
     assert!(s.contains("30 120"), "resize reached the pty: {s}");

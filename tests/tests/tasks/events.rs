@@ -11,7 +11,10 @@ async fn ctr_events_show_start_and_exit_status() {
     let mut api = Api::new(&d).await;
     let ev = CtrEvents::start(&d, &fx);
     // ctr events subscribes asynchronously: wait until it is connected.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = d.address();
+    tokio::task::block_in_place(|| {
+        berth_tests::events::sync_subscriber(&addr, "/berth-test/probe", || ev.text())
+    });
     api.create_container("ev1", fx.spec(&["sh", "-c", "exit 5"]), None)
         .await;
     api.create_task(&fx, "ev1", "").await.expect("create");
