@@ -15,7 +15,11 @@ fn berthctl_memory_limit_oom_and_crun() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Live before o1 runs (a probe on /tasks/oom-probe, which the filter
+    // lets through and the checks do not look for, shows it).
+    berth_tests::events::sync_subscriber(&d.address(), "/tasks/oom-probe", || {
+        std::fs::read_to_string(&events_out).unwrap_or_default()
+    });
 
     // The limit reaches the container's cgroup (cgroupfs: /<ns>/<id>).
     d.berthctl_ok(&[
