@@ -82,9 +82,13 @@ pub fn kill_containers_under(state: &Path) {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                     .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_owned));
-                // Only plain cgroupfs paths below the root.
+                // Only plain cgroupfs paths below the root: two levels
+                // (`/<ns>/<id>`), or one a test made its own (`/berth-...`).
                 if let Some(cg) = cg.filter(|c| {
-                    c.starts_with('/') && !c.contains("..") && c.trim_matches('/').contains('/')
+                    let rel = c.trim_matches('/');
+                    c.starts_with('/')
+                        && !c.contains("..")
+                        && (rel.contains('/') || rel.starts_with("berth-"))
                 }) {
                     cgroups.push(cg);
                 }

@@ -8,6 +8,7 @@
 //! lists them as ignored instead of failing; `make test` runs them as root
 //! with `--include-ignored` (scripts/test).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -117,4 +118,18 @@ pub fn berthctl_failure(out: Output, what: &str) -> String {
     assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
     assert!(err.starts_with("berthctl: "), "{what}: {err}");
     err
+}
+
+/// `ctr tasks ls` output as `id -> (pid, status)`.
+pub fn ctr_tasks(out: &str) -> BTreeMap<String, (u32, String)> {
+    out.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.first()?.to_string(),
+                (f.get(1)?.parse().ok()?, f.get(2)?.to_string()),
+            ))
+        })
+        .collect()
 }

@@ -8,10 +8,12 @@
 //! command does.
 //!
 //! Modules, lower ones used by higher ones only: [`paths`] (binaries,
-//! target dir); [`cli`] (running `ctr` and `berthctl`, preconditions);
+//! target dir); [`process`] (liveness, waiting for a condition); [`cli`]
+//! (running `ctr` and `berthctl`, parsing what they print, preconditions);
 //! [`cleanup`]; [`daemon`] ([`Berthd`]); [`images`] (the test images,
 //! built once per run); [`grpc`] (direct calls, leases); [`events`]
-//! (syncing with a background event subscriber); [`registry`].
+//! (syncing with a background event subscriber); [`tmux`] (a terminal
+//! of a known size); [`registry`].
 
 pub mod cleanup;
 pub mod cli;
@@ -20,7 +22,9 @@ pub mod events;
 pub mod grpc;
 pub mod images;
 pub mod paths;
+pub mod process;
 pub mod registry;
+pub mod tmux;
 
 pub use cleanup::{kill_containers_under, kill_shims_under, unmount_under};
 pub use cli::{check, require_root, require_tool, requires, requires_root, text};

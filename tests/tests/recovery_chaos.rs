@@ -96,19 +96,9 @@ impl Ctr {
         if !out.status.success() {
             return None;
         }
-        Some(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .skip(1)
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    Some((
-                        f.first()?.to_string(),
-                        (f.get(1)?.parse().ok()?, f.get(2)?.to_string()),
-                    ))
-                })
-                .collect(),
-        )
+        Some(berth_tests::cli::ctr_tasks(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
     }
 
     fn list(&self, args: &[&str]) -> Option<BTreeSet<String>> {

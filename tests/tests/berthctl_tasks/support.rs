@@ -3,7 +3,7 @@
 
 // The test files' prelude: each does `use super::support::*`.
 pub(crate) use std::path::Path;
-pub(crate) use std::process::{Command, Stdio};
+pub(crate) use std::process::Stdio;
 pub(crate) use std::time::{Duration, Instant};
 
 pub(crate) use berth_tests::{requires_root, Berthd};
@@ -52,35 +52,4 @@ pub(crate) fn task(d: &Berthd, id: &str) -> Value {
         .find(|t| t["id"] == id)
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-/// Kills a tmux session on drop.
-pub(crate) struct Tmux(pub(crate) String);
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .status();
-    }
-}
-
-pub(crate) fn tmux_screen(session: &str) -> String {
-    let out = Command::new("tmux")
-        .args(["capture-pane", "-p", "-t", session])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub(crate) fn wait_screen(session: &str, want: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = tmux_screen(session);
-        if s.contains(want) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{want:?} never appeared:\n{s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

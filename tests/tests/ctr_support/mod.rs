@@ -9,7 +9,7 @@
 
 use std::path::Path;
 use std::process::{Child, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_tests::Berthd;
 
@@ -63,17 +63,9 @@ pub(crate) fn ctr_run(d: &Berthd, binary: &str, args: &[&str]) -> Output {
 
 /// `ctr tasks ls` rows as (id, pid, status).
 pub(crate) fn tasks_ls(d: &Berthd) -> Vec<(String, u32, String)> {
-    d.ctr_ok(&["tasks", "ls"])
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some((
-                f.first()?.to_string(),
-                f.get(1)?.parse().ok()?,
-                f.get(2)?.to_string(),
-            ))
-        })
+    berth_tests::cli::ctr_tasks(&d.ctr_ok(&["tasks", "ls"]))
+        .into_iter()
+        .map(|(id, (pid, status))| (id, pid, status))
         .collect()
 }
 
@@ -84,22 +76,13 @@ pub(crate) fn task_status(d: &Berthd, id: &str) -> Option<(u32, String)> {
         .map(|(_, pid, st)| (pid, st))
 }
 
-pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits up to 15 s for `f`.
+pub(crate) fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    berth_tests::process::settle(what, Duration::from_secs(15), f)
 }
 
-pub(crate) fn pid_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
+#[allow(unused_imports)]
+pub(crate) use berth_tests::process::alive as pid_alive;
 
 /// The shim's pid for a live task (its `shim.pid` in the bundle).
 pub(crate) fn shim_pid(d: &Berthd, id: &str) -> i32 {

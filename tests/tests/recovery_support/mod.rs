@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::services::events::v1 as epb;
 use berth_api::services::tasks::v1 as tpb;
@@ -106,17 +106,7 @@ impl Rig {
 
     /// `ctr tasks ls` as `id -> (pid, status)`.
     pub(crate) fn tasks(&self) -> std::collections::BTreeMap<String, (u32, String)> {
-        self.ctr_ok(&["tasks", "ls"])
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                Some((
-                    f.first()?.to_string(),
-                    (f.get(1)?.parse().ok()?, f.get(2)?.to_string()),
-                ))
-            })
-            .collect()
+        berth_tests::cli::ctr_tasks(&self.ctr_ok(&["tasks", "ls"]))
     }
 
     /// Ids from `ctr containers ls`.
@@ -294,27 +284,6 @@ impl Api {
     }
 }
 
-/// Polls `f` for up to `limit`; panics with `what` if it never holds.
-pub(crate) fn settle(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Whether a process is alive (not a zombie).
-pub(crate) fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
-}
-
-/// SIGKILLs a pid this test started (directly or through a shim).
-pub(crate) fn sigkill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub(crate) use berth_tests::process::{alive, settle, sigkill};

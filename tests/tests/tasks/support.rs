@@ -148,7 +148,7 @@ impl Api {
                     }),
                     spec: Some(prost_types::Any {
                         type_url: berth_api::type_urls::OCI_SPEC.into(),
-                        value: spec,
+                        value: own_cgroup(spec, id),
                     }),
                     ..Default::default()
                 }),
@@ -263,6 +263,21 @@ impl Api {
         });
         seen
     }
+}
+
+/// Gives a JSON spec without a `linux.cgroupsPath` the cgroup
+/// `/berth-e2e-<test pid>-<id>`. runc's default, `/<id>`, is shared by every
+/// daemon on the machine: another run of these tests at the same time
+/// would put its container with the same id into the same cgroup.
+fn own_cgroup(spec: Vec<u8>, id: &str) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&spec) else {
+        return spec;
+    };
+    if !v["linux"]["cgroupsPath"].is_null() {
+        return spec;
+    }
+    v["linux"]["cgroupsPath"] = format!("/berth-e2e-{}-{id}", std::process::id()).into();
+    serde_json::to_vec(&v).expect("spec back to JSON")
 }
 
 pub(crate) fn exits(events: &Mutex<Vec<epb::Envelope>>, id: &str) -> Vec<u32> {
