@@ -16,9 +16,6 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::Request;
 
-/// The gRPC metadata key naming the lease a call's new objects join.
-pub const LEASE_HEADER: &str = "containerd-lease";
-
 /// Connects to berthd's socket at `addr`.
 pub async fn try_channel(addr: &Path) -> Result<Channel, tonic::transport::Error> {
     let p = addr.to_path_buf();
@@ -45,8 +42,10 @@ pub fn request<T>(msg: T, ns: &str, lease: Option<&str>) -> Request<T> {
         ns.parse().expect("namespace is ASCII"),
     );
     if let Some(l) = lease {
-        r.metadata_mut()
-            .insert(LEASE_HEADER, l.parse().expect("lease id is ASCII"));
+        r.metadata_mut().insert(
+            berth_api::lease::GRPC_HEADER,
+            l.parse().expect("lease id is ASCII"),
+        );
     }
     r
 }
