@@ -18,7 +18,8 @@ fn berthctl_pull_run_push_pull_back() {
     assert!(digest.starts_with("sha256:"));
     let ls = d.berthctl_ok(&["images", "ls", "-q"]);
     assert!(ls.lines().any(|l| l == reference), "{ls}");
-    let out = d.berthctl_ok(&["run", "--rm", &reference, "r1", "echo", "pulled-and-ran"]);
+    let id = format!("r1-{}", std::process::id());
+    let out = d.berthctl_ok(&["run", "--rm", &reference, &id, "echo", "pulled-and-ran"]);
     assert_eq!(out, "pulled-and-ran\n");
     let info = d.json(&["images", "inspect", &reference]);
     if let Some(chain) = pulled["chain_id"].as_str().filter(|c| !c.is_empty()) {
@@ -81,6 +82,7 @@ fn berthctl_pull_with_htpasswd_auth() {
         creds.to_str().unwrap(),
     ]);
     assert_eq!(pulled["name"], reference.as_str());
-    let out = d.berthctl_ok(&["run", "--rm", &reference, "a1", "echo", "authed"]);
+    let id = format!("a1-{}", std::process::id());
+    let out = d.berthctl_ok(&["run", "--rm", &reference, &id, "echo", "authed"]);
     assert_eq!(out, "authed\n");
 }

@@ -522,7 +522,7 @@ fn berthctl_pulls_from_the_registry_and_runs_the_image() {
         "run",
         "--rm",
         &reference,
-        "registry-run",
+        &format!("registry-run-{}", std::process::id()),
         "/bin/busybox",
         "echo",
         "pulled and ran",

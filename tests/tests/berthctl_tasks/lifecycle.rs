@@ -124,7 +124,10 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
     requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
-    let ids: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+    // Ids (hence cgroups, /default/<id>) no other run on the machine uses.
+    let ids: Vec<String> = (0..10)
+        .map(|i| format!("p{i}-{}", std::process::id()))
+        .collect();
     std::thread::scope(|s| {
         for id in &ids {
             let d = &d;
