@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use berth_api::services::images::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Result, RpcContext};
 use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::oci::{self, Descriptor, Platform};
@@ -164,7 +164,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             ctx.out.list(&rows)
         }
         Cmd::Rm { names, sync } => {
-            for_each(&names, |name| {
+            for_each(ctx, &names, |name| {
                 let mut c = c.clone();
                 let name = name.clone();
                 async move {
@@ -174,10 +174,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     })
                     .await
                     .with_context(|| format!("remove image {name:?}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{name}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("name", &name))
                 }
             })
             .await
@@ -188,7 +185,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             force,
         } => {
             let src = get(&ctx.client, &source).await?;
-            for_each(&targets, |t| {
+            for_each(ctx, &targets, |t| {
                 let mut c = c.clone();
                 let img = pb::Image {
                     name: t.clone(),
@@ -219,10 +216,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                             other.with_context(|| format!("tag image {name:?}"))?;
                         }
                     }
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{name}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("name", &name))
                 }
             })
             .await

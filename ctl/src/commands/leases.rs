@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use berth_api::services::leases::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Error, Result, RpcContext};
 use crate::labels::{parse_labels, wire_labels};
 use crate::output::{labels_cell, rfc3339, sorted_labels, Row};
@@ -129,7 +129,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             ctx.out.object(&row, |r| format!("{}\n", r.id))
         }
         Cmd::Rm { ids, sync } => {
-            for_each(&ids, |id| {
+            for_each(ctx, &ids, |id| {
                 let mut c = c.clone();
                 let id = id.clone();
                 async move {
@@ -139,10 +139,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     })
                     .await
                     .with_context(|| format!("remove lease {id:?}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{id}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("id", &id))
                 }
             })
             .await
