@@ -250,22 +250,45 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     }
 }
 
-/// `images inspect` output.
+/// `images inspect` output. Descriptors are shown with snake_case fields
+/// like every other listing; `image_config` is the image's OCI config
+/// document as stored (its field names are the OCI spec's).
 #[derive(Debug, Serialize)]
 struct Inspected {
     name: String,
-    target: Descriptor,
+    target: DescriptorRow,
     labels: BTreeMap<String, String>,
     created_at: Option<String>,
     updated_at: Option<String>,
     platforms: Vec<String>,
     platform: String,
-    manifest: Descriptor,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
+    manifest: DescriptorRow,
+    config: DescriptorRow,
+    layers: Vec<DescriptorRow>,
     size: i64,
     chain_id: Option<String>,
     image_config: oci::ImageConfig,
+}
+
+/// A content descriptor in berthctl's JSON.
+#[derive(Debug, Serialize)]
+struct DescriptorRow {
+    media_type: String,
+    digest: String,
+    size: i64,
+    /// os/arch[/variant], for an index entry
+    platform: Option<String>,
+}
+
+impl From<&Descriptor> for DescriptorRow {
+    fn from(d: &Descriptor) -> Self {
+        Self {
+            media_type: d.media_type.clone(),
+            digest: d.digest.clone(),
+            size: d.size,
+            platform: d.platform.as_ref().map(Platform::to_string),
+        }
+    }
 }
 
 async fn inspect(ctx: &Ctx, name: &str, platform: Option<&str>) -> Result<()> {
@@ -290,11 +313,11 @@ async fn inspect(ctx: &Ctx, name: &str, platform: Option<&str>) -> Result<()> {
         platform: r.config.platform().to_string(),
         size: r.size(),
         chain_id: r.chain_id(),
-        manifest: r.manifest_desc.clone(),
-        config: r.manifest.config.clone(),
-        layers: r.manifest.layers.clone(),
+        manifest: DescriptorRow::from(&r.manifest_desc),
+        config: DescriptorRow::from(&r.manifest.config),
+        layers: r.manifest.layers.iter().map(DescriptorRow::from).collect(),
         image_config: r.config.clone(),
-        target,
+        target: DescriptorRow::from(&target),
     };
     ctx.out.object(&v, |v| {
         let mut s = String::new();
