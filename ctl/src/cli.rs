@@ -93,13 +93,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// True for the commands that do not talk to berthd.
-    pub fn is_local(&self) -> bool {
-        matches!(self, Self::Completion { .. } | Self::Man { .. })
-    }
-}
-
 /// berthd's address as ctr takes it: a socket path, or `unix://PATH`.
 pub fn parse_address(s: &str) -> Result<PathBuf, String> {
     let path = match s.split_once("://") {
