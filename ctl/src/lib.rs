@@ -6,7 +6,7 @@
 //! `commands/` (one module per group: flags in, output out) →
 //! `workflows/` (the container workflow the commands share: create,
 //! start, exec, attach, remove; plain options, no printing) → `spec`,
-//! `oci`, `rootfs`, `ingest` (resumable blob writes) → `client`
+//! `resolve` (images in the content store, over berth-api's OCI model), `rootfs`, `ingest` (resumable blob writes) → `client`
 //! (connection and typed service clients), `stdio`, `labels`, `output`
 //! (tables and JSON) → `error`, `tty`, `progress` (bars on stderr when it
 //! is a terminal).
@@ -17,9 +17,9 @@ pub mod commands;
 pub mod error;
 pub mod ingest;
 pub mod labels;
-pub mod oci;
 pub mod output;
 pub mod progress;
+pub mod resolve;
 pub mod rootfs;
 pub mod spec;
 pub mod stdio;

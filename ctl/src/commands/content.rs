@@ -377,7 +377,7 @@ pub async fn gc(ctx: &Ctx) -> Result<()> {
         .create(lpb::CreateRequest {
             id: String::new(),
             labels: [(
-                crate::commands::leases::EXPIRE_LABEL.to_string(),
+                berth_api::lease::EXPIRE_LABEL.to_string(),
                 humantime::format_rfc3339_seconds(
                     std::time::SystemTime::now() + std::time::Duration::from_secs(60),
                 )

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use berth_api::oci::{Descriptor, ImageConfig, Platform};
 use berth_api::services::images::v1 as pb;
 use serde::Serialize;
 
 use super::{for_each, Ctx, Done};
 use crate::error::{Result, RpcContext};
 use crate::labels::{label_paths, parse_labels, wire_labels};
-use crate::oci::{self, Descriptor, Platform};
 use crate::output::{human_size, labels_cell, rfc3339, sorted_labels, Row};
+use crate::resolve;
 use crate::workflows::images::get;
 
 /// Image commands.
@@ -117,23 +118,21 @@ impl Row for ImageRow {
 /// Describes an image record, reading its content for size and platforms
 /// (missing content shows as unknown rather than failing the listing).
 async fn image_row(ctx: &Ctx, img: pb::Image) -> ImageRow {
-    let target: Descriptor = img
-        .target
-        .as_ref()
-        .map(Descriptor::from)
-        .unwrap_or_default();
-    let platforms = oci::platforms(&ctx.client, &target)
-        .await
-        .map(|v| v.iter().map(Platform::to_string).collect())
-        .unwrap_or_default();
-    let size = oci::resolve(&ctx.client, &target, &Platform::host())
-        .await
-        .ok()
-        .map(|r| r.size());
+    let (mut platforms, mut size) = (Vec::new(), None);
+    if let Ok(target) = resolve::descriptor(img.target.as_ref()) {
+        if let Ok(p) = resolve::platforms(&ctx.client, &target).await {
+            platforms = p.iter().map(Platform::to_string).collect();
+        }
+        size = resolve::resolve(&ctx.client, &target, &Platform::host())
+            .await
+            .ok()
+            .map(|r| r.size());
+    }
+    let wire = img.target.unwrap_or_default();
     ImageRow {
         name: img.name,
-        media_type: target.media_type,
-        digest: target.digest,
+        media_type: wire.media_type,
+        digest: wire.digest,
         size,
         platforms,
         labels: sorted_labels(img.labels),
@@ -267,7 +266,7 @@ struct Inspected {
     layers: Vec<DescriptorRow>,
     size: i64,
     chain_id: Option<String>,
-    image_config: oci::ImageConfig,
+    image_config: ImageConfig,
 }
 
 /// A content descriptor in berthctl's JSON.
@@ -284,7 +283,7 @@ impl From<&Descriptor> for DescriptorRow {
     fn from(d: &Descriptor) -> Self {
         Self {
             media_type: d.media_type.clone(),
-            digest: d.digest.clone(),
+            digest: d.digest.to_string(),
             size: d.size,
             platform: d.platform.as_ref().map(Platform::to_string),
         }
@@ -297,13 +296,9 @@ async fn inspect(ctx: &Ctx, name: &str, platform: Option<&str>) -> Result<()> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    let target: Descriptor = img
-        .target
-        .as_ref()
-        .map(Descriptor::from)
-        .unwrap_or_default();
-    let platforms = oci::platforms(&ctx.client, &target).await?;
-    let r = oci::resolve(&ctx.client, &target, &want).await?;
+    let target = resolve::descriptor(img.target.as_ref())?;
+    let platforms = resolve::platforms(&ctx.client, &target).await?;
+    let r = resolve::resolve(&ctx.client, &target, &want).await?;
     let v = Inspected {
         name: img.name,
         labels: sorted_labels(img.labels),

@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use berth_api::berth_images::v1 as pb;
+use berth_api::oci::{Descriptor, Platform};
 use serde::Serialize;
 
 use super::registry_progress::{Bars, Direction};
 use super::Ctx;
 use crate::error::{Error, Result, RpcContext};
-use crate::oci::Platform;
 
 /// Registry access flags shared by pull and push.
 #[derive(Debug, Clone, clap::Args)]
@@ -113,17 +113,17 @@ async fn print_result(ctx: &Ctx, r: Option<pb::TransferResult>, what: &str) -> R
     if !ctx.out.json() {
         return crate::output::write_stdout(&format!("{} {}\n", r.name, r.digest));
     }
-    let target = crate::oci::Descriptor {
-        media_type: r.media_type.clone(),
-        digest: r.digest.clone(),
-        size: r.size,
-        ..Default::default()
-    };
     let platform = Platform::parse(&r.platform).unwrap_or_else(|_| Platform::host());
-    let size = crate::oci::resolve(&ctx.client, &target, &platform)
-        .await
-        .ok()
-        .map(|resolved| resolved.size());
+    let size = match r.digest.parse() {
+        Ok(digest) => {
+            let target = Descriptor::new(r.media_type.clone(), digest, r.size);
+            crate::resolve::resolve(&ctx.client, &target, &platform)
+                .await
+                .ok()
+                .map(|resolved| resolved.size())
+        }
+        Err(_) => None,
+    };
     ctx.out.json_value(&TransferRow {
         name: r.name,
         media_type: r.media_type,

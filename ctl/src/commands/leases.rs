@@ -11,9 +11,6 @@ use crate::error::{Error, Result, RpcContext};
 use crate::labels::{parse_labels, wire_labels};
 use crate::output::{labels_cell, rfc3339, sorted_labels, Row};
 
-/// The label containerd's garbage collector reads a lease's expiry from.
-pub const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
-
 /// Lease commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
@@ -109,8 +106,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     .checked_add(d)
                     .ok_or_else(|| Error::Input(format!("--expires {d:?}: too far ahead")))?;
                 labels.insert(
-                    EXPIRE_LABEL.into(),
-                    humantime::format_rfc3339_seconds(at).to_string(),
+                    berth_api::lease::EXPIRE_LABEL.into(),
+                    berth_api::lease::format_rfc3339(at),
                 );
             }
             let what = match &id {
