@@ -5,6 +5,7 @@
 //! (same names, same field numbers) plus our private `berth.shim.v1`.
 
 pub mod digest;
+pub mod echo;
 pub mod identifiers;
 pub mod namespace;
 pub mod type_urls;

@@ -1,7 +1,12 @@
 //! The crate's error type and the coarse kind callers map to gRPC codes.
+//! Keys, paths and other values from a request or a layer are echoed
+//! shortened (`berth_api::echo`), never whole.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use berth_api::echo::{Echo, EchoBytes};
 
 use crate::mount::MountError;
 
@@ -25,7 +30,7 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// unknown key in a namespace
-    #[error("snapshot {key:?} not found in namespace {namespace:?}")]
+    #[error("snapshot {} not found in namespace {namespace:?}", Echo(key))]
     NotFound {
         /// namespace
         namespace: String,
@@ -33,7 +38,7 @@ pub enum Error {
         key: String,
     },
     /// key/name already used in the namespace
-    #[error("snapshot {key:?} already exists in namespace {namespace:?}")]
+    #[error("snapshot {} already exists in namespace {namespace:?}", Echo(key))]
     AlreadyExists {
         /// namespace
         namespace: String,
@@ -47,7 +52,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// filesystem error on a path
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}: {source}", EchoBytes(path.as_os_str().as_bytes()))]
     Io {
         /// what we were doing
         op: &'static str,
