@@ -13,17 +13,12 @@ use std::time::Duration;
 use berth_api::services as svc;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::services::introspection::{IntrospectionService, PluginInfo};
 use crate::services::{self, Context};
 use crate::store::{self, Store};
 use crate::Config;
-
-/// Largest gRPC message accepted or sent (content chunks are 1 MiB; ctr's
-/// clients allow 16 MiB).
-const MAX_MESSAGE: usize = 16 << 20;
 
 /// How long in-flight calls may run after a stop was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -132,62 +127,74 @@ impl Daemon {
         let plugins = plugin_list();
         let router = tonic::transport::Server::builder()
             .layer(services::rpc_log::RpcLogLayer)
-            .add_service(svc::version::v1::version_server::VersionServer::new(
-                services::version::VersionService,
+            .layer(crate::transport::MessageSizeLayer)
+            .add_service(crate::sized!(
+                svc::version::v1::version_server::VersionServer::new(
+                    services::version::VersionService,
+                )
             ))
-            .add_service(
+            .add_service(crate::sized!(
                 svc::introspection::v1::introspection_server::IntrospectionServer::new(
                     IntrospectionService::new(plugins, uuid),
-                ),
-            )
-            .add_service(
+                )
+            ))
+            .add_service(crate::sized!(
                 svc::namespaces::v1::namespaces_server::NamespacesServer::new(
                     services::namespaces::NamespacesService::new(ctx.clone()),
-                ),
-            )
-            .add_service(svc::leases::v1::leases_server::LeasesServer::new(
-                services::leases::LeasesService::new(ctx.clone()),
+                )
             ))
-            .add_service(svc::images::v1::images_server::ImagesServer::new(
-                services::images::ImagesService::new(ctx.clone()),
+            .add_service(crate::sized!(
+                svc::leases::v1::leases_server::LeasesServer::new(
+                    services::leases::LeasesService::new(ctx.clone()),
+                )
             ))
-            .add_service(svc::diff::v1::diff_server::DiffServer::new(
+            .add_service(crate::sized!(
+                svc::images::v1::images_server::ImagesServer::new(
+                    services::images::ImagesService::new(ctx.clone()),
+                )
+            ))
+            .add_service(crate::sized!(svc::diff::v1::diff_server::DiffServer::new(
                 services::diff::DiffService::new(ctx.clone()),
-            ))
-            .add_service(
+            )))
+            .add_service(crate::sized!(
                 berth_api::berth_images::v1::transfer_server::TransferServer::new(
                     services::transfer::TransferService::new(ctx.clone()),
                 )
-                .max_decoding_message_size(16 << 20)
-                .max_encoding_message_size(16 << 20),
-            )
-            .add_service(svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
-                services::snapshots::SnapshotsService::new(ctx.clone()),
             ))
-            .add_service(
+            .add_service(crate::sized!(
+                svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
+                    services::snapshots::SnapshotsService::new(ctx.clone()),
+                )
+            ))
+            .add_service(crate::sized!(
                 svc::content::v1::content_server::ContentServer::new(
                     services::content::ContentService::new(ctx.clone()),
                 )
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            )
-            .add_service(svc::events::v1::events_server::EventsServer::new(
-                services::events::EventsService::new(ctx.clone()),
             ))
-            .add_service(
+            .add_service(crate::sized!(
+                svc::events::v1::events_server::EventsServer::new(
+                    services::events::EventsService::new(ctx.clone()),
+                )
+            ))
+            .add_service(crate::sized!(
                 svc::containers::v1::containers_server::ContainersServer::new(
                     services::containers::ContainersService::new(ctx.clone()),
-                ),
-            )
-            .add_service(svc::tasks::v1::tasks_server::TasksServer::new(
-                services::tasks::TasksService::new(ctx.clone()),
+                )
             ))
-            .add_service(berth_api::images::v1::registry_server::RegistryServer::new(
-                services::registry::RegistryService::new(registry_transfers(&ctx, cfg)),
+            .add_service(crate::sized!(
+                svc::tasks::v1::tasks_server::TasksServer::new(services::tasks::TasksService::new(
+                    ctx.clone()
+                ),)
+            ))
+            .add_service(crate::sized!(
+                berth_api::images::v1::registry_server::RegistryServer::new(
+                    services::registry::RegistryService::new(registry_transfers(&ctx, cfg)),
+                )
             ));
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
-        let incoming = UnixListenerStream::new(listener);
+        // Message limits, any :authority, preface timeout: see transport.
+        let incoming = crate::transport::incoming(listener);
         let stop = shutdown.clone();
         let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
         let result = tokio::select! {

@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod services;
 pub mod snapshots;
 pub mod store;
+pub mod transport;
 
 pub use config::Config;
 pub use daemon::Daemon;
