@@ -139,6 +139,16 @@ fn deep_trees_hold_few_fds_and_deeper_ones_are_refused() {
     let msg = err.to_string();
     assert!(msg.contains("bytes long"), "{msg}");
     assert!(msg.len() < 1024, "message of {} bytes", msg.len());
+
+    // A component longer than NAME_MAX: InvalidArgument, not ENAMETOOLONG.
+    let mut t = LongTar::new();
+    t.file(&format!("ok/{}", "c".repeat(300)), b"x");
+    let m = s
+        .prepare(NS, "k-name", Some("base"), HashMap::new())
+        .unwrap();
+    let err = apply_layer(&m, &t.finish()[..], TAR).expect_err("longer than NAME_MAX");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("component of 300 bytes"), "{err}");
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //!   (4095: `PATH_MAX` less its NUL; no program in the container could name
 //!   a longer path in one call, and containerd's unpack, which works on full
 //!   paths, fails on them with ENAMETOOLONG);
+//! - a component longer than [`MAX_NAME_BYTES`] (255, `NAME_MAX`; the
+//!   kernel's ENAMETOOLONG would otherwise surface as an internal error);
 //! - more than [`MAX_DEPTH`] components (1024, half what `PATH_MAX` can
 //!   spell as `a/a/a/...`).
 //!
@@ -34,6 +36,9 @@ use crate::sys;
 /// Longest entry path or link target accepted, in bytes.
 pub const MAX_PATH_BYTES: usize = 4095;
 
+/// Longest component (`NAME_MAX`: no filesystem here takes a longer name).
+pub(crate) const MAX_NAME_BYTES: usize = 255;
+
 /// Most components an entry path or link target may have.
 pub const MAX_DEPTH: usize = 1024;
 
@@ -60,6 +65,15 @@ pub(super) fn components(path: &[u8], raw: &[u8], what: &str) -> Result<Vec<OsSt
         ));
     }
     let comps = safe::clean(path).map_err(|w| refuse(raw, format!("{what}: {w}")))?;
+    if let Some(c) = comps.iter().find(|c| c.len() > MAX_NAME_BYTES) {
+        return Err(refuse(
+            raw,
+            format!(
+                "{what} has a component of {} bytes, more than the {MAX_NAME_BYTES} allowed",
+                c.len()
+            ),
+        ));
+    }
     if comps.len() > MAX_DEPTH {
         return Err(refuse(
             raw,
