@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{app, services, App, Config};
@@ -92,7 +91,8 @@ impl Daemon {
         let router = services::router(&app, uuid);
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
-        let incoming = UnixListenerStream::new(listener);
+        // Message limits, any :authority, preface timeout: see transport.
+        let incoming = crate::transport::incoming(listener);
         let stop = shutdown.clone();
         let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
         let result = tokio::select! {
