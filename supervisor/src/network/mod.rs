@@ -49,6 +49,9 @@
 //! - The conf dir is re-read when it changed (one readdir and a stat per
 //!   file on every status or lookup), so [`Networks::status`] turns ready
 //!   as soon as a valid conflist appears.
+//! - berthd may keep two [`Networks`]: one on `cni_conf_dir` for the CRI
+//!   and one on its own conf dir for named networks ([`bridge`]); they may
+//!   share a cache dir, whose entries are keyed by network name.
 //! - Calls for the same network, container and interface are serialised;
 //!   others run concurrently. Blocking filesystem work runs on tokio's
 //!   blocking pool; namespace work on short-lived dedicated threads.

@@ -341,9 +341,11 @@ impl Networks {
             }
             None => (None, None),
         };
+        // prevResult on DEL came with 0.4.0 (as CHECK did); older lists get none
         let prev = entry
             .as_ref()
             .and_then(|e| e.result.as_ref())
+            .filter(|_| list.supports_check())
             .and_then(|raw| plugins::prev_result_for(&list, raw));
         let rt = RuntimeConf {
             container_id: &req.container_id,

@@ -487,6 +487,42 @@ async fn check_passes_the_cached_result() {
 }
 
 #[tokio::test]
+async fn check_needs_0_4_0_and_honours_disable_check() {
+    let fx = Fixture::new();
+    fx.plugin(
+        "fake-bridge",
+        &["CHECK"],
+        r#"{"cniVersion":"0.3.1","code":999,"msg":"should not run"}"#,
+    );
+    fx.conflist(
+        "10-test.conflist",
+        json!({"cniVersion": "0.3.1", "name": "testnet", "plugins": [{"type": "fake-bridge"}]}),
+    );
+    let net = fx.networks.default_network().await.unwrap();
+    net.attach(&request("old")).await.unwrap();
+    let e = fx.networks.check(&detach_req("old")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
+    assert!(e.to_string().contains("0.4.0"), "{e}");
+    fx.clear_log();
+    fx.networks.detach(&detach_req("old")).await.unwrap();
+    assert!(
+        fx.stdins()[0].get("prevResult").is_none(),
+        "no prevResult on DEL before 0.4.0"
+    );
+
+    fx.conflist(
+        "10-test.conflist",
+        json!({"cniVersion": "1.0.0", "name": "testnet", "disableCheck": true,
+               "plugins": [{"type": "fake-bridge"}]}),
+    );
+    let net = fx.networks.default_network().await.unwrap();
+    net.attach(&request("skip")).await.unwrap();
+    fx.clear_log();
+    fx.networks.check(&detach_req("skip")).await.unwrap();
+    assert!(fx.calls().is_empty(), "disableCheck runs no plugin");
+}
+
+#[tokio::test]
 async fn detach_container_removes_every_interface() {
     let fx = Fixture::new();
     fx.standard();

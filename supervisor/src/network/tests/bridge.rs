@@ -198,7 +198,16 @@ async fn two_namespaces_on_a_bridge_talk_and_publish_a_port() {
 async fn del_after_the_netns_is_gone_cleans_the_host() {
     require_root!("del_after_the_netns_is_gone_cleans_the_host");
     let lab = Lab::new(1);
-    lab.standard_conflist();
+    // at 0.4.0 this time: results carry per-IP versions, DEL gets the
+    // cached result back at that version
+    lab.conflist_at(
+        "0.4.0",
+        vec![
+            lab.bridge_plugin(),
+            serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}),
+            serde_json::json!({"type": "loopback"}),
+        ],
+    );
     let net = lab.networks.default_network().await.unwrap();
     let ns = lab.netns("gone");
     let id = lab.id("gone");
@@ -209,9 +218,12 @@ async fn del_after_the_netns_is_gone_cleans_the_host() {
         protocol: Protocol::Tcp,
         host_ip: Some("127.0.0.1".parse().unwrap()),
     };
-    net.attach(&pod_request(&id, &ns, vec![mapping]))
+    let att = net
+        .attach(&pod_request(&id, &ns, vec![mapping]))
         .await
         .unwrap();
+    assert_eq!(att.result.cni_version, "0.4.0");
+    assert!(ipv4(&att).to_string().starts_with("10.89.1."));
     assert_eq!(lab.leases().len(), 1);
     assert!(!lab.leftover_rules().is_empty());
 

@@ -2,7 +2,8 @@
 //! real network namespaces, bridges, veths, host-local leases and the
 //! plugins' iptables rules. Without root they skip, loudly.
 //!
-//! Each test owns one [`Lab`]: bridge `berth-ntN`, subnet `10.89.N.0/24`
+//! Each test owns one [`Lab`] (and its lock file, so two runs of these
+//! tests on one host take turns): bridge `berth-ntN`, subnet `10.89.N.0/24`
 //! (10.89.0.0/16 is this module's; other suites use other parts of
 //! 10.88.0.0/13), its container IDs, and a temp dir holding the conf dir,
 //! the cache, the netns dir and host-local's leases. Dropping the lab
@@ -58,6 +59,9 @@ pub(super) use require_root;
 
 /// One test's private network world; see the module doc.
 pub(super) struct Lab {
+    /// Held for the lab's life: another run of these tests (another
+    /// worktree's `make test`) waits instead of sharing the bridge.
+    _lock: nix::fcntl::Flock<std::fs::File>,
     pub(super) index: u8,
     pub(super) dir: tempfile::TempDir,
     pub(super) networks: Networks,
@@ -68,6 +72,16 @@ pub(super) struct Lab {
 
 impl Lab {
     pub(super) fn new(index: u8) -> Lab {
+        let lock_path = format!("/run/lock/berth-network-lab-{index}.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .unwrap();
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .unwrap();
         let dir = tempfile::Builder::new()
             .prefix(&format!("berth-nt{index}-"))
             .tempdir()
@@ -76,6 +90,7 @@ impl Lab {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
         }
         let lab = Lab {
+            _lock: lock,
             index,
             networks: Networks::new(NetworkOptions::new(
                 dir.path().join("conf"),
@@ -132,9 +147,14 @@ impl Lab {
         })
     }
 
-    /// Writes `10-lab.conflist` with these plugins.
+    /// Writes `10-lab.conflist` with these plugins, at cniVersion 1.0.0.
     pub(super) fn conflist(&self, plugins: Vec<Value>) {
-        let doc = json!({"cniVersion": "1.0.0", "name": self.network_name(), "plugins": plugins});
+        self.conflist_at("1.0.0", plugins);
+    }
+
+    /// Writes `10-lab.conflist` with these plugins at `version`.
+    pub(super) fn conflist_at(&self, version: &str, plugins: Vec<Value>) {
+        let doc = json!({"cniVersion": version, "name": self.network_name(), "plugins": plugins});
         std::fs::write(self.conf_dir().join("10-lab.conflist"), doc.to_string()).unwrap();
     }
 
