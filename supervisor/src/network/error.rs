@@ -5,24 +5,9 @@
 use std::io;
 use std::path::PathBuf;
 
-/// The coarse kind of an [`Error`], for the adapters' code mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// a netns, network, cached attachment or container the plugin does not know
-    NotFound,
-    /// a netns of that name already exists
-    AlreadyExists,
-    /// bad input: an identifier, a malformed or invalid config, bad arguments
-    InvalidArgument,
-    /// the node is not in a state to do it: no config, a plugin missing
-    FailedPrecondition,
-    /// a plugin asked to try again later (CNI code 11)
-    Unavailable,
-    /// a plugin did not answer in time
-    DeadlineExceeded,
-    /// anything else: I/O, system calls, a plugin's own failure
-    Internal,
-}
+/// The coarse kind of an [`Error`], for the adapters' code mapping: the
+/// kinds every Berth crate shares (berth-api's errdefs).
+pub use berth_api::ErrorKind;
 
 /// A failure of the network module.
 #[derive(Debug, thiserror::Error)]
