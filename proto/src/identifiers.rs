@@ -71,22 +71,31 @@ fn invalid(field: &'static str, value: &str) -> IdentifierError {
     }
 }
 
+/// Why a label was refused; the message names the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LabelError {
+    /// an empty key
+    #[error("labels: label key must not be empty")]
+    EmptyKey,
+    /// key and value together over 4096 bytes
+    #[error("labels: label {0:?} exceeds the 4096 byte maximum")]
+    TooLong(String),
+    /// a NUL byte in the key or value
+    #[error("labels: label {0:?} contains NUL")]
+    Nul(String),
+}
+
 /// Label keys and values: containerd limits a label (key + value) to 4096
 /// bytes; we also refuse empty keys and NUL bytes.
-pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
+pub fn validate_label(key: &str, value: &str) -> Result<(), LabelError> {
     if key.is_empty() {
-        return Err("labels: label key must not be empty".into());
+        return Err(LabelError::EmptyKey);
     }
     if key.len() + value.len() > 4096 {
-        return Err(format!(
-            "labels: label {key:?} exceeds the 4096 byte maximum"
-        ));
+        return Err(LabelError::TooLong(key.to_string()));
     }
     if key.contains('\0') || value.contains('\0') {
-        return Err(format!(
-            "labels: label {:?} contains NUL",
-            key.escape_debug().to_string()
-        ));
+        return Err(LabelError::Nul(key.escape_debug().to_string()));
     }
     Ok(())
 }
