@@ -30,7 +30,7 @@ pub enum IdentifierError {
     Invalid {
         /// which field
         field: &'static str,
-        /// the value
+        /// the value, shortened (see [`crate::echo`])
         value: String,
     },
 }
@@ -67,7 +67,7 @@ pub fn validate(field: &'static str, value: &str) -> Result<(), IdentifierError>
 fn invalid(field: &'static str, value: &str) -> IdentifierError {
     IdentifierError::Invalid {
         field,
-        value: value.escape_debug().to_string(),
+        value: crate::echo::shorten(value).into_owned(),
     }
 }
 
@@ -77,11 +77,12 @@ pub enum LabelError {
     /// an empty key
     #[error("labels: label key must not be empty")]
     EmptyKey,
-    /// key and value together over 4096 bytes
-    #[error("labels: label {0:?} exceeds the 4096 byte maximum")]
+    /// key and value together over 4096 bytes (the key, quoted and
+    /// shortened for echoing)
+    #[error("labels: label {0} exceeds the 4096 byte maximum")]
     TooLong(String),
-    /// a NUL byte in the key or value
-    #[error("labels: label {0:?} contains NUL")]
+    /// a NUL byte in the key or value (the key, quoted and shortened)
+    #[error("labels: label {0} contains NUL")]
     Nul(String),
 }
 
@@ -92,10 +93,10 @@ pub fn validate_label(key: &str, value: &str) -> Result<(), LabelError> {
         return Err(LabelError::EmptyKey);
     }
     if key.len() + value.len() > 4096 {
-        return Err(LabelError::TooLong(key.to_string()));
+        return Err(LabelError::TooLong(crate::echo::Echo(key).to_string()));
     }
     if key.contains('\0') || value.contains('\0') {
-        return Err(LabelError::Nul(key.escape_debug().to_string()));
+        return Err(LabelError::Nul(crate::echo::Echo(key).to_string()));
     }
     Ok(())
 }
@@ -125,6 +126,9 @@ mod tests {
         }
         let msg = validate("container id", "a/b").unwrap_err().to_string();
         assert!(msg.starts_with("container id:"), "{msg}");
+        let huge = format!("a/{}", "b".repeat(3 << 20));
+        let msg = validate("container id", &huge).unwrap_err().to_string();
+        assert!(msg.len() < 512, "echoed {} bytes", msg.len());
     }
 
     #[test]
@@ -133,5 +137,9 @@ mod tests {
         assert!(validate_label("", "b").is_err());
         assert!(validate_label("a\0", "b").is_err());
         assert!(validate_label("a", &"v".repeat(5000)).is_err());
+        let msg = validate_label(&"k".repeat(1 << 20), "")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 512, "echoed {} bytes", msg.len());
     }
 }

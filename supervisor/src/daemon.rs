@@ -6,13 +6,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{app, services, App, Config};
@@ -85,14 +84,15 @@ impl Daemon {
         // Bound before recovery, served after it: a client that connects
         // meanwhile (Version, to learn whether berthd is back) waits for
         // the answer instead of polling a missing socket.
-        let listener = bind(&cfg.address)?;
+        let listener = bind(&cfg.address, cfg.grpc)?;
         // Reattach to the shims of a previous run before serving.
         app.recover().await;
         app.start(shutdown.child_token());
         let router = services::router(&app, uuid);
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
-        let incoming = UnixListenerStream::new(listener);
+        // Message limits, any :authority, preface timeout: see transport.
+        let incoming = crate::transport::incoming(listener);
         let stop = shutdown.clone();
         let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
         let result = tokio::select! {
@@ -195,9 +195,10 @@ pub fn write_durably(path: &Path, data: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Binds the socket with mode 0660, removing a stale file left by a
-/// daemon that died, but never stealing a live server's socket.
-fn bind(address: &Path) -> Result<UnixListener, Error> {
+/// Binds the socket with mode 0660 and the owner `[grpc]` names (so its
+/// group may call berthd), removing a stale file left by a daemon that
+/// died, but never stealing a live server's socket.
+fn bind(address: &Path, owner: crate::config::Grpc) -> Result<UnixListener, Error> {
     if let Some(dir) = address.parent() {
         make_dir(dir, 0o711)?;
     }
@@ -210,5 +211,10 @@ fn bind(address: &Path) -> Result<UnixListener, Error> {
     let listener = UnixListener::bind(address).map_err(io("binding", address))?;
     fs::set_permissions(address, fs::Permissions::from_mode(0o660))
         .map_err(io("setting mode 0660 on", address))?;
+    let meta = fs::metadata(address).map_err(io("reading", address))?;
+    if (meta.uid(), meta.gid()) != (owner.uid, owner.gid) {
+        std::os::unix::fs::chown(address, Some(owner.uid), Some(owner.gid))
+            .map_err(io("changing the owner ([grpc] uid, gid) of", address))?;
+    }
     Ok(listener)
 }

@@ -25,6 +25,7 @@ pub mod services;
 pub mod snapshots;
 pub mod store;
 pub mod tasks;
+pub mod transport;
 
 pub use app::App;
 pub use config::Config;

@@ -109,6 +109,13 @@ pub struct Stats {
     pub leases: usize,
 }
 
+impl Stats {
+    /// True when the run removed anything.
+    pub fn removed_any(&self) -> bool {
+        self.content + self.snapshots + self.leases > 0
+    }
+}
+
 /// The collector's handle: the guard creators hold, the debounce trigger
 /// and the collection itself. Cheap to clone.
 #[derive(Clone)]
@@ -183,13 +190,26 @@ impl Gc {
         let _excl = self.lock.write().await;
         let started = std::time::Instant::now();
         let stats = collect(&self.deps).await?;
-        tracing::info!(
-            content = stats.content,
-            snapshots = stats.snapshots,
-            leases = stats.leases,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "garbage collection done"
-        );
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        // Runs follow every delete: one that removed nothing is routine
+        // and would flood INFO under load.
+        if stats.removed_any() {
+            tracing::info!(
+                content = stats.content,
+                snapshots = stats.snapshots,
+                leases = stats.leases,
+                elapsed_ms,
+                "garbage collection done"
+            );
+        } else {
+            tracing::debug!(
+                content = 0,
+                snapshots = 0,
+                leases = 0,
+                elapsed_ms,
+                "garbage collection done"
+            );
+        }
         Ok(stats)
     }
 }

@@ -6,7 +6,7 @@
 use berth_api::services::images::v1 as ev;
 
 use crate::events::Events;
-use crate::filters::{self, label_field, Fields};
+use crate::filters::{self, label_field, non_empty, Fields};
 use crate::gc::Gc;
 pub use crate::records::Error;
 use crate::store::images::{self, Image, Target};
@@ -30,15 +30,18 @@ pub struct Images {
     deps: Deps,
 }
 
+/// As containerd's image adaptor: name and target fields are present only
+/// when set; `annotations` are the target's.
 impl Fields for Image {
     fn field(&self, path: &[String]) -> Option<String> {
         let one = path.len() == 1;
         match path.first()?.as_str() {
-            "name" if one => Some(self.name.clone()),
+            "name" if one => non_empty(&self.name),
             "labels" => label_field(&self.labels, &path[1..]),
+            "annotations" => label_field(&self.target.annotations, &path[1..]),
             "target" => match (path.get(1).map(String::as_str), path.len()) {
-                (Some("digest"), 2) => Some(self.target.digest.clone()),
-                (Some("mediatype" | "media_type"), 2) => Some(self.target.media_type.clone()),
+                (Some("digest"), 2) => non_empty(&self.target.digest),
+                (Some("mediatype" | "media_type"), 2) => non_empty(&self.target.media_type),
                 (Some("annotations"), _) => label_field(&self.target.annotations, &path[2..]),
                 _ => None,
             },

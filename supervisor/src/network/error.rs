@@ -1,12 +1,12 @@
-//! What can go wrong in the network module, with a coarse [`ErrorKind`] the
-//! adapters map to their protocol's codes (gRPC for the CRI and berth's
-//! networks service).
+//! What can go wrong in the network module, each error with its shared
+//! [`ErrorKind`], which the adapters (the CRI and berth's networks
+//! service) turn into a gRPC status.
 
 use std::io;
 use std::path::PathBuf;
 
-/// The coarse kind of an [`Error`], for the adapters' code mapping: the
-/// kinds every Berth crate shares (berth-api's errdefs).
+/// The shared error kinds (containerd's errdefs); `berth_api::to_status`
+/// turns one into the gRPC code the adapters answer.
 pub use berth_api::ErrorKind;
 
 /// A failure of the network module.

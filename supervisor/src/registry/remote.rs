@@ -46,8 +46,15 @@ pub fn parse_reference(s: &str) -> Result<Reference> {
     if s.is_empty() {
         return Err(Error::InvalidArgument("reference: required".into()));
     }
-    s.parse::<Reference>()
-        .map_err(|e| Error::InvalidArgument(format!("reference {s:?}: {e}")))
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::InvalidArgument(format!("reference {}: {e}", berth_api::echo::Echo(s)))
+    };
+    let r = s.parse::<Reference>().map_err(|e| bad(&e))?;
+    // The parser takes some references whose full form it refuses
+    // (`UPPER/case` becomes `docker.io/UPPER/case:latest`, and repository
+    // names must be lowercase): refuse those too, as containerd does.
+    r.whole().parse::<Reference>().map_err(|e| bad(&e))?;
+    Ok(r)
 }
 
 impl Remote {

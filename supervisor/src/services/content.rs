@@ -353,73 +353,88 @@ async fn write_session(
     let reference = req.r#ref.clone();
     let mut total = unsigned("total", req.total)?;
     let mut expected = opt_digest("expected", &req.expected)?;
-    let mut w: Writer = cs.writer(ns, &reference, total, expected.clone()).await?;
-    loop {
-        let action = pb::WriteAction::try_from(req.action)
-            .map_err(|_| Status::invalid_argument(format!("action: unknown {}", req.action)))?;
-        let mut msg = pb::WriteContentResponse {
-            action: req.action,
-            offset: w.offset() as i64,
-            ..Default::default()
-        };
-        if let Some(d) = opt_digest("expected", &req.expected)? {
-            if cs.lease_if_present(ns, &d).await? {
-                drop(w);
-                let _ = cs.abort(ns, &reference).await;
-                return Err(Status::already_exists(format!(
-                    "blob with expected digest {d} exists"
-                )));
-            }
-            expected = Some(d);
-        }
-        let req_total = unsigned("total", req.total)?;
-        if req_total > 0 {
-            total = req_total;
-            w.set_total(total);
-        }
-        match action {
-            pb::WriteAction::Stat => {
-                let st = w.status();
-                msg.digest = w.digest().to_string();
-                msg.started_at = Some(st.started_at.into());
-                msg.updated_at = Some(st.updated_at.into());
-                msg.total = total as i64;
-            }
-            pb::WriteAction::Write | pb::WriteAction::Commit => {
-                let off = unsigned("offset", req.offset)?;
-                if off > 0 && off != w.offset() {
-                    return Err(Status::out_of_range(format!(
-                        "write @{off} must occur at current offset {}",
-                        w.offset()
+    let mut slot: Option<Writer> = Some(cs.writer(ns, &reference, total, expected.clone()).await?);
+    // The stream's work; the writer is closed after it unless it was
+    // committed or the ingest aborted.
+    let result: Result<(), Status> = async {
+        loop {
+            let w = slot
+                .as_mut()
+                .ok_or_else(|| Status::internal("ingest writer already closed"))?;
+            let action = pb::WriteAction::try_from(req.action)
+                .map_err(|_| Status::invalid_argument(format!("action: unknown {}", req.action)))?;
+            let mut msg = pb::WriteContentResponse {
+                action: req.action,
+                offset: w.offset() as i64,
+                ..Default::default()
+            };
+            if let Some(d) = opt_digest("expected", &req.expected)? {
+                if cs.lease_if_present(ns, &d).await? {
+                    drop(slot.take());
+                    let _ = cs.abort(ns, &reference).await;
+                    return Err(Status::already_exists(format!(
+                        "blob with expected digest {d} exists"
                     )));
                 }
-                if off == 0 && w.offset() > 0 {
-                    w.truncate().await?;
-                    msg.offset = 0;
+                expected = Some(d);
+            }
+            let req_total = unsigned("total", req.total)?;
+            if req_total > 0 {
+                total = req_total;
+                w.set_total(total);
+            }
+            match action {
+                pb::WriteAction::Stat => {
+                    let st = w.status();
+                    msg.digest = w.digest().to_string();
+                    msg.started_at = Some(st.started_at.into());
+                    msg.updated_at = Some(st.updated_at.into());
+                    msg.total = total as i64;
                 }
-                if !req.data.is_empty() {
-                    let data = std::mem::take(&mut req.data);
-                    w.write(data).await?;
-                    msg.offset = w.offset() as i64;
+                pb::WriteAction::Write | pb::WriteAction::Commit => {
+                    let off = unsigned("offset", req.offset)?;
+                    if off > 0 && off != w.offset() {
+                        return Err(Status::out_of_range(format!(
+                            "write @{off} must occur at current offset {}",
+                            w.offset()
+                        )));
+                    }
+                    if off == 0 && w.offset() > 0 {
+                        w.truncate().await?;
+                        msg.offset = 0;
+                    }
+                    if !req.data.is_empty() {
+                        let data = std::mem::take(&mut req.data);
+                        w.write(data).await?;
+                        msg.offset = w.offset() as i64;
+                    }
+                    if action == pb::WriteAction::Commit {
+                        let labels = convert::labels(std::mem::take(&mut req.labels));
+                        let size = (total > 0).then_some(total);
+                        let w = slot
+                            .take()
+                            .ok_or_else(|| Status::internal("ingest writer already closed"))?;
+                        let info = w.commit(size, expected.as_ref(), labels).await?;
+                        msg.digest = info.digest.to_string();
+                        msg.offset = info.size as i64;
+                        let _ = tx.send(Ok(msg)).await;
+                        return Ok(());
+                    }
+                    msg.digest = w.digest().to_string();
                 }
-                if action == pb::WriteAction::Commit {
-                    let labels = convert::labels(std::mem::take(&mut req.labels));
-                    let size = (total > 0).then_some(total);
-                    let info = w.commit(size, expected.as_ref(), labels).await?;
-                    msg.digest = info.digest.to_string();
-                    msg.offset = info.size as i64;
-                    let _ = tx.send(Ok(msg)).await;
-                    return Ok(());
-                }
-                msg.digest = w.digest().to_string();
+            }
+            if tx.send(Ok(msg)).await.is_err() {
+                return Ok(());
+            }
+            match inbound.message().await? {
+                Some(next) => req = next,
+                None => return Ok(()),
             }
         }
-        if tx.send(Ok(msg)).await.is_err() {
-            return Ok(());
-        }
-        match inbound.message().await? {
-            Some(next) => req = next,
-            None => return Ok(()),
-        }
     }
+    .await;
+    if let Some(w) = slot {
+        w.close().await;
+    }
+    result
 }

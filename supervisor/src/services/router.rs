@@ -9,11 +9,8 @@ use tower::layer::util::{Identity, Stack};
 
 use super::introspection::{IntrospectionService, PluginInfo};
 use super::rpc_log::RpcLogLayer;
+use crate::transport::MessageSizeLayer;
 use crate::App;
-
-/// Largest gRPC message accepted or sent (content chunks are 1 MiB; ctr's
-/// clients allow 16 MiB).
-const MAX_MESSAGE: usize = 16 << 20;
 
 /// The plugins registered so far, in registration order.
 #[derive(Default)]
@@ -37,88 +34,103 @@ impl Plugins {
 }
 
 /// The router serving every service of `app`; `uuid` is the server's.
-pub fn router(app: &App, uuid: String) -> Router<Stack<RpcLogLayer, Identity>> {
+/// Every service takes messages up to the transport's limit, and the
+/// size layer turns a bigger one into ResourceExhausted (see transport).
+pub fn router(
+    app: &App,
+    uuid: String,
+) -> Router<Stack<MessageSizeLayer, Stack<RpcLogLayer, Identity>>> {
     use super::*;
+    use crate::sized;
     let mut p = Plugins::default();
-    let mut r = Server::builder().layer(RpcLogLayer).add_service(p.grpc(
-        "version",
-        svc::version::v1::version_server::VersionServer::new(version::VersionService),
-    ));
+    let mut r = Server::builder()
+        .layer(RpcLogLayer)
+        .layer(MessageSizeLayer)
+        .add_service(p.grpc(
+            "version",
+            sized!(svc::version::v1::version_server::VersionServer::new(
+                version::VersionService
+            )),
+        ));
     r = r.add_service(p.grpc(
         "namespaces",
-        svc::namespaces::v1::namespaces_server::NamespacesServer::new(
-            namespaces::NamespacesService::new(app.namespaces.clone()),
+        sized!(
+            svc::namespaces::v1::namespaces_server::NamespacesServer::new(
+                namespaces::NamespacesService::new(app.namespaces.clone()),
+            )
         ),
     ));
     r = r.add_service(p.grpc(
         "leases",
-        svc::leases::v1::leases_server::LeasesServer::new(leases::LeasesService::new(
-            app.leases.clone(),
+        sized!(svc::leases::v1::leases_server::LeasesServer::new(
+            leases::LeasesService::new(app.leases.clone()),
         )),
     ));
     r = r.add_service(p.grpc(
         "snapshots",
-        svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
+        sized!(svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
             snapshots::SnapshotsService::new(app.snapshots.clone()),
-        ),
+        )),
     ));
     for name in app.snapshots.backends().names() {
         p.add("io.containerd.snapshotter.v1", &name);
     }
     r = r.add_service(p.grpc(
         "images",
-        svc::images::v1::images_server::ImagesServer::new(images::ImagesService::new(
-            app.images.clone(),
+        sized!(svc::images::v1::images_server::ImagesServer::new(
+            images::ImagesService::new(app.images.clone()),
         )),
     ));
     r = r.add_service(p.grpc(
         "diff",
-        svc::diff::v1::diff_server::DiffServer::new(diff::DiffService::new(app.differ.clone())),
+        sized!(svc::diff::v1::diff_server::DiffServer::new(
+            diff::DiffService::new(app.differ.clone())
+        )),
     ));
     p.add("io.containerd.differ.v1", "walking");
-    r = r.add_service(
-        p.grpc(
-            "content",
-            svc::content::v1::content_server::ContentServer::new(content::ContentService::new(
-                app.content.clone(),
-            ))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE),
-        ),
-    );
+    r = r.add_service(p.grpc(
+        "content",
+        sized!(svc::content::v1::content_server::ContentServer::new(
+            content::ContentService::new(app.content.clone()),
+        )),
+    ));
     p.add("io.containerd.content.v1", "content");
     r = r.add_service(p.grpc(
         "events",
-        svc::events::v1::events_server::EventsServer::new(events::EventsService::new(
-            app.events.clone(),
+        sized!(svc::events::v1::events_server::EventsServer::new(
+            events::EventsService::new(app.events.clone()),
         )),
     ));
     r = r.add_service(p.grpc(
         "containers",
-        svc::containers::v1::containers_server::ContainersServer::new(
-            containers::ContainersService::new(app.containers.clone()),
+        sized!(
+            svc::containers::v1::containers_server::ContainersServer::new(
+                containers::ContainersService::new(app.containers.clone()),
+            )
         ),
     ));
     r = r.add_service(p.grpc(
         "tasks",
-        svc::tasks::v1::tasks_server::TasksServer::new(tasks::TasksService::new(app.tasks.clone())),
+        sized!(svc::tasks::v1::tasks_server::TasksServer::new(
+            tasks::TasksService::new(app.tasks.clone())
+        )),
     ));
     p.add("io.containerd.runtime.v2", "task");
     // Berth's own image services are not containerd plugins.
-    r = r.add_service(
+    r = r.add_service(sized!(
         berth_api::berth_images::v1::transfer_server::TransferServer::new(
             transfer::TransferService::new(app.archives.clone()),
         )
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE),
-    );
-    r = r.add_service(berth_api::images::v1::registry_server::RegistryServer::new(
-        registry::RegistryService::new(app.transfers.clone()),
+    ));
+    r = r.add_service(sized!(
+        berth_api::images::v1::registry_server::RegistryServer::new(
+            registry::RegistryService::new(app.transfers.clone()),
+        )
     ));
     p.add("io.containerd.grpc.v1", "introspection");
-    r.add_service(
+    r.add_service(sized!(
         svc::introspection::v1::introspection_server::IntrospectionServer::new(
             IntrospectionService::new(p.0, uuid),
-        ),
-    )
+        )
+    ))
 }

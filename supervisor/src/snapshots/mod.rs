@@ -86,7 +86,9 @@ impl Fields for Filterable<'_> {
         let one = path.len() == 1;
         match path.first()?.as_str() {
             "name" if one => Some(self.0.name.clone()),
-            "parent" if one => self.0.parent.clone(),
+            // Always present, as containerd's adaptor has it: `parent==""`
+            // selects the snapshots without one.
+            "parent" if one => Some(self.0.parent.clone().unwrap_or_default()),
             "kind" if one => Some(kind_name(self.0.kind).to_string()),
             "labels" => label_field(&self.1, &path[1..]),
             _ => None,

@@ -53,13 +53,22 @@ pub struct Resource {
     pub kind: String,
 }
 
-/// containerd does not hold lease ids to its identifier rules (ctr's own
-/// random ids, `<nanos>-<base64>`, often break them), so neither do we: an
-/// id must only be non-empty, short, and free of `/` and NUL.
+/// Longest lease id accepted (a path's length: `ctr images mount` uses
+/// its mount target as the lease id).
+pub const MAX_ID_LEN: usize = 4096;
+
+/// containerd refuses only an empty lease id (ctr's own random ids,
+/// `<nanos>-<base64>`, break the identifier rules, and `ctr images mount
+/// IMAGE /tmp/x` uses the path `/tmp/x`), so we ask little more: non-empty,
+/// at most [`MAX_ID_LEN`] bytes, no NUL. A lease id is only ever a key in
+/// the metadata store (`ns/id`, and `ns/id\0...` for its resources: the
+/// namespace has no `/` and the id no NUL, so keys cannot collide), never
+/// a path.
 fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 255 || id.contains(['/', '\0']) {
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('\0') {
         return Err(Error::InvalidArgument(format!(
-            "lease id {id:?}: must be 1-255 bytes without '/' or NUL"
+            "lease id {:?}: must be 1-{MAX_ID_LEN} bytes without NUL",
+            id.chars().take(80).collect::<String>()
         )));
     }
     Ok(())
@@ -218,10 +227,12 @@ mod tests {
             create(&store, "ns1", "l1", Labels::new()).await,
             Err(Error::AlreadyExists { .. })
         ));
-        assert!(matches!(
-            create(&store, "ns1", "a/b", Labels::new()).await,
-            Err(Error::InvalidArgument(_))
-        ));
+        for bad in ["", "a\0b", &"l".repeat(MAX_ID_LEN + 1)] {
+            assert!(matches!(
+                create(&store, "ns1", bad, Labels::new()).await,
+                Err(Error::InvalidArgument(_))
+            ));
+        }
         let r = Resource {
             id: "sha256:abc".into(),
             kind: "content".into(),
@@ -246,6 +257,15 @@ mod tests {
         assert_eq!(resources(&store, "ns1", "l1").unwrap().len(), 1);
         assert_eq!(list(&store, "ns1").unwrap().len(), 1);
         assert_eq!(list(&store, "ns2").unwrap().len(), 0);
+        // A path, as `ctr images mount` uses, is a fine lease id, and
+        // another lease's resources stay its own.
+        create(&store, "ns1", "/tmp/x", Labels::new())
+            .await
+            .unwrap();
+        create(&store, "ns1", "l1/x", Labels::new()).await.unwrap();
+        assert!(resources(&store, "ns1", "l1/x").unwrap().is_empty());
+        assert_eq!(resources(&store, "ns1", "l1").unwrap().len(), 1);
+        assert_eq!(list(&store, "ns1").unwrap().len(), 3);
         delete(&store, "ns1", "l1").await.unwrap();
         assert!(matches!(
             delete(&store, "ns1", "l1").await,

@@ -70,17 +70,22 @@ pub fn list(store: &Store) -> Result<Vec<Namespace>> {
 }
 
 /// Updates labels under a field mask (only `labels` paths are allowed).
+///
+/// A namespace that does not exist yet is created with those labels, as
+/// containerd's label writes create it (`ctr namespaces label new k=v`);
+/// the name must still be a valid identifier, and a refused mask or label
+/// creates nothing.
 pub async fn update(store: &Store, ns: Namespace, paths: &[String]) -> Result<Namespace> {
     check_name(&ns.name)?;
     let tree = store.tree(TREE)?;
     let updated = tree.transaction(|t| {
-        let raw = t.get(ns.name.as_bytes())?.ok_or_else(|| {
-            sled::transaction::ConflictableTransactionError::Abort(Error::NotFound {
-                kind: "namespace",
-                id: ns.name.clone(),
-            })
-        })?;
-        let mut cur: Namespace = decode(&raw).map_err(abort)?;
+        let mut cur: Namespace = match t.get(ns.name.as_bytes())? {
+            Some(raw) => decode(&raw).map_err(abort)?,
+            None => Namespace {
+                name: ns.name.clone(),
+                labels: Labels::new(),
+            },
+        };
         labels::apply_mask(&mut cur.labels, &ns.labels, paths, &[]).map_err(abort)?;
         t.insert(ns.name.as_bytes(), encode(&cur).map_err(abort)?)?;
         Ok(cur)

@@ -213,6 +213,7 @@ impl Launch<'_> {
                 options: Some(options),
                 runtime_binary: info.runtime_binary.clone(),
                 namespace: ns.to_string(),
+                log: None,
             })
             .await;
         let created = shim::outcome(created).map_err(|e| (e.into(), shim_pid))?;
