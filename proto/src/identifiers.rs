@@ -71,23 +71,32 @@ fn invalid(field: &'static str, value: &str) -> IdentifierError {
     }
 }
 
+/// Why a label was refused; the message names the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LabelError {
+    /// an empty key
+    #[error("labels: label key must not be empty")]
+    EmptyKey,
+    /// key and value together over 4096 bytes (the key, quoted and
+    /// shortened for echoing)
+    #[error("labels: label {0} exceeds the 4096 byte maximum")]
+    TooLong(String),
+    /// a NUL byte in the key or value (the key, quoted and shortened)
+    #[error("labels: label {0} contains NUL")]
+    Nul(String),
+}
+
 /// Label keys and values: containerd limits a label (key + value) to 4096
 /// bytes; we also refuse empty keys and NUL bytes.
-pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
+pub fn validate_label(key: &str, value: &str) -> Result<(), LabelError> {
     if key.is_empty() {
-        return Err("labels: label key must not be empty".into());
+        return Err(LabelError::EmptyKey);
     }
     if key.len() + value.len() > 4096 {
-        return Err(format!(
-            "labels: label {} exceeds the 4096 byte maximum",
-            crate::echo::Echo(key)
-        ));
+        return Err(LabelError::TooLong(crate::echo::Echo(key).to_string()));
     }
     if key.contains('\0') || value.contains('\0') {
-        return Err(format!(
-            "labels: label {} contains NUL",
-            crate::echo::Echo(key)
-        ));
+        return Err(LabelError::Nul(crate::echo::Echo(key).to_string()));
     }
     Ok(())
 }
@@ -128,7 +137,9 @@ mod tests {
         assert!(validate_label("", "b").is_err());
         assert!(validate_label("a\0", "b").is_err());
         assert!(validate_label("a", &"v".repeat(5000)).is_err());
-        let msg = validate_label(&"k".repeat(1 << 20), "").unwrap_err();
+        let msg = validate_label(&"k".repeat(1 << 20), "")
+            .unwrap_err()
+            .to_string();
         assert!(msg.len() < 512, "echoed {} bytes", msg.len());
     }
 }

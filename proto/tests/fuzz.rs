@@ -76,8 +76,8 @@ fn fuzz_identifier() {
                 }
             }
             let (k, v) = s.split_once('=').unwrap_or((s, ""));
-            if let Err(msg) = validate_label(k, v) {
-                short(&msg);
+            if let Err(e) = validate_label(k, v) {
+                short(&e.to_string());
             }
         },
     );

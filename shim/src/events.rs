@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use berth_api::events::Event;
 use berth_api::shim::v1::ShimEvent;
-use berth_api::type_urls;
 use tokio::sync::watch;
 
 /// See the module docs.
@@ -40,8 +40,10 @@ impl EventQueue {
         }
     }
 
-    /// Queues a `containerd.events.<name>` payload under `topic`.
-    pub fn publish<M: prost::Message>(&self, topic: &str, name: &str, msg: &M) {
+    /// Queues an event payload under its topic (berth-api's [`Event`]
+    /// gives each its topic and type URL, one spelling with berthd's).
+    pub fn publish<E: Event>(&self, msg: &E) {
+        let topic = E::TOPIC;
         let mut inner = self.lock();
         let seq = inner.next;
         inner.next += 1;
@@ -50,10 +52,7 @@ impl EventQueue {
             timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
             namespace: self.namespace.clone(),
             topic: topic.to_string(),
-            event: Some(prost_types::Any {
-                type_url: type_urls::event(name),
-                value: msg.encode_to_vec(),
-            }),
+            event: Some(msg.to_any()),
         });
         drop(inner);
         tracing::debug!(seq, topic, "event queued");
@@ -105,14 +104,10 @@ mod tests {
     fn ordered_acked_and_resent() {
         let q = EventQueue::new("ns");
         for pid in 1..=3 {
-            q.publish(
-                "/tasks/start",
-                "TaskStart",
-                &TaskStart {
-                    container_id: "c".into(),
-                    pid,
-                },
-            );
+            q.publish(&TaskStart {
+                container_id: "c".into(),
+                pid,
+            });
         }
         let all = q.after(0);
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
@@ -125,7 +120,7 @@ mod tests {
         assert_eq!(q.pending(), 1);
         // Unacked events come again on the next stream.
         assert_eq!(q.after(0)[0].seq, 3);
-        q.publish("/tasks/start", "TaskStart", &TaskStart::default());
+        q.publish(&TaskStart::default());
         assert_eq!(q.after(0).iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
     }
 }

@@ -139,23 +139,19 @@ impl Task {
             rootfs_mounted: !mounts.is_empty(),
             own_pid_ns,
         }));
-        self.events.publish(
-            "/tasks/create",
-            "TaskCreate",
-            &ev::TaskCreate {
-                container_id: self.id.clone(),
-                bundle: self.bundle.path().display().to_string(),
-                rootfs: opts.rootfs.clone(),
-                io: Some(ev::TaskIo {
-                    stdin: opts.paths.stdin.clone(),
-                    stdout: opts.paths.stdout.clone(),
-                    stderr: opts.paths.stderr.clone(),
-                    terminal: opts.paths.terminal,
-                }),
-                checkpoint: String::new(),
-                pid,
-            },
-        );
+        self.events.publish(&ev::TaskCreate {
+            container_id: self.id.clone(),
+            bundle: self.bundle.path().display().to_string(),
+            rootfs: opts.rootfs.clone(),
+            io: Some(ev::TaskIo {
+                stdin: opts.paths.stdin.clone(),
+                stdout: opts.paths.stdout.clone(),
+                stderr: opts.paths.stderr.clone(),
+                terminal: opts.paths.terminal,
+            }),
+            checkpoint: String::new(),
+            pid,
+        });
         self.watch_exit("", pid, output_done);
         tracing::info!(pid, runtime = %binary, "task created");
         Ok(pid)
@@ -282,15 +278,11 @@ impl Task {
         p.pid = pid;
         p.phase.start_done(true);
         p.io = Some(io);
-        self.events.publish(
-            "/tasks/exec-started",
-            "TaskExecStarted",
-            &ev::TaskExecStarted {
-                container_id: self.id.clone(),
-                exec_id: exec_id.to_string(),
-                pid,
-            },
-        );
+        self.events.publish(&ev::TaskExecStarted {
+            container_id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+            pid,
+        });
         drop(st);
         self.watch_exit(exec_id, pid, output_done);
         tracing::info!(exec_id, pid, "exec started");
@@ -308,14 +300,10 @@ impl Task {
             return Err(e.into());
         }
         let pid = live.init.pid;
-        self.events.publish(
-            "/tasks/start",
-            "TaskStart",
-            &ev::TaskStart {
-                container_id: self.id.clone(),
-                pid,
-            },
-        );
+        self.events.publish(&ev::TaskStart {
+            container_id: self.id.clone(),
+            pid,
+        });
         self.report_exits(live, false);
         tracing::info!(pid, "task started");
         Ok(pid)
@@ -399,17 +387,13 @@ impl Task {
         }
         let _ = std::fs::remove_file(self.bundle.pid_file(""));
         let exit = init.phase.exit().unwrap_or_else(|| no_exit(pid));
-        self.events.publish(
-            "/tasks/delete",
-            "TaskDelete",
-            &ev::TaskDelete {
-                container_id: self.id.clone(),
-                pid,
-                exit_status: exit.status,
-                exited_at: Some(exit.at.into()),
-                id: String::new(),
-            },
-        );
+        self.events.publish(&ev::TaskDelete {
+            container_id: self.id.clone(),
+            pid,
+            exit_status: exit.status,
+            exited_at: Some(exit.at.into()),
+            id: String::new(),
+        });
         tracing::info!(pid, status = exit.status, "task deleted");
         self.exit_after_drain(false);
         Ok((pid, exit))

@@ -62,14 +62,10 @@ impl Task {
         }
         live.execs
             .insert(exec_id.to_string(), Proc::new(exec_id, paths, spec));
-        self.events.publish(
-            "/tasks/exec-added",
-            "TaskExecAdded",
-            &ev::TaskExecAdded {
-                container_id: self.id.clone(),
-                exec_id: exec_id.to_string(),
-            },
-        );
+        self.events.publish(&ev::TaskExecAdded {
+            container_id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+        });
         Ok(())
     }
 
@@ -123,13 +119,9 @@ impl Task {
         if let Ok(live) = self.lock().live_mut() {
             live.init.phase.set_paused(true);
         }
-        self.events.publish(
-            "/tasks/paused",
-            "TaskPaused",
-            &ev::TaskPaused {
-                container_id: self.id.clone(),
-            },
-        );
+        self.events.publish(&ev::TaskPaused {
+            container_id: self.id.clone(),
+        });
         Ok(())
     }
 
@@ -141,13 +133,9 @@ impl Task {
         if let Ok(live) = self.lock().live_mut() {
             live.init.phase.set_paused(false);
         }
-        self.events.publish(
-            "/tasks/resumed",
-            "TaskResumed",
-            &ev::TaskResumed {
-                container_id: self.id.clone(),
-            },
-        );
+        self.events.publish(&ev::TaskResumed {
+            container_id: self.id.clone(),
+        });
         Ok(())
     }
 

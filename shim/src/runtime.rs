@@ -63,17 +63,6 @@ pub enum RuntimeError {
     },
 }
 
-/// `binary` as a path: itself when it has a `/`, else the first match on
-/// PATH (as exec would find it).
-fn resolve(binary: &str) -> Option<PathBuf> {
-    if binary.contains('/') {
-        return Some(PathBuf::from(binary));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(binary))
-        .find(|p| p.is_file())
-}
-
 /// Where [`Runtime::save`] records the runtime in the bundle.
 pub const RUNTIME_FILE: &str = "shim-runtime.json";
 
@@ -160,7 +149,7 @@ impl Runtime {
     /// same. Where the copy cannot be made, crun runs from its path.
     fn command(&self, args: &[&str]) -> Invocation {
         let exe = if self.sealed_exe {
-            resolve(&self.binary).and_then(|p| match sys::sealed_copy(&p) {
+            berth_api::runc::find_binary(&self.binary).and_then(|p| match sys::sealed_copy(&p) {
                 Ok(fd) => Some(fd),
                 Err(e) => {
                     tracing::debug!(binary = %p.display(), error = %e, "no sealed copy; running from the path");

@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use berth_api::runc::v1::Options as RuncOptions;
 use berth_api::shim::v1 as pb;
 use berth_api::shim::v1::shim_server::Shim;
-use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -116,15 +114,8 @@ impl Shim for ShimService {
             runtime_root: None,
         };
         if let Some(any) = r.options.filter(|a| !a.value.is_empty()) {
-            if !any.type_url.ends_with("containerd.runc.v1.Options") {
-                return Err(Error::InvalidArgument(format!(
-                    "options: unsupported type {:?}",
-                    any.type_url
-                ))
-                .into());
-            }
-            let o = RuncOptions::decode(any.value.as_slice())
-                .map_err(|e| Error::InvalidArgument(format!("options: {e}")))?;
+            let o = berth_api::runc::decode_options(&any)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
             if opts.runtime_binary.is_empty() {
                 opts.runtime_binary = o.binary_name;
             }

@@ -347,19 +347,15 @@ impl Task {
             exit_status: exit.status,
             exited_at: Some(exit.at.into()),
         };
-        self.events.publish("/tasks/exit", "TaskExit", &msg);
+        self.events.publish(&msg);
     }
 
     /// Publishes the OOM event (called by the OOM watcher).
     pub(crate) fn on_oom(&self) {
         tracing::warn!("container hit its memory limit (oom)");
-        self.events.publish(
-            "/tasks/oom",
-            "TaskOOM",
-            &ev::TaskOom {
-                container_id: self.id.clone(),
-            },
-        );
+        self.events.publish(&ev::TaskOom {
+            container_id: self.id.clone(),
+        });
     }
 
     /// Asks the shim to exit after berthd has acknowledged the queued

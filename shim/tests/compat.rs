@@ -127,7 +127,9 @@ async fn deleted_behind_our_back(runtime: &str, id: &str) {
     .unwrap();
     c.start(proc_req("e1")).await.unwrap();
     let out = std::process::Command::new(runtime)
-        .args(["delete", "--force", id])
+        .arg("--root")
+        .arg(&fx.runtime_root)
+        .args(["delete", "--force", &fx.id])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -27,7 +27,7 @@ async fn echo_hello(runtime: &str, id: &str) {
     assert_eq!(hs.task_pid, 0);
     // A second start finds the running shim and starts nothing.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_berth-shim"))
-        .args(["start", "--namespace", NS, "--id", id, "--bundle"])
+        .args(["start", "--namespace", NS, "--id", &fx.id, "--bundle"])
         .arg(&fx.bundle)
         .args(["--address", "/x"])
         .output()
@@ -70,7 +70,7 @@ async fn echo_hello(runtime: &str, id: &str) {
     let exit = TaskExit::decode(events[2].event.as_ref().unwrap().value.as_slice()).unwrap();
     assert_eq!(
         (exit.container_id.as_str(), exit.pid, exit.exit_status),
-        (id, pid, 0)
+        (fx.id.as_str(), pid, 0)
     );
     let t = std::time::Instant::now();
     c.ack_events(pb::AckEventsRequest {

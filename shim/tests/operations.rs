@@ -54,7 +54,7 @@ async fn recovery_delete(runtime: &str, id: &str) {
     nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(fx.wait_shim_gone(5).await);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth-shim"))
-        .args(["delete", "--namespace", NS, "--id", id, "--bundle"])
+        .args(["delete", "--namespace", NS, "--id", &fx.id, "--bundle"])
         .arg(&fx.bundle)
         .output()
         .unwrap();
@@ -66,7 +66,7 @@ async fn recovery_delete(runtime: &str, id: &str) {
     fx.assert_clean();
     // Idempotent.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_berth-shim"))
-        .args(["delete", "--namespace", NS, "--id", id, "--bundle"])
+        .args(["delete", "--namespace", NS, "--id", &fx.id, "--bundle"])
         .arg(&fx.bundle)
         .output()
         .unwrap();

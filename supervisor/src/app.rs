@@ -8,8 +8,6 @@
 //! holds the collector's guard), then images, tasks and containers, and the
 //! registry transfers on top.
 
-use std::path::PathBuf;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::containers::{self, Containers};
@@ -69,8 +67,6 @@ pub struct App {
     pub containers: Containers,
     /// Tasks.
     pub tasks: Tasks,
-    /// The persistent root.
-    pub root: PathBuf,
 }
 
 impl App {
@@ -150,7 +146,6 @@ impl App {
             transfers,
             containers,
             tasks,
-            root: config.root.clone(),
         })
     }
 

@@ -7,32 +7,10 @@ use berth_api::events as ev;
 use crate::events::Events;
 use crate::filters::{self, label_field, Fields};
 use crate::gc::Gc;
+pub use crate::records::Error;
 use crate::store::containers::{self, Container};
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::tasks::Tasks;
-
-/// Why a container call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// the metadata store refused or failed
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    /// the container still has a task
-    #[error(
-        "container {0:?}: cannot delete a container while its task exists; delete the task first"
-    )]
-    TaskExists(String),
-}
-
-impl Error {
-    /// The kind of failure, for the code containerd answers.
-    pub fn kind(&self) -> berth_api::ErrorKind {
-        match self {
-            Error::Store(e) => e.kind(),
-            Error::TaskExists(_) => berth_api::ErrorKind::FailedPrecondition,
-        }
-    }
-}
 
 /// What the containers service needs.
 #[derive(Clone)]
@@ -83,7 +61,7 @@ impl Containers {
     /// The containers of `ns` that `filters` match, by id.
     pub fn list(&self, ns: &str, filters: &[String]) -> Result<Vec<Container>, Error> {
         let all = containers::list(&self.deps.store, ns)?;
-        Ok(filters::select(filters, all).map_err(store::Error::from)?)
+        Ok(filters::select(filters, all)?)
     }
 
     /// Creates a container; AlreadyExists if the id is taken.
@@ -128,7 +106,9 @@ impl Containers {
     /// soon.
     pub async fn delete(&self, ns: &str, id: &str) -> Result<(), Error> {
         if self.deps.tasks.exists(ns, id) {
-            return Err(Error::TaskExists(id.to_string()));
+            return Err(Error::FailedPrecondition(format!(
+                "container {id:?}: cannot delete a container while its task exists; delete the task first"
+            )));
         }
         containers::delete(&self.deps.store, ns, id).await?;
         self.deps

@@ -3,30 +3,10 @@
 
 use crate::filters::{self, label_field, Fields};
 use crate::gc::Gc;
+pub use crate::records::Error;
 use crate::store::labels::Labels;
 use crate::store::leases::{self, Lease, Resource};
-use crate::store::{self, Store};
-
-/// Why a lease call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// the metadata store refused or failed
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    /// a collection asked for with `sync` failed
-    #[error(transparent)]
-    Gc(#[from] crate::gc::Error),
-}
-
-impl Error {
-    /// The kind of failure, for the code containerd answers.
-    pub fn kind(&self) -> berth_api::ErrorKind {
-        match self {
-            Error::Store(e) => e.kind(),
-            Error::Gc(e) => e.kind(),
-        }
-    }
-}
+use crate::store::Store;
 
 /// The leases service. Cheap to clone.
 #[derive(Clone)]
@@ -74,7 +54,7 @@ impl Leases {
     /// The leases of `ns` that `filters` match.
     pub fn list(&self, ns: &str, filters: &[String]) -> Result<Vec<Lease>, Error> {
         let all = leases::list(&self.store, ns)?;
-        Ok(filters::select(filters, all).map_err(store::Error::from)?)
+        Ok(filters::select(filters, all)?)
     }
 
     /// Adds a resource to a lease (idempotent).

@@ -19,6 +19,7 @@ pub mod leases;
 pub mod namespaces;
 pub mod network;
 pub mod observability;
+pub mod records;
 pub mod registry;
 pub mod services;
 pub mod snapshots;

@@ -2,30 +2,10 @@
 //! holds anything (snapshots included) cannot be deleted.
 
 use crate::filters::{self, label_field, Fields};
+pub use crate::records::Error;
 use crate::snapshots::Snapshots;
 use crate::store::namespaces::{self, Namespace};
-use crate::store::{self, Store};
-
-/// Why a namespace call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// the metadata store refused or failed
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    /// the snapshotters could not be asked
-    #[error(transparent)]
-    Snapshots(#[from] crate::snapshots::Error),
-}
-
-impl Error {
-    /// The kind of failure, for the code containerd answers.
-    pub fn kind(&self) -> berth_api::ErrorKind {
-        match self {
-            Error::Store(e) => e.kind(),
-            Error::Snapshots(e) => e.kind(),
-        }
-    }
-}
+use crate::store::Store;
 
 /// The namespaces service. Cheap to clone.
 #[derive(Clone)]
@@ -59,7 +39,7 @@ impl Namespaces {
     /// The namespaces `filter` matches.
     pub fn list(&self, filter: &str) -> Result<Vec<Namespace>, Error> {
         let all = namespaces::list(&self.store)?;
-        Ok(filters::select(&[filter], all).map_err(store::Error::from)?)
+        Ok(filters::select(&[filter], all)?)
     }
 
     /// Creates a namespace; AlreadyExists if it is there.

@@ -43,25 +43,6 @@ pub fn requires_root(tools: &[&str]) {
     requires(tools);
 }
 
-/// Older form of [`requires_root`]: true, or a panic (never a silent skip).
-pub fn require_root(test: &str) -> bool {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "{test} needs root (mounts, runc, cgroups): run it as root, \
-         `cargo test -- --include-ignored` (as `make test` does)"
-    );
-    true
-}
-
-/// Older form of [`requires`]: true, or a panic (never a silent skip).
-pub fn require_tool(test: &str, tool: &str) -> bool {
-    assert!(
-        on_path(tool),
-        "{test} needs `{tool}` on PATH: run scripts/install-deps (as root), or `make test`"
-    );
-    true
-}
-
 /// Lossy UTF-8 of a command's output.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -27,6 +27,6 @@ pub mod registry;
 pub mod tmux;
 
 pub use cleanup::{kill_containers_under, kill_shims_under, unmount_under};
-pub use cli::{check, require_root, require_tool, requires, requires_root, text};
+pub use cli::{check, requires, requires_root, text};
 pub use daemon::Berthd;
 pub use paths::{bin, bin_dir};

@@ -9,8 +9,8 @@ mod cli_support;
 
 use std::path::Path;
 
-use berth_tests::{require_root, Berthd};
-use cli_support::{git_commit, json, run_bin, text, PlainBerthd};
+use berth_tests::{requires_root, Berthd};
+use cli_support::{git_commit, run_bin, text, PlainBerthd};
 
 /// Runs berthd with `args` expecting a configuration error: exit 2, one
 /// line on stderr starting with `berthd: `, nothing on stdout. Returns it.
@@ -154,19 +154,21 @@ fn config_check_validates_without_starting() {
     );
 }
 
+/// True for a `YYYY-MM-DD` date.
+fn is_date(s: &str) -> bool {
+    s.len() == 10
+        && s.chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
 #[test]
 fn versions_name_the_commit_and_build_date() {
     let commit = git_commit().unwrap_or_else(|| "unknown".into());
-    let is_date = |s: &str| {
-        s.len() == 10
-            && s.chars().enumerate().all(|(i, c)| {
-                if i == 4 || i == 7 {
-                    c == '-'
-                } else {
-                    c.is_ascii_digit()
-                }
-            })
-    };
     for bin in ["berthd", "berthctl"] {
         let out = run_bin(bin, &["--version"]);
         let line = text(&out).0;
@@ -184,11 +186,15 @@ fn versions_name_the_commit_and_build_date() {
             .unwrap();
         assert!(is_date(date), "{line}");
     }
-    if !require_root("versions_name_the_commit_and_build_date") {
-        return;
-    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn berthctl_version_names_the_commit_of_client_and_server() {
+    requires_root(&[]);
+    let commit = git_commit().unwrap_or_else(|| "unknown".into());
     let d = Berthd::start();
-    let v = json(&d, &["version"]);
+    let v = d.json(&["version"]);
     assert_eq!(v["client"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["client"]["revision"], commit.as_str(), "{v}");
     assert!(
@@ -211,10 +217,9 @@ fn debug_from(line: &str, krate: &str) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn logs_have_no_colour_in_a_file_and_debug_is_berths_own() {
-    if !require_root("logs_have_no_colour_in_a_file") {
-        return;
-    }
+    requires_root(&[]);
     // The harness runs berthd at --log-level debug with stderr in a file.
     let d = Berthd::start();
     d.berthctl_ok(&["namespaces", "create", "logs"]);

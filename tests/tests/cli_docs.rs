@@ -6,7 +6,8 @@ mod cli_support;
 
 use std::process::Command;
 
-use berth_tests::require_tool;
+use berth_tests::cli::on_path;
+use berth_tests::requires;
 use cli_support::{run_bin, text};
 
 /// Runs a bash snippet (no rc files) with `script` at $1.
@@ -66,7 +67,7 @@ fn completion_scripts_load_and_complete() {
         );
         let f = dir.path().join(format!("berthctl.{shell}"));
         std::fs::write(&f, &script).unwrap();
-        if which(check[0]) {
+        if on_path(check[0]) {
             let out = Command::new(check[0])
                 .arg(check[1])
                 .arg(&f)
@@ -80,12 +81,6 @@ fn completion_scripts_load_and_complete() {
     let out = run_bin("berthctl", &["completion", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("bash"), "{:?}", text(&out));
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-        .unwrap_or(false)
 }
 
 /// Renders a page with `man -l`: (exit success, page text, warnings).
@@ -104,9 +99,7 @@ fn man(page: &std::path::Path) -> (bool, String, String) {
 
 #[test]
 fn man_pages_render() {
-    if !require_tool("man_pages_render", "man") {
-        return;
-    }
+    requires(&["man"]);
     let dir = tempfile::tempdir().unwrap();
     let out = run_bin("berthctl", &["man", dir.path().to_str().unwrap()]);
     let (listed, err) = text(&out);

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use berth_tests::registry::{self, Registry, Throttle};
-use berth_tests::{require_root, require_tool, Berthd};
-use cli_support::{json, text};
+use berth_tests::{requires_root, Berthd};
+use cli_support::text;
 use serde_json::Value;
 
 const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
@@ -68,10 +68,9 @@ fn snake_case(k: &str) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn json_fields_are_snake_case_with_one_type_each() {
-    if !require_root("json_fields") || !require_tool("json_fields", "runc") {
-        return;
-    }
+    requires_root(&["runc"]);
     let d = Berthd::start();
     import_busybox(&d);
     d.berthctl_ok(&["run", "-d", "--null-io", IMAGE, "j1", "sleep", "60"]);
@@ -79,7 +78,7 @@ fn json_fields_are_snake_case_with_one_type_each() {
 
     let mut outputs: Vec<(String, Value)> = Vec::new();
     let mut grab = |args: &[&str]| {
-        let v = json(&d, args);
+        let v = d.json(args);
         outputs.push((args.join(" "), v.clone()));
         v
     };
@@ -240,16 +239,11 @@ fn unix_addresses_and_usage_errors() {
     assert!(text(&out).0.contains("pull"), "{:?}", text(&out));
 }
 
-fn registry_ready(test: &str) -> bool {
-    berth_tests::requires(registry::TOOLS);
-    require_root(test) && require_tool(test, "script") && require_tool(test, "runc")
-}
-
 #[test]
+#[ignore = "needs root"]
 fn pull_reports_size_as_listed_and_progress_in_words() {
-    if !registry_ready("pull_json_and_progress") {
-        return;
-    }
+    berth_tests::requires(registry::TOOLS);
+    requires_root(&["script", "runc"]);
     let reg = Registry::start();
     let reference = reg.push_test_image("busybox", "oci-gzip");
     let d = Berthd::start();
@@ -292,8 +286,8 @@ fn pull_reports_size_as_listed_and_progress_in_words() {
 
     // -o json: `size` is the image's bytes for the platform, as `images
     // ls` reports it (not the manifest's own size).
-    let again = json(&d, &["images", "pull", "--plain-http", &reference]);
-    let listed = json(&d, &["images", "ls"]);
+    let again = d.json(&["images", "pull", "--plain-http", &reference]);
+    let listed = d.json(&["images", "ls"]);
     let row = listed
         .as_array()
         .unwrap()
@@ -303,11 +297,11 @@ fn pull_reports_size_as_listed_and_progress_in_words() {
     assert_eq!(again["size"], row["size"], "{again}\n{row}");
     assert_eq!(again["digest"], row["digest"]);
     assert_eq!(again["media_type"], row["media_type"]);
-    let inspected = json(&d, &["images", "inspect", &reference]);
+    let inspected = d.json(&["images", "inspect", &reference]);
     assert!(again["size"].as_i64().unwrap() > inspected["manifest"]["size"].as_i64().unwrap());
     assert_eq!(again["chain_id"], inspected["chain_id"]);
     assert_eq!(
-        json(&d, &["images", "rm", &reference]),
+        d.json(&["images", "rm", &reference]),
         serde_json::json!([{"name": reference}])
     );
 }

@@ -108,10 +108,9 @@ async fn content_client(d: &Berthd) -> ContentClient<Channel> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn resumed_writer_reports_the_last_write_as_updated_at() {
-    if !ready("resumed_writer_reports_the_last_write_as_updated_at") {
-        return;
-    }
+    ready();
     let d = Berthd::start();
     rt().block_on(async {
         let mut c = content_client(&d).await;
@@ -179,10 +178,9 @@ fn resumed_writer_reports_the_last_write_as_updated_at() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn reopening_a_ref_right_after_close_never_sees_unavailable() {
-    if !ready("reopening_a_ref_right_after_close_never_sees_unavailable") {
-        return;
-    }
+    ready();
     let d = Berthd::start();
     rt().block_on(async {
         let mut c = content_client(&d).await;

@@ -17,15 +17,15 @@
 mod goclient_support;
 
 use berth_api::services::namespaces::v1 as pb;
+use berth_tests::images::BUSYBOX;
 use berth_tests::Berthd;
-use goclient_support::{busybox_tar, channel, plain_log, ready, rt, wait_until, BUSYBOX};
+use goclient_support::{channel, plain_log, ready, rt, wait_until};
 use tonic::Code;
 
 #[test]
+#[ignore = "needs root"]
 fn labelling_a_missing_namespace_creates_it() {
-    if !ready("labelling_a_missing_namespace_creates_it") {
-        return;
-    }
+    ready();
     let d = Berthd::start();
     d.ctr_ok(&["namespaces", "label", "fresh", "k=v"]);
     let ls = d.ctr_ok(&["namespaces", "ls"]);
@@ -89,14 +89,15 @@ fn labelling_a_missing_namespace_creates_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_images_mount_and_unmount_with_a_path_as_lease_id() {
-    if !ready("ctr_images_mount_and_unmount_with_a_path_as_lease_id")
-        || !berth_tests::require_tool("ctr_images_mount", "python3")
-    {
-        return;
-    }
+    berth_tests::requires_root(&["ctr", "python3"]);
     let d = Berthd::start();
-    d.ctr_ok(&["images", "import", busybox_tar().to_str().unwrap()]);
+    d.ctr_ok(&[
+        "images",
+        "import",
+        berth_tests::images::busybox().to_str().unwrap(),
+    ]);
     let target = d.dir().join("mnt");
     std::fs::create_dir(&target).unwrap();
     let target_s = target.to_str().unwrap();
@@ -140,10 +141,9 @@ fn gc_lines(d: &Berthd) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gc_logs_at_info_only_when_it_removed_something() {
-    if !ready("gc_logs_at_info_only_when_it_removed_something") {
-        return;
-    }
+    ready();
     let d = Berthd::start();
     // A collection with nothing to remove (berthd runs one after every
     // lease delete).

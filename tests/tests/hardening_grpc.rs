@@ -13,9 +13,9 @@ use berth_api::services::containers::v1::{
     container::Runtime, Container, CreateContainerRequest, ListContainersRequest,
 };
 use berth_api::services::version::v1::VersionResponse;
+use berth_tests::grpc::channel;
 use berth_tests::Berthd;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
 
 const VERSION_PATH: &[u8] = b"/containerd.services.version.v1.Version/Version";
 
@@ -180,22 +180,6 @@ fn silent_connections_are_closed() {
 }
 
 // ---- message sizes through tonic ----
-
-async fn channel(sock: &Path) -> Channel {
-    let sock = sock.to_path_buf();
-    Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let sock = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(sock).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connect to berthd")
-}
 
 fn container(id: &str, spec_bytes: usize) -> Container {
     let spec = format!(

@@ -378,10 +378,9 @@ pub async fn gc(ctx: &Ctx) -> Result<()> {
             id: String::new(),
             labels: [(
                 berth_api::lease::EXPIRE_LABEL.to_string(),
-                humantime::format_rfc3339_seconds(
+                berth_api::lease::format_rfc3339(
                     std::time::SystemTime::now() + std::time::Duration::from_secs(60),
-                )
-                .to_string(),
+                ),
             )]
             .into(),
         })

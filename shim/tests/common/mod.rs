@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use berth_api::runc::v1::Options;
 use berth_api::shim::v1::shim_client::ShimClient;
 use berth_api::shim::v1::{self as pb};
 use berth_api::types::Mount;
@@ -17,6 +18,12 @@ use serde_json::{json, Value};
 use tonic::transport::{Channel, Endpoint};
 
 pub const NS: &str = "berth-shim-test";
+
+/// `id` made unique to this run of the tests (the pid appended): container
+/// ids and the cgroups named after them are machine-wide.
+pub fn unique(id: &str) -> String {
+    format!("{id}-{}", std::process::id())
+}
 
 /// The shim under test: `BERTH_SHIM_BIN` (e.g. a release build) or this
 /// crate's binary.
@@ -58,8 +65,13 @@ pub fn can_run(runtime: &str) -> bool {
 /// A test container: temp dirs, bundle, the shim it started.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
+    /// The container id: the test's name for it plus this process's pid,
+    /// so two runs of the suite at once never share a container or cgroup.
     pub id: String,
     pub runtime: String,
+    /// The runtime's `--root` (its state), private to this fixture: no
+    /// other run's container of the same name is ever seen.
+    pub runtime_root: PathBuf,
     pub bundle: PathBuf,
     pub shim_pid: Option<i32>,
     pub address: String,
@@ -69,17 +81,18 @@ impl Fixture {
     /// A bundle whose rootfs is an overlay (busybox lower dir) that the shim
     /// mounts; `args` is the init process; `edit` may change the spec.
     pub fn new(id: &str, runtime: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> Self {
+        let id = unique(id);
         let dir = tempfile::Builder::new()
             .prefix("berth-shim-")
             .tempdir()
             .unwrap();
         let lower = dir.path().join("lower");
         make_busybox_rootfs(&lower);
-        for d in ["upper", "work", "bundle/rootfs"] {
+        for d in ["upper", "work", "bundle/rootfs", "runtime-root"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
         let bundle = dir.path().join("bundle");
-        let mut spec = spec(id, args);
+        let mut spec = spec(&id, args);
         edit(&mut spec);
         std::fs::write(
             bundle.join("config.json"),
@@ -87,8 +100,9 @@ impl Fixture {
         )
         .unwrap();
         Self {
+            runtime_root: dir.path().join("runtime-root"),
             dir,
-            id: id.to_string(),
+            id,
             runtime: runtime.to_string(),
             bundle,
             shim_pid: None,
@@ -194,6 +208,10 @@ impl Fixture {
             stderr: stderr.into(),
             namespace: NS.into(),
             runtime_binary: self.runtime.clone(),
+            options: Some(berth_api::runc::encode_options(&Options {
+                root: self.runtime_root.display().to_string(),
+                ..Default::default()
+            })),
             ..Default::default()
         }
     }
@@ -228,21 +246,13 @@ impl Fixture {
         let root = self.dir.path().display().to_string();
         assert!(!mounts.contains(&root), "mounts left under {root}");
         assert!(
-            !runtime_state_dir(&self.runtime).join(&self.id).exists(),
+            !self.runtime_root.join(&self.id).exists(),
             "runtime state left"
         );
         for c in ["memory", "pids", "cpu,cpuacct", "freezer"] {
             let p = Path::new("/sys/fs/cgroup").join(c).join(self.cgroup_name());
             assert!(!p.exists(), "cgroup left: {}", p.display());
         }
-    }
-}
-
-fn runtime_state_dir(runtime: &str) -> PathBuf {
-    if runtime.ends_with("crun") {
-        PathBuf::from("/run/crun")
-    } else {
-        PathBuf::from("/run/runc")
     }
 }
 
@@ -257,6 +267,8 @@ impl Drop for Fixture {
             }
         }
         let _ = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.runtime_root)
             .args(["delete", "--force", &self.id])
             .output();
         let rootfs = self.bundle.join("rootfs");

@@ -23,17 +23,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use berth_api::echo::EchoBytes;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 use tar::EntryType;
 
+use super::errors::{io_err, nix_err, refuse, xattr_err};
+use super::path::{components, pack, Level};
 use super::pipe::{self, ChanReader};
 use super::safe::{self, is_dir, join, lstat_at, open_dir_at, proc_path, Lowers};
 use super::sparse::Sparse;
-use super::walk::{components, pack, Level};
 use super::{compression_of, Applied, Compression, HashReader};
 use crate::error::{Error, Result};
 use crate::mount::{layer_dirs, Mount};
@@ -159,47 +159,9 @@ pub(super) struct Applier {
     /// Paths written by this layer (native opaque handling keeps them).
     pub(super) created: HashSet<PathBuf>,
     /// Directory mtimes to set once all children are written (paths packed
-    /// by [`super::walk::pack`]: memory linear in the entries).
+    /// by [`super::path::pack`]: memory linear in the entries).
     pub(super) dir_times: Vec<(Box<[u8]>, TimeSpec)>,
     pub(super) buf: Vec<u8>,
-}
-
-pub(super) fn io_err<'a>(
-    what: &'static str,
-    path: &'a [OsString],
-) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |e| Error::io(what, join(path), e)
-}
-
-pub(super) fn nix_err<'a>(
-    what: &'static str,
-    path: &'a [OsString],
-) -> impl FnOnce(nix::errno::Errno) -> Error + 'a {
-    move |e| Error::io(what, join(path), e.into())
-}
-
-/// A layer's xattr the kernel refuses for what it is (a malformed
-/// `security.capability`, an unknown namespace, a name or value too long) is
-/// the layer's fault: InvalidArgument naming the entry and the xattr. Other
-/// failures (no space, I/O) stay internal.
-pub(super) fn xattr_err<'a>(
-    key: &'a OsStr,
-    path: &'a [OsString],
-) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |e| match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ERANGE | libc::E2BIG | libc::EOPNOTSUPP) => refuse(
-            join(path).as_os_str().as_bytes(),
-            format!(
-                "xattr {} refused by the kernel: {e}",
-                EchoBytes(key.as_bytes())
-            ),
-        ),
-        _ => Error::io("setxattr", join(path), e),
-    }
-}
-
-pub(super) fn refuse(path: &[u8], why: impl std::fmt::Display) -> Error {
-    Error::InvalidArgument(format!("layer entry {} refused: {why}", EchoBytes(path)))
 }
 
 fn parse_pax_time(v: &str) -> Option<TimeSpec> {

@@ -10,9 +10,10 @@ use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
-use super::apply::{io_err, nix_err, refuse, Applier};
+use super::apply::Applier;
+use super::errors::{io_err, nix_err, refuse};
+use super::path::{components, unpack};
 use super::safe::{self, file_type, is_dir, join, lstat_at, proc_path};
-use super::walk::{components, unpack};
 use crate::error::{Error, Result};
 use crate::sys;
 

@@ -5,6 +5,8 @@
 mod apply;
 mod apply_ops;
 mod diff;
+mod errors;
+mod path;
 mod pipe;
 mod safe;
 mod sparse;
@@ -17,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 pub use apply::{apply_layer, apply_layer_staged};
 pub use berth_api::Digest;
 pub use diff::diff_layer;
-pub use walk::{MAX_DEPTH, MAX_PATH_BYTES};
+pub use path::{MAX_DEPTH, MAX_PATH_BYTES};
 
 use crate::error::{Error, Result};
 

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 
-use super::apply::refuse;
+use super::errors::refuse;
 use crate::error::{Error, Result};
 
 /// Most chunks a sparse map may list (16 MiB of map in memory).

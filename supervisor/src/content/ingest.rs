@@ -9,19 +9,19 @@
 //! crash every ingest directory is either whole or absent (partial leftovers
 //! are removed at open). Data is not fsync'd per write; commit fsyncs it.
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_api::Digest;
 use sha2::{Digest as _, Sha256};
 
+use super::locks::LockGuard;
+use super::status::{from_nanos, nanos, IngestStatus};
 use super::writer::{State, Writer};
 use super::{blocking, io, ContentStore, Error, Result};
-use crate::filters::{Fields, Filter};
+use crate::filters::Filter;
 
 /// Longest accepted ingest ref, in bytes. containerd sets no limit; refs
 /// made by its clients (`layer-<digest>`, `<image name>@<digest>`) stay well
@@ -54,54 +54,8 @@ fn validate_ns(ns: &str) -> Result<()> {
         .map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
-/// The state of one ingest, as Status and ListStatuses report it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IngestStatus {
-    /// The client's ref.
-    pub reference: String,
-    /// Bytes written so far.
-    pub offset: u64,
-    /// Expected total size (0: unknown).
-    pub total: u64,
-    /// Expected digest, when given at creation.
-    pub expected: Option<Digest>,
-    /// When the ingest began.
-    pub started_at: SystemTime,
-    /// When data was last written.
-    pub updated_at: SystemTime,
-}
-
-impl Fields for IngestStatus {
-    fn field(&self, path: &[String]) -> Option<String> {
-        match path.first()?.as_str() {
-            "ref" if path.len() == 1 => Some(self.reference.clone()),
-            _ => None,
-        }
-    }
-}
-
 /// How often [`ContentStore::writer`] tries a held ingest lock.
 const LOCK_TRIES: u32 = 10;
-
-/// In-process writer locks: one writer per ingest at a time.
-#[derive(Default)]
-pub(crate) struct Locks {
-    held: Mutex<HashMap<String, Instant>>,
-}
-
-/// Releases an ingest lock when dropped.
-pub(crate) struct LockGuard {
-    cs: ContentStore,
-    key: String,
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.cs.inner.ingest_locks.held.lock() {
-            held.remove(&self.key);
-        }
-    }
-}
 
 fn ingest_key(ns: &str, reference: &str) -> String {
     let mut h = Sha256::new();
@@ -109,16 +63,6 @@ fn ingest_key(ns: &str, reference: &str) -> String {
     h.update(b"/");
     h.update(reference.as_bytes());
     hex::encode(h.finalize())
-}
-
-pub(crate) fn nanos(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
-}
-
-fn from_nanos(s: &str) -> Option<SystemTime> {
-    let n: u128 = s.trim().parse().ok()?;
-    let secs = u64::try_from(n / 1_000_000_000).ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, (n % 1_000_000_000) as u32))
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>> {
@@ -282,24 +226,9 @@ impl ContentStore {
     }
 
     fn try_lock_ingest(&self, ns: &str, reference: &str) -> Result<LockGuard> {
-        let key = ingest_key(ns, reference);
-        let mut held = self
-            .inner
+        self.inner
             .ingest_locks
-            .held
-            .lock()
-            .map_err(|_| Error::Task("ingest lock table poisoned".into()))?;
-        if let Some(since) = held.get(&key) {
-            return Err(Error::Locked {
-                reference: reference.to_string(),
-                held_ms: since.elapsed().as_millis(),
-            });
-        }
-        held.insert(key.clone(), Instant::now());
-        Ok(LockGuard {
-            cs: self.clone(),
-            key,
-        })
+            .try_lock(self, ingest_key(ns, reference), reference)
     }
 
     /// Begins or resumes the ingest `reference` in `ns` and returns its

@@ -25,6 +25,8 @@
 
 mod error;
 mod ingest;
+mod locks;
+mod status;
 mod writer;
 
 use std::fs::{self, File};
@@ -36,7 +38,8 @@ use std::time::SystemTime;
 use berth_api::Digest;
 
 pub use error::Error;
-pub use ingest::{validate_ref, IngestStatus, MAX_REF_LEN};
+pub use ingest::{validate_ref, MAX_REF_LEN};
+pub use status::IngestStatus;
 pub use writer::Writer;
 
 use crate::filters::{self, label_field, Fields};
@@ -94,7 +97,7 @@ struct Inner {
     root: PathBuf,
     store: Store,
     digest_locks: Vec<tokio::sync::Mutex<()>>,
-    ingest_locks: ingest::Locks,
+    ingest_locks: locks::Locks,
     /// The collector's guard (see `crate::gc`): recording a blob and adding
     /// it to a lease happen under its read side, so a collection never sees
     /// a blob recorded but not yet leased.
@@ -137,7 +140,7 @@ impl ContentStore {
                 root,
                 store,
                 digest_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-                ingest_locks: ingest::Locks::default(),
+                ingest_locks: locks::Locks::default(),
                 gc_guard: Arc::default(),
             }),
             lease: None,

@@ -10,7 +10,8 @@ use std::time::SystemTime;
 use berth_api::Digest;
 use sha2::{Digest as _, Sha256};
 
-use super::ingest::{IngestStatus, LockGuard};
+use super::locks::LockGuard;
+use super::status::{nanos, IngestStatus};
 use super::{blocking, io, ContentStore, Error, Info, Result};
 use crate::store::labels::{self, Labels};
 
@@ -140,7 +141,7 @@ impl Writer {
     /// closing it leaves the data's mtime as the only record.
     pub async fn close(self) {
         let path = self.dir.join("updatedat");
-        let at = super::ingest::nanos(self.status.updated_at).to_string();
+        let at = nanos(self.status.updated_at).to_string();
         let reference = self.status.reference.clone();
         let written = blocking(move || fs::write(&path, at).map_err(io("writing", &path))).await;
         if let Err(e) = written {

@@ -264,7 +264,7 @@ fn oci_images(
             (Some(n), _) if !n.is_empty() => n.clone(),
             (_, Some(r)) if !r.is_empty() => {
                 if prefix.is_empty() {
-                    let day = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+                    let day = berth_api::lease::format_rfc3339(SystemTime::now());
                     format!("import-{}:{r}", &day[..10])
                 } else {
                     format!("{prefix}:{r}")

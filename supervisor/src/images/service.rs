@@ -8,30 +8,10 @@ use berth_api::services::images::v1 as ev;
 use crate::events::Events;
 use crate::filters::{self, label_field, non_empty, Fields};
 use crate::gc::Gc;
+pub use crate::records::Error;
 use crate::store::images::{self, Image, Target};
 use crate::store::labels::Labels;
 use crate::store::{self, Store};
-
-/// Why an image call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// the metadata store refused or failed
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    /// a collection asked for with `sync` failed
-    #[error(transparent)]
-    Gc(#[from] crate::gc::Error),
-}
-
-impl Error {
-    /// The kind of failure, for the code containerd answers.
-    pub fn kind(&self) -> berth_api::ErrorKind {
-        match self {
-            Error::Store(e) => e.kind(),
-            Error::Gc(e) => e.kind(),
-        }
-    }
-}
 
 /// What the images service needs.
 #[derive(Clone)]
@@ -88,7 +68,7 @@ impl Images {
     /// The images of `ns` that `filters` match.
     pub fn list(&self, ns: &str, filters: &[String]) -> Result<Vec<Image>, Error> {
         let all = images::list(&self.deps.store, ns)?;
-        Ok(filters::select(filters, all).map_err(store::Error::from)?)
+        Ok(filters::select(filters, all)?)
     }
 
     /// Creates an image; AlreadyExists if the name is taken.

@@ -10,7 +10,8 @@ pub type Labels = BTreeMap<String, String>;
 /// Refuses empty keys, NUL bytes and labels over 4096 bytes.
 pub fn validate(labels: &Labels) -> Result<()> {
     for (k, v) in labels {
-        berth_api::identifiers::validate_label(k, v).map_err(Error::InvalidArgument)?;
+        berth_api::identifiers::validate_label(k, v)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::Transfer;
+use super::client::Transfer;
 
 /// A pull of `reference` with default options.
 pub fn pull_of(reference: &str) -> Transfer {

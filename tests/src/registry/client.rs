@@ -58,17 +58,7 @@ async fn client(
         impl tonic::service::Interceptor,
     >,
 > {
-    let path = address.to_path_buf();
-    let channel = tonic::transport::Endpoint::from_static("http://berthd.local")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        }))
-        .await
-        .expect("connect to berthd");
+    let channel = crate::grpc::channel(address).await;
     let ns: tonic::metadata::AsciiMetadataValue = namespace.parse().expect("namespace");
     berth_api::images::v1::registry_client::RegistryClient::with_interceptor(
         channel,

@@ -9,6 +9,7 @@ fn berthctl_detached_task_lifecycle_and_events() {
     requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
+    let d1 = unique("d1");
     let events_out = d.dir().join("events.json");
     let mut events = d
         .berthctl_cmd(&["-o", "json", "events", "topic~=\"/tasks/\""])
@@ -20,8 +21,8 @@ fn berthctl_detached_task_lifecycle_and_events() {
     let printed = || std::fs::read_to_string(&events_out).unwrap_or_default();
     berth_tests::events::sync_subscriber(&d.address(), "/tasks/probe", printed);
 
-    d.berthctl_ok(&["run", "-d", IMAGE, "d1", "sleep", "1000"]);
-    let t = task(&d, "d1");
+    d.berthctl_ok(&["run", "-d", IMAGE, &d1, "sleep", "1000"]);
+    let t = task(&d, &d1);
     assert_eq!(t["status"], "RUNNING", "{t}");
     let pid = t["pid"].as_u64().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
@@ -29,35 +30,35 @@ fn berthctl_detached_task_lifecycle_and_events() {
     assert!(
         ctr_ls
             .lines()
-            .any(|l| l.starts_with("d1") && l.contains(&pid.to_string()) && l.contains("RUNNING")),
+            .any(|l| l.starts_with(&d1) && l.contains(&pid.to_string()) && l.contains("RUNNING")),
         "{ctr_ls}"
     );
 
-    let ps = d.berthctl_ok(&["tasks", "exec", "--exec-id", "e1", "d1", "ps"]);
+    let ps = d.berthctl_ok(&["tasks", "exec", "--exec-id", "e1", &d1, "ps"]);
     assert!(ps.contains("sleep 1000"), "{ps}");
     let out = d.berthctl(&[
         "tasks",
         "exec",
         "--exec-id",
         "e2",
-        "d1",
+        &d1,
         "sh",
         "-c",
         "exit 5",
     ]);
     assert_eq!(out.status.code(), Some(5));
-    let pids = d.json(&["tasks", "ps", "d1"]);
+    let pids = d.json(&["tasks", "ps", &d1]);
     assert!(
         pids.as_array().unwrap().iter().any(|p| p["pid"] == pid),
         "{pids}"
     );
 
-    d.berthctl_ok(&["tasks", "pause", "d1"]);
-    assert_eq!(task(&d, "d1")["status"], "PAUSED");
-    d.berthctl_ok(&["tasks", "resume", "d1"]);
-    assert_eq!(task(&d, "d1")["status"], "RUNNING");
+    d.berthctl_ok(&["tasks", "pause", &d1]);
+    assert_eq!(task(&d, &d1)["status"], "PAUSED");
+    d.berthctl_ok(&["tasks", "resume", &d1]);
+    assert_eq!(task(&d, &d1)["status"], "RUNNING");
 
-    let metrics = d.json(&["tasks", "metrics", "d1"]);
+    let metrics = d.json(&["tasks", "metrics", &d1]);
     let usage = metrics
         .as_array()
         .unwrap()
@@ -67,21 +68,21 @@ fn berthctl_detached_task_lifecycle_and_events() {
     assert!(usage["value"].as_u64().unwrap() > 0, "{metrics}");
 
     // A running task cannot be removed; its container neither.
-    let out = d.berthctl(&["tasks", "rm", "d1"]);
+    let out = d.berthctl(&["tasks", "rm", &d1]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FailedPrecondition"));
-    let out = d.berthctl(&["containers", "rm", "d1"]);
+    let out = d.berthctl(&["containers", "rm", &d1]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("FailedPrecondition"));
 
-    d.berthctl_ok(&["tasks", "kill", "-s", "SIGKILL", "d1"]);
+    d.berthctl_ok(&["tasks", "kill", "-s", "SIGKILL", &d1]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while task(&d, "d1")["status"] != "STOPPED" {
-        assert!(Instant::now() < deadline, "not stopped: {}", task(&d, "d1"));
+    while task(&d, &d1)["status"] != "STOPPED" {
+        assert!(Instant::now() < deadline, "not stopped: {}", task(&d, &d1));
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(task(&d, "d1")["exit_status"], 137);
-    d.berthctl_ok(&["tasks", "rm", "d1"]);
-    d.berthctl_ok(&["containers", "rm", "d1"]);
+    assert_eq!(task(&d, &d1)["exit_status"], 137);
+    d.berthctl_ok(&["tasks", "rm", &d1]);
+    d.berthctl_ok(&["containers", "rm", &d1]);
     assert_eq!(d.ctr_ok(&["containers", "ls", "-q"]).trim(), "");
     assert_eq!(d.ctr_ok(&["tasks", "ls", "-q"]).trim(), "");
 
@@ -102,7 +103,7 @@ fn berthctl_detached_task_lifecycle_and_events() {
     );
     assert!(
         evs.iter()
-            .any(|e| e["topic"] == "/tasks/start" && e["event"]["container_id"] == "d1"),
+            .any(|e| e["topic"] == "/tasks/start" && e["event"]["container_id"] == d1.as_str()),
         "{text}"
     );
     assert!(
@@ -112,7 +113,7 @@ fn berthctl_detached_task_lifecycle_and_events() {
     );
     assert!(
         evs.iter().any(|e| e["topic"] == "/tasks/exit"
-            && e["event"]["id"] == "d1"
+            && e["event"]["id"] == d1.as_str()
             && e["event"]["exit_status"] == 137),
         "{text}"
     );
@@ -124,10 +125,9 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
     requires_root(TOOLS);
     let d = Berthd::start();
     import_busybox(&d);
+    let fromctr = unique("fromctr");
     // Ids (hence cgroups, /default/<id>) no other run on the machine uses.
-    let ids: Vec<String> = (0..10)
-        .map(|i| format!("p{i}-{}", std::process::id()))
-        .collect();
+    let ids: Vec<String> = (0..10).map(|i| unique(&format!("p{i}"))).collect();
     std::thread::scope(|s| {
         for id in &ids {
             let d = &d;
@@ -146,7 +146,7 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
         "--fifo-dir",
         fifo_dir,
         IMAGE,
-        "fromctr",
+        &fromctr,
         "sleep",
         "1000",
     ]);
@@ -162,7 +162,7 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
     );
 
     std::thread::scope(|s| {
-        for id in ids.iter().map(String::as_str).chain(["fromctr"]) {
+        for id in ids.iter().map(String::as_str).chain([fromctr.as_str()]) {
             let d = &d;
             s.spawn(move || {
                 d.berthctl_ok(&["tasks", "rm", "--force", id]);

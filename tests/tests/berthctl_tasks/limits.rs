@@ -8,6 +8,9 @@ fn berthctl_memory_limit_oom_and_crun() {
     requires_root(&[TOOLS, &["crun"]].concat());
     let d = Berthd::start();
     import_busybox(&d);
+    let m1 = unique("m1");
+    let o1 = unique("o1");
+    let c1 = unique("c1");
     let events_out = d.dir().join("oom-events.json");
     let mut events = d
         .berthctl_cmd(&["-o", "json", "events", "topic~=\"/tasks/(oom|exit)\""])
@@ -28,11 +31,12 @@ fn berthctl_memory_limit_oom_and_crun() {
         "--memory-limit",
         "33554432",
         IMAGE,
-        "m1",
+        &m1,
         "sleep",
         "100",
     ]);
-    let limit = Path::new("/sys/fs/cgroup/memory/default/m1/memory.limit_in_bytes");
+    let limit = format!("/sys/fs/cgroup/memory/default/{m1}/memory.limit_in_bytes");
+    let limit = Path::new(&limit);
     if limit.exists() {
         assert_eq!(std::fs::read_to_string(limit).unwrap().trim(), "33554432");
     } else {
@@ -41,8 +45,8 @@ fn berthctl_memory_limit_oom_and_crun() {
             limit.display()
         );
     }
-    d.berthctl_ok(&["tasks", "rm", "--force", "m1"]);
-    d.berthctl_ok(&["containers", "rm", "m1"]);
+    d.berthctl_ok(&["tasks", "rm", "--force", &m1]);
+    d.berthctl_ok(&["containers", "rm", &m1]);
 
     // Allocating past it: killed, a TaskOOM event, exit status 137.
     let out = d.berthctl(&[
@@ -51,7 +55,7 @@ fn berthctl_memory_limit_oom_and_crun() {
         "--memory-limit",
         "33554432",
         IMAGE,
-        "o1",
+        &o1,
         "sh",
         "-c",
         "head -c 200000000 /dev/zero | tail > /dev/null",
@@ -71,10 +75,10 @@ fn berthctl_memory_limit_oom_and_crun() {
             .collect();
         let oom = evs
             .iter()
-            .any(|e| e["topic"] == "/tasks/oom" && e["event"]["container_id"] == "o1");
+            .any(|e| e["topic"] == "/tasks/oom" && e["event"]["container_id"] == o1.as_str());
         let exit = evs.iter().any(|e| {
             e["topic"] == "/tasks/exit"
-                && e["event"]["container_id"] == "o1"
+                && e["event"]["container_id"] == o1.as_str()
                 && e["event"]["exit_status"] == 137
         });
         if oom && exit {
@@ -96,7 +100,7 @@ fn berthctl_memory_limit_oom_and_crun() {
         "--runtime-binary",
         "crun",
         IMAGE,
-        "c1",
+        &c1,
         "echo",
         "hi-crun",
     ]);

@@ -14,6 +14,13 @@ pub(crate) use berth_tests::images::BUSYBOX as IMAGE;
 /// What every test here runs besides berthd (with `requires_root`).
 pub(crate) const TOOLS: &[&str] = &["ctr", "runc"];
 
+/// `name` made unique to this run (the pid appended): a container id names
+/// a machine-wide cgroup (`/default/<id>`), so two runs at once must never
+/// share one.
+pub(crate) fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
 /// Imports (and unpacks) busybox through berthctl.
 pub(crate) fn import_busybox(d: &Berthd) {
     let tar = berth_tests::images::busybox();

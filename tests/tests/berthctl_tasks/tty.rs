@@ -10,8 +10,9 @@ fn berthctl_run_tty_in_tmux() {
     requires_root(&[TOOLS, &["tmux"]].concat());
     let d = Berthd::start();
     import_busybox(&d);
+    let tty1 = unique("tty1");
     let cmd = format!(
-        "BERTH_ADDRESS={} BERTH_FIFO_DIR={} {} run --rm -t {IMAGE} tty1 sh; echo EXIT=$?; sleep 30",
+        "BERTH_ADDRESS={} BERTH_FIFO_DIR={} {} run --rm -t {IMAGE} {tty1} sh; echo EXIT=$?; sleep 30",
         d.address().display(),
         d.berthctl_fifo_dir().display(),
         berth_tests::bin("berthctl").display()

@@ -9,18 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::Berthd;
-use serde_json::Value;
-
-/// berthctl's `-o json` output, parsed (panics with the output otherwise).
-pub(crate) fn json(d: &Berthd, args: &[&str]) -> Value {
-    let mut full = vec!["-o", "json"];
-    full.extend_from_slice(args);
-    let out = d.berthctl_ok(&full);
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("berthctl {args:?}: not JSON ({e}): {out}"))
-}
-
 /// Stdout and stderr of an output, lossily.
 pub(crate) fn text(o: &Output) -> (String, String) {
     (

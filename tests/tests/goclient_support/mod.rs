@@ -3,16 +3,16 @@
 //! header, and a background `ctr events` reader.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::{require_root, require_tool, Berthd};
-use tonic::transport::{Channel, Endpoint};
+use berth_tests::{requires_root, Berthd};
 
-/// Root and ctr present (a loud skip notice otherwise).
-pub(crate) fn ready(test: &str) -> bool {
-    require_root(test) && require_tool(test, "ctr")
+/// Root and ctr present; panics naming what is missing otherwise (the
+/// tests calling this are `#[ignore = "needs root"]`).
+pub(crate) fn ready() {
+    requires_root(&["ctr"]);
 }
 
 /// A tokio runtime for the async clients.
@@ -24,22 +24,7 @@ pub(crate) fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A gRPC channel over a unix socket.
-pub(crate) async fn channel(sock: &Path) -> Channel {
-    let sock = sock.to_path_buf();
-    Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let sock = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(sock).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connect to berthd")
-}
+pub(crate) use berth_tests::grpc::channel;
 
 /// A request carrying containerd's namespace header, as the Go client
 /// sends it.
@@ -131,26 +116,6 @@ impl Drop for CtrEvents {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The busybox test image's reference, as `ctr images import` names it.
-pub(crate) const BUSYBOX: &str = "docker.io/berthtest/busybox:oci-gzip";
-
-/// Builds (once per target dir) the busybox test image archive; the same
-/// directory the ctr tests use, so it is built once for both.
-pub(crate) fn busybox_tar() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ctr-run-test-images");
-    if !dir.join("images.json").exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-        let st = Command::new("python3")
-            .arg(script)
-            .arg(&dir)
-            .args(["--only", "busybox"])
-            .status()
-            .expect("run build-test-images");
-        assert!(st.success(), "build-test-images failed");
-    }
-    dir.join("busybox/oci-gzip.tar")
 }
 
 /// berthd's log without the terminal colour codes.
