@@ -149,9 +149,31 @@ impl App {
         })
     }
 
-    /// Reattaches to the shims of a previous run (before serving).
+    /// Reattaches to the shims of a previous run and drops the leases of
+    /// imports and pulls it left (before serving); a collection then
+    /// reclaims what only they held.
     pub async fn recover(&self) {
         self.tasks.recover().await;
+        let prefixes = [
+            crate::images::import::LEASE_PREFIX,
+            crate::registry::pull::LEASE_PREFIX,
+        ];
+        match crate::store::leases::delete_with_prefix(&self.store, &prefixes).await {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(gone) => {
+                for (namespace, lease) in &gone {
+                    tracing::info!(
+                        namespace,
+                        lease,
+                        "deleted lease of an interrupted import or pull"
+                    );
+                }
+                self.gc.schedule();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "clearing leases of interrupted imports and pulls")
+            }
+        }
     }
 
     /// Starts the background collector, until `stop`.

@@ -160,7 +160,12 @@ enum Seen {
 }
 
 impl Lowers {
+    /// Lowers at `dirs` (top first); each must be a directory, checked now
+    /// without keeping it open.
     pub(crate) fn open(dirs: &[PathBuf]) -> Result<Self> {
+        for d in dirs {
+            drop(open_root(d)?);
+        }
         Ok(Self {
             roots: dirs.to_vec(),
             unknown: false,
@@ -207,11 +212,7 @@ impl Lowers {
             if closed == 0 {
                 break;
             }
-            let mut dir = match open_root_io(root) {
-                Ok(d) => d,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                Err(e) => return Err(e),
-            };
+            let mut dir = open_root_io(root)?;
             let mut closes = closed;
             for (depth, name) in comps.iter().enumerate().take(closed) {
                 let Some(st) = lstat_at(dir.as_fd(), name)? else {

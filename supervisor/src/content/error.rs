@@ -50,6 +50,9 @@ pub enum Error {
     /// the metadata store failed or refused
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// a committed blob's bytes no longer match its digest or size
+    #[error(transparent)]
+    Corrupt(#[from] super::verify::Corrupt),
     /// a blocking task died
     #[error("blocking task: {0}")]
     Task(String),
@@ -57,7 +60,8 @@ pub enum Error {
 
 impl Error {
     /// The kind of failure, for the code containerd answers (a held ref is
-    /// Unavailable, a write at the wrong offset OutOfRange).
+    /// Unavailable, a write at the wrong offset OutOfRange, a blob gone bad
+    /// on disk DataLoss).
     pub fn kind(&self) -> berth_api::ErrorKind {
         use berth_api::ErrorKind as K;
         match self {
@@ -68,6 +72,8 @@ impl Error {
             Error::FailedPrecondition(_) => K::FailedPrecondition,
             Error::OutOfRange(_) => K::OutOfRange,
             Error::Store(e) => e.kind(),
+            Error::Corrupt(_) => K::DataLoss,
+            Error::Io { source, .. } if crate::store::is_disk_full(source) => K::ResourceExhausted,
             Error::Io { .. } | Error::Reader(_) | Error::Task(_) => K::Internal,
         }
     }

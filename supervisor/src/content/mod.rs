@@ -26,7 +26,9 @@
 mod error;
 mod ingest;
 mod locks;
+mod orphans;
 mod status;
+mod verify;
 mod writer;
 
 use std::fs::{self, File};
@@ -40,6 +42,7 @@ use berth_api::Digest;
 pub use error::Error;
 pub use ingest::{validate_ref, MAX_REF_LEN};
 pub use status::IngestStatus;
+pub use verify::{corruption, Corrupt, VerifiedBlob};
 pub use writer::Writer;
 
 use crate::filters::{self, label_field, Fields};
@@ -127,15 +130,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 impl ContentStore {
     /// Opens the store under `<root>/content`, creating its directories, and
-    /// clears what a crash may have left half made (ingests that never got
-    /// their metadata).
+    /// clears what a crash may have left half made: ingests that never got
+    /// their metadata, the store's own import ingests, and blob files no
+    /// namespace records (see `orphans`).
     pub fn open(root: &Path, store: Store) -> Result<Self> {
         let root = root.join("content");
         for dir in [root.join("blobs/sha256"), root.join("ingest")] {
             fs::create_dir_all(&dir).map_err(io("creating directory", &dir))?;
         }
         ingest::clean_partial(&root.join("ingest"))?;
-        Ok(Self {
+        let cs = Self {
             inner: Arc::new(Inner {
                 root,
                 store,
@@ -144,7 +148,10 @@ impl ContentStore {
                 gc_guard: Arc::default(),
             }),
             lease: None,
-        })
+        };
+        cs.remove_stale_import_ingests()?;
+        cs.remove_orphan_blobs()?;
+        Ok(cs)
     }
 
     /// The same store, adding what it writes to `lease` (None: no lease).
@@ -328,7 +335,8 @@ impl ContentStore {
             return Ok(info);
         }
         let reference = format!(
-            "berth-import-{}-{}",
+            "{}{}-{}",
+            orphans::IMPORT_REF_PREFIX,
             expected,
             uuid::Uuid::new_v4().simple()
         );

@@ -29,17 +29,23 @@ pub enum Error {
     /// a document is unusable or content is missing
     #[error(transparent)]
     Unpack(#[from] unpack::Error),
+    /// a blob could not be read, or its bytes no longer match its digest
+    /// (DataLoss: nothing that fails its digest is packed)
+    #[error(transparent)]
+    Content(#[from] crate::content::Error),
     /// writing the tar failed
     #[error("writing archive: {0}")]
     Write(String),
 }
 
 impl Error {
-    /// The kind of failure; a client that stopped reading is Unavailable.
+    /// The kind of failure; a client that stopped reading is Unavailable,
+    /// a blob gone bad on disk DataLoss.
     pub fn kind(&self) -> berth_api::ErrorKind {
         match self {
             Error::Images(e) => e.kind(),
             Error::Unpack(e) => e.kind(),
+            Error::Content(e) => e.kind(),
             Error::Write(_) => berth_api::ErrorKind::Unavailable,
         }
     }
@@ -116,17 +122,19 @@ pub async fn export<W: Write + Send + 'static>(
         }
         index.manifests.push(d);
     }
+    // Each blob is hashed as it is packed; one whose bytes no longer match
+    // its digest or recorded size ends the export with DataLoss.
     let mut files = Vec::new();
     for d in blobs {
-        let f = deps
-            .content
-            .open_blob(ns, &d)
-            .map_err(unpack::Error::from)?;
+        let f = deps.content.open_verified(ns, &d)?;
         files.push((d, f));
     }
     let index_json = serde_json::to_vec(&index).map_err(|e| Error::Write(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
-        let werr = |e: std::io::Error| Error::Write(e.to_string());
+        let werr = |e: std::io::Error| match crate::content::corruption(&e) {
+            Some(c) => Error::Content(c.into()),
+            None => Error::Write(e.to_string()),
+        };
         let mut tar = tar::Builder::new(w);
         let mut add = |path: &str, len: u64, r: &mut dyn std::io::Read| {
             let mut h = tar::Header::new_ustar();
@@ -140,7 +148,7 @@ pub async fn export<W: Write + Send + 'static>(
         add("oci-layout", layout.len() as u64, &mut &layout[..])?;
         add("index.json", index_json.len() as u64, &mut &index_json[..])?;
         for (d, mut f) in files {
-            let len = f.metadata().map_err(werr)?.len();
+            let len = f.size();
             let path = format!("blobs/{}/{}", d.algorithm(), d.hex());
             add(&path, len, &mut f)?;
         }

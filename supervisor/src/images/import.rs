@@ -141,6 +141,10 @@ impl archive::Progress for Sender {
     }
 }
 
+/// The id prefix of an import's lease; berthd deletes leftovers at
+/// start-up (an import never outlives the daemon that ran it).
+pub const LEASE_PREFIX: &str = "berth-import-";
+
 /// Imports the archive read from `reader` into `ns`; returns the image
 /// names created or updated.
 pub async fn import(
@@ -150,7 +154,7 @@ pub async fn import(
     opts: Options,
     progress: mpsc::Sender<Progress>,
 ) -> Result<Vec<String>, Error> {
-    let lease_id = format!("berth-import-{}", uuid::Uuid::new_v4().simple());
+    let lease_id = format!("{LEASE_PREFIX}{}", uuid::Uuid::new_v4().simple());
     let labels = leases::expiring_at(SystemTime::now() + Duration::from_secs(24 * 3600));
     leases::create(&deps.store, ns, &lease_id, labels).await?;
     let result = run(deps, ns, &lease_id, reader, &opts, &progress).await;

@@ -10,6 +10,9 @@ pub mod layers;
 pub mod service;
 pub mod unpack;
 
+#[cfg(test)]
+mod stress_tests;
+
 pub use archives::Archives;
 pub use layers::Differ;
 pub use service::Images;

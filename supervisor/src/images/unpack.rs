@@ -6,8 +6,6 @@
 //! Snapshots are made through [`Snapshots`], so an unpack publishes the
 //! same `/snapshot/*` events as a client's unpack does.
 
-use std::io::Read;
-
 use futures::StreamExt as _;
 
 use berth_api::oci::{chain_ids, Descriptor, ImageConfig, Manifest};
@@ -65,24 +63,13 @@ pub struct Unpacker {
 /// Largest manifest/config/index document read into memory.
 const MAX_DOC: u64 = 8 << 20;
 
-/// Reads a small JSON document blob of `ns`.
+/// Reads a small JSON document blob of `ns`, verified against its digest
+/// (a document gone bad on disk is DataLoss, never parsed).
 pub async fn read_doc(cs: &ContentStore, ns: &str, digest: &Digest) -> Result<Vec<u8>, Error> {
-    let f = cs.open_blob(ns, digest)?;
-    let d = digest.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        f.take(MAX_DOC + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::Invalid(format!("reading {d}: {e}")))?;
-        if buf.len() as u64 > MAX_DOC {
-            return Err(Error::Invalid(format!(
-                "{d}: document larger than {MAX_DOC} bytes"
-            )));
-        }
-        Ok(buf)
-    })
-    .await
-    .map_err(|e| Error::Join(e.to_string()))?
+    let (cs, ns, d) = (cs.clone(), ns.to_string(), digest.clone());
+    tokio::task::spawn_blocking(move || Ok(cs.read_verified(&ns, &d, MAX_DOC)?))
+        .await
+        .map_err(|e| Error::Join(e.to_string()))?
 }
 
 /// Parses a digest string from a document, naming it in the error.
@@ -181,7 +168,7 @@ impl Unpacker {
         let mut done = futures::stream::FuturesOrdered::new();
         let parallel = if overlay { parallel_layers() } else { 1 };
         for job in queued.by_ref().take(parallel) {
-            done.push_back(self.prepare(ns, lease, sn, job));
+            done.push_back(self.spawn_prepare(ns, lease, sn, job));
         }
         // In layer order: each job's parent is committed before it is stacked.
         let mut failed = None;
@@ -191,7 +178,7 @@ impl Unpacker {
             };
             if failed.is_none() {
                 if let Some(next) = queued.next() {
-                    done.push_back(self.prepare(ns, lease, sn, next));
+                    done.push_back(self.spawn_prepare(ns, lease, sn, next));
                 }
             }
             let r = match (prepared, failed.is_some()) {
@@ -277,6 +264,7 @@ impl Unpacker {
 }
 
 /// One layer to unpack.
+#[derive(Clone)]
 struct Job {
     blob: Digest,
     media_type: String,
@@ -305,6 +293,34 @@ fn ref_label(chain: &str) -> std::collections::HashMap<String, String> {
 }
 
 impl Unpacker {
+    /// Runs [`Unpacker::prepare`] as a task of its own. A job takes the
+    /// collector's read guard (snapshot and content steps) across awaits;
+    /// as a future merely queued in this unpack it would be polled only
+    /// while the unpack awaits the queue, so a guard it held would stay
+    /// held while the unpack awaited a guard of its own behind a waiting
+    /// collection: every writer stopped (issue 19 item 2). A task is
+    /// polled whatever its spawner awaits, so every guard is released.
+    fn spawn_prepare(
+        &self,
+        ns: &str,
+        lease: &str,
+        sn: &str,
+        job: &Job,
+    ) -> impl std::future::Future<Output = Prepared> {
+        let this = self.clone();
+        let (ns, lease, sn, job) = (
+            ns.to_string(),
+            lease.to_string(),
+            sn.to_string(),
+            job.clone(),
+        );
+        let task = tokio::spawn(async move { this.prepare(&ns, &lease, &sn, &job).await });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Prepared::Done(Err(Error::Join(e.to_string()))))
+        }
+    }
+
     /// Applies a job, or stages it.
     async fn prepare(&self, ns: &str, lease: &str, sn: &str, job: &Job) -> Prepared {
         if job.staged {

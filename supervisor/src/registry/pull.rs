@@ -26,6 +26,10 @@ use crate::store::Store;
 pub const MAX_PARALLEL: usize = 4;
 
 /// How long a pull's lease outlives a berthd that died half way.
+/// The id prefix of a pull's lease; berthd deletes leftovers at start-up
+/// (a pull never outlives the daemon that ran it).
+pub const LEASE_PREFIX: &str = "berth-pull-";
+
 const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// What a pull (and a push) needs from the daemon.
@@ -100,7 +104,7 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     )?);
     tracing::info!(namespace = ns, reference = %name, platform = %req.platform, "pull started");
 
-    let lease = format!("berth-pull-{}", uuid::Uuid::new_v4().simple());
+    let lease = format!("{LEASE_PREFIX}{}", uuid::Uuid::new_v4().simple());
     let lease_labels = crate::store::leases::expiring_at(SystemTime::now() + LEASE_EXPIRY);
     crate::store::leases::create(&deps.store, ns, &lease, lease_labels).await?;
     let cs = deps.content.with_lease(Some(lease.clone()));

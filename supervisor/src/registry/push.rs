@@ -3,17 +3,18 @@
 //! repository has already are skipped; manifests go after their blobs,
 //! the index (or the tagged manifest) last.
 
+use std::sync::{Arc, Mutex};
+
 use berth_api::oci::{Descriptor, Document, DocumentError, Platform, MAX_DOCUMENT_SIZE};
 use berth_api::Digest;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::AsyncReadExt;
 
 use super::progress::{BlobKind, BlobState, Finished, Phase, Reporter};
 use super::pull::Deps;
 use super::remote::{self, ByteStream, Remote};
 use super::{Credentials, Error, Result};
-use crate::content::ContentStore;
+use crate::content::{corruption, ContentStore, Corrupt, VerifiedBlob};
 
 /// One push, as a caller asks for it.
 #[derive(Debug, Clone)]
@@ -31,10 +32,10 @@ pub struct Request {
     pub plain_http: bool,
 }
 
+/// Reads a document blob, verified against its digest.
 async fn read_blob(cs: &ContentStore, ns: &str, digest: &Digest) -> Result<Bytes> {
     let (cs, ns, digest) = (cs.clone(), ns.to_string(), digest.clone());
     tokio::task::spawn_blocking(move || -> Result<Bytes> {
-        use std::io::Read as _;
         let info = cs.info(&ns, &digest)?;
         if info.size > MAX_DOCUMENT_SIZE {
             return Err(DocumentError::TooLarge {
@@ -43,11 +44,11 @@ async fn read_blob(cs: &ContentStore, ns: &str, digest: &Digest) -> Result<Bytes
             }
             .into());
         }
-        let mut v = Vec::new();
-        cs.open_blob(&ns, &digest)?
-            .read_to_end(&mut v)
-            .map_err(|e| Error::BadManifest(format!("reading {digest}: {e}")))?;
-        Ok(Bytes::from(v))
+        Ok(Bytes::from(cs.read_verified(
+            &ns,
+            &digest,
+            MAX_DOCUMENT_SIZE,
+        )?))
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))?
@@ -58,31 +59,45 @@ fn parse_digest(s: &str) -> Result<Digest> {
         .map_err(|e| Error::InvalidArgument(format!("digest {s:?}: {e}")))
 }
 
-/// Streams a blob file, reporting bytes read.
-fn blob_stream(cs: &ContentStore, digest: &Digest, progress: Reporter) -> ByteStream {
-    let path = cs.blob_path(digest);
-    let name = digest.to_string();
-    let state = (None::<tokio::fs::File>, 0u64);
-    futures::stream::unfold(state, move |(file, sent)| {
-        let (path, name, progress) = (path.clone(), name.clone(), progress.clone());
+/// Where a blob stream leaves the corruption it found, so the push fails
+/// with it rather than with the HTTP client's view of a broken body.
+type Found = Arc<Mutex<Option<Corrupt>>>;
+
+/// Streams a blob through a verified read, reporting bytes read. A blob
+/// whose bytes no longer match its digest or size ends the stream with an
+/// error before the upload completes, and the corruption is left in `found`.
+fn blob_stream(blob: VerifiedBlob, name: String, progress: Reporter, found: Found) -> ByteStream {
+    futures::stream::unfold(Some((blob, 0u64)), move |state| {
+        let (name, progress, found) = (name.clone(), progress.clone(), found.clone());
         async move {
-            let mut f = match file {
-                Some(f) => f,
-                None => match tokio::fs::File::open(&path).await {
-                    Ok(f) => f,
-                    Err(e) => return Some((Err(e), (None, sent))),
-                },
-            };
-            let mut buf = vec![0u8; 1 << 20];
-            match f.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
+            let (mut blob, sent) = state?;
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::Read as _;
+                let mut buf = vec![0u8; 1 << 20];
+                let r = blob.read(&mut buf).map(|n| {
                     buf.truncate(n);
-                    let sent = sent + n as u64;
+                    buf
+                });
+                (blob, r)
+            })
+            .await;
+            let (blob, r) = match read {
+                Ok(x) => x,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+            };
+            match r {
+                Ok(buf) if buf.is_empty() => None,
+                Ok(buf) => {
+                    let sent = sent + buf.len() as u64;
                     progress.update(&name, |b| b.offset = sent);
-                    Some((Ok(Bytes::from(buf)), (Some(f), sent)))
+                    Some((Ok(Bytes::from(buf)), Some((blob, sent))))
                 }
-                Err(e) => Some((Err(e), (Some(f), sent))),
+                Err(e) => {
+                    if let Some(c) = corruption(&e) {
+                        *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+                    }
+                    Some((Err(e), None))
+                }
             }
         }
     })
@@ -106,8 +121,19 @@ async fn push_blob(
         return Ok(());
     }
     progress.state(&name, BlobState::Transferring);
-    let stream = blob_stream(cs, digest, progress.clone());
-    remote.push_blob(&name, desc.size as u64, stream).await?;
+    let blob = {
+        let (cs, ns, digest) = (cs.clone(), ns.to_string(), digest.clone());
+        tokio::task::spawn_blocking(move || cs.open_verified(&ns, &digest))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??
+    };
+    let found = Found::default();
+    let stream = blob_stream(blob, name.clone(), progress.clone(), found.clone());
+    let pushed = remote.push_blob(&name, desc.size as u64, stream).await;
+    if let Some(c) = found.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(crate::content::Error::from(c).into());
+    }
+    pushed?;
     progress.state(&name, BlobState::Done);
     Ok(())
 }

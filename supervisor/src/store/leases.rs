@@ -136,6 +136,24 @@ pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes every lease, in any namespace, whose id starts with one of
+/// `prefixes`; returns the (namespace, id) of each. For start-up, to drop
+/// the leases of berthd's own imports and pulls a crash interrupted.
+pub async fn delete_with_prefix(store: &Store, prefixes: &[&str]) -> Result<Vec<(String, String)>> {
+    let mut gone = Vec::new();
+    for (ns, lease) in list_all(store)? {
+        if !prefixes.iter().any(|p| lease.id.starts_with(p)) {
+            continue;
+        }
+        match delete(store, &ns, &lease.id).await {
+            Ok(()) => gone.push((ns, lease.id)),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(gone)
+}
+
 /// Reads one lease.
 pub fn get(store: &Store, ns: &str, id: &str) -> Result<Lease> {
     check_id(id)?;

@@ -69,9 +69,42 @@ impl Error {
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::InvalidArgument(_) => K::InvalidArgument,
             Error::FailedPrecondition(_) => K::FailedPrecondition,
+            Error::Db(sled::Error::Io(e)) if is_disk_full(e) => K::ResourceExhausted,
             Error::Db(_) | Error::Codec(_) | Error::SchemaTooNew { .. } => K::Internal,
         }
     }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted() {
+        let full = || std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(
+            Error::Db(sled::Error::Io(full())).kind(),
+            berth_api::ErrorKind::ResourceExhausted
+        );
+        let c = crate::content::Error::Io {
+            what: "writing",
+            path: "/x".into(),
+            source: full(),
+        };
+        assert_eq!(c.kind(), berth_api::ErrorKind::ResourceExhausted);
+        let other = std::io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(
+            Error::Db(sled::Error::Io(other)).kind(),
+            berth_api::ErrorKind::Internal
+        );
+    }
+}
+
+/// Whether an I/O error means the disk (or the quota) is full: such a
+/// failure is ResourceExhausted, which tells the caller to retry once
+/// space is freed, not a server bug.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// A List's filter that cannot be parsed is a malformed request.
@@ -90,6 +123,17 @@ impl From<sled::transaction::TransactionError<Error>> for Error {
     }
 }
 
+/// Creates `dir` (mode 0700) or narrows an existing one to 0700.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| Error::Db(sled::Error::Io(e)))
+}
+
 /// Result alias for store calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -102,8 +146,12 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database under `root` and checks its schema.
     pub fn open(root: &Path) -> Result<Self> {
+        // Container specs (environment secrets) live in here: root only,
+        // also for a database an older berthd made world-readable.
+        let path = root.join("metadata.db");
+        private_dir(&path)?;
         let db = sled::Config::new()
-            .path(root.join("metadata.db"))
+            .path(&path)
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let meta = db.open_tree("meta")?;

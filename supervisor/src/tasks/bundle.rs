@@ -1,9 +1,15 @@
 //! Bundles: `<state>/<namespace>/<id>/` holding `config.json`, the
 //! `rootfs` mount point, berthd's own `runtime.json`, and what berth-shim
 //! writes (`shim.pid`, `address`, `shim.log`, its socket).
+//!
+//! The spec holds the container's environment, often secrets: the bundle
+//! directory is 0700 and every file berthd writes in it 0600, as
+//! containerd's bundles are (the shim keeps its own files 0600 too). The
+//! namespace directory above stays 0711 and `rootfs/` 0711.
 
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +37,23 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, path, source }
 }
 
+/// Mode of the bundle directory: only root reads a spec.
+pub(super) const DIR_MODE: u32 = 0o700;
+/// Mode of the files berthd writes into a bundle.
+pub(super) const FILE_MODE: u32 = 0o600;
+
+/// Writes `data` to a new file of mode [`FILE_MODE`] (the mode is set at
+/// creation, so the bytes are never readable by others, not even briefly).
+fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .and_then(|mut f| f.write_all(data))
+        .map_err(io("writing", path))
+}
+
 /// Writes a fresh bundle: `config.json` (durably), `runtime.json` and an
 /// empty `rootfs/`. Fails with AlreadyExists if the directory is there.
 pub(super) fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), Error> {
@@ -41,7 +64,7 @@ pub(super) fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), 
             .create(parent)
             .map_err(io("creating", parent))?;
     }
-    match fs::DirBuilder::new().mode(0o711).create(dir) {
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Error::AlreadyExists(format!(
@@ -54,11 +77,9 @@ pub(super) fn create(dir: &Path, spec: &[u8], info: &RuntimeInfo) -> Result<(), 
     let res = (|| {
         // No fsync: the state dir (and every task in it) does not outlive
         // a reboot, and a berthd crash leaves the page cache intact.
-        fs::write(dir.join("config.json"), spec)
-            .map_err(io("writing", &dir.join("config.json")))?;
+        write_private(&dir.join("config.json"), spec)?;
         let json = serde_json::to_vec(info).map_err(|e| Error::Internal(e.to_string()))?;
-        fs::write(dir.join("runtime.json"), json)
-            .map_err(io("writing", &dir.join("runtime.json")))?;
+        write_private(&dir.join("runtime.json"), &json)?;
         let rootfs = dir.join("rootfs");
         fs::DirBuilder::new()
             .mode(0o711)
@@ -238,5 +259,24 @@ mod tests {
         assert!(!b.exists());
         assert!(!dir.path().join("ns").exists());
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    /// Issue 19 item 4: a spec (env secrets) is readable by root only.
+    #[test]
+    fn bundle_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        let b = path(dir.path(), "ns", "c1");
+        create(
+            &b,
+            br#"{"process":{"env":["SECRET=1"]}}"#,
+            &RuntimeInfo::default(),
+        )
+        .unwrap();
+        assert_eq!(mode(&b), 0o700);
+        assert_eq!(mode(&b.join("config.json")), 0o600);
+        assert_eq!(mode(&b.join("runtime.json")), 0o600);
+        assert_eq!(mode(&dir.path().join("ns")), 0o711);
     }
 }
