@@ -1,8 +1,9 @@
 //! Start-up, serving and graceful stop of berthd.
 //!
 //! Order matters: directories → exclusive lock on the root → metadata →
-//! socket (0660) → serve. On stop: refuse new connections, let in-flight
-//! calls drain for a bounded time, then remove the socket.
+//! sockets (gRPC and `.ttrpc`, 0660) → recovery → serve (health SERVING).
+//! On stop: health NOT_SERVING, refuse new connections, let in-flight
+//! calls drain for a bounded time, then remove the sockets.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -66,6 +67,9 @@ pub enum Error {
     /// the gRPC server failed
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// the ttrpc endpoint failed to start
+    #[error(transparent)]
+    Ttrpc(#[from] crate::ttrpc::Error),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -107,6 +111,8 @@ impl Daemon {
         // meanwhile (Version, to learn whether berthd is back) waits for
         // the answer instead of polling a missing socket.
         let listener = bind(&cfg.address)?;
+        let ttrpc_address = crate::ttrpc::address_for(&cfg.address);
+        let ttrpc_listener = bind(&ttrpc_address)?;
         // Reattach to the shims of a previous run before serving.
         tasks
             .recover(&|ns, id| {
@@ -130,8 +136,10 @@ impl Daemon {
         crate::gc::Gc::spawn(ctx.clone(), shutdown.child_token());
 
         let plugins = plugin_list();
+        let (health, health_server) = crate::health::Health::new().await;
         let router = tonic::transport::Server::builder()
             .layer(services::rpc_log::RpcLogLayer)
+            .add_service(health_server)
             .add_service(svc::version::v1::version_server::VersionServer::new(
                 services::version::VersionService,
             ))
@@ -186,10 +194,21 @@ impl Daemon {
                 services::registry::RegistryService::new(registry_transfers(&ctx, cfg)),
             ));
 
+        let ttrpc =
+            crate::ttrpc::Endpoint::start(ttrpc_listener, ttrpc_address, ctx.events.clone())
+                .await?;
+        health.serving().await;
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
         let incoming = UnixListenerStream::new(listener);
         let stop = shutdown.clone();
-        let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        // The drain begins: health says NOT_SERVING (and ends its Watch
+        // streams), then the server stops taking calls.
+        let drain = async move {
+            stop.cancelled().await;
+            let mut health = health;
+            health.draining().await;
+        };
+        let serve = router.serve_with_incoming_shutdown(incoming, drain);
         let result = tokio::select! {
             r = serve => r.map_err(Error::from),
             _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
@@ -198,6 +217,7 @@ impl Daemon {
             }
         };
         let _ = fs::remove_file(&cfg.address);
+        ttrpc.stop().await;
         ctx.store.flush().await?;
         tracing::info!("berthd stopped");
         result

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod events;
 pub mod filters;
 pub mod gc;
+pub mod health;
 pub mod images;
 pub mod observability;
 pub mod registry;
@@ -14,6 +15,7 @@ pub mod runtime;
 pub mod services;
 pub mod snapshots;
 pub mod store;
+pub mod ttrpc;
 
 pub use config::Config;
 pub use daemon::Daemon;
