@@ -20,8 +20,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
 
 use crate::client::Svc;
-use crate::commands::wire_labels;
 use crate::error::{Error, Result};
+use crate::labels::wire_labels;
 
 /// Bytes per WRITE message.
 const CHUNK: usize = 1 << 20;

@@ -3,13 +3,25 @@
 //! The generated modules mirror protobuf packages: `services::content::v1`,
 //! `types`, `events`, `shim::v1`. They are containerd's v1 API on the wire
 //! (same names, same field numbers) plus our private `berth.shim.v1`.
+//!
+//! Beside them, what every side shares: [`Digest`], the error kinds and
+//! their one map to gRPC ([`errdefs`]), the OCI image model ([`oci`]),
+//! event topics and type URLs ([`events::Event`]), the namespace and lease
+//! headers, and runc's options ([`runc`]).
 
 pub mod digest;
+pub mod echo;
+pub mod errdefs;
+pub mod events;
 pub mod identifiers;
+pub mod lease;
 pub mod namespace;
+pub mod oci;
+pub mod runc;
 pub mod type_urls;
 
 pub use digest::{Digest, DigestError};
+pub use errdefs::{to_status, ErrorKind};
 
 macro_rules! generated {
     ($pkg:literal) => {
@@ -137,8 +149,6 @@ pub use generated::berth::images;
 /// Berth's image transfer service (`berth.images.v1`): server-side import/export.
 pub use generated::berth::images as berth_images;
 pub use generated::berth::shim;
-pub use generated::containerd::events;
-pub use generated::containerd::runc;
 pub use generated::containerd::services;
 pub use generated::containerd::types;
 /// Task status and process types (`containerd.v1.types`).

@@ -1,31 +1,25 @@
-//! The crate's error type and the coarse kind callers map to gRPC codes.
+//! The crate's error type and its coarse kind (berth-api's shared
+//! [`ErrorKind`]), which callers map to gRPC codes. Keys, paths and other
+//! values from a request or a layer are echoed shortened
+//! (`berth_api::echo`), never whole.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use berth_api::echo::{Echo, EchoBytes};
 
 use crate::mount::MountError;
 
-/// What kind of failure an [`Error`] is; the supervisor maps these to the
-/// gRPC codes containerd returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// the key (or its parent) does not exist
-    NotFound,
-    /// the name is taken
-    AlreadyExists,
-    /// the operation is not allowed in the object's current state
-    FailedPrecondition,
-    /// the request itself is malformed (bad key, hostile layer, unknown media type)
-    InvalidArgument,
-    /// anything else: I/O, metadata store, mounts
-    Internal,
-}
+/// What kind of failure an [`Error`] is: the kinds every Berth crate
+/// shares, which the supervisor maps to the gRPC codes containerd returns.
+pub use berth_api::ErrorKind;
 
 /// Every failure of the snapshotters and of layer apply/diff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// unknown key in a namespace
-    #[error("snapshot {key:?} not found in namespace {namespace:?}")]
+    #[error("snapshot {} not found in namespace {namespace:?}", Echo(key))]
     NotFound {
         /// namespace
         namespace: String,
@@ -33,7 +27,7 @@ pub enum Error {
         key: String,
     },
     /// key/name already used in the namespace
-    #[error("snapshot {key:?} already exists in namespace {namespace:?}")]
+    #[error("snapshot {} already exists in namespace {namespace:?}", Echo(key))]
     AlreadyExists {
         /// namespace
         namespace: String,
@@ -47,7 +41,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// filesystem error on a path
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}: {source}", EchoBytes(path.as_os_str().as_bytes()))]
     Io {
         /// what we were doing
         op: &'static str,

@@ -49,6 +49,13 @@ pub enum Error {
     Regex(String),
 }
 
+impl Error {
+    /// A filter that cannot be parsed is the caller's malformed request.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        berth_api::ErrorKind::InvalidArgument
+    }
+}
+
 /// A record that can be filtered: returns the value at a field path, or
 /// None when the field is absent.
 pub trait Fields {
@@ -249,6 +256,12 @@ impl Parser<'_> {
             }
         }
     }
+}
+
+/// The records of `all` that the filter strings `filters` match, in order.
+pub fn select<T: Fields, S: AsRef<str>>(filters: &[S], all: Vec<T>) -> Result<Vec<T>, Error> {
+    let filter = Filter::parse(filters)?;
+    Ok(all.into_iter().filter(|r| filter.matches(r)).collect())
 }
 
 /// A field that is absent when empty (containerd's adaptors answer most

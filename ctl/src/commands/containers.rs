@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use berth_api::services::containers::v1 as pb;
-use berth_api::services::snapshots::v1 as spb;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
-use crate::error::{Error, Result, RpcContext};
+use super::{for_each, Ctx, Done};
+use crate::error::{Result, RpcContext};
 use crate::output::{labels_cell, rfc3339, sorted_labels, Row};
+use crate::workflows::containers::{get, remove, spec_json};
 
 /// Container commands.
 #[derive(Debug, clap::Subcommand)]
@@ -41,15 +41,15 @@ pub enum Cmd {
     Create(Box<super::run::RunArgs>),
 }
 
-/// One container, as listed.
+/// One container, as listed (and, with its spec, as `info` shows it).
 #[derive(Debug, Serialize)]
 pub struct ContainerRow {
     /// id
     pub id: String,
     /// image name
     pub image: String,
-    /// runtime name
-    pub runtime: String,
+    /// runtime
+    pub runtime: RuntimeInfo,
     /// snapshotter
     pub snapshotter: String,
     /// snapshot key
@@ -58,6 +58,25 @@ pub struct ContainerRow {
     pub labels: BTreeMap<String, String>,
     /// RFC 3339
     pub created_at: Option<String>,
+    /// RFC 3339
+    pub updated_at: Option<String>,
+}
+
+/// A container's runtime: its name and the type of its options, if any.
+#[derive(Debug, Serialize)]
+pub struct RuntimeInfo {
+    /// e.g. `io.containerd.runc.v2`
+    pub name: String,
+    /// type URL of the runtime options (e.g. `containerd.runc.v1.Options`)
+    pub options_type: Option<String>,
+}
+
+/// `containers info`: the listed fields plus the OCI spec.
+#[derive(Debug, Serialize)]
+struct ContainerInfo {
+    #[serde(flatten)]
+    row: ContainerRow,
+    spec: serde_json::Value,
 }
 
 impl Row for ContainerRow {
@@ -72,82 +91,27 @@ impl Row for ContainerRow {
             } else {
                 self.image.clone()
             },
-            self.runtime.clone(),
+            self.runtime.name.clone(),
             labels_cell(&self.labels),
         ]
     }
 }
 
 fn row(c: pb::Container) -> ContainerRow {
+    let runtime = c.runtime.unwrap_or_default();
     ContainerRow {
-        runtime: c.runtime.map(|r| r.name).unwrap_or_default(),
+        runtime: RuntimeInfo {
+            name: runtime.name,
+            options_type: runtime.options.map(|o| o.type_url),
+        },
         created_at: rfc3339(c.created_at.as_ref()),
+        updated_at: rfc3339(c.updated_at.as_ref()),
         id: c.id,
         image: c.image,
         snapshotter: c.snapshotter,
         snapshot_key: c.snapshot_key,
         labels: sorted_labels(c.labels),
     }
-}
-
-/// Gets one container record.
-pub async fn get(ctx: &Ctx, id: &str) -> Result<pb::Container> {
-    ctx.client
-        .containers()
-        .get(pb::GetContainerRequest { id: id.into() })
-        .await
-        .with_context(|| format!("get container {id:?}"))?
-        .into_inner()
-        .container
-        .ok_or_else(|| Error::Protocol(format!("get container {id:?}: empty reply")))
-}
-
-/// The container's OCI spec as JSON.
-pub fn spec_json(c: &pb::Container) -> Result<serde_json::Value> {
-    match &c.spec {
-        Some(any) => serde_json::from_slice(&any.value)
-            .map_err(|e| Error::Protocol(format!("container {:?}: spec is not JSON: {e}", c.id))),
-        None => Ok(serde_json::Value::Null),
-    }
-}
-
-/// Removes a container record, then its snapshot and fifos.
-pub async fn remove(ctx: &Ctx, id: &str, keep_snapshot: bool) -> Result<()> {
-    let c = get(ctx, id).await?;
-    ctx.client
-        .containers()
-        .delete(pb::DeleteContainerRequest { id: id.into() })
-        .await
-        .with_context(|| format!("remove container {id:?}"))?;
-    if !keep_snapshot && !c.snapshot_key.is_empty() {
-        let r = ctx
-            .client
-            .snapshots()
-            .remove(spb::RemoveSnapshotRequest {
-                snapshotter: c.snapshotter.clone(),
-                key: c.snapshot_key.clone(),
-            })
-            .await;
-        match r {
-            Err(s) if s.code() != tonic::Code::NotFound => {
-                return Err(Error::Rpc {
-                    what: format!("remove snapshot {:?} of container {id:?}", c.snapshot_key),
-                    status: s,
-                })
-            }
-            _ => {}
-        }
-    }
-    let _ = ctx
-        .client
-        .leases()
-        .delete(berth_api::services::leases::v1::DeleteRequest {
-            id: super::run::container_lease(id),
-            sync: false,
-        })
-        .await;
-    crate::stdio::remove_fifos(ctx.client.namespace(), id);
-    Ok(())
 }
 
 /// Runs a container command.
@@ -171,37 +135,22 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<std::process::ExitCode> {
             }
         }
         Cmd::Info { id } => {
-            let c = get(ctx, &id).await?;
+            let c = get(&ctx.client, &id).await?;
             let spec = spec_json(&c)?;
-            let runtime = c.runtime.clone().unwrap_or_default();
-            let v = serde_json::json!({
-                "id": c.id,
-                "image": c.image,
-                "runtime": {"name": runtime.name, "options_type": runtime.options.map(|o| o.type_url)},
-                "snapshotter": c.snapshotter,
-                "snapshot_key": c.snapshot_key,
-                "labels": sorted_labels(c.labels.clone()),
-                "created_at": rfc3339(c.created_at.as_ref()),
-                "updated_at": rfc3339(c.updated_at.as_ref()),
-                "spec": spec,
-            });
-            ctx.out.json_value(&v)?;
+            ctx.out.json_value(&ContainerInfo { row: row(c), spec })?;
         }
         Cmd::Rm { ids, keep_snapshot } => {
-            for_each(&ids, |id| {
+            for_each(ctx, &ids, |id| {
                 let id = id.clone();
                 async move {
-                    remove(ctx, &id, keep_snapshot).await?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{id}\n"))?;
-                    }
-                    Ok(())
+                    remove(&ctx.client, &id, keep_snapshot).await?;
+                    Ok(Done::named("id", &id))
                 }
             })
             .await?;
         }
         Cmd::Create(args) => {
-            super::run::create(ctx, &args).await?;
+            crate::workflows::create::create(&ctx.client, &args.options(false)?).await?;
             if !ctx.out.json() {
                 crate::output::write_stdout(&format!("{}\n", args.id))?;
             } else {

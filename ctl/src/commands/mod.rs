@@ -3,21 +3,20 @@
 
 pub mod containers;
 pub mod content;
+pub mod docs;
 pub mod events;
-pub mod exec;
 pub mod images;
 pub mod images_registry;
 pub mod images_transfer;
 pub mod leases;
 pub mod metrics;
 pub mod namespaces;
+pub mod process;
+pub mod registry_progress;
 pub mod run;
 pub mod snapshots;
-pub mod task_io;
 pub mod tasks;
 pub mod version;
-
-use std::collections::{BTreeMap, HashMap};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -31,50 +30,55 @@ pub struct Ctx {
     pub out: Printer,
 }
 
-/// Parses `key=value` arguments into labels. `key=` (empty value) is kept:
-/// in an update it removes the label, as with ctr.
-pub fn parse_labels(args: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut labels = BTreeMap::new();
-    for arg in args {
-        let (k, v) = arg
-            .split_once('=')
-            .ok_or_else(|| Error::Input(format!("label {arg:?}: expected key=value")))?;
-        if k.is_empty() {
-            return Err(Error::Input(format!(
-                "label {arg:?}: key must not be empty"
-            )));
+/// What one item of [`for_each`] did: the line a table prints for it and
+/// the object JSON output holds for it.
+pub struct Done {
+    /// a table's line (without the newline)
+    pub line: String,
+    /// JSON's object
+    pub json: serde_json::Value,
+}
+
+impl Done {
+    /// An item known by one name: `name` as the line, `{key: name}` as JSON.
+    pub fn named(key: &str, name: &str) -> Self {
+        Self {
+            line: name.to_string(),
+            json: serde_json::json!({ key: name }),
         }
-        labels.insert(k.to_string(), v.to_string());
     }
-    Ok(labels)
 }
 
-/// Labels for the wire.
-pub fn wire_labels(labels: &BTreeMap<String, String>) -> HashMap<String, String> {
-    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// The field mask paths that set exactly these labels (`labels.KEY`).
-pub fn label_paths(labels: &BTreeMap<String, String>) -> Vec<String> {
-    labels.keys().map(|k| format!("labels.{k}")).collect()
-}
-
-/// Runs `f` on every item, reporting each failure on its own stderr line;
-/// fails with [`Error::Partial`] when any did. Used by `rm A B C`.
-pub async fn for_each<T, F, Fut>(items: &[T], mut f: F) -> Result<()>
+/// Runs `f` on every item (`rm A B C`, `tag SRC A B`): a table gets one
+/// line per item done, as it is done; JSON gets one array of the objects
+/// of the items done, at the end (also when some failed). Each failure is
+/// reported on its own stderr line; fails with [`Error::Partial`] when any
+/// did (a single item's failure is returned as is).
+pub async fn for_each<T, F, Fut>(ctx: &Ctx, items: &[T], mut f: F) -> Result<()>
 where
     F: FnMut(&T) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
+    Fut: std::future::Future<Output = Result<Done>>,
 {
     let mut failed = 0;
+    let mut done = Vec::new();
     for item in items {
-        if let Err(e) = f(item).await {
-            if items.len() == 1 {
-                return Err(e);
+        match f(item).await {
+            Ok(d) => {
+                if ctx.out.json() {
+                    done.push(d.json);
+                } else {
+                    crate::output::write_stdout(&format!("{}\n", d.line))?;
+                }
             }
-            eprintln!("berthctl: {e}");
-            failed += 1;
+            Err(e) if items.len() == 1 => return Err(e),
+            Err(e) => {
+                eprintln!("berthctl: {e}");
+                failed += 1;
+            }
         }
+    }
+    if ctx.out.json() {
+        ctx.out.json_value(&done)?;
     }
     if failed > 0 {
         return Err(Error::Partial {
@@ -83,20 +87,4 @@ where
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_parse() {
-        let l = parse_labels(&["a=1".into(), "b=".into(), "c=x=y".into()]).unwrap();
-        assert_eq!(l["a"], "1");
-        assert_eq!(l["b"], "");
-        assert_eq!(l["c"], "x=y");
-        assert!(parse_labels(&["noeq".into()]).is_err());
-        assert!(parse_labels(&["=v".into()]).is_err());
-        assert_eq!(label_paths(&l), vec!["labels.a", "labels.b", "labels.c"]);
-    }
 }

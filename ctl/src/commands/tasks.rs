@@ -2,15 +2,15 @@
 
 use std::process::ExitCode;
 
-use berth_api::services::snapshots::v1 as spb;
 use berth_api::services::tasks::v1 as pb;
 use berth_api::task_types::Status;
 use serde::Serialize;
 
-use super::task_io::{attach_until_exit, exit_code, parse_signal, IoArgs, Stdio, DRAIN};
-use super::{for_each, Ctx};
+use super::process::{report, IoArgs};
+use super::{for_each, Ctx, Done};
 use crate::error::{Error, Result, RpcContext};
 use crate::output::Row;
+use crate::workflows::{attach, exec, tasks};
 
 /// Task commands.
 #[derive(Debug, clap::Subcommand)]
@@ -134,71 +134,23 @@ pub fn status_name(s: i32) -> String {
         .unwrap_or_else(|_| "UNKNOWN".into())
 }
 
-/// Creates a container's task with the container's snapshot as rootfs and
-/// runs it: detached (returns once started), or attached until it exits,
-/// then deletes it and returns its exit status.
-pub async fn start_task(ctx: &Ctx, id: &str, io: &IoArgs) -> Result<ExitCode> {
-    let c = super::containers::get(ctx, id).await?;
-    let rootfs = if c.snapshot_key.is_empty() {
-        Vec::new()
-    } else {
-        ctx.client
-            .snapshots()
-            .mounts(spb::MountsRequest {
-                snapshotter: c.snapshotter.clone(),
-                key: c.snapshot_key.clone(),
-            })
-            .await
-            .with_context(|| format!("mounts of snapshot {:?}", c.snapshot_key))?
-            .into_inner()
-            .mounts
-    };
-    let mut stdio = Stdio::prepare(ctx, id, None, io)?;
-    let mut tasks = ctx.client.tasks();
-    let created = tasks
-        .create(pb::CreateTaskRequest {
-            container_id: id.into(),
-            rootfs,
-            stdin: stdio.wire.0.clone(),
-            stdout: stdio.wire.1.clone(),
-            stderr: stdio.wire.2.clone(),
-            terminal: io.tty,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("create task {id:?}"))?
-        .into_inner();
-    if io.detach {
-        tasks
-            .start(pb::StartRequest {
-                container_id: id.into(),
-                exec_id: String::new(),
-            })
-            .await
-            .with_context(|| format!("start task {id:?}"))?;
-        if let Some(f) = stdio.fifos.as_mut() {
-            f.keep();
+/// Parses a signal: `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Result<u32> {
+    if let Ok(n) = s.parse::<u32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
         }
-        if ctx.out.json() {
-            ctx.out
-                .json_value(&serde_json::json!({"id": id, "pid": created.pid}))?;
-        }
-        return Ok(ExitCode::SUCCESS);
+        return Err(Error::Input(format!("signal {s:?}: out of range")));
     }
-    let wire = if stdio.attachable() {
-        stdio.wire.clone()
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
     } else {
-        Default::default()
+        format!("SIG{upper}")
     };
-    let (status, attached) = attach_until_exit(ctx, id, "", &wire, io.tty, true).await?;
-    tasks
-        .delete(pb::DeleteTaskRequest {
-            container_id: id.into(),
-        })
-        .await
-        .with_context(|| format!("delete task {id:?}"))?;
-    attached.drain(DRAIN).await;
-    Ok(ExitCode::from(exit_code(status)))
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32 as u32)
+        .map_err(|_| Error::Input(format!("signal {s:?}: unknown")))
 }
 
 /// Runs a task command.
@@ -231,7 +183,10 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 ctx.out.list(&rows)?;
             }
         }
-        Cmd::Start { id, io } => return start_task(ctx, &id, &io).await,
+        Cmd::Start { id, io } => {
+            let outcome = tasks::start(&ctx.client, &id, &io.options()).await?;
+            return report(ctx, &id, None, outcome);
+        }
         Cmd::Kill {
             id,
             signal,
@@ -255,7 +210,16 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
             io,
             id,
             args,
-        } => return super::exec::exec(ctx, &id, exec_id, cwd, env, &io, args).await,
+        } => {
+            let o = exec::ExecOptions {
+                exec_id: exec_id.unwrap_or_else(exec::default_exec_id),
+                cwd,
+                env,
+                args,
+            };
+            let outcome = exec::exec(&ctx.client, &id, &o, &io.options()).await?;
+            return report(ctx, &id, Some(&o.exec_id), outcome);
+        }
         Cmd::Ps { id } => {
             let procs = t
                 .list_pids(pb::ListPidsRequest {
@@ -296,73 +260,20 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
             .with_context(|| format!("resume task {id:?}"))?;
         }
         Cmd::Attach { id } => {
-            let p = t
-                .get(pb::GetRequest {
-                    container_id: id.clone(),
-                    exec_id: String::new(),
-                })
-                .await
-                .with_context(|| format!("get task {id:?}"))?
-                .into_inner()
-                .process
-                .unwrap_or_default();
-            let fifo = |s: &str| {
-                if s.is_empty() || s.contains("://") {
-                    String::new()
-                } else {
-                    s.to_string()
-                }
-            };
-            let wire = (fifo(&p.stdin), fifo(&p.stdout), fifo(&p.stderr));
-            if wire.1.is_empty() && wire.2.is_empty() {
-                return Err(Error::Input(format!(
-                    "task {id:?} has no fifos to attach to (started with --null-io or --log-file?)"
-                )));
-            }
-            let (status, attached) =
-                attach_until_exit(ctx, &id, "", &wire, p.terminal, false).await?;
-            attached.drain(std::time::Duration::from_millis(300)).await;
-            return Ok(ExitCode::from(exit_code(status)));
+            let status = attach::attach(&ctx.client, &id).await?;
+            return report(ctx, &id, None, attach::Outcome::Exited(status));
         }
         Cmd::Rm { ids, force } => {
-            for_each(&ids, |id| {
-                let mut t = t.clone();
+            for_each(ctx, &ids, |id| {
                 let id = id.clone();
                 async move {
-                    if force {
-                        let _ = t
-                            .kill(pb::KillRequest {
-                                container_id: id.clone(),
-                                exec_id: String::new(),
-                                signal: libc::SIGKILL as u32,
-                                all: true,
-                            })
-                            .await;
-                        let _ = tokio::time::timeout(
-                            std::time::Duration::from_secs(10),
-                            t.wait(pb::WaitRequest {
-                                container_id: id.clone(),
-                                exec_id: String::new(),
-                            }),
-                        )
-                        .await;
-                    }
-                    let r = t
-                        .delete(pb::DeleteTaskRequest {
-                            container_id: id.clone(),
-                        })
-                        .await
-                        .with_context(|| format!("delete task {id:?}"))?
-                        .into_inner();
-                    crate::stdio::remove_fifos(ctx.client.namespace(), &id);
-                    if ctx.out.json() {
-                        ctx.out.json_value(&serde_json::json!({
+                    let r = tasks::delete(&ctx.client, &id, force).await?;
+                    Ok(Done {
+                        json: serde_json::json!({
                             "id": id, "pid": r.pid, "exit_status": r.exit_status
-                        }))?;
-                    } else {
-                        crate::output::write_stdout(&format!("{id}\n"))?;
-                    }
-                    Ok(())
+                        }),
+                        line: id,
+                    })
                 }
             })
             .await?;

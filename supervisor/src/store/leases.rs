@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode, id_of, ns_key, ns_prefix};
+use super::codec::{self, encode, id_of, ns_key, ns_prefix};
 use super::labels::{self, Labels};
 use super::{Error, Result, Store};
 
@@ -13,7 +13,7 @@ const TREE: &str = "leases";
 const RESOURCES: &str = "lease_resources";
 
 /// Label holding a lease's expiry time (RFC 3339).
-pub const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
+pub use berth_api::lease::EXPIRE_LABEL;
 
 /// One lease.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -24,6 +24,24 @@ pub struct Lease {
     pub created_at: SystemTime,
     /// Labels, among them the optional expiry.
     pub labels: Labels,
+}
+
+impl Lease {
+    /// When the lease expires: None without an expiry label, `Err` with
+    /// the label's value when it is not an RFC 3339 time.
+    pub fn expiry(&self) -> Option<std::result::Result<SystemTime, &str>> {
+        let v = self.labels.get(EXPIRE_LABEL)?;
+        Some(berth_api::lease::parse_rfc3339(v).ok_or(v.as_str()))
+    }
+}
+
+/// The labels of a lease that expires at `at` (berthd's own leases, so
+/// what they hold goes if berthd dies before it drops them).
+pub fn expiring_at(at: SystemTime) -> Labels {
+    Labels::from([(
+        EXPIRE_LABEL.to_string(),
+        berth_api::lease::format_rfc3339(at),
+    )])
 }
 
 /// A resource held by a lease: `content`, `ingests` or `snapshots/<name>`.
@@ -121,33 +139,23 @@ pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
 /// Reads one lease.
 pub fn get(store: &Store, ns: &str, id: &str) -> Result<Lease> {
     check_id(id)?;
-    let raw = store.tree(TREE)?.get(ns_key(ns, id))?;
-    decode(&raw.ok_or_else(|| Error::NotFound {
-        kind: "lease",
-        id: id.into(),
-    })?)
+    codec::get(store, TREE, &ns_key(ns, id), "lease", id)
 }
 
 /// Every lease of a namespace.
 pub fn list(store: &Store, ns: &str) -> Result<Vec<Lease>> {
-    store
-        .tree(TREE)?
-        .scan_prefix(ns_prefix(ns))
-        .values()
-        .map(|v| decode(&v?))
-        .collect()
+    Ok(codec::scan(store, TREE, &ns_prefix(ns))?
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect())
 }
 
 /// Every namespace that holds leases, with its leases (for GC).
 pub fn list_all(store: &Store) -> Result<Vec<(String, Lease)>> {
-    let mut out = Vec::new();
-    for kv in store.tree(TREE)?.iter() {
-        let (k, v) = kv?;
-        let key = String::from_utf8_lossy(&k);
-        let ns = key.split('/').next().unwrap_or_default().to_string();
-        out.push((ns, decode(&v)?));
-    }
-    Ok(out)
+    Ok(codec::scan_all(store, TREE)?
+        .into_iter()
+        .map(|(ns, _, l)| (ns, l))
+        .collect())
 }
 
 fn resource_prefix(ns: &str, lease: &str) -> Vec<u8> {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode};
+use super::codec::{self, decode, encode};
 use super::labels::{self, Labels};
 use super::{Error, Result, Store};
 
@@ -58,22 +58,15 @@ pub async fn ensure(store: &Store, name: &str) -> Result<()> {
 /// Reads one namespace.
 pub fn get(store: &Store, name: &str) -> Result<Namespace> {
     check_name(name)?;
-    let raw = store.tree(TREE)?.get(name)?;
-    let raw = raw.ok_or_else(|| Error::NotFound {
-        kind: "namespace",
-        id: name.into(),
-    })?;
-    decode(&raw)
+    codec::get(store, TREE, name.as_bytes(), "namespace", name)
 }
 
 /// Every namespace, by name.
 pub fn list(store: &Store) -> Result<Vec<Namespace>> {
-    store
-        .tree(TREE)?
-        .iter()
-        .values()
-        .map(|v| decode(&v?))
-        .collect()
+    Ok(codec::scan(store, TREE, b"")?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect())
 }
 
 /// Updates labels under a field mask (only `labels` paths are allowed).
