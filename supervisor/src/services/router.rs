@@ -122,6 +122,8 @@ pub fn router<H: HealthApi>(
         )),
     ));
     p.add("io.containerd.runtime.v2", "task");
+    // Its v1 Linux runtime name is taken too (tasks::RUNC_RUNTIMES).
+    p.add("io.containerd.runtime.v1", "linux");
     // Berth's own image services are not containerd plugins.
     r = r.add_service(sized!(
         berth_api::berth_images::v1::transfer_server::TransferServer::new(
