@@ -108,6 +108,7 @@ async fn content_client(d: &Berthd) -> ContentClient<Channel> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn resumed_writer_reports_the_last_write_as_updated_at() {
     if !ready("resumed_writer_reports_the_last_write_as_updated_at") {
         return;
@@ -179,6 +180,7 @@ fn resumed_writer_reports_the_last_write_as_updated_at() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn reopening_a_ref_right_after_close_never_sees_unavailable() {
     if !ready("reopening_a_ref_right_after_close_never_sees_unavailable") {
         return;

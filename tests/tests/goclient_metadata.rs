@@ -22,6 +22,7 @@ use goclient_support::{busybox_tar, channel, plain_log, ready, rt, wait_until, B
 use tonic::Code;
 
 #[test]
+#[ignore = "needs root"]
 fn labelling_a_missing_namespace_creates_it() {
     if !ready("labelling_a_missing_namespace_creates_it") {
         return;
@@ -89,6 +90,7 @@ fn labelling_a_missing_namespace_creates_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_images_mount_and_unmount_with_a_path_as_lease_id() {
     if !ready("ctr_images_mount_and_unmount_with_a_path_as_lease_id")
         || !berth_tests::require_tool("ctr_images_mount", "python3")
@@ -140,6 +142,7 @@ fn gc_lines(d: &Berthd) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gc_logs_at_info_only_when_it_removed_something() {
     if !ready("gc_logs_at_info_only_when_it_removed_something") {
         return;
