@@ -60,6 +60,11 @@ mod generated {
                 generated!("containerd.runc.v1");
             }
         }
+        pub mod linux {
+            pub mod runc {
+                generated!("containerd.linux.runc");
+            }
+        }
         pub mod services {
             pub mod containers {
                 pub mod v1 {

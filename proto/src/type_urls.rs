@@ -10,6 +10,10 @@ pub const OCI_LINUX_RESOURCES: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 /// runc shim options.
 pub const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
+/// The v1 Linux runtime's container options.
+pub const LINUX_RUNC_OPTIONS: &str = "containerd.linux.runc.RuncOptions";
+/// The v1 Linux runtime's task create options.
+pub const LINUX_CREATE_OPTIONS: &str = "containerd.linux.runc.CreateOptions";
 /// cgroups v1 metrics.
 pub const CGROUPS_V1_METRICS: &str = "io.containerd.cgroups.v1.Metrics";
 /// cgroups v2 metrics.

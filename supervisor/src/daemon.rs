@@ -1,8 +1,9 @@
 //! Start-up, serving and graceful stop of berthd.
 //!
 //! Order matters: directories → exclusive lock on the root → metadata →
-//! socket (0660) → serve. On stop: refuse new connections, let in-flight
-//! calls drain for a bounded time, then remove the socket.
+//! sockets (gRPC and `.ttrpc`, 0660) → recovery → serve (health SERVING).
+//! On stop: health NOT_SERVING, refuse new connections, let in-flight
+//! calls drain for a bounded time, then remove the sockets.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -54,6 +55,9 @@ pub enum Error {
     /// the gRPC server failed
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// the ttrpc endpoint failed to start
+    #[error(transparent)]
+    Ttrpc(#[from] crate::ttrpc::Error),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -85,16 +89,30 @@ impl Daemon {
         // meanwhile (Version, to learn whether berthd is back) waits for
         // the answer instead of polling a missing socket.
         let listener = bind(&cfg.address, cfg.grpc)?;
+        let ttrpc_address = crate::ttrpc::address_for(&cfg.address);
+        let ttrpc_listener = bind(&ttrpc_address, cfg.grpc)?;
         // Reattach to the shims of a previous run before serving.
         app.recover().await;
         app.start(shutdown.child_token());
-        let router = services::router(&app, uuid);
+        let (health, health_server) = crate::health::Health::new().await;
+        let router = services::router(&app, uuid, health_server);
 
+        let ttrpc =
+            crate::ttrpc::Endpoint::start(ttrpc_listener, ttrpc_address, app.events.clone())
+                .await?;
+        health.serving().await;
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
         // Message limits, any :authority, preface timeout: see transport.
         let incoming = crate::transport::incoming(listener);
         let stop = shutdown.clone();
-        let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        // The drain begins: health says NOT_SERVING (and ends its Watch
+        // streams), then the server stops taking calls.
+        let drain = async move {
+            stop.cancelled().await;
+            let mut health = health;
+            health.draining().await;
+        };
+        let serve = router.serve_with_incoming_shutdown(incoming, drain);
         let result = tokio::select! {
             r = serve => r.map_err(Error::from),
             _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
@@ -103,6 +121,7 @@ impl Daemon {
             }
         };
         let _ = fs::remove_file(&cfg.address);
+        ttrpc.stop().await;
         app.store.flush().await?;
         tracing::info!("berthd stopped");
         result

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod events;
 pub mod filters;
 pub mod gc;
+pub mod health;
 pub mod images;
 pub mod leases;
 pub mod namespaces;
@@ -26,6 +27,7 @@ pub mod snapshots;
 pub mod store;
 pub mod tasks;
 pub mod transport;
+pub mod ttrpc;
 
 pub use app::App;
 pub use config::Config;

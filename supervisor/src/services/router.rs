@@ -5,6 +5,7 @@
 use berth_api::services as svc;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
+use tonic_health::pb::health_server::{Health as HealthApi, HealthServer};
 use tower::layer::util::{Identity, Stack};
 
 use super::introspection::{IntrospectionService, PluginInfo};
@@ -33,12 +34,15 @@ impl Plugins {
     }
 }
 
-/// The router serving every service of `app`; `uuid` is the server's.
-/// Every service takes messages up to the transport's limit, and the
-/// size layer turns a bigger one into ResourceExhausted (see transport).
-pub fn router(
+/// The router serving every service of `app`; `uuid` is the server's,
+/// `health` the `grpc.health.v1.Health` server whose status the daemon
+/// drives (see [`crate::health`]). Every service takes messages up to the
+/// transport's limit, and the size layer turns a bigger one into
+/// ResourceExhausted (see transport).
+pub fn router<H: HealthApi>(
     app: &App,
     uuid: String,
+    health: HealthServer<H>,
 ) -> Router<Stack<MessageSizeLayer, Stack<RpcLogLayer, Identity>>> {
     use super::*;
     use crate::sized;
@@ -52,6 +56,8 @@ pub fn router(
                 version::VersionService
             )),
         ));
+    // containerd registers it as the grpc plugin "healthcheck".
+    r = r.add_service(p.grpc("healthcheck", sized!(health)));
     r = r.add_service(p.grpc(
         "namespaces",
         sized!(
@@ -116,6 +122,8 @@ pub fn router(
         )),
     ));
     p.add("io.containerd.runtime.v2", "task");
+    // Its v1 Linux runtime name is taken too (tasks::RUNC_RUNTIMES).
+    p.add("io.containerd.runtime.v1", "linux");
     // Berth's own image services are not containerd plugins.
     r = r.add_service(sized!(
         berth_api::berth_images::v1::transfer_server::TransferServer::new(

@@ -18,8 +18,14 @@ use super::table::{Inner, Tasks};
 use super::task::{Placement, Task};
 use crate::store::containers::Container;
 
-/// Runtime names served by berth-shim.
-pub const RUNC_RUNTIMES: [&str; 2] = ["io.containerd.runc.v2", "io.containerd.runc.v1"];
+/// Runtime names served by berth-shim: containerd's runc shims and its
+/// v1 Linux runtime (whose options are read as runc's, see
+/// [`berth_api::runc::decode_options`]).
+pub const RUNC_RUNTIMES: [&str; 3] = [
+    "io.containerd.runc.v2",
+    "io.containerd.runc.v1",
+    runc::LINUX_V1_RUNTIME,
+];
 
 /// A task to create.
 #[derive(Debug, Clone, Default)]
@@ -40,13 +46,19 @@ pub struct CreateTask {
     pub options: Option<prost_types::Any>,
 }
 
-/// The runtime binary and options for a Create: the task's options win
-/// over the container's, and berthd's defaults fill in the rest: the
-/// binary from its config, and a runtime `--root` of its own per
-/// namespace (`runtime_root`), so its containers never collide with
-/// another daemon's in the runtime's global state.
+/// The runtime binary and options for a Create, combined as containerd
+/// does: for the runc shims the task's options, when given, replace the
+/// container's; for the v1 Linux runtime the container's `RuncOptions`
+/// say which runtime and where, and the task's `CreateOptions` add the
+/// create flags. A runtime root from the options gets the namespace
+/// appended, as containerd's shims run the runtime with `--root
+/// ROOT/NAMESPACE`. berthd's defaults fill in the rest: the binary from
+/// its config, and a runtime `--root` of its own per namespace
+/// (`runtime_root`), so its containers never collide with another
+/// daemon's in the runtime's global state.
 fn runtime_for(
     default: &str,
+    ns: &str,
     runtime_root: &Path,
     container: &Container,
     task_options: Option<&prost_types::Any>,
@@ -59,19 +71,31 @@ fn runtime_for(
             RUNC_RUNTIMES.join(", ")
         )));
     }
-    let options = task_options
-        .filter(|a| !a.value.is_empty() || !a.type_url.is_empty())
-        .cloned()
-        .or_else(|| rt.options.clone().map(Into::into));
-    let mut o = match &options {
-        Some(any) => {
-            runc::decode_options(any).map_err(|e| Error::InvalidArgument(e.to_string()))?
-        }
-        None => RuncOptions::default(),
+    let decode = |any: &prost_types::Any| {
+        runc::decode_options(any).map_err(|e| Error::InvalidArgument(e.to_string()))
     };
-    if o.root.is_empty() {
-        o.root = runtime_root.display().to_string();
-    }
+    let task = task_options
+        .filter(|a| !a.value.is_empty() || !a.type_url.is_empty())
+        .map(decode)
+        .transpose()?;
+    let container_options = || -> Result<RuncOptions, Error> {
+        match &rt.options {
+            Some(any) => decode(&any.clone().into()),
+            None => Ok(RuncOptions::default()),
+        }
+    };
+    let mut o = match task {
+        Some(task) if rt.name == runc::LINUX_V1_RUNTIME => {
+            runc::with_create_flags(container_options()?, task)
+        }
+        Some(task) => task,
+        None => container_options()?,
+    };
+    o.root = if o.root.is_empty() {
+        runtime_root.display().to_string()
+    } else {
+        Path::new(&o.root).join(ns).display().to_string()
+    };
     let info = RuntimeInfo {
         runtime_binary: if o.binary_name.is_empty() {
             default.to_string()
@@ -135,6 +159,7 @@ async fn create(
     let runtime_root = cfg.state.join(".runc").join(ns);
     let (info, options) = runtime_for(
         &cfg.default_runtime,
+        ns,
         &runtime_root,
         container,
         req.options.as_ref(),
@@ -241,5 +266,113 @@ impl Launch<'_> {
             terminal: req.terminal,
             ..Process::created(id, created.pid)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::store::containers::{AnyRec, Runtime};
+
+    fn container(runtime: &str, options: Option<prost_types::Any>) -> Container {
+        Container {
+            id: "c".into(),
+            labels: Default::default(),
+            image: String::new(),
+            runtime: Runtime {
+                name: runtime.into(),
+                options: options.map(AnyRec::from),
+            },
+            spec: None,
+            snapshotter: String::new(),
+            snapshot_key: String::new(),
+            created_at: std::time::SystemTime::UNIX_EPOCH,
+            updated_at: std::time::SystemTime::UNIX_EPOCH,
+            extensions: Default::default(),
+            sandbox: String::new(),
+        }
+    }
+
+    fn any<M: prost::Message>(type_url: &str, m: &M) -> prost_types::Any {
+        prost_types::Any {
+            type_url: type_url.into(),
+            value: m.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn v1_linux_runtime_takes_its_binary_and_root_from_runc_options() {
+        use berth_api::type_urls::{LINUX_CREATE_OPTIONS, LINUX_RUNC_OPTIONS, RUNC_OPTIONS};
+        let own = Path::new("/state/.runc/ns1");
+        let c = container(
+            runc::LINUX_V1_RUNTIME,
+            Some(any(
+                LINUX_RUNC_OPTIONS,
+                &runc::linux::RuncOptions {
+                    runtime: "sh".into(),
+                    runtime_root: "/run/rt".into(),
+                    ..Default::default()
+                },
+            )),
+        );
+        // The container's options alone.
+        let (info, o) = runtime_for("runc", "ns1", own, &c, None).unwrap();
+        assert_eq!(info.runtime_binary, "sh");
+        assert_eq!(info.runtime_root.as_deref(), Some("/run/rt/ns1"));
+        assert_eq!(o.root, "/run/rt/ns1");
+        // The task's CreateOptions add their flags, keep the runtime.
+        let flags = any(
+            LINUX_CREATE_OPTIONS,
+            &runc::linux::CreateOptions {
+                no_pivot_root: true,
+                ..Default::default()
+            },
+        );
+        let (info, o) = runtime_for("runc", "ns1", own, &c, Some(&flags)).unwrap();
+        assert_eq!(info.runtime_binary, "sh");
+        assert!(o.no_pivot_root);
+        // A runc shim's task options replace the container's, as before;
+        // no root given: berthd's own per namespace.
+        let v2 = container(
+            "io.containerd.runc.v2",
+            Some(any(
+                RUNC_OPTIONS,
+                &runc::v1::Options {
+                    binary_name: "/nonexistent/runc".into(),
+                    ..Default::default()
+                },
+            )),
+        );
+        let task = any(
+            RUNC_OPTIONS,
+            &runc::v1::Options {
+                binary_name: "sh".into(),
+                ..Default::default()
+            },
+        );
+        let (info, _) = runtime_for("runc", "ns1", own, &v2, Some(&task)).unwrap();
+        assert_eq!(info.runtime_binary, "sh");
+        assert_eq!(info.runtime_root.as_deref(), Some("/state/.runc/ns1"));
+        let err = runtime_for("runc", "ns1", own, &v2, None).unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+        // Unknown runtimes and option types are refused.
+        let other = container("io.containerd.kata.v2", None);
+        assert!(matches!(
+            runtime_for("runc", "ns1", own, &other, None),
+            Err(Error::FailedPrecondition(_))
+        ));
+        let junk = container(
+            runc::LINUX_V1_RUNTIME,
+            Some(prost_types::Any {
+                type_url: "containerd.linux.runc.Nope".into(),
+                value: vec![1],
+            }),
+        );
+        assert!(matches!(
+            runtime_for("runc", "ns1", own, &junk, None),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }

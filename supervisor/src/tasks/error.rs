@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use berth_api::ErrorKind;
 
+use super::process::Refusal;
+
 /// Why a task operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -58,9 +60,15 @@ pub enum Error {
     Internal(String),
 }
 
-/// The refusal of a verb that needs a live process (the shim's words).
-pub(super) fn not_running(id: &str) -> Error {
-    Error::FailedPrecondition(format!("task {id:?} is not running"))
+/// The error for a verb the known state of task `id`'s init process
+/// refuses (the shim's words and codes).
+pub(super) fn refused(id: &str, r: Refusal) -> Error {
+    match r {
+        Refusal::Finished => Error::NotFound(format!("process {id:?} already finished")),
+        Refusal::NotCreated => {
+            Error::FailedPrecondition(format!("process {id:?} is not in created state"))
+        }
+    }
 }
 
 impl Error {

@@ -48,6 +48,6 @@ pub use delete::Deleted;
 pub use error::Error;
 pub use exec::ExecProcess;
 pub use kill::Kill;
-pub use process::{Exit, Process, ProcessInfo, Status};
+pub use process::{Exit, Guard, Process, ProcessInfo, Refusal, Status};
 pub use table::{Config, Deps, Tasks};
 pub use task::DEAD_SHIM_STATUS;

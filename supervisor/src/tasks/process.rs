@@ -18,7 +18,10 @@
 //! berthd knows is never ahead of the shim: a verb the known state already
 //! rules out (anything but `kill --all` on a stopped process, a second
 //! start) is refused here with the code the shim would answer, without a
-//! call; everything else is the shim's to decide.
+//! call; everything else is the shim's to decide. A process that is gone
+//! (it exited, or its container was deleted behind berthd's back) is
+//! [`Refusal::Finished`], NotFound for every verb, as containerd's kill
+//! answers and as berth-shim answers when the call reaches it.
 
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -40,32 +43,60 @@ pub enum Status {
     Stopped,
 }
 
+/// Why the known state refuses a verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// the process is gone: it exited (NotFound for every verb)
+    Finished,
+    /// start: only a created process starts
+    NotCreated,
+}
+
+/// A guard's answer.
+pub type Guard = Result<(), Refusal>;
+
 impl Status {
+    /// The one refusal every verb that needs a live process shares.
+    fn live(self) -> Guard {
+        match self {
+            Status::Stopped => Err(Refusal::Finished),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether Start may run: only a created process starts.
-    pub fn can_start(self) -> bool {
-        matches!(self, Status::Created | Status::Unknown)
+    pub fn can_start(self) -> Guard {
+        self.live()?;
+        match self {
+            Status::Created | Status::Unknown => Ok(()),
+            _ => Err(Refusal::NotCreated),
+        }
     }
 
     /// Whether a signal may be sent: not to a process that exited, except
     /// `all`, which reaches what is left of the container.
-    pub fn can_signal(self, all: bool) -> bool {
-        self != Status::Stopped || all
+    pub fn can_signal(self, all: bool) -> Guard {
+        if all {
+            return Ok(());
+        }
+        self.live()
     }
 
     /// Whether a process may be exec'd into the task (the shim also wants
     /// it running).
-    pub fn can_exec(self) -> bool {
-        self != Status::Stopped
+    pub fn can_exec(self) -> Guard {
+        self.live()
     }
 
     /// Whether the task may be paused or resumed (the shim decides which).
-    pub fn can_freeze(self) -> bool {
-        self != Status::Stopped
+    pub fn can_freeze(self) -> Guard {
+        self.live()
     }
 
-    /// Whether resources may be updated: created, running or paused.
-    pub fn can_update(self) -> bool {
-        self != Status::Stopped
+    /// Whether resources may be updated: created, running or paused (a
+    /// created task's limits apply when it starts, as with runc).
+    pub fn can_update(self) -> Guard {
+        self.live()
     }
 }
 
@@ -212,25 +243,38 @@ mod tests {
 
     #[test]
     fn guards_refuse_only_what_the_known_state_rules_out() {
+        use Refusal::*;
         use Status::*;
         // Start: only from created (or unknown: the shim decides).
-        assert!(Created.can_start() && Unknown.can_start());
-        for s in [Running, Paused, Stopped] {
-            assert!(!s.can_start(), "{s:?}");
+        assert_eq!((Created.can_start(), Unknown.can_start()), (Ok(()), Ok(())));
+        for s in [Running, Paused] {
+            assert_eq!(s.can_start(), Err(NotCreated), "{s:?}");
         }
         // Signals: never to an exited process, but `all` reaches the rest
         // of the container.
         for s in [Unknown, Created, Running, Paused] {
-            assert!(s.can_signal(false), "{s:?}");
+            assert_eq!(s.can_signal(false), Ok(()), "{s:?}");
         }
-        assert!(!Stopped.can_signal(false));
-        assert!(Stopped.can_signal(true));
+        assert_eq!(Stopped.can_signal(true), Ok(()));
         // Exec, pause/resume, update: anything but stopped (the known
         // state may lag: a created task may already run, a paused one may
         // have been resumed).
         for s in [Unknown, Created, Running, Paused] {
-            assert!(s.can_exec() && s.can_freeze() && s.can_update(), "{s:?}");
+            assert_eq!(
+                (s.can_exec(), s.can_freeze(), s.can_update()),
+                (Ok(()), Ok(()), Ok(())),
+                "{s:?}"
+            );
         }
-        assert!(!Stopped.can_exec() && !Stopped.can_freeze() && !Stopped.can_update());
+        // A gone process is the same refusal for every verb.
+        for g in [
+            Stopped.can_start(),
+            Stopped.can_signal(false),
+            Stopped.can_exec(),
+            Stopped.can_freeze(),
+            Stopped.can_update(),
+        ] {
+            assert_eq!(g, Err(Finished));
+        }
     }
 }

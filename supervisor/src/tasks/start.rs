@@ -12,9 +12,7 @@ impl Tasks {
         let t = self.get(ns, id)?;
         let init = exec_id.is_empty();
         if init {
-            t.allow(Status::can_start, || {
-                Error::FailedPrecondition(format!("process {id:?} is not in created state"))
-            })?;
+            t.allow(Status::can_start)?;
         }
         let req = sp::ProcessRequest {
             exec_id: exec_id.to_string(),

@@ -10,8 +10,8 @@ use berth_api::events::TaskExit;
 use tokio::sync::watch;
 
 use super::bundle::{self, RuntimeInfo};
-use super::error::Error;
-use super::process::{Change, Exit, Known, Process, Status};
+use super::error::{refused, Error};
+use super::process::{Change, Exit, Guard, Known, Process, Status};
 use super::shim::{self, Client, Reply};
 use crate::events::{Envelope, Events};
 
@@ -101,20 +101,14 @@ impl Task {
     }
 
     /// Lets a verb through unless the init process's known status rules
-    /// it out (`allowed` says, `refusal` is the answer then). A task whose
-    /// shim died answers as every call to it does.
-    pub(super) fn allow(
-        &self,
-        allowed: impl FnOnce(Status) -> bool,
-        refusal: impl FnOnce() -> Error,
-    ) -> Result<(), Error> {
+    /// it out (`guard` says): the one place a verb meets a process that is
+    /// gone, NotFound for all of them. A task whose shim died answers as
+    /// every call to it does.
+    pub(super) fn allow(&self, guard: impl FnOnce(Status) -> Guard) -> Result<(), Error> {
         if self.dead().is_some() {
             return Err(Error::ShimDied(self.id.clone()));
         }
-        match allowed(self.known.get().status) {
-            true => Ok(()),
-            false => Err(refusal()),
-        }
+        guard(self.known.get().status).map_err(|r| refused(&self.id, r))
     }
 
     /// A shim client for one call (clones share the connection).

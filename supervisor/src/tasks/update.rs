@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use berth_api::shim::v1 as sp;
 
-use super::error::{not_running, Error};
+use super::error::Error;
 use super::process::Status;
 use super::table::Tasks;
 
@@ -18,7 +18,7 @@ impl Tasks {
         annotations: HashMap<String, String>,
     ) -> Result<(), Error> {
         let t = self.get(ns, id)?;
-        t.allow(Status::can_update, || not_running(id))?;
+        t.allow(Status::can_update)?;
         let req = sp::UpdateRequest {
             resources,
             annotations,

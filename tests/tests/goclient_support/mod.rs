@@ -137,3 +137,10 @@ pub(crate) fn plain_log(d: &Berthd) -> String {
     }
     out
 }
+
+/// berthd's ttrpc socket: its gRPC address plus `.ttrpc`, as containerd.
+pub(crate) fn ttrpc_address(d: &Berthd) -> PathBuf {
+    let mut s = d.address().into_os_string();
+    s.push(".ttrpc");
+    PathBuf::from(s)
+}

@@ -5,10 +5,12 @@
 //!
 //! One binary, one file per topic: `run` (create, start, exec, pause,
 //! metrics, kill, delete, bad input), `dead` (a dead shim, a killed
-//! berthd), `events` (`ctr events`, OOM), `parallel` (fifty at once).
+//! berthd), `events` (`ctr events`, OOM), `parallel` (fifty at once),
+//! `goclient` (issue 11: verbs as containerd's Go client drives them).
 
 mod dead;
 mod events;
+mod goclient;
 mod parallel;
 mod run;
 mod support;
