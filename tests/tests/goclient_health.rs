@@ -30,9 +30,7 @@ fn overall() -> HealthCheckRequest {
 #[test]
 #[ignore = "needs root"]
 fn health_serving_after_start_and_not_serving_when_sigterm_drains() {
-    if !ready("health_serving_after_start_and_not_serving_when_sigterm_drains") {
-        return;
-    }
+    ready();
     let mut d = Berthd::start();
     let ttrpc = goclient_support::ttrpc_address(&d);
     let sigterm_at = rt().block_on(async {

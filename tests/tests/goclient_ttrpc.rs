@@ -122,9 +122,7 @@ async fn next(sub: &mut tonic::Streaming<pb::Envelope>) -> pb::Envelope {
 #[test]
 #[ignore = "needs root"]
 fn ttrpc_forward_reaches_grpc_subscribers_and_survives_a_restart() {
-    if !ready("ttrpc_forward_reaches_grpc_subscribers_and_survives_a_restart") {
-        return;
-    }
+    ready();
     let mut d = Berthd::start();
     let path = ttrpc_address(&d);
     assert_socket_0660(&path);

@@ -271,7 +271,6 @@ impl Launch<'_> {
 
 #[cfg(test)]
 mod tests {
-    use prost::Message as _;
 
     use super::*;
     use crate::store::containers::{AnyRec, Runtime};
