@@ -38,7 +38,7 @@ async fn runc_oom_event() {
         TaskOom::decode(oom.event.as_ref().unwrap().value.as_slice())
             .unwrap()
             .container_id,
-        "shim-oom-runc"
+        fx.id
     );
     fx.delete_and_finish(&mut c).await;
 }

@@ -81,7 +81,7 @@ async fn runc_binary_logger() {
     let read = |ext: &str| std::fs::read_to_string(base.with_extension(ext)).unwrap_or_default();
     assert_eq!(read("out"), "to-out\n");
     assert_eq!(read("err"), "to-err\n");
-    assert_eq!(read("env"), format!("shim-logbin-runc {NS}\n"));
+    assert_eq!(read("env"), format!("{} {NS}\n", fx.id));
     fx.shutdown_clean(&mut c).await;
 }
 

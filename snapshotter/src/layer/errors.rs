@@ -34,7 +34,9 @@ pub(super) fn xattr_err<'a>(
     path: &'a [OsString],
 ) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |e| match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ERANGE | libc::E2BIG | libc::EOPNOTSUPP) => refuse(
+        // EPERM: an xattr namespace even root may not write here (a
+        // layer's `trusted.`/`security.` name the kernel refuses).
+        Some(libc::EINVAL | libc::ERANGE | libc::E2BIG | libc::EOPNOTSUPP | libc::EPERM) => refuse(
             join(path).as_os_str().as_bytes(),
             format!(
                 "xattr {} refused by the kernel: {e}",
