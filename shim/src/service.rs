@@ -33,6 +33,20 @@ fn ok<T>(v: T) -> Reply<T> {
     Ok(Response::new(v))
 }
 
+/// Runs a verb that moves a process between phases to its end, even when
+/// the caller goes away: tonic drops the handler of a client that
+/// disconnected (berthd killed mid-call), and a Start cut after `runtime
+/// start` would stay Starting for good, holding the exit and refusing
+/// Delete.
+async fn to_the_end<T: Send + 'static>(
+    verb: impl std::future::Future<Output = crate::error::Result<T>> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::spawn(verb).await {
+        Ok(r) => r.map_err(Status::from),
+        Err(e) => Err(Status::internal(format!("shim verb ended abnormally: {e}"))),
+    }
+}
+
 fn ts(t: std::time::SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(t)
 }
@@ -126,12 +140,14 @@ impl Shim for ShimService {
                 );
             }
         }
-        let pid = self.task.create(opts).await?;
+        let task = self.task.clone();
+        let pid = to_the_end(async move { task.create(opts).await }).await?;
         ok(pb::CreateResponse { pid })
     }
 
     async fn start(&self, req: Request<pb::ProcessRequest>) -> Reply<pb::StartResponse> {
-        let pid = self.task.start(&req.into_inner().exec_id).await?;
+        let (task, exec_id) = (self.task.clone(), req.into_inner().exec_id);
+        let pid = to_the_end(async move { task.start(&exec_id).await }).await?;
         ok(pb::StartResponse { pid })
     }
 
@@ -156,7 +172,8 @@ impl Shim for ShimService {
             terminal: r.terminal,
             log: None,
         };
-        self.task.exec(&r.exec_id, paths, spec).await?;
+        let task = self.task.clone();
+        to_the_end(async move { task.exec(&r.exec_id, paths, spec).await }).await?;
         ok(())
     }
 
@@ -212,7 +229,8 @@ impl Shim for ShimService {
     }
 
     async fn delete(&self, req: Request<pb::ProcessRequest>) -> Reply<pb::DeleteResponse> {
-        let (pid, exit) = self.task.delete(&req.into_inner().exec_id).await?;
+        let (task, exec_id) = (self.task.clone(), req.into_inner().exec_id);
+        let (pid, exit) = to_the_end(async move { task.delete(&exec_id).await }).await?;
         ok(pb::DeleteResponse {
             pid,
             exit_status: exit.status,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use berth_api::events::TaskOom;
 use berth_api::shim::v1::{self as pb};
+use berth_api::task_types::Status;
 use common::*;
 use prost::Message;
 
@@ -193,4 +194,44 @@ async fn runc_idle_shim_memory() {
         fx.delete_and_finish(c).await;
     }
     assert!(private < 4 * 1024, "{private} kB private");
+}
+
+/// A Start whose caller went away (berthd killed mid-call; tonic drops the
+/// handler) still finishes, as containerd's shim does: the task runs, its
+/// exit is reported after a Kill and Delete works. Cut short, the process
+/// stayed "starting" for good and every Delete answered "is running".
+#[tokio::test]
+async fn runc_start_finishes_when_its_caller_goes_away() {
+    let Some((fx, mut c)) =
+        Fixture::launch("shim-startcut-runc", "runc", &["sleep", "1000"], |_| {}).await
+    else {
+        return;
+    };
+    // runc, slowed down at `start` so the caller can give up meanwhile.
+    let slow = fx.path("slow-start-runc");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = start ] && sleep 1; done\nexec runc \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut req = fx.create_request("", "");
+    req.runtime_binary = slow.display().to_string();
+    c.create(req).await.unwrap();
+    let mut caller = c.clone();
+    let cut = tokio::time::timeout(Duration::from_millis(300), caller.start(proc_req(""))).await;
+    assert!(cut.is_err(), "start answered before its caller gave up");
+    drop(caller);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state(&mut c, "").await.status != Status::Running as i32 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut Start never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.kill(kill_req("", 9)).await.unwrap();
+    assert_eq!(wait_status_within(&mut c, "", 5).await, 137);
+    c.delete(proc_req("")).await.unwrap();
+    fx.shutdown_clean(&mut c).await;
 }
