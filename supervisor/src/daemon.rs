@@ -1,8 +1,11 @@
 //! Start-up, serving and graceful stop of berthd.
 //!
 //! Order matters: directories → exclusive lock on the root → metadata →
-//! socket (0660) → serve. On stop: refuse new connections, let in-flight
-//! calls drain for a bounded time, then remove the socket.
+//! socket (0660) and the metrics endpoint, if configured (`/healthz`
+//! answers 503 from here) → recovery of the shims of a previous run →
+//! serve, `/healthz` 200 and READY=1 to systemd. On stop: STOPPING=1 and
+//! `/healthz` 503, refuse new connections, let in-flight calls drain for a
+//! bounded time, then remove the socket.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -14,6 +17,8 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::ops::{self, Health, Phase};
+use crate::systemd::Notifier;
 use crate::{app, services, App, Config};
 
 /// How long in-flight calls may run after a stop was asked for.
@@ -54,6 +59,9 @@ pub enum Error {
     /// the gRPC server failed
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// the metrics endpoint could not start
+    #[error(transparent)]
+    Ops(#[from] ops::Error),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -64,18 +72,29 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 /// A configured daemon, ready to [`run`](Daemon::run).
 pub struct Daemon {
     config: Config,
+    notifier: Notifier,
 }
 
 impl Daemon {
     /// A daemon for `config`.
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            notifier: Notifier::none(),
+        }
+    }
+
+    /// Tells `notifier` (systemd) when berthd is ready and when it stops.
+    pub fn notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Serves until `shutdown` is cancelled. Logs `berthd ready` once the
     /// socket accepts calls.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let cfg = &self.config;
+        let notifier = &self.notifier;
         make_dir(&cfg.root, 0o711)?;
         make_dir(&cfg.state, 0o711)?;
         let _lock = lock_root(&cfg.root)?;
@@ -85,16 +104,38 @@ impl Daemon {
         // meanwhile (Version, to learn whether berthd is back) waits for
         // the answer instead of polling a missing socket.
         let listener = bind(&cfg.address, cfg.grpc)?;
+        // The metrics endpoint answers from now on: /healthz says 503
+        // until recovery is done. It stops after the drain.
+        let health = Health::default();
+        let ops_stop = CancellationToken::new();
+        let _ops_stop = ops_stop.clone().drop_guard();
+        if !cfg.metrics_address.is_empty() {
+            let tcp = ops::bind(&cfg.metrics_address).await?;
+            ops::spawn(tcp, app.clone(), health.clone(), ops_stop.clone());
+        }
+        notifier.spawn_watchdog(ops_stop.clone());
         // Reattach to the shims of a previous run before serving.
+        notifier.status("recovering tasks");
         app.recover().await;
         app.start(shutdown.child_token());
         let router = services::router(&app, uuid);
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
+        health.set(Phase::Ready);
+        notifier.ready();
+
         // Message limits, any :authority, preface timeout: see transport.
         let incoming = crate::transport::incoming(listener);
         let stop = shutdown.clone();
-        let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        let draining = {
+            let (health, notifier) = (health.clone(), notifier.clone());
+            async move {
+                stop.cancelled().await;
+                health.set(Phase::Draining);
+                notifier.stopping();
+            }
+        };
+        let serve = router.serve_with_incoming_shutdown(incoming, draining);
         let result = tokio::select! {
             r = serve => r.map_err(Error::from),
             _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {

@@ -16,13 +16,16 @@ pub mod filters;
 pub mod gc;
 pub mod images;
 pub mod leases;
+pub mod metrics;
 pub mod namespaces;
 pub mod network;
 pub mod observability;
+pub mod ops;
 pub mod registry;
 pub mod services;
 pub mod snapshots;
 pub mod store;
+pub mod systemd;
 pub mod tasks;
 pub mod transport;
 
