@@ -246,7 +246,7 @@ fn the_deb_lists_its_files_and_installs_into_a_scratch_root() {
         "/usr/bin/berthd",
         "/usr/bin/berthctl",
         "/usr/bin/berth-shim",
-        "/lib/systemd/system/berthd.service",
+        "/usr/lib/systemd/system/berthd.service",
         "/etc/berth/config.toml",
         "/usr/share/bash-completion/completions/berthctl",
         "/usr/share/zsh/vendor-completions/_berthctl",
@@ -275,7 +275,7 @@ fn the_deb_lists_its_files_and_installs_into_a_scratch_root() {
     assert!(status.contains("Status: install ok installed"), "{status}");
     let owned = dpkg(root, &["-L", "berth"]);
     assert!(owned.lines().any(|l| l == "/usr/bin/berthd"), "{owned}");
-    let unit = std::fs::read_to_string(root.join("lib/systemd/system/berthd.service")).unwrap();
+    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/berthd.service")).unwrap();
     check_unit(&unit, "/usr/bin/berthd");
 
     // The berthd it installed, with the config it installed, serves.
