@@ -1,7 +1,7 @@
 # Berth's entry points. The README's two fresh-machine commands are
 # `make run` and `make test`.
 
-.PHONY: run test lint build images
+.PHONY: run test lint build images install deb
 
 ## Build, install runtime deps, start berthd with its defaults, run a first container.
 run:
@@ -36,3 +36,15 @@ bench:
 ## runs each for 2). Failing inputs land in target/fuzz-failures/.
 fuzz:
 	BERTH_FUZZ_SECS=$${BERTH_FUZZ_SECS:-60} cargo test --workspace --test fuzz -- --test-threads=1 --nocapture
+
+## Release build, then binaries, systemd unit, default config, completions
+## and man pages into their FHS places (PREFIX=/usr/local, DESTDIR, SYSCONFDIR=/etc;
+## see scripts/install). Nothing is started: systemctl enable --now berthd.
+install:
+	cargo build --release --workspace --bins
+	DESTDIR="$(DESTDIR)" PREFIX="$(or $(PREFIX),/usr/local)" SYSCONFDIR="$(or $(SYSCONFDIR),/etc)" scripts/install
+
+## The Debian package target/debian/berth_VERSION_ARCH.deb (installs cargo-deb
+## when missing; see scripts/deb).
+deb:
+	scripts/deb

@@ -16,6 +16,7 @@ use crate::events::Events;
 use crate::gc::{self, Gc};
 use crate::images::{self, Archives, Differ, Images, Unpacker};
 use crate::leases::Leases;
+use crate::metrics::Metrics;
 use crate::namespaces::Namespaces;
 use crate::registry::{self, inflight::Transfers};
 use crate::snapshots::{self, Snapshots, Snapshotters};
@@ -67,12 +68,19 @@ pub struct App {
     pub containers: Containers,
     /// Tasks.
     pub tasks: Tasks,
+    /// The persistent root.
+    pub root: std::path::PathBuf,
+    /// The metrics registry: services report through handles taken from
+    /// it (the CRI adapter through [`Metrics::cri`]); the metrics
+    /// endpoint renders it.
+    pub metrics: Metrics,
 }
 
 impl App {
     /// Opens the stores under `config.root` and builds every service.
     pub fn open(config: &Config) -> Result<Self, Error> {
         let store = Store::open(&config.root)?;
+        let metrics = Metrics::new();
         let events = Events::new();
         let content = ContentStore::open(&config.root, store.clone())?;
         let backends = Snapshotters::open(&config.root, &config.default_snapshotter)?;
@@ -80,7 +88,8 @@ impl App {
             store: store.clone(),
             content: content.clone(),
             snapshotters: backends.handles(),
-        });
+        })
+        .reporting_to(metrics.gc());
         let snapshots = Snapshots::new(
             backends,
             snapshots::Deps {
@@ -114,6 +123,7 @@ impl App {
             options: registry::Options::from_config(config),
             images: images.clone(),
             unpacker,
+            metrics: metrics.pull(),
         });
         let tasks = Tasks::new(
             tasks::Config {
@@ -146,6 +156,8 @@ impl App {
             transfers,
             containers,
             tasks,
+            root: config.root.clone(),
+            metrics,
         })
     }
 

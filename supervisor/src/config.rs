@@ -45,6 +45,9 @@ pub struct Config {
     pub registry_ca_files: BTreeMap<String, PathBuf>,
     /// The gRPC socket's owner.
     pub grpc: Grpc,
+    /// `IP:PORT` serving Prometheus metrics at `/v1/metrics` and `/healthz`
+    /// over HTTP (e.g. `127.0.0.1:1338`); empty: off.
+    pub metrics_address: String,
 }
 
 /// `[grpc]`: who owns the socket (mode 0660), as in containerd's config:
@@ -81,6 +84,7 @@ impl Default for Config {
             insecure_registries: Vec::new(),
             registry_ca_files: BTreeMap::new(),
             grpc: Grpc::default(),
+            metrics_address: String::new(),
         }
     }
 }
@@ -220,6 +224,20 @@ impl Config {
                 ));
             }
         }
+        if !self.metrics_address.is_empty()
+            && self
+                .metrics_address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(Error::invalid(
+                "metrics_address",
+                format!(
+                    "{:?}: expected IP:PORT, such as 127.0.0.1:1338 (or empty: off)",
+                    self.metrics_address
+                ),
+            ));
+        }
         for (host, file) in &self.registry_ca_files {
             if let Err(e) = std::fs::File::open(file) {
                 return Err(Error::invalid(
@@ -349,5 +367,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("address: "));
+        let c = Config {
+            metrics_address: "localhost".into(),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("metrics_address: \"localhost\": expected IP:PORT"));
+        let c = Config {
+            metrics_address: "127.0.0.1:1338".into(),
+            ..Config::default()
+        };
+        c.validate().unwrap();
     }
 }

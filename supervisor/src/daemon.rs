@@ -1,9 +1,11 @@
 //! Start-up, serving and graceful stop of berthd.
 //!
 //! Order matters: directories → exclusive lock on the root → metadata →
-//! sockets (gRPC and `.ttrpc`, 0660) → recovery → serve (health SERVING).
-//! On stop: health NOT_SERVING, refuse new connections, let in-flight
-//! calls drain for a bounded time, then remove the sockets.
+//! sockets (gRPC and `.ttrpc`, 0660) and the metrics endpoint, if
+//! configured (`/healthz` answers 503 from here) → recovery → serve
+//! (health SERVING, `/healthz` 200, READY=1 to systemd). On stop: health
+//! NOT_SERVING, STOPPING=1 and `/healthz` 503, refuse new connections, let
+//! in-flight calls drain for a bounded time, then remove the sockets.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -15,6 +17,8 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::ops::{self, Health, Phase};
+use crate::systemd::Notifier;
 use crate::{app, services, App, Config};
 
 /// How long in-flight calls may run after a stop was asked for.
@@ -58,6 +62,9 @@ pub enum Error {
     /// the ttrpc endpoint failed to start
     #[error(transparent)]
     Ttrpc(#[from] crate::ttrpc::Error),
+    /// the metrics endpoint could not start
+    #[error(transparent)]
+    Ops(#[from] ops::Error),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -68,18 +75,29 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 /// A configured daemon, ready to [`run`](Daemon::run).
 pub struct Daemon {
     config: Config,
+    notifier: Notifier,
 }
 
 impl Daemon {
     /// A daemon for `config`.
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            notifier: Notifier::none(),
+        }
+    }
+
+    /// Tells `notifier` (systemd) when berthd is ready and when it stops.
+    pub fn notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Serves until `shutdown` is cancelled. Logs `berthd ready` once the
     /// socket accepts calls.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let cfg = &self.config;
+        let notifier = &self.notifier;
         make_dir(&cfg.root, 0o711)?;
         make_dir(&cfg.state, 0o711)?;
         let _lock = lock_root(&cfg.root)?;
@@ -91,7 +109,18 @@ impl Daemon {
         let listener = bind(&cfg.address, cfg.grpc)?;
         let ttrpc_address = crate::ttrpc::address_for(&cfg.address);
         let ttrpc_listener = bind(&ttrpc_address, cfg.grpc)?;
+        // The metrics endpoint answers from now on: /healthz says 503
+        // until recovery is done. It stops after the drain.
+        let ops_health = Health::default();
+        let ops_stop = CancellationToken::new();
+        let _ops_stop = ops_stop.clone().drop_guard();
+        if !cfg.metrics_address.is_empty() {
+            let tcp = ops::bind(&cfg.metrics_address).await?;
+            ops::spawn(tcp, app.clone(), ops_health.clone(), ops_stop.clone());
+        }
+        notifier.spawn_watchdog(ops_stop.clone());
         // Reattach to the shims of a previous run before serving.
+        notifier.status("recovering tasks");
         app.recover().await;
         app.start(shutdown.child_token());
         let (health, health_server) = crate::health::Health::new().await;
@@ -102,15 +131,24 @@ impl Daemon {
                 .await?;
         health.serving().await;
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
+        ops_health.set(Phase::Ready);
+        notifier.ready();
+
         // Message limits, any :authority, preface timeout: see transport.
         let incoming = crate::transport::incoming(listener);
         let stop = shutdown.clone();
         // The drain begins: health says NOT_SERVING (and ends its Watch
-        // streams), then the server stops taking calls.
-        let drain = async move {
-            stop.cancelled().await;
-            let mut health = health;
-            health.draining().await;
+        // streams), /healthz 503 and STOPPING=1, then the server stops
+        // taking calls.
+        let drain = {
+            let (ops_health, notifier) = (ops_health.clone(), notifier.clone());
+            async move {
+                stop.cancelled().await;
+                ops_health.set(Phase::Draining);
+                notifier.stopping();
+                let mut health = health;
+                health.draining().await;
+            }
         };
         let serve = router.serve_with_incoming_shutdown(incoming, drain);
         let result = tokio::select! {

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use berth_supervisor::config::{self, LogFormat};
+use berth_supervisor::systemd::Notifier;
 use berth_supervisor::{observability, Config, Daemon};
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -83,6 +84,10 @@ struct Flags {
     /// [key: grpc.gid].
     #[arg(long, value_name = "GID")]
     grpc_gid: Option<u32>,
+    /// Serve Prometheus metrics (/v1/metrics) and /healthz over HTTP on
+    /// IP:PORT, e.g. 127.0.0.1:1338; empty: off [key: metrics_address].
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_address: Option<String>,
 }
 
 fn parse_registry_ca(s: &str) -> Result<(String, PathBuf), String> {
@@ -134,6 +139,9 @@ impl Flags {
         }
         if let Some(v) = self.grpc_gid {
             c.grpc.gid = v;
+        }
+        if let Some(v) = self.metrics_address {
+            c.metrics_address = v;
         }
         Ok(())
     }
@@ -238,6 +246,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
     let mut config = Config::load(cli.config.as_deref())?;
     cli.flags.apply(&mut config)?;
     check(&config, cli.config.as_deref())?;
+    // Before any thread: takes NOTIFY_SOCKET and the watchdog variables
+    // out of the environment, so shims and runc never inherit them.
+    let notifier = Notifier::from_env();
     observability::init(&config.log_level, config.log_format)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -248,6 +259,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         Daemon::new(config)
+            .notifier(notifier)
             .run(shutdown)
             .await
             .map_err(anyhow::Error::from)

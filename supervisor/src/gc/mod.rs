@@ -142,6 +142,7 @@ pub struct Gc {
     lock: Arc<RwLock<()>>,
     wake: Arc<Notify>,
     deps: Arc<Deps>,
+    report: Option<crate::metrics::GcReport>,
 }
 
 impl std::fmt::Debug for Gc {
@@ -158,7 +159,15 @@ impl Gc {
             lock: deps.content.gc_guard(),
             wake: Arc::default(),
             deps: Arc::new(deps),
+            report: None,
         }
+    }
+
+    /// Reports every run (what it removed, how long it held the lock) to
+    /// berthd's metrics.
+    pub fn reporting_to(mut self, report: crate::metrics::GcReport) -> Self {
+        self.report = Some(report);
+        self
     }
 
     /// The read guard a reference-changing metadata step holds (see the
@@ -209,7 +218,11 @@ impl Gc {
         let _excl = self.lock.write().await;
         let started = std::time::Instant::now();
         let stats = collect(&self.deps).await?;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let held = started.elapsed();
+        if let Some(r) = &self.report {
+            r.run(stats.content, stats.snapshots, stats.leases, held);
+        }
+        let elapsed_ms = held.as_millis() as u64;
         // Runs follow every delete: one that removed nothing is routine
         // and would flood INFO under load.
         if stats.removed_any() {

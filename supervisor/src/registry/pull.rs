@@ -19,6 +19,7 @@ use super::remote::{self, Remote};
 use super::{Credentials, Error, Options, Result};
 use crate::content::ContentStore;
 use crate::images::{Images, Unpacker};
+use crate::metrics::PullReport;
 use crate::store::labels::Labels;
 use crate::store::Store;
 
@@ -45,6 +46,8 @@ pub struct Deps {
     pub images: Images,
     /// Unpacks layers as they land.
     pub unpacker: Unpacker,
+    /// Where pulls count the bytes they download.
+    pub metrics: PullReport,
 }
 
 /// One pull, as a caller asks for it.
@@ -119,6 +122,7 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     if let Err(e) = crate::store::leases::delete(&deps.store, ns, &lease).await {
         tracing::warn!(namespace = ns, lease, error = %e, "removing pull lease");
     }
+    deps.metrics.finished(result.is_ok());
     match &result {
         Ok(f) => tracing::info!(namespace = ns, reference = %name, digest = %f.digest, "pull done"),
         Err(e) => tracing::warn!(namespace = ns, reference = %name, error = %e, "pull failed"),
@@ -149,6 +153,7 @@ impl Leased<'_> {
         let source = source_labels(remote);
         // 1. The reference's own manifest or index.
         let (top_bytes, top_digest) = remote.manifest(None).await?;
+        deps.metrics.bytes(top_bytes.len() as u64);
         let (top_type, top) = Document::parse(&top_bytes, None)?;
         progress.add(
             &top_digest.to_string(),
@@ -183,6 +188,7 @@ impl Leased<'_> {
                     .into());
                 }
                 let (bytes, digest) = remote.manifest(Some(&entry.digest.to_string())).await?;
+                deps.metrics.bytes(bytes.len() as u64);
                 if digest != entry.digest || bytes.len() as i64 != entry.size {
                     return Err(Error::Mismatch {
                         digest: entry.digest.to_string(),
@@ -215,27 +221,31 @@ impl Leased<'_> {
             progress.add(&d, &l.media_type, BlobKind::Layer, l.size as u64);
         }
         progress.phase(Phase::Transferring);
-        fetch::fetch(remote, cs, ns, &config, "config", source.clone(), progress).await?;
+        let got = fetch::fetch(remote, cs, ns, &config, "config", source.clone(), progress).await?;
+        downloaded(&deps.metrics, &config, got);
         let diff_ids = read_diff_ids(cs, ns, &config, layers.len()).await?;
         let chains = chain_ids(&diff_ids);
 
         let sem = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL));
         let mut handles = Vec::with_capacity(layers.len());
         for l in layers.clone() {
-            let (remote, cs, ns, source, progress, sem) = (
+            let (remote, cs, ns, source, progress, sem, report) = (
                 remote.clone(),
                 cs.clone(),
                 ns.to_string(),
                 source.clone(),
                 progress.clone(),
                 sem.clone(),
+                deps.metrics.clone(),
             );
             handles.push(tokio::spawn(async move {
                 let _permit = sem
                     .acquire_owned()
                     .await
                     .map_err(|e| Error::Task(e.to_string()))?;
-                fetch::fetch(&remote, &cs, &ns, &l, "layer", source, &progress).await
+                let got = fetch::fetch(&remote, &cs, &ns, &l, "layer", source, &progress).await?;
+                downloaded(&report, &l, got);
+                Ok(got)
             }));
         }
         let abort_all =
@@ -337,6 +347,18 @@ impl Leased<'_> {
                 _ => String::new(),
             },
         })
+    }
+}
+
+/// Counts the bytes a fetch downloaded (none for a blob already present;
+/// only the rest of a resumed one).
+fn downloaded(report: &PullReport, desc: &Descriptor, got: Outcome) {
+    if let Outcome::Fetched { resumed_from } = got {
+        report.bytes(
+            u64::try_from(desc.size)
+                .unwrap_or(0)
+                .saturating_sub(resumed_from),
+        );
     }
 }
 

@@ -48,7 +48,7 @@ pub fn router<H: HealthApi>(
     use crate::sized;
     let mut p = Plugins::default();
     let mut r = Server::builder()
-        .layer(RpcLogLayer)
+        .layer(RpcLogLayer::new(app.metrics.rpc()))
         .layer(MessageSizeLayer)
         .add_service(p.grpc(
             "version",

@@ -60,6 +60,11 @@ impl Tasks {
             .collect())
     }
 
+    /// How many tasks of `ns` have a live shim (for berthd's metrics).
+    pub fn live_shims(&self, ns: &str) -> usize {
+        self.all(ns).iter().filter(|t| t.dead().is_none()).count()
+    }
+
     /// The ids of the tasks of `ns` that `filters` match and whose shim
     /// lives (for metrics).
     pub(super) fn live(
