@@ -185,6 +185,10 @@ impl Daemon {
             .add_service(berth_api::images::v1::registry_server::RegistryServer::new(
                 services::registry::RegistryService::new(registry_transfers(&ctx, cfg)),
             ));
+        let cri = crate::cri::Cri::open(cfg.cri.clone(), ctx.clone())?;
+        let router = router
+            .add_service(cri.runtime_server())
+            .add_service(cri.image_server());
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
         let incoming = UnixListenerStream::new(listener);
@@ -255,6 +259,7 @@ fn plugin_list() -> Vec<PluginInfo> {
         grpc("events"),
         grpc("containers"),
         grpc("tasks"),
+        grpc("cri"),
         PluginInfo {
             kind: "io.containerd.runtime.v2",
             id: "task",

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod content;
+pub mod cri;
 pub mod daemon;
 pub mod events;
 pub mod filters;

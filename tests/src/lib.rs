@@ -7,6 +7,7 @@
 //! build them first (`cargo build --workspace --bins`), as the README's test
 //! command does.
 
+pub mod cri;
 pub mod grpc;
 pub mod registry;
 
