@@ -29,3 +29,10 @@ images:
 bench:
 	cargo build --release --workspace --bins
 	target/release/berth-bench $(BENCH_ARGS)
+
+.PHONY: fuzz
+## Fuzz targets (layer tars, digests, identifiers, namespace header, image
+## references) for BERTH_FUZZ_SECS seconds each (60 by default; `make test`
+## runs each for 2). Failing inputs land in target/fuzz-failures/.
+fuzz:
+	BERTH_FUZZ_SECS=$${BERTH_FUZZ_SECS:-60} cargo test --workspace --test fuzz -- --test-threads=1 --nocapture

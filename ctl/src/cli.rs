@@ -10,16 +10,27 @@ use crate::commands::{
 };
 use crate::output::Format;
 
-/// berthctl: the admin CLI for berthd (containerd v1 API over a unix socket).
+/// `--version`: the crate version, the commit and the build date.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_COMMIT"),
+    ", built ",
+    env!("BERTH_BUILD_DATE"),
+    ")"
+);
+
+/// The admin CLI for berthd, Berth's container supervisor (containerd v1 API over a unix socket).
 #[derive(Debug, Parser)]
-#[command(name = "berthctl", version, about, propagate_version = true)]
+#[command(name = "berthctl", version = LONG_VERSION, about, propagate_version = true)]
 pub struct Cli {
-    /// berthd's gRPC socket
+    /// berthd's gRPC socket: a path or unix://PATH
     #[arg(
         long,
         global = true,
         env = "BERTH_ADDRESS",
-        default_value = "/run/berth/berthd.sock"
+        default_value = "/run/berth/berthd.sock",
+        value_parser = parse_address
     )]
     pub address: PathBuf,
     /// namespace of every call
@@ -69,4 +80,59 @@ pub enum Command {
     Tasks(tasks::Cmd),
     /// Follow the daemon's events
     Events(events::Args),
+    /// Print a shell completion script (bash: `source <(berthctl completion bash)`)
+    Completion {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Write berthctl's man pages (berthctl.1, berthctl-GROUP.1, ...) into DIR
+    #[command(hide = true)]
+    Man {
+        /// where to write the pages
+        dir: PathBuf,
+    },
+}
+
+/// berthd's address as ctr takes it: a socket path, or `unix://PATH`.
+pub fn parse_address(s: &str) -> Result<PathBuf, String> {
+    let path = match s.split_once("://") {
+        None => s,
+        Some(("unix", path)) => path,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{scheme}:// addresses are not supported: berthd listens on a unix socket (a path or unix://PATH)"
+            ))
+        }
+    };
+    if path.is_empty() {
+        return Err("empty socket path".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_ctr_takes_them() {
+        assert_eq!(
+            parse_address("/run/b.sock").unwrap(),
+            PathBuf::from("/run/b.sock")
+        );
+        assert_eq!(
+            parse_address("unix:///run/b.sock").unwrap(),
+            PathBuf::from("/run/b.sock")
+        );
+        assert!(parse_address("tcp://127.0.0.1:1")
+            .unwrap_err()
+            .contains("tcp://"));
+        assert!(parse_address("unix://").is_err());
+    }
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

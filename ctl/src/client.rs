@@ -15,9 +15,6 @@ use crate::error::{Error, Result};
 /// Largest message we accept from the daemon (content reads, big lists).
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// gRPC metadata key naming the lease a call's new resources join.
-pub const LEASE_HEADER: &str = "containerd-lease";
-
 /// Adds the namespace header (and the lease header, when set) to every
 /// request.
 #[derive(Clone)]
@@ -31,7 +28,8 @@ impl tonic::service::Interceptor for NamespaceInterceptor {
         req.metadata_mut()
             .insert(berth_api::namespace::GRPC_HEADER, self.namespace.clone());
         if let Some(l) = &self.lease {
-            req.metadata_mut().insert(LEASE_HEADER, l.clone());
+            req.metadata_mut()
+                .insert(berth_api::lease::GRPC_HEADER, l.clone());
         }
         Ok(req)
     }

@@ -6,7 +6,7 @@
 //! `commands/` (one module per group: flags in, output out) →
 //! `workflows/` (the container workflow the commands share: create,
 //! start, exec, attach, remove; plain options, no printing) → `spec`,
-//! `oci`, `rootfs`, `ingest` (resumable blob writes) → `client`
+//! `resolve` (images in the content store, over berth-api's OCI model), `rootfs`, `ingest` (resumable blob writes) → `client`
 //! (connection and typed service clients), `stdio`, `labels`, `output`
 //! (tables and JSON) → `error`, `tty`, `progress` (bars on stderr when it
 //! is a terminal).
@@ -17,9 +17,9 @@ pub mod commands;
 pub mod error;
 pub mod ingest;
 pub mod labels;
-pub mod oci;
 pub mod output;
 pub mod progress;
+pub mod resolve;
 pub mod rootfs;
 pub mod spec;
 pub mod stdio;
@@ -31,13 +31,25 @@ use std::process::ExitCode;
 pub use cli::{Cli, Command};
 pub use error::{Error, Result};
 
-/// Exit status for a failed command.
+/// Exit status for a failed command (a command line that does not parse
+/// exits 2, as clap does).
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit status for a command line that does not parse.
-pub const EXIT_USAGE: u8 = 2;
 
 /// Runs a parsed command line; returns the process exit status.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Completion { shell } => {
+            commands::docs::completion(<Cli as clap::CommandFactory>::command(), *shell)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            let pages = commands::docs::man_pages(<Cli as clap::CommandFactory>::command(), dir)?;
+            output::Printer::new(cli.output)
+                .lines(pages.iter().map(|p| p.display().to_string()))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let client = client::Client::connect(&cli.address, &cli.namespace).await?;
     let ctx = commands::Ctx {
         client,
@@ -54,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Containers(cmd) => return commands::containers::run(&ctx, cmd).await,
         Command::Tasks(cmd) => return commands::tasks::run(&ctx, cmd).await,
         Command::Events(args) => commands::events::run(&ctx, args).await?,
+        Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -139,16 +139,12 @@ pub fn sorted_labels(m: std::collections::HashMap<String, String>) -> BTreeMap<S
 
 /// A protobuf timestamp as a SystemTime (None when absent or invalid).
 pub fn system_time(t: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
-    let t = t?;
-    if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) {
-        return None;
-    }
-    Some(UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32))
+    SystemTime::try_from(*t?).ok()
 }
 
 /// A protobuf timestamp as RFC 3339 (UTC, seconds), or None when absent.
 pub fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
-    system_time(t).map(|t| humantime::format_rfc3339_seconds(t).to_string())
+    system_time(t).map(berth_api::lease::format_rfc3339)
 }
 
 /// How long ago `t` was, coarsely: `12s`, `5m`, `3h`, `2d`; `-` if unknown.

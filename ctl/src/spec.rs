@@ -13,7 +13,7 @@ use oci_spec::runtime::{
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::oci::ExecConfig;
+use berth_api::oci::ExecConfig;
 
 /// PATH for images that set none.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

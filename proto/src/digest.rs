@@ -1,4 +1,5 @@
-//! Content digests (`sha256:<64 hex>`), parsed once at the edge.
+//! Content digests (`sha256:<64 hex>`), parsed once at the edge. A refused
+//! string is echoed shortened (see [`crate::echo`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,18 +56,22 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (alg, enc) = s
             .split_once(':')
-            .ok_or_else(|| DigestError::NoAlgorithm(s.to_owned()))?;
+            .ok_or_else(|| DigestError::NoAlgorithm(echo(s)))?;
         if alg != "sha256" {
-            return Err(DigestError::Unsupported(s.to_owned()));
+            return Err(DigestError::Unsupported(echo(s)));
         }
         let ok = enc.len() == 64 && enc.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !ok {
-            return Err(DigestError::BadEncoding(s.to_owned()));
+            return Err(DigestError::BadEncoding(echo(s)));
         }
         Ok(Self {
             hex: enc.to_owned(),
         })
     }
+}
+
+fn echo(s: &str) -> String {
+    crate::echo::shorten(s).into_owned()
 }
 
 impl fmt::Display for Digest {
@@ -121,5 +126,8 @@ mod tests {
         ));
         let upper = format!("sha256:{}", d.hex().to_uppercase());
         assert!(upper.parse::<Digest>().is_err());
+        let huge = format!("sha256:{}", "0".repeat(3 << 20));
+        let msg = huge.parse::<Digest>().unwrap_err().to_string();
+        assert!(msg.len() < 512, "echoed {} bytes", msg.len());
     }
 }

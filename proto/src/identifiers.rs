@@ -30,7 +30,7 @@ pub enum IdentifierError {
     Invalid {
         /// which field
         field: &'static str,
-        /// the value
+        /// the value, shortened (see [`crate::echo`])
         value: String,
     },
 }
@@ -67,7 +67,7 @@ pub fn validate(field: &'static str, value: &str) -> Result<(), IdentifierError>
 fn invalid(field: &'static str, value: &str) -> IdentifierError {
     IdentifierError::Invalid {
         field,
-        value: value.escape_debug().to_string(),
+        value: crate::echo::shorten(value).into_owned(),
     }
 }
 
@@ -79,13 +79,14 @@ pub fn validate_label(key: &str, value: &str) -> Result<(), String> {
     }
     if key.len() + value.len() > 4096 {
         return Err(format!(
-            "labels: label {key:?} exceeds the 4096 byte maximum"
+            "labels: label {} exceeds the 4096 byte maximum",
+            crate::echo::Echo(key)
         ));
     }
     if key.contains('\0') || value.contains('\0') {
         return Err(format!(
-            "labels: label {:?} contains NUL",
-            key.escape_debug().to_string()
+            "labels: label {} contains NUL",
+            crate::echo::Echo(key)
         ));
     }
     Ok(())
@@ -116,6 +117,9 @@ mod tests {
         }
         let msg = validate("container id", "a/b").unwrap_err().to_string();
         assert!(msg.starts_with("container id:"), "{msg}");
+        let huge = format!("a/{}", "b".repeat(3 << 20));
+        let msg = validate("container id", &huge).unwrap_err().to_string();
+        assert!(msg.len() < 512, "echoed {} bytes", msg.len());
     }
 
     #[test]
@@ -124,5 +128,7 @@ mod tests {
         assert!(validate_label("", "b").is_err());
         assert!(validate_label("a\0", "b").is_err());
         assert!(validate_label("a", &"v".repeat(5000)).is_err());
+        let msg = validate_label(&"k".repeat(1 << 20), "").unwrap_err();
+        assert!(msg.len() < 512, "echoed {} bytes", msg.len());
     }
 }

@@ -86,5 +86,6 @@ mod tests {
             format_rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             "2023-11-14T22:13:20Z"
         );
+        assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }

@@ -10,6 +10,7 @@
 //! headers, and runc's options ([`runc`]).
 
 pub mod digest;
+pub mod echo;
 pub mod errdefs;
 pub mod events;
 pub mod identifiers;

@@ -71,6 +71,15 @@ impl Cgroup {
         Some(Cgroup::V1(dirs))
     }
 
+    /// Whether the cgroup is still there (the runtime removes it when it
+    /// deletes the container).
+    pub fn exists(&self) -> bool {
+        match self {
+            Cgroup::V1(d) => d.values().any(|p| p.is_dir()),
+            Cgroup::V2(p) => p.is_dir(),
+        }
+    }
+
     /// The memory controller's directory.
     pub fn memory_dir(&self) -> Option<&Path> {
         match self {

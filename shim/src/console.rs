@@ -110,7 +110,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl ConsoleSocket {
     /// Binds `<dir>/<name>.sock`, or a short path under the temp dir when
-    /// that would not fit in `sun_path` (108 bytes).
+    /// that would not fit in `sun_path` (108 bytes); mode 0600.
     pub fn bind(dir: &Path, name: &str) -> std::io::Result<Self> {
         let mut path = dir.join(format!("{name}.sock"));
         if path.as_os_str().len() >= 100 {
@@ -119,7 +119,9 @@ impl ConsoleSocket {
         }
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
-        Ok(Self { listener, path })
+        let sock = Self { listener, path };
+        crate::bundle::make_private(&sock.path)?;
+        Ok(sock)
     }
 
     /// The path to give the runtime.
@@ -154,5 +156,26 @@ impl ConsoleSocket {
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn console_sockets_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("x".repeat(100));
+        std::fs::create_dir(&long).unwrap();
+        for d in [dir.path(), long.as_path()] {
+            let sock = ConsoleSocket::bind(d, "console").unwrap();
+            let mode = std::fs::metadata(sock.path()).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", sock.path().display());
+            let path = sock.path().to_path_buf();
+            drop(sock);
+            assert!(!path.exists(), "removed on drop");
+        }
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::lifecycle::write_file;
+use crate::bundle::{self, write_file, Bundle};
 use crate::reaper::Reaper;
 use crate::service::ShimService;
 use crate::sys;
@@ -95,7 +95,7 @@ pub fn start(args: &Args) -> Result<String, String> {
     validate(args)?;
     let socket = socket_path(&args.bundle, &args.socket_dir);
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("socket dir {}: {e}", dir.display()))?;
+        bundle::create_dirs(dir).map_err(|e| format!("socket dir {}: {e}", dir.display()))?;
     }
     let address = format!("unix://{}", socket.display());
     if UnixStream::connect(&socket).is_ok() {
@@ -103,16 +103,14 @@ pub fn start(args: &Args) -> Result<String, String> {
         // than unlinking its socket.
         return Ok(address);
     }
-    let log_path = args.bundle.join("shim.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+    let log_path = Bundle::new(&args.bundle).shim_log();
+    let log =
+        bundle::open_append(&log_path).map_err(|e| format!("open {}: {e}", log_path.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let _ = std::fs::remove_file(&socket);
     let listener = std::os::unix::net::UnixListener::bind(&socket)
         .map_err(|e| format!("bind {}: {e}", socket.display()))?;
+    bundle::make_private(&socket).map_err(|e| format!("chmod {}: {e}", socket.display()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("serve")
         .arg("--namespace")
@@ -207,8 +205,11 @@ pub fn serve(args: &Args) -> Result<(), String> {
                 .map_err(|e| format!("inherited socket (fd {fd}): {e}"))?,
             None => {
                 let _ = std::fs::remove_file(&socket);
-                UnixListener::bind(&socket)
-                    .map_err(|e| format!("bind {}: {e}", socket.display()))?
+                let l = UnixListener::bind(&socket)
+                    .map_err(|e| format!("bind {}: {e}", socket.display()))?;
+                bundle::make_private(&socket)
+                    .map_err(|e| format!("chmod {}: {e}", socket.display()))?;
+                l
             }
         };
         let task = Task::new(

@@ -59,6 +59,7 @@ impl From<Error> for tonic::Status {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::Runtime(RuntimeError::Gone { .. }) => Code::NotFound,
             Error::Runtime(RuntimeError::Spawn { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {

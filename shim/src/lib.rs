@@ -5,14 +5,17 @@
 //! Entry points: [`daemon::start`] (`berth-shim start`) and
 //! [`daemon::serve`] (the hidden `berth-shim serve`).
 
+pub mod bundle;
 pub mod cgroup;
 pub mod console;
 pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod lifecycle;
+pub mod logfile;
 pub mod oom;
 pub mod ops;
+pub mod process;
 pub mod reaper;
 pub mod runtime;
 pub mod service;

@@ -11,12 +11,16 @@ use nix::unistd::Pid;
 use prost::Message;
 
 use crate::error::{Error, Result};
+use crate::process::{Guard, Phase, Proc, Refusal};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::stdio::StdioPaths;
-use crate::task::{Proc, ProcStatus, Task};
+use crate::task::Task;
 
 impl Task {
     /// Records an exec process (started later by `start(exec_id)`).
-    /// `spec` is the OCI process spec (JSON).
+    /// `spec` is the OCI process spec (JSON); its `terminal` is set from
+    /// the request, as containerd's shim does, so the runtime allocates a
+    /// pty exactly when the shim hands it a console socket.
     pub async fn exec(
         self: &Arc<Self>,
         exec_id: &str,
@@ -25,7 +29,7 @@ impl Task {
     ) -> Result<()> {
         berth_api::identifiers::validate("exec_id", exec_id)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let parsed: serde_json::Value = serde_json::from_slice(&spec)
+        let mut parsed: serde_json::Value = serde_json::from_slice(&spec)
             .map_err(|e| Error::InvalidArgument(format!("spec: not an OCI process spec: {e}")))?;
         if parsed
             .get("args")
@@ -36,21 +40,27 @@ impl Task {
                 "spec: process args must not be empty".into(),
             ));
         }
+        let Some(fields) = parsed.as_object_mut() else {
+            return Err(Error::InvalidArgument(
+                "spec: not an OCI process spec (an object)".into(),
+            ));
+        };
+        fields.insert("terminal".into(), paths.terminal.into());
+        let spec = serde_json::to_vec(&parsed)
+            .map_err(|e| Error::InvalidArgument(format!("spec: {e}")))?;
         let _op = self.op.lock().await;
         let mut st = self.lock();
-        let init = st.proc("")?;
-        if init.status != ProcStatus::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "task {:?} is not running",
-                self.id
-            )));
-        }
-        if st.execs.contains_key(exec_id) {
+        let live = st.live_mut()?;
+        live.init
+            .phase
+            .can_exec()
+            .map_err(|r| r.error(&self.name("")))?;
+        if live.execs.contains_key(exec_id) {
             return Err(Error::AlreadyExists(format!(
                 "exec_id: process {exec_id:?} already exists"
             )));
         }
-        st.execs
+        live.execs
             .insert(exec_id.to_string(), Proc::new(exec_id, paths, spec));
         self.events.publish(
             "/tasks/exec-added",
@@ -69,36 +79,33 @@ impl Task {
             .ok()
             .and_then(|s| Signal::try_from(s).ok())
             .ok_or_else(|| Error::InvalidArgument(format!("signal: {signal} is not a signal")))?;
-        let (status, pid, runtime) = {
+        let (phase, pid, runtime) = {
             let st = self.lock();
             let p = st.proc(exec_id)?;
-            (p.status, p.pid, st.runtime()?)
+            (p.phase, p.pid, st.live()?.runtime.clone())
         };
-        if status == ProcStatus::Stopped && !(all && exec_id.is_empty()) {
-            return Err(Error::NotFound(format!(
-                "process {} already finished",
-                self.name(exec_id)
-            )));
-        }
+        phase
+            .can_kill(exec_id.is_empty(), all)
+            .map_err(|r| r.error(&self.name(exec_id)))?;
         if exec_id.is_empty() {
             return runtime.kill(&self.id, sig as u32, all).await.map_err(|e| {
-                // The runtime raced with an exit.
-                if self.lock().init.as_ref().is_some_and(|p| p.exit.is_some()) {
-                    Error::NotFound(format!("process {} already finished", self.name("")))
+                // The runtime raced with an exit, or the container is gone.
+                let exited = self
+                    .lock()
+                    .live()
+                    .is_ok_and(|l| l.init.phase.exit().is_some());
+                let not_running = matches!(&e, RuntimeError::Failed { message, .. }
+                    if message.contains("container not running"));
+                if exited || not_running {
+                    Refusal::Finished.error(&self.name(""))
                 } else {
                     e.into()
                 }
             });
         }
-        if status == ProcStatus::Created {
-            return Err(Error::FailedPrecondition(format!(
-                "process {} is not started",
-                self.name(exec_id)
-            )));
-        }
         kill(Pid::from_raw(pid as i32), sig).map_err(|e| {
             if e == nix::errno::Errno::ESRCH {
-                Error::NotFound(format!("process {} already finished", self.name(exec_id)))
+                Refusal::Finished.error(&self.name(exec_id))
             } else {
                 Error::Io {
                     context: format!("kill {pid}"),
@@ -111,15 +118,11 @@ impl Task {
     /// Freezes the container.
     pub async fn pause(&self) -> Result<()> {
         let _op = self.op.lock().await;
-        let runtime = self.running_init()?;
-        if self.lock().paused {
-            return Err(Error::FailedPrecondition(format!(
-                "task {:?} is already paused",
-                self.id
-            )));
-        }
+        let runtime = self.init_allows(Phase::can_pause)?;
         runtime.pause(&self.id).await?;
-        self.lock().paused = true;
+        if let Ok(live) = self.lock().live_mut() {
+            live.init.phase.set_paused(true);
+        }
         self.events.publish(
             "/tasks/paused",
             "TaskPaused",
@@ -133,15 +136,11 @@ impl Task {
     /// Thaws the container.
     pub async fn resume(&self) -> Result<()> {
         let _op = self.op.lock().await;
-        let runtime = self.running_init()?;
-        if !self.lock().paused {
-            return Err(Error::FailedPrecondition(format!(
-                "task {:?} is not paused",
-                self.id
-            )));
-        }
+        let runtime = self.init_allows(Phase::can_resume)?;
         runtime.resume(&self.id).await?;
-        self.lock().paused = false;
+        if let Ok(live) = self.lock().live_mut() {
+            live.init.phase.set_paused(false);
+        }
         self.events.publish(
             "/tasks/resumed",
             "TaskResumed",
@@ -152,30 +151,28 @@ impl Task {
         Ok(())
     }
 
-    fn running_init(&self) -> Result<crate::runtime::Runtime> {
+    /// The runtime, when init's phase passes `guard`.
+    fn init_allows(&self, guard: fn(&Phase) -> Guard) -> Result<Runtime> {
         let st = self.lock();
-        if st.proc("")?.status != ProcStatus::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "task {:?} is not running",
-                self.id
-            )));
-        }
-        st.runtime()
+        let live = st.live()?;
+        guard(&live.init.phase).map_err(|r| r.error(&self.name("")))?;
+        Ok(live.runtime.clone())
     }
 
     /// Pids in the container; exec'd processes carry containerd's
     /// `ProcessDetails` with their exec id.
     pub async fn pids(&self) -> Result<Vec<ProcessInfo>> {
-        let runtime = self.lock().runtime()?;
+        let runtime = self.lock().live()?.runtime.clone();
         let pids = runtime.ps(&self.id).await?;
         let st = self.lock();
+        let live = st.live()?;
         Ok(pids
             .into_iter()
             .map(|pid| {
-                let info = st
+                let info = live
                     .execs
                     .values()
-                    .find(|p| p.pid == pid && p.status == ProcStatus::Running)
+                    .find(|p| p.pid == pid && p.phase.is_running())
                     .map(|p| prost_types::Any {
                         type_url: "containerd.runc.v1.ProcessDetails".into(),
                         value: ProcessDetails {
@@ -191,11 +188,17 @@ impl Task {
     /// cgroup metrics as containerd's Metrics in an Any.
     pub fn stats(&self) -> Result<prost_types::Any> {
         let st = self.lock();
-        st.proc("")?;
-        let cg = st
+        let live = st.live()?;
+        let cg = live
             .cgroup
             .as_ref()
             .ok_or_else(|| Error::NotFound("task has no cgroup".into()))?;
+        if !cg.exists() {
+            return Err(Error::NotFound(format!(
+                "the cgroup of task {} is gone",
+                self.name("")
+            )));
+        }
         Ok(cg.metrics())
     }
 
@@ -205,7 +208,7 @@ impl Task {
             Error::InvalidArgument(format!("resources: not an OCI LinuxResources: {e}"))
         })?;
         let _op = self.op.lock().await;
-        let runtime = self.running_init()?;
+        let runtime = self.init_allows(Phase::can_update)?;
         runtime.update(&self.id, resources).await?;
         Ok(())
     }
@@ -218,6 +221,20 @@ impl Task {
             io.resize(width, height).map_err(Error::io("resize pty"))?;
         }
         Ok(())
+    }
+
+    /// Reopens the log file the shim writes for init (CRI
+    /// ReopenContainerLog, after the kubelet moved the file away).
+    pub fn reopen_log(&self) -> Result<()> {
+        let st = self.lock();
+        let init = &st.live()?.init;
+        match init.io.as_ref().and_then(|io| io.reopen_log()) {
+            Some(res) => res.map_err(Error::io("reopen log")),
+            None => Err(Error::FailedPrecondition(format!(
+                "task {} has no log file",
+                self.name("")
+            ))),
+        }
     }
 
     /// Closes a process's stdin (after what was written is copied).

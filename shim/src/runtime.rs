@@ -42,6 +42,17 @@ pub enum RuntimeError {
         /// its error output
         message: String,
     },
+    /// the runtime does not know the container (any more): it was never
+    /// created, or deleted behind the shim's back (`runc delete --force`)
+    #[error("{binary} {op}: the container does not exist: {message}")]
+    Gone {
+        /// the binary
+        binary: String,
+        /// the subcommand
+        op: &'static str,
+        /// its error output
+        message: String,
+    },
     /// talking to the runtime's pipes failed
     #[error("{op}: {source}")]
     Io {
@@ -105,10 +116,15 @@ impl Runtime {
             .and_then(|n| n.to_str())
             .unwrap_or(binary);
         let hybrid = Path::new("/sys/fs/cgroup/unified").exists();
+        let log = crate::bundle::Bundle::new(bundle).runtime_log();
+        // The runtime would create its log 0644; it appends to ours.
+        if let Err(e) = crate::bundle::open_append(&log) {
+            tracing::debug!(log = %log.display(), error = %e, "runtime log not created");
+        }
         Self {
             binary: binary.to_string(),
             root,
-            log: bundle.join("log.json"),
+            log,
             private_cgroup_view: base == "crun" && hybrid,
             sealed_exe: base == "crun",
             reaper,
@@ -124,7 +140,7 @@ impl Runtime {
     /// `berth-shim delete` can clean up after a shim that died.
     pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
         let v = serde_json::json!({ "binary": self.binary, "root": self.root });
-        crate::lifecycle::write_file(&bundle.join(RUNTIME_FILE), v.to_string().as_bytes())
+        crate::bundle::write_file(&bundle.join(RUNTIME_FILE), v.to_string().as_bytes())
     }
 
     /// The runtime recorded by [`Runtime::save`], if any.
@@ -374,6 +390,13 @@ impl Runtime {
     }
 
     fn failed(&self, op: &'static str, status: u32, message: String) -> RuntimeError {
+        if says_gone(&message) {
+            return RuntimeError::Gone {
+                binary: self.binary.clone(),
+                op,
+                message,
+            };
+        }
         RuntimeError::Failed {
             binary: self.binary.clone(),
             op,
@@ -394,6 +417,15 @@ impl Runtime {
             v.get("msg").and_then(|m| m.as_str()).map(str::to_string)
         })
     }
+}
+
+/// Whether a runtime's error says the container has no state: runc's
+/// "container does not exist"; crun cannot open the container's `status`
+/// file or state directory.
+fn says_gone(message: &str) -> bool {
+    message.contains("container does not exist")
+        || (message.contains("No such file or directory")
+            && (message.contains("/status`") || message.contains("cannot open directory")))
 }
 
 /// Reads a pid file written by the runtime.
@@ -490,5 +522,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.last_logged_error().as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn a_container_gone_is_recognised() {
+        for gone in [
+            "container does not exist",
+            "exec failed: container does not exist",
+            "error opening file `/run/crun/c1/status`: No such file or directory",
+            "cannot open directory '/run/crun/c1': No such file or directory",
+        ] {
+            assert!(says_gone(gone), "{gone}");
+        }
+        for other in [
+            "container not running",
+            "exec failed: unable to start container process: exec: \"/x\": stat /x: no such file or directory",
+            "open /etc/x: No such file or directory",
+        ] {
+            assert!(!says_gone(other), "{other}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::lifecycle::CreateOpts;
+use crate::logfile::{Format, LogOptions};
 use crate::stdio::StdioPaths;
 use crate::task::{ProcState, Task};
 
@@ -54,6 +55,38 @@ fn state_of(task: &Task, p: ProcState) -> pb::StateResponse {
     }
 }
 
+/// CreateRequest.log, checked.
+fn log_options(l: pb::LogFile, stdout: &str, stderr: &str) -> Result<LogOptions, Error> {
+    let path = std::path::PathBuf::from(&l.path);
+    if !path.is_absolute() {
+        return Err(Error::InvalidArgument(format!(
+            "log.path: {:?} is not an absolute path",
+            l.path
+        )));
+    }
+    let format = match pb::LogFormat::try_from(l.format) {
+        Ok(pb::LogFormat::Cri) => Format::Cri,
+        Ok(pb::LogFormat::JsonFile) => Format::JsonFile,
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "log.format: {} is not CRI or JSON_FILE",
+                l.format
+            )))
+        }
+    };
+    if !stdout.is_empty() || !stderr.is_empty() {
+        return Err(Error::InvalidArgument(
+            "stdout, stderr: must be empty when log is set".into(),
+        ));
+    }
+    Ok(LogOptions {
+        path,
+        format,
+        max_size: l.max_size,
+        max_files: l.max_files,
+    })
+}
+
 #[tonic::async_trait]
 impl Shim for ShimService {
     async fn create(&self, req: Request<pb::CreateRequest>) -> Reply<pb::CreateResponse> {
@@ -66,6 +99,10 @@ impl Shim for ShimService {
             ))
             .into());
         }
+        let log = match r.log {
+            Some(l) => Some(log_options(l, &r.stdout, &r.stderr)?),
+            None => None,
+        };
         let mut opts = CreateOpts {
             rootfs: r.rootfs,
             paths: StdioPaths {
@@ -73,6 +110,7 @@ impl Shim for ShimService {
                 stdout: r.stdout,
                 stderr: r.stderr,
                 terminal: r.terminal,
+                log,
             },
             runtime_binary: r.runtime_binary,
             runtime_root: None,
@@ -125,6 +163,7 @@ impl Shim for ShimService {
             stdout: r.stdout,
             stderr: r.stderr,
             terminal: r.terminal,
+            log: None,
         };
         self.task.exec(&r.exec_id, paths, spec).await?;
         ok(())
@@ -248,6 +287,11 @@ impl Shim for ShimService {
 
     async fn ack_events(&self, req: Request<pb::AckEventsRequest>) -> Reply<()> {
         self.task.events.ack(req.into_inner().upto);
+        ok(())
+    }
+
+    async fn reopen_log(&self, _: Request<()>) -> Reply<()> {
+        self.task.reopen_log()?;
         ok(())
     }
 }

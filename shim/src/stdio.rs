@@ -15,7 +15,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::console::Console;
+use crate::logfile::{self, LogOptions, LogWriter, SharedLog, Stream};
 use crate::reaper::{Exit, Reaper};
 use crate::runtime::ChildStdio;
 use crate::sys;
@@ -75,6 +75,9 @@ pub struct StdioPaths {
     pub stderr: String,
     /// whether the process has a terminal
     pub terminal: bool,
+    /// a log file the shim writes the output to (stdout and stderr are
+    /// then empty)
+    pub log: Option<LogOptions>,
 }
 
 enum Target {
@@ -153,6 +156,7 @@ pub struct ProcessIo {
     logger: Option<(u32, oneshot::Receiver<Exit>)>,
     console: Option<Arc<Console>>,
     output_done: Option<oneshot::Receiver<()>>,
+    log: Option<SharedLog>,
 }
 
 impl Drop for ProcessIo {
@@ -185,8 +189,14 @@ impl ProcessIo {
         Ok(true)
     }
 
-    /// Resolves when all output the shim copies has been written (only a
-    /// terminal's output is copied by the shim).
+    /// Reopens the log file the shim writes; None when there is none.
+    pub fn reopen_log(&self) -> Option<std::io::Result<()>> {
+        let log = self.log.as_ref()?;
+        Some(log.lock().unwrap_or_else(|p| p.into_inner()).reopen())
+    }
+
+    /// Resolves when all output the shim copies has been written (a
+    /// terminal's output, and what goes to a log file).
     pub fn take_output_done(&mut self) -> Option<oneshot::Receiver<()>> {
         self.output_done.take()
     }
@@ -256,18 +266,19 @@ pub async fn prepare(
             })
         }
     };
-    let (stdout, stderr) = match parse("stdout", &paths.stdout)? {
-        Target::Binary { path, args } => {
+    let (stdout, stderr) = match (&paths.log, parse("stdout", &paths.stdout)?) {
+        (Some(opts), _) => start_log(opts, &mut io)?,
+        (None, Target::Binary { path, args }) => {
             let (out, err, pid, exited) = start_logger(&path, &args, id, namespace, reaper).await?;
             io.logger = Some((pid, exited));
             (out, err)
         }
-        Target::File(path) => {
+        (None, Target::File(path)) => {
             let f = open_log_file(&path)?;
             let f2 = f.try_clone()?;
             (OwnedFd::from(f), OwnedFd::from(f2))
         }
-        out => {
+        (None, out) => {
             let stdout = open_output(out, "stdout", &paths.stdout)?;
             let stderr = if !paths.stderr.is_empty() && paths.stderr == paths.stdout {
                 stdout.try_clone()?
@@ -301,6 +312,18 @@ pub fn attach_console(console: Console, paths: &StdioPaths) -> Result<ProcessIo,
         io.tasks
             .push(tokio::spawn(copy_stdin(fifo, console.writer(), rx)));
     }
+    if let Some(opts) = &paths.log {
+        let log = open_log(opts)?;
+        io.log = Some(log.clone());
+        let (done_tx, done_rx) = oneshot::channel();
+        io.output_done = Some(done_rx);
+        let reader = console.reader();
+        io.tasks.push(tokio::spawn(async move {
+            logfile::pump_reader(reader, Stream::Stdout, log).await;
+            let _ = done_tx.send(());
+        }));
+        return Ok(io);
+    }
     let out: Option<Box<dyn AsyncWrite + Send + Unpin>> = match parse("stdout", &paths.stdout)? {
         Target::Null => None,
         Target::Fifo(p) => Some(Box::new(
@@ -325,6 +348,42 @@ pub fn attach_console(console: Console, paths: &StdioPaths) -> Result<ProcessIo,
         let _ = done_tx.send(());
     }));
     Ok(io)
+}
+
+/// How much a log pipe holds while the shim is busy (the kernel's
+/// default is 64 KiB); pages are only used when filled.
+const LOG_PIPE_SIZE: i32 = 1 << 20;
+
+fn open_log(opts: &LogOptions) -> Result<SharedLog, StdioError> {
+    LogWriter::open(opts.clone())
+        .map(|w| Arc::new(std::sync::Mutex::new(w)))
+        .map_err(|source| open_err("log", &opts.path, source))
+}
+
+/// Pipes for the container's stdout and stderr, drained into the log by a
+/// task of the shim; returns their write ends.
+fn start_log(opts: &LogOptions, io: &mut ProcessIo) -> Result<(OwnedFd, OwnedFd), StdioError> {
+    let log = open_log(opts)?;
+    let (out_r, out_w) = std::io::pipe()?;
+    let (err_r, err_w) = std::io::pipe()?;
+    for w in [&out_w, &err_w] {
+        // Best effort: a smaller pipe only means the container may wait
+        // for the shim a little sooner.
+        let _ = nix::fcntl::fcntl(
+            w.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(LOG_PIPE_SIZE),
+        );
+    }
+    let out_r = pipe::Receiver::from_owned_fd(OwnedFd::from(out_r))?;
+    let err_r = pipe::Receiver::from_owned_fd(OwnedFd::from(err_r))?;
+    let (done_tx, done_rx) = oneshot::channel();
+    io.output_done = Some(done_rx);
+    io.log = Some(log.clone());
+    io.tasks.push(tokio::spawn(async move {
+        logfile::pump_pipes(out_r, err_r, log).await;
+        let _ = done_tx.send(());
+    }));
+    Ok((out_w.into(), err_w.into()))
 }
 
 fn open_err(field: &'static str, path: &Path, source: std::io::Error) -> StdioError {
@@ -360,16 +419,9 @@ fn open_output(target: Target, field: &'static str, raw: &str) -> Result<OwnedFd
     }
 }
 
+/// A `file://` log: appended to, created 0600 (missing parents 0700).
 fn open_log_file(path: &Path) -> Result<File, StdioError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| open_err("stdout", parent, source))?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|source| open_err("stdout", path, source))
+    crate::bundle::open_append(path).map_err(|source| open_err("stdout", path, source))
 }
 
 /// Copies the stdin fifo to `dst` until the client closes it (EOF) or

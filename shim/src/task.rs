@@ -1,5 +1,5 @@
 //! One container's task: its init process and exec'd processes, their
-//! lifecycle through the OCI runtime, exit retention and events.
+//! exits and the events about them.
 //!
 //! Lifecycle operations (create, start, exec, delete, pause, resume,
 //! update) are serialised by one async lock; reads (state, wait, pids,
@@ -7,9 +7,13 @@
 //! until the process is deleted. Deleting the init process unmounts the
 //! rootfs and makes the shim exit on its own once berthd has acknowledged
 //! the queued events (or after [`DRAIN_TIMEOUT`]).
+//!
+//! TaskExit is published in one place, [`Task::report_exits`], which every
+//! change that can make an exit due calls: an exit recorded, a Start done,
+//! the deferral of init's exit timed out, init deleted.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,63 +22,20 @@ use berth_api::task_types::Status;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::bundle::Bundle;
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::events::EventQueue;
+use crate::process::{Phase, Proc};
 use crate::reaper::{Exit, Reaper};
 use crate::runtime::Runtime;
-use crate::stdio::{ProcessIo, StdioPaths};
+use crate::stdio::StdioPaths;
 
 /// How long a deleted shim waits for berthd to acknowledge its last events.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an exit waits for the shim-copied output (a terminal's) to drain.
+/// How long an exit waits for the shim-copied output (a terminal's) to
+/// drain, and how long init's TaskExit waits for running execs' exits.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
-
-/// A process's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcStatus {
-    /// created by the runtime (init) or recorded (exec), not started
-    Created,
-    /// started and not yet reaped
-    Running,
-    /// exited; the exit is kept until delete
-    Stopped,
-}
-
-/// One process of the task. The init process has an empty `exec_id`.
-pub struct Proc {
-    pub(crate) exec_id: String,
-    pub(crate) pid: u32,
-    pub(crate) status: ProcStatus,
-    pub(crate) paths: StdioPaths,
-    /// exec processes: the OCI process spec (JSON)
-    pub(crate) spec: Vec<u8>,
-    pub(crate) exit: Option<Exit>,
-    pub(crate) exit_tx: watch::Sender<Option<Exit>>,
-    pub(crate) io: Option<ProcessIo>,
-    pub(crate) started: bool,
-    /// a Start is running the runtime: an exit now is published after TaskStart
-    pub(crate) starting: bool,
-    pub(crate) exit_event_pending: bool,
-}
-
-impl Proc {
-    pub(crate) fn new(exec_id: &str, paths: StdioPaths, spec: Vec<u8>) -> Self {
-        Self {
-            exec_id: exec_id.to_string(),
-            pid: 0,
-            status: ProcStatus::Created,
-            paths,
-            spec,
-            exit: None,
-            exit_tx: watch::channel(None).0,
-            io: None,
-            started: false,
-            starting: false,
-            exit_event_pending: false,
-        }
-    }
-}
 
 /// A snapshot of one process for State/ListProcesses.
 #[derive(Debug, Clone)]
@@ -91,43 +52,93 @@ pub struct ProcState {
     pub exit: Option<Exit>,
 }
 
+/// The container behind the task.
 #[derive(Default)]
-pub(crate) struct State {
-    pub(crate) runtime: Option<Runtime>,
-    pub(crate) init: Option<Proc>,
-    pub(crate) execs: HashMap<String, Proc>,
-    pub(crate) paused: bool,
-    pub(crate) cgroup: Option<Cgroup>,
-    pub(crate) oom: Option<JoinHandle<()>>,
-    pub(crate) rootfs_mounted: bool,
-    pub(crate) deleted: bool,
-    /// init exited but its TaskExit waits for running execs' exits
-    pub(crate) init_exit_deferred: bool,
-    /// the container shares a pid namespace: kill what is left when init exits
-    pub(crate) kill_all_on_exit: bool,
+pub(crate) enum Container {
+    /// nothing created yet
+    #[default]
+    Empty,
+    /// created by the runtime and not deleted
+    Live(Box<Live>),
+    /// init was deleted: the shim is on its way out and creates nothing
+    Deleted,
 }
 
-impl State {
+/// A created container: its processes and what the shim holds for it.
+pub(crate) struct Live {
+    pub(crate) runtime: Runtime,
+    pub(crate) init: Proc,
+    pub(crate) execs: HashMap<String, Proc>,
+    pub(crate) cgroup: Option<Cgroup>,
+    pub(crate) oom: Option<JoinHandle<()>>,
+    /// the shim mounted `<bundle>/rootfs` and unmounts it on delete
+    pub(crate) rootfs_mounted: bool,
+    /// false when the container shares a pid namespace: what is left of
+    /// it is killed when init exits (the kernel does it otherwise)
+    pub(crate) own_pid_ns: bool,
+}
+
+impl Live {
     pub(crate) fn proc(&self, exec_id: &str) -> Result<&Proc> {
-        let p = if exec_id.is_empty() {
-            self.init.as_ref()
-        } else {
-            self.execs.get(exec_id)
-        };
-        p.ok_or_else(|| not_found(exec_id))
+        if exec_id.is_empty() {
+            return Ok(&self.init);
+        }
+        self.execs.get(exec_id).ok_or_else(|| not_found(exec_id))
     }
+
     pub(crate) fn proc_mut(&mut self, exec_id: &str) -> Result<&mut Proc> {
-        let p = if exec_id.is_empty() {
-            self.init.as_mut()
-        } else {
-            self.execs.get_mut(exec_id)
-        };
-        p.ok_or_else(|| not_found(exec_id))
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        self.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| not_found(exec_id))
     }
-    pub(crate) fn runtime(&self) -> Result<Runtime> {
-        self.runtime
-            .clone()
-            .ok_or_else(|| Error::NotFound("task is not created".into()))
+
+    fn paused(&self) -> bool {
+        self.init.phase == Phase::Paused
+    }
+
+    fn snapshot(&self, p: &Proc) -> ProcState {
+        ProcState {
+            exec_id: p.exec_id.clone(),
+            pid: p.pid,
+            status: p.phase.status(self.paused()),
+            paths: p.paths.clone(),
+            exit: p.phase.exit(),
+        }
+    }
+}
+
+impl Container {
+    pub(crate) fn live(&self) -> Result<&Live> {
+        match self {
+            Container::Live(l) => Ok(l),
+            _ => Err(not_found("")),
+        }
+    }
+
+    pub(crate) fn live_mut(&mut self) -> Result<&mut Live> {
+        match self {
+            Container::Live(l) => Ok(l),
+            _ => Err(not_found("")),
+        }
+    }
+
+    /// A process, or NotFound naming it.
+    pub(crate) fn proc(&self, exec_id: &str) -> Result<&Proc> {
+        match self {
+            Container::Live(l) => l.proc(exec_id),
+            _ => Err(not_found(exec_id)),
+        }
+    }
+
+    /// A process, or NotFound naming it.
+    pub(crate) fn proc_mut(&mut self, exec_id: &str) -> Result<&mut Proc> {
+        match self {
+            Container::Live(l) => l.proc_mut(exec_id),
+            _ => Err(not_found(exec_id)),
+        }
     }
 }
 
@@ -143,11 +154,11 @@ pub(crate) fn not_found(exec_id: &str) -> Error {
 pub struct Task {
     pub(crate) namespace: String,
     pub(crate) id: String,
-    pub(crate) bundle: PathBuf,
+    pub(crate) bundle: Bundle,
     pub(crate) default_runtime: String,
     pub(crate) reaper: Arc<Reaper>,
     pub(crate) events: EventQueue,
-    pub(crate) state: Mutex<State>,
+    pub(crate) state: Mutex<Container>,
     pub(crate) op: tokio::sync::Mutex<()>,
     exit_tx: watch::Sender<bool>,
 }
@@ -164,11 +175,11 @@ impl Task {
         Arc::new(Self {
             namespace: namespace.to_string(),
             id: id.to_string(),
-            bundle: bundle.to_path_buf(),
+            bundle: Bundle::new(bundle),
             default_runtime: default_runtime.to_string(),
             reaper,
             events: EventQueue::new(namespace),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Container::Empty),
             op: tokio::sync::Mutex::new(()),
             exit_tx: watch::channel(false).0,
         })
@@ -179,7 +190,7 @@ impl Task {
         self.exit_tx.subscribe()
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Container> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -190,28 +201,42 @@ impl Task {
 
     /// The bundle directory.
     pub fn bundle(&self) -> &Path {
-        &self.bundle
+        self.bundle.path()
+    }
+
+    /// A process as errors name it: `"ID"` or `"EXEC" of task "ID"`.
+    pub(crate) fn name(&self, exec_id: &str) -> String {
+        if exec_id.is_empty() {
+            format!("{:?}", self.id)
+        } else {
+            format!("{:?} of task {:?}", exec_id, self.id)
+        }
     }
 
     /// Pid of the init process (0 before create).
     pub fn init_pid(&self) -> u32 {
-        self.lock().init.as_ref().map(|p| p.pid).unwrap_or(0)
+        self.lock().live().map(|l| l.init.pid).unwrap_or(0)
     }
 
     /// State of one process.
     pub fn state(&self, exec_id: &str) -> Result<ProcState> {
         let st = self.lock();
-        Ok(snapshot(st.proc(exec_id)?, st.paused))
+        let live = st.live().map_err(|_| not_found(exec_id))?;
+        Ok(live.snapshot(live.proc(exec_id)?))
     }
 
     /// Every process, init first.
     pub fn list(&self) -> Vec<ProcState> {
         let st = self.lock();
-        let mut out: Vec<ProcState> = st.init.iter().map(|p| snapshot(p, st.paused)).collect();
-        let mut execs: Vec<&Proc> = st.execs.values().collect();
+        let Ok(live) = st.live() else {
+            return Vec::new();
+        };
+        let mut execs: Vec<&Proc> = live.execs.values().collect();
         execs.sort_by(|a, b| a.exec_id.cmp(&b.exec_id));
-        out.extend(execs.into_iter().map(|p| snapshot(p, st.paused)));
-        out
+        std::iter::once(&live.init)
+            .chain(execs)
+            .map(|p| live.snapshot(p))
+            .collect()
     }
 
     /// Resolves with the process's exit; waits while it runs.
@@ -244,82 +269,74 @@ impl Task {
         });
     }
 
-    /// Records an exit. Like containerd, the init process's TaskExit is
-    /// published after the exits of exec'd processes that were still
-    /// running (the kernel kills them with the pid namespace's init), or
-    /// after [`OUTPUT_DRAIN`] at the latest. Without its own pid namespace
-    /// the container's remaining processes are killed when init exits.
+    /// Records an exit. Without its own pid namespace the container's
+    /// remaining processes are killed when init exits.
     fn on_exit(self: &Arc<Self>, exec_id: &str, pid: u32, exit: Exit) {
         let mut st = self.lock();
-        let is_init = exec_id.is_empty();
-        let Ok(p) = st.proc_mut(exec_id) else { return };
-        if p.pid != pid || p.exit.is_some() {
+        let Ok(live) = st.live_mut() else { return };
+        let Ok(p) = live.proc_mut(exec_id) else {
+            return;
+        };
+        if p.pid != pid || !p.phase.exited(exit) {
             return;
         }
         tracing::info!(exec_id, pid, status = exit.status, "process exited");
-        p.exit = Some(exit);
-        p.status = ProcStatus::Stopped;
         p.exit_tx.send_replace(Some(exit));
-        // A created process killed outside a Start has its exit published
-        // at once; during a Start it waits for TaskStart.
-        let started = p.started || !p.starting;
-        if !started {
-            p.exit_event_pending = true;
-        }
-        let execs_running = st.execs.values().any(|e| e.started && e.exit.is_none());
-        if is_init {
-            st.paused = false;
-            if started && execs_running {
-                st.init_exit_deferred = true;
+        if exec_id.is_empty() {
+            if !live.own_pid_ns {
+                let rt = live.runtime.clone();
+                let id = self.id.clone();
+                tokio::spawn(async move {
+                    let _ = rt.kill(&id, 9, true).await;
+                });
+            }
+            if live.execs.values().any(|e| e.phase.is_running()) {
+                // Init's TaskExit waits for theirs, or OUTPUT_DRAIN.
                 let me = Arc::clone(self);
                 tokio::spawn(async move {
                     tokio::time::sleep(OUTPUT_DRAIN).await;
-                    me.flush_init_exit();
+                    me.report_exits_now(true);
                 });
-            } else if started {
-                self.publish_exit(st.proc("").ok());
             }
-            if st.kill_all_on_exit {
-                if let Some(rt) = st.runtime.clone() {
-                    let id = self.id.clone();
-                    tokio::spawn(async move {
-                        let _ = rt.kill(&id, 9, true).await;
-                    });
-                }
-            }
-            return;
         }
-        if started {
-            self.publish_exit(st.proc(exec_id).ok());
-        }
-        if st.init_exit_deferred && !execs_running {
-            st.init_exit_deferred = false;
-            self.publish_exit(st.proc("").ok());
-        }
+        self.report_exits(live, false);
     }
 
-    fn publish_exit(&self, p: Option<&Proc>) {
-        if let Some(p) = p {
-            let msg = self.exit_event(p);
-            self.events.publish("/tasks/exit", "TaskExit", &msg);
-        }
-    }
-
-    /// Publishes a deferred init TaskExit (see [`Task::on_exit`]).
-    pub(crate) fn flush_init_exit(&self) {
+    /// [`Task::report_exits`] under the state lock.
+    pub(crate) fn report_exits_now(&self, force: bool) {
         let mut st = self.lock();
-        if std::mem::take(&mut st.init_exit_deferred) {
-            self.publish_exit(st.init.as_ref());
+        if let Ok(live) = st.live_mut() {
+            self.report_exits(live, force);
         }
     }
 
-    pub(crate) fn exit_event(&self, p: &Proc) -> ev::TaskExit {
-        let exit = p.exit.unwrap_or(Exit {
-            pid: p.pid,
-            status: 0,
-            at: std::time::SystemTime::now(),
-        });
-        ev::TaskExit {
+    /// Publishes every TaskExit that is due, each once. Like containerd,
+    /// init's TaskExit follows the exits of exec'd processes that were
+    /// still running (the kernel kills them with the pid namespace's
+    /// init), unless `force` (the deferral timed out, init is deleted). An
+    /// exit during a Start waits in [`Phase::Starting`] until TaskStart.
+    pub(crate) fn report_exits(&self, live: &mut Live, force: bool) {
+        let mut execs: Vec<&mut Proc> = live
+            .execs
+            .values_mut()
+            .filter(|p| p.phase.has_unreported())
+            .collect();
+        execs.sort_by_key(|p| p.phase.exit().map(|e| e.at));
+        for p in execs {
+            if let Some(exit) = p.phase.take_unreported() {
+                self.publish_exit(p, exit);
+            }
+        }
+        let execs_running = live.execs.values().any(|e| e.phase.is_running());
+        if force || !execs_running {
+            if let Some(exit) = live.init.phase.take_unreported() {
+                self.publish_exit(&live.init, exit);
+            }
+        }
+    }
+
+    fn publish_exit(&self, p: &Proc, exit: Exit) {
+        let msg = ev::TaskExit {
             container_id: self.id.clone(),
             id: if p.exec_id.is_empty() {
                 self.id.clone()
@@ -329,7 +346,8 @@ impl Task {
             pid: p.pid,
             exit_status: exit.status,
             exited_at: Some(exit.at.into()),
-        }
+        };
+        self.events.publish("/tasks/exit", "TaskExit", &msg);
     }
 
     /// Publishes the OOM event (called by the OOM watcher).
@@ -367,23 +385,6 @@ impl Task {
 
     /// Whether no process is left (nothing created, or init deleted).
     pub fn is_empty(&self) -> bool {
-        let st = self.lock();
-        st.init.is_none()
-    }
-}
-
-fn snapshot(p: &Proc, paused: bool) -> ProcState {
-    let status = match p.status {
-        ProcStatus::Created => Status::Created,
-        ProcStatus::Running if paused => Status::Paused,
-        ProcStatus::Running => Status::Running,
-        ProcStatus::Stopped => Status::Stopped,
-    };
-    ProcState {
-        exec_id: p.exec_id.clone(),
-        pid: p.pid,
-        status,
-        paths: p.paths.clone(),
-        exit: p.exit,
+        !matches!(*self.lock(), Container::Live(_))
     }
 }

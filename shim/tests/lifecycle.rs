@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use berth_api::cgroups::v1::Metrics;
 use berth_api::events::TaskExit;
 use berth_api::shim::v1::{self as pb};
@@ -45,40 +43,19 @@ async fn echo_hello(runtime: &str, id: &str) {
         .into_inner()
         .pid;
     assert!(pid > 0);
-    let st = c
-        .state(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let st = state(&mut c, "").await;
     assert_eq!(st.status, Status::Created as i32);
     assert_eq!(st.pid, pid);
-    let started = c
-        .start(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let started = c.start(proc_req("")).await.unwrap().into_inner();
     assert_eq!(started.pid, pid);
-    let w = c
-        .wait(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let w = c.wait(proc_req("")).await.unwrap().into_inner();
     assert_eq!(w.exit_status, 0);
     assert!(w.exited_at.is_some());
     let out = read_until(&mut reader, "hello\n", 5).await;
     assert_eq!(out, "hello\n");
-    let st = c
-        .state(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(st.status, Status::Stopped as i32);
+    assert_eq!(state(&mut c, "").await.status, Status::Stopped as i32);
 
-    let d = c
-        .delete(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let d = c.delete(proc_req("")).await.unwrap().into_inner();
     assert_eq!((d.pid, d.exit_status), (pid, 0));
     let events = collect_events(&mut c, 0, 4, 5).await;
     assert_eq!(
@@ -118,47 +95,23 @@ async fn crun_echo_hello() {
 
 /// `sh -c 'exit 7'` with stdout/stderr appended to a file:// log.
 async fn exit_seven(runtime: &str, id: &str) {
-    if !can_run(runtime) {
+    let script = &["sh", "-c", "echo out; echo err >&2; exit 7"];
+    let Some((fx, mut c)) = Fixture::launch(id, runtime, script, |_| {}).await else {
         return;
-    }
-    let mut fx = Fixture::new(
-        id,
-        runtime,
-        &["sh", "-c", "echo out; echo err >&2; exit 7"],
-        |_| {},
-    );
+    };
     let log = fx.path("logs/c.log");
     let uri = format!("file://{}", log.display());
-    let mut c = fx.start_shim().await;
-    c.create(fx.create_request(&uri, &uri)).await.unwrap();
-    c.start(pb::ProcessRequest::default()).await.unwrap();
-    let w = c
-        .wait(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(w.exit_status, 7);
+    fx.run(&mut c, fx.create_request(&uri, &uri)).await;
+    assert_eq!(wait_status(&mut c, "").await, 7);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("out\n") && text.contains("err\n"), "{text:?}");
     // Kill of an exited init: NotFound, as containerd answers.
-    let err = c
-        .kill(pb::KillRequest {
-            signal: 15,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = c.kill(kill_req("", 15)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let d = c
-        .delete(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let d = c.delete(proc_req("")).await.unwrap().into_inner();
     assert_eq!(d.exit_status, 7);
     // Shutdown(now) makes the shim exit without waiting for acks.
-    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
-    assert!(fx.wait_shim_gone(5).await);
-    fx.assert_clean();
+    fx.shutdown_clean(&mut c).await;
 }
 
 #[tokio::test]
@@ -171,135 +124,71 @@ async fn crun_exit_seven_file_log() {
     exit_seven("crun", "shim-exit7-crun").await;
 }
 
-/// A long-running container: exec, pids, pause/resume, stats, update,
-/// kill SIGTERM, and the event order.
-async fn running_container(runtime: &str, id: &str) {
-    if !can_run(runtime) {
-        return;
-    }
-    let script = "trap 'exit 143' TERM; while :; do sleep 0.1; done";
-    let mut fx = Fixture::new(id, runtime, &["sh", "-c", script], |_| {});
-    let mut c = fx.start_shim().await;
-    let pid = c
-        .create(fx.create_request("", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .pid;
-    c.start(pb::ProcessRequest::default()).await.unwrap();
-    assert_eq!(c.handshake(()).await.unwrap().into_inner().task_pid, pid);
-
-    // exec ps, output to a file
-    let log = fx.path("ps.log");
-    let exec = |exec_id: &str, args: &[&str], stdout: String| pb::ExecRequest {
+fn exec_req(exec_id: &str, args: &[&str], stdout: String) -> pb::ExecRequest {
+    pb::ExecRequest {
         exec_id: exec_id.into(),
         stdout,
         spec: Some(process(args, false)),
         ..Default::default()
+    }
+}
+
+/// A long-running container: exec, pids, pause/resume, stats, update,
+/// kill SIGTERM, and the event order.
+async fn running_container(runtime: &str, id: &str) {
+    let script = "trap 'exit 143' TERM; while :; do sleep 0.1; done";
+    let Some((fx, mut c)) = Fixture::launch(id, runtime, &["sh", "-c", script], |_| {}).await
+    else {
+        return;
     };
-    c.exec(exec("e1", &["ps"], format!("file://{}", log.display())))
+    let pid = fx.run(&mut c, fx.create_request("", "")).await;
+    assert_eq!(c.handshake(()).await.unwrap().into_inner().task_pid, pid);
+
+    // exec ps, output to a file
+    let log = fx.path("ps.log");
+    c.exec(exec_req("e1", &["ps"], format!("file://{}", log.display())))
         .await
         .unwrap();
     let dup = c
-        .exec(exec("e1", &["ps"], String::new()))
+        .exec(exec_req("e1", &["ps"], String::new()))
         .await
         .unwrap_err();
     assert_eq!(dup.code(), Code::AlreadyExists);
     let bad = c
-        .exec(exec("bad/id", &["ps"], String::new()))
+        .exec(exec_req("bad/id", &["ps"], String::new()))
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    let e1 = c
-        .start(pb::ProcessRequest {
-            exec_id: "e1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pid;
-    let w = c
-        .wait(pb::ProcessRequest {
-            exec_id: "e1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(w.exit_status, 0);
+    let e1 = c.start(proc_req("e1")).await.unwrap().into_inner().pid;
+    assert_eq!(wait_status(&mut c, "e1").await, 0);
     let ps = std::fs::read_to_string(&log).unwrap();
     assert!(ps.contains("PID") && ps.contains("sleep"), "{ps}");
-    let d = c
-        .delete(pb::ProcessRequest {
-            exec_id: "e1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let d = c.delete(proc_req("e1")).await.unwrap().into_inner();
     assert_eq!(d.pid, e1);
-    let gone = c
-        .state(pb::ProcessRequest {
-            exec_id: "e1".into(),
-        })
-        .await
-        .unwrap_err();
+    let gone = c.state(proc_req("e1")).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
 
     // a long exec shows up in pids with its exec id
-    c.exec(exec("e2", &["sleep", "30"], String::new()))
+    c.exec(exec_req("e2", &["sleep", "30"], String::new()))
         .await
         .unwrap();
-    let e2 = c
-        .start(pb::ProcessRequest {
-            exec_id: "e2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pid;
+    let e2 = c.start(proc_req("e2")).await.unwrap().into_inner().pid;
     let pids = c.pids(()).await.unwrap().into_inner().processes;
     assert!(pids.iter().any(|p| p.pid == pid), "{pids:?}");
     let p2 = pids.iter().find(|p| p.pid == e2).expect("exec pid listed");
     assert!(p2.info.is_some());
-    let running = c
-        .delete(pb::ProcessRequest {
-            exec_id: "e2".into(),
-        })
-        .await
-        .unwrap_err();
+    let running = c.delete(proc_req("e2")).await.unwrap_err();
     assert_eq!(running.code(), Code::FailedPrecondition);
-    c.kill(pb::KillRequest {
-        exec_id: "e2".into(),
-        signal: 9,
-        all: false,
-    })
-    .await
-    .unwrap();
-    let w = c
-        .wait(pb::ProcessRequest {
-            exec_id: "e2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(w.exit_status, 137);
+    c.kill(kill_req("e2", 9)).await.unwrap();
+    assert_eq!(wait_status(&mut c, "e2").await, 137);
     let list = c.list_processes(()).await.unwrap().into_inner().processes;
     assert_eq!(list.len(), 2);
 
     // pause / resume
     c.pause(()).await.unwrap();
-    let st = c
-        .state(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(st.status, Status::Paused as i32);
+    assert_eq!(state(&mut c, "").await.status, Status::Paused as i32);
     c.resume(()).await.unwrap();
-    let st = c
-        .state(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(st.status, Status::Running as i32);
+    assert_eq!(state(&mut c, "").await.status, Status::Running as i32);
 
     // stats decode as containerd's v1 metrics
     let any = c.stats(()).await.unwrap().into_inner().stats.unwrap();
@@ -331,22 +220,9 @@ async fn running_container(runtime: &str, id: &str) {
     );
 
     // SIGTERM
-    c.kill(pb::KillRequest {
-        signal: 15,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let w = tokio::time::timeout(
-        Duration::from_secs(10),
-        c.wait(pb::ProcessRequest::default()),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .into_inner();
-    assert_eq!(w.exit_status, 143);
-    c.delete(pb::ProcessRequest::default()).await.unwrap();
+    c.kill(kill_req("", 15)).await.unwrap();
+    assert_eq!(wait_status_within(&mut c, "", 10).await, 143);
+    c.delete(proc_req("")).await.unwrap();
 
     let events = collect_events(&mut c, 0, 12, 5).await;
     assert_eq!(
@@ -399,11 +275,10 @@ async fn crun_running_container() {
 /// Bad input: a runtime binary that does not exist, an invalid spec.
 #[tokio::test]
 async fn bad_input_leaves_nothing() {
-    if !can_run("runc") {
+    let Some((fx, mut c)) = Fixture::launch("shim-bad-runc", "runc", &["true"], |_| {}).await
+    else {
         return;
-    }
-    let mut fx = Fixture::new("shim-bad-runc", "runc", &["true"], |_| {});
-    let mut c = fx.start_shim().await;
+    };
     let mut req = fx.create_request("", "");
     req.runtime_binary = "/nonexistent/runc".into();
     let err = c.create(req).await.unwrap_err();
@@ -436,10 +311,7 @@ async fn bad_input_leaves_nothing() {
 
     // Starting or killing nothing.
     assert_eq!(
-        c.start(pb::ProcessRequest::default())
-            .await
-            .unwrap_err()
-            .code(),
+        c.start(proc_req("")).await.unwrap_err().code(),
         Code::NotFound
     );
     c.shutdown(pb::ShutdownRequest { now: false })
@@ -455,18 +327,12 @@ async fn bad_input_leaves_nothing() {
 /// first and init's last (containerd's order).
 #[tokio::test]
 async fn runc_init_exit_follows_exec_exits() {
-    if !can_run("runc") {
+    let Some((fx, mut c)) =
+        Fixture::launch("shim-order-runc", "runc", &["sleep", "1000"], |_| {}).await
+    else {
         return;
-    }
-    let mut fx = Fixture::new("shim-order-runc", "runc", &["sleep", "1000"], |_| {});
-    let mut c = fx.start_shim().await;
-    let pid = c
-        .create(fx.create_request("", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .pid;
-    c.start(pb::ProcessRequest::default()).await.unwrap();
+    };
+    let pid = fx.run(&mut c, fx.create_request("", "")).await;
     c.exec(pb::ExecRequest {
         exec_id: "e1".into(),
         spec: Some(process(&["sleep", "1000"], false)),
@@ -474,29 +340,10 @@ async fn runc_init_exit_follows_exec_exits() {
     })
     .await
     .unwrap();
-    let e1 = c
-        .start(pb::ProcessRequest {
-            exec_id: "e1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pid;
-    c.kill(pb::KillRequest {
-        signal: 9,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let w = c
-        .wait(pb::ProcessRequest {
-            exec_id: "e1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(w.exit_status, 137);
-    c.wait(pb::ProcessRequest::default()).await.unwrap();
+    let e1 = c.start(proc_req("e1")).await.unwrap().into_inner().pid;
+    c.kill(kill_req("", 9)).await.unwrap();
+    assert_eq!(wait_status(&mut c, "e1").await, 137);
+    c.wait(proc_req("")).await.unwrap();
     let events = collect_events(&mut c, 0, 6, 5).await;
     let exits: Vec<u32> = events
         .iter()
@@ -508,45 +355,27 @@ async fn runc_init_exit_follows_exec_exits() {
         })
         .collect();
     assert_eq!(exits, [e1, pid]);
-    c.delete(pb::ProcessRequest::default()).await.unwrap();
-    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
-    assert!(fx.wait_shim_gone(5).await);
-    fx.assert_clean();
+    fx.delete_and_finish(&mut c).await;
 }
 
 /// A created task killed before start: its exit is reported at once.
 #[tokio::test]
 async fn runc_kill_created_task() {
-    if !can_run("runc") {
+    let Some((fx, mut c)) =
+        Fixture::launch("shim-killcreated-runc", "runc", &["sleep", "1000"], |_| {}).await
+    else {
         return;
-    }
-    let mut fx = Fixture::new("shim-killcreated-runc", "runc", &["sleep", "1000"], |_| {});
-    let mut c = fx.start_shim().await;
+    };
     c.create(fx.create_request("", "")).await.unwrap();
-    c.kill(pb::KillRequest {
-        signal: 9,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let w = tokio::time::timeout(
-        Duration::from_secs(5),
-        c.wait(pb::ProcessRequest::default()),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .into_inner();
-    assert_eq!(w.exit_status, 137);
+    c.kill(kill_req("", 9)).await.unwrap();
+    assert_eq!(wait_status_within(&mut c, "", 5).await, 137);
     let events = collect_events(&mut c, 0, 2, 5).await;
     assert_eq!(topics(&events), ["/tasks/create", "/tasks/exit"]);
-    c.delete(pb::ProcessRequest::default()).await.unwrap();
+    c.delete(proc_req("")).await.unwrap();
     let events = collect_events(&mut c, 0, 3, 5).await;
     assert_eq!(
         topics(&events),
         ["/tasks/create", "/tasks/exit", "/tasks/delete"]
     );
-    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
-    assert!(fx.wait_shim_gone(5).await);
-    fx.assert_clean();
+    fx.shutdown_clean(&mut c).await;
 }

@@ -14,10 +14,7 @@ use prost::Message;
 /// exit by SIGKILL (137).
 #[tokio::test]
 async fn runc_oom_event() {
-    if !can_run("runc") {
-        return;
-    }
-    let mut fx = Fixture::new(
+    let Some((fx, mut c)) = Fixture::launch(
         "shim-oom-runc",
         "runc",
         &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
@@ -25,16 +22,13 @@ async fn runc_oom_event() {
             s["linux"]["resources"]["memory"] =
                 serde_json::json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
         },
-    );
-    let mut c = fx.start_shim().await;
-    c.create(fx.create_request("", "")).await.unwrap();
-    c.start(pb::ProcessRequest::default()).await.unwrap();
-    let w = c
-        .wait(pb::ProcessRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(w.exit_status, 137);
+    )
+    .await
+    else {
+        return;
+    };
+    fx.run(&mut c, fx.create_request("", "")).await;
+    assert_eq!(wait_status(&mut c, "").await, 137);
     let events = collect_events(&mut c, 0, 4, 5).await;
     let oom = events
         .iter()
@@ -46,22 +40,16 @@ async fn runc_oom_event() {
             .container_id,
         "shim-oom-runc"
     );
-    c.delete(pb::ProcessRequest::default()).await.unwrap();
-    c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
-    assert!(fx.wait_shim_gone(5).await);
-    fx.assert_clean();
+    fx.delete_and_finish(&mut c).await;
 }
 
 /// A shim killed with SIGKILL: `berth-shim delete` removes the container,
 /// its rootfs mount and its cgroup.
 async fn recovery_delete(runtime: &str, id: &str) {
-    if !can_run(runtime) {
+    let Some((fx, mut c)) = Fixture::launch(id, runtime, &["sleep", "1000"], |_| {}).await else {
         return;
-    }
-    let mut fx = Fixture::new(id, runtime, &["sleep", "1000"], |_| {});
-    let mut c = fx.start_shim().await;
-    c.create(fx.create_request("", "")).await.unwrap();
-    c.start(pb::ProcessRequest::default()).await.unwrap();
+    };
+    fx.run(&mut c, fx.create_request("", "")).await;
     let shim = nix::unistd::Pid::from_raw(fx.shim_pid.unwrap());
     nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(fx.wait_shim_gone(5).await);
@@ -113,17 +101,9 @@ async fn runc_many_in_parallel() {
             let mut fx = Fixture::new(&id, "runc", &["true"], |_| {});
             let t0 = std::time::Instant::now();
             let mut c = fx.start_shim().await;
-            c.create(fx.create_request("", "")).await.unwrap();
-            c.start(pb::ProcessRequest::default()).await.unwrap();
-            assert_eq!(
-                c.wait(pb::ProcessRequest::default())
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .exit_status,
-                0
-            );
-            c.delete(pb::ProcessRequest::default()).await.unwrap();
+            fx.run(&mut c, fx.create_request("", "")).await;
+            assert_eq!(wait_status(&mut c, "").await, 0);
+            c.delete(proc_req("")).await.unwrap();
             let took = t0.elapsed();
             let events = collect_events(&mut c, 0, 4, 5).await;
             c.ack_events(pb::AckEventsRequest {
@@ -163,15 +143,13 @@ async fn runc_sequential_latency() {
         let t_start = t.elapsed();
         c.create(fx.create_request("", "")).await.unwrap();
         let t_create = t.elapsed();
-        c.start(pb::ProcessRequest::default()).await.unwrap();
-        c.wait(pb::ProcessRequest::default()).await.unwrap();
+        c.start(proc_req("")).await.unwrap();
+        c.wait(proc_req("")).await.unwrap();
         let t_run = t.elapsed();
-        c.delete(pb::ProcessRequest::default()).await.unwrap();
+        c.delete(proc_req("")).await.unwrap();
         let t_delete = t.elapsed();
         rows.push((t_delete, t_start, t_create, t_run));
-        c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
-        assert!(fx.wait_shim_gone(5).await);
-        fx.assert_clean();
+        fx.shutdown_clean(&mut c).await;
     }
     rows.sort();
     let (total, start, create, run) = rows[rows.len() / 2];
@@ -194,8 +172,7 @@ async fn runc_idle_shim_memory() {
     for i in 0..10 {
         let mut fx = Fixture::new(&format!("shim-mem-{i}"), "runc", &["sleep", "1000"], |_| {});
         let mut c = fx.start_shim().await;
-        c.create(fx.create_request("", "")).await.unwrap();
-        c.start(pb::ProcessRequest::default()).await.unwrap();
+        fx.run(&mut c, fx.create_request("", "")).await;
         fixtures.push(fx);
         clients.push(c);
     }
@@ -211,17 +188,9 @@ async fn runc_idle_shim_memory() {
         shim_binary().display()
     );
     for (fx, c) in fixtures.iter().zip(clients.iter_mut()) {
-        c.kill(pb::KillRequest {
-            signal: 9,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        c.wait(pb::ProcessRequest::default()).await.unwrap();
-        c.delete(pb::ProcessRequest::default()).await.unwrap();
-        c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
-        assert!(fx.wait_shim_gone(5).await);
-        fx.assert_clean();
+        c.kill(kill_req("", 9)).await.unwrap();
+        c.wait(proc_req("")).await.unwrap();
+        fx.delete_and_finish(c).await;
     }
     assert!(private < 4 * 1024, "{private} kB private");
 }

@@ -1,8 +1,13 @@
 //! The crate's error type and its coarse kind (berth-api's shared
-//! [`ErrorKind`]), which callers map to gRPC codes.
+//! [`ErrorKind`]), which callers map to gRPC codes. Keys, paths and other
+//! values from a request or a layer are echoed shortened
+//! (`berth_api::echo`), never whole.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use berth_api::echo::{Echo, EchoBytes};
 
 use crate::mount::MountError;
 
@@ -14,7 +19,7 @@ pub use berth_api::ErrorKind;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// unknown key in a namespace
-    #[error("snapshot {key:?} not found in namespace {namespace:?}")]
+    #[error("snapshot {} not found in namespace {namespace:?}", Echo(key))]
     NotFound {
         /// namespace
         namespace: String,
@@ -22,7 +27,7 @@ pub enum Error {
         key: String,
     },
     /// key/name already used in the namespace
-    #[error("snapshot {key:?} already exists in namespace {namespace:?}")]
+    #[error("snapshot {} already exists in namespace {namespace:?}", Echo(key))]
     AlreadyExists {
         /// namespace
         namespace: String,
@@ -36,7 +41,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// filesystem error on a path
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}: {source}", EchoBytes(path.as_os_str().as_bytes()))]
     Io {
         /// what we were doing
         op: &'static str,

@@ -19,8 +19,11 @@ pub mod snapshot;
 #[cfg(feature = "full")]
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "full")]
-pub use snapshot::{Backend, Info, Kind, Snapshotter, Usage};
+pub use snapshot::{Backend, Info, Kind, Snapshotter, Usage, MAX_LAYERS};
 #[cfg(feature = "full")]
 pub mod layer;
 #[cfg(feature = "full")]
-pub use layer::{apply_layer, apply_layer_staged, diff_layer, Applied, Compression, Written};
+pub use layer::{
+    apply_layer, apply_layer_staged, diff_layer, Applied, Compression, Written, MAX_DEPTH,
+    MAX_PATH_BYTES,
+};

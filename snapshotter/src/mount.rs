@@ -15,6 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_api::echo::Echo;
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
@@ -38,7 +39,7 @@ pub struct Mount {
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
     /// mount kind we do not perform
-    #[error("mount type {0:?} is not supported (only overlay and bind)")]
+    #[error("mount type {} is not supported (only overlay and bind)", Echo(.0))]
     UnsupportedKind(String),
     /// a mount spec field that cannot be used
     #[error("invalid mount spec: {0}")]
@@ -126,8 +127,8 @@ fn destination(root: &Path, m: &Mount) -> Result<PathBuf> {
         .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
         return Err(MountError::Invalid(format!(
-            "target {:?} must be a plain relative path",
-            m.target
+            "target {} must be a plain relative path",
+            Echo(&m.target)
         )));
     }
     Ok(root.join(sub))

@@ -1,11 +1,23 @@
-//! berthd's configuration: TOML file keys mirror the command-line flags.
+//! berthd's configuration: a TOML file whose every key is also a flag
+//! (`grpc.uid` is `--grpc-uid`), checked whole before berthd starts.
+//!
+//! Each error is one line naming the file, the line and what is wrong, so
+//! `berthd --config FILE` and `berthd config check FILE` can print it as is.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 /// Where berthd looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.toml";
+
+/// The snapshotters berthd serves (the first is the default).
+pub const SNAPSHOTTERS: &[&str] = &["overlayfs", "native"];
+
+/// The longest path a unix socket address can hold (`sun_path` less its
+/// terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// Everything berthd can be told; every field has a default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -17,7 +29,9 @@ pub struct Config {
     pub state: PathBuf,
     /// The gRPC unix socket.
     pub address: PathBuf,
-    /// `error`, `warn`, `info`, `debug`, `trace` or a tracing filter.
+    /// `error`, `warn`, `info`, `debug`, `trace` (berth's own crates; the
+    /// transport and storage crates stay at `info`) or a full tracing
+    /// filter such as `info,berth_supervisor=trace,h2=debug`.
     pub log_level: String,
     /// `text` or `json`.
     pub log_format: LogFormat,
@@ -28,11 +42,13 @@ pub struct Config {
     /// Registry hosts (`host[:port]`) pulled from and pushed to over plain HTTP.
     pub insecure_registries: Vec<String>,
     /// Extra CA file (PEM) per registry host, trusted on top of the system roots.
-    pub registry_ca_files: std::collections::BTreeMap<String, PathBuf>,
+    pub registry_ca_files: BTreeMap<String, PathBuf>,
     /// Directory of per-registry `HOST/hosts.toml` files (containerd's
     /// layout: mirrors, plain-HTTP endpoints, CAs); a missing directory or
     /// host means the registry is reached directly.
     pub registry_config_path: PathBuf,
+    /// The gRPC socket's owner.
+    pub grpc: Grpc,
     /// The Kubernetes CRI (`[cri]`).
     pub cri: CriConfig,
 }
@@ -70,6 +86,17 @@ impl Default for CriConfig {
     }
 }
 
+/// `[grpc]`: who owns the socket (mode 0660), as in containerd's config:
+/// members of `gid` may call berthd.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grpc {
+    /// Owner uid of the socket.
+    pub uid: u32,
+    /// Owner gid of the socket.
+    pub gid: u32,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -88,35 +115,65 @@ impl Default for Config {
             address: "/run/berth/berthd.sock".into(),
             log_level: "info".into(),
             log_format: LogFormat::Text,
-            default_snapshotter: "overlayfs".into(),
+            default_snapshotter: SNAPSHOTTERS[0].into(),
             runtime_binary: "runc".into(),
             insecure_registries: Vec::new(),
-            registry_ca_files: Default::default(),
+            registry_ca_files: BTreeMap::new(),
             registry_config_path: "/etc/berth/certs.d".into(),
+            grpc: Grpc::default(),
             cri: CriConfig::default(),
         }
     }
 }
 
-/// Why a config file could not be used.
+/// Why a configuration cannot be used. Each is one line, complete (no
+/// source to append).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// the file could not be read
-    #[error("reading config {path}: {source}")]
+    /// The file could not be read.
+    #[error("config {}: cannot read it: {reason}", path.display())]
     Read {
         /// the file
         path: PathBuf,
-        /// the cause
-        source: std::io::Error,
+        /// why, from the OS
+        reason: String,
     },
-    /// the file is not valid TOML for [`Config`]
-    #[error("parsing config {path}: {source}")]
+    /// The file is not TOML, or a key or value does not fit.
+    #[error("config {}{}: {message}", path.display(), at.as_deref().map(|a| format!(", {a}")).unwrap_or_default())]
     Parse {
         /// the file
         path: PathBuf,
-        /// the cause
-        source: toml::de::Error,
+        /// `line N (text)` when known
+        at: Option<String>,
+        /// what the parser said
+        message: String,
     },
+    /// A value parses but cannot work.
+    #[error("{}{key}: {message}", source_prefix(.path.as_deref()))]
+    Invalid {
+        /// the file, when the value came from one
+        path: Option<PathBuf>,
+        /// the key (or flag) at fault
+        key: String,
+        /// what is wrong with it
+        message: String,
+    },
+}
+
+fn source_prefix(path: Option<&Path>) -> String {
+    path.map(|p| format!("config {}: ", p.display()))
+        .unwrap_or_default()
+}
+
+impl Error {
+    /// An invalid value for `key`.
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: None,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl Config {
@@ -131,15 +188,131 @@ impl Config {
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self::default())
             }
-            Err(source) => return Err(Error::Read { path, source }),
+            Err(e) => {
+                return Err(Error::Read {
+                    path,
+                    reason: io_reason(&e),
+                })
+            }
         };
-        toml::from_str(&text).map_err(|source| Error::Parse { path, source })
+        Self::parse(&text, &path)
+    }
+
+    /// Parses a config document; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            at: e.span().map(|s| where_in(text, s.start)),
+            message: one_line(e.message()),
+        })
+    }
+
+    /// Checks what parsing cannot: paths absolute, the socket path short
+    /// enough, a known snapshotter, a runtime named, registry hosts and CA
+    /// files usable. (The log level is checked where logging is set up.)
+    pub fn validate(&self) -> Result<(), Error> {
+        for (key, p) in [
+            ("root", &self.root),
+            ("state", &self.state),
+            ("address", &self.address),
+        ] {
+            if !p.is_absolute() {
+                return Err(Error::invalid(
+                    key,
+                    format!("{}: must be an absolute path", p.display()),
+                ));
+            }
+        }
+        let len = self.address.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(Error::invalid(
+                "address",
+                format!(
+                    "{}: {len} bytes, longer than a unix socket path can be ({MAX_SOCKET_PATH})",
+                    self.address.display()
+                ),
+            ));
+        }
+        if !SNAPSHOTTERS.contains(&self.default_snapshotter.as_str()) {
+            return Err(Error::invalid(
+                "default_snapshotter",
+                format!(
+                    "{:?}: unknown (berthd serves {})",
+                    self.default_snapshotter,
+                    SNAPSHOTTERS.join(", ")
+                ),
+            ));
+        }
+        if self.runtime_binary.trim().is_empty() {
+            return Err(Error::invalid(
+                "runtime_binary",
+                "must name a runtime (runc, crun or a path)",
+            ));
+        }
+        for host in self
+            .insecure_registries
+            .iter()
+            .chain(self.registry_ca_files.keys())
+        {
+            if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+                return Err(Error::invalid(
+                    "insecure_registries",
+                    format!("{host:?}: expected host[:port], without a scheme or path"),
+                ));
+            }
+        }
+        for (host, file) in &self.registry_ca_files {
+            if let Err(e) = std::fs::File::open(file) {
+                return Err(Error::invalid(
+                    format!("registry_ca_files.{host:?}"),
+                    format!("{}: {}", file.display(), io_reason(&e)),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The defaults as a TOML document (`berthd config default`).
     pub fn default_toml() -> String {
         toml::to_string_pretty(&Self::default()).expect("default config serialises")
     }
+}
+
+/// Names the file an [`Error::Invalid`] came from.
+pub fn in_file(e: Error, file: &Path) -> Error {
+    match e {
+        Error::Invalid { key, message, .. } => Error::Invalid {
+            path: Some(file.to_path_buf()),
+            key,
+            message,
+        },
+        other => other,
+    }
+}
+
+/// `line N (text of the line)` for a byte offset into `text`.
+fn where_in(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_no = text[..offset].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    if line.is_empty() {
+        format!("line {line_no}")
+    } else {
+        format!("line {line_no} ({line})")
+    }
+}
+
+/// An I/O error's text without the `(os error N)` suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -155,6 +328,68 @@ mod tests {
         let partial: Config = toml::from_str("root = \"/x\"").unwrap();
         assert_eq!(partial.root, PathBuf::from("/x"));
         assert_eq!(partial.state, Config::default().state);
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_file_line_and_key() {
+        let p = Path::new("/etc/b.toml");
+        let e = Config::parse("root = \"/x\"\nrooot = \"/y\"\n", p).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with("config /etc/b.toml, line 2 (rooot = \"/y\"): unknown field `rooot`"),
+            "{s}"
+        );
+        assert_eq!(s.lines().count(), 1, "{s}");
+        let s = Config::parse("log_format = \"xml\"", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            s.contains("line 1 (log_format = \"xml\")") && s.contains("xml"),
+            "{s}"
+        );
+        let s = Config::parse("[grpc]\ngid = -1\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("line 2 (gid = -1)"), "{s}");
+        let c = Config::parse("[grpc]\ngid = 42\n", p).unwrap();
+        assert_eq!(c.grpc, Grpc { uid: 0, gid: 42 });
+        let s = Config::load(Some(Path::new("/nonexistent/b.toml")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            s,
+            "config /nonexistent/b.toml: cannot read it: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let c = Config {
+            root: "rel".into(),
+            ..Config::default()
+        };
+        let s = in_file(c.validate().unwrap_err(), Path::new("/c.toml")).to_string();
+        assert_eq!(s, "config /c.toml: root: rel: must be an absolute path");
+        let c = Config {
+            default_snapshotter: "zfs".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("zfs"));
+        let c = Config {
+            insecure_registries: vec!["http://x".into()],
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            address: PathBuf::from(format!("/{}", "a".repeat(120))),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("address: "));
     }
 
     #[test]

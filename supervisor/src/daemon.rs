@@ -6,24 +6,15 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_api::services as svc;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::services::introspection::{IntrospectionService, PluginInfo};
-use crate::services::{self, Context};
-use crate::store::{self, Store};
-use crate::Config;
-
-/// Largest gRPC message accepted or sent (content chunks are 1 MiB; ctr's
-/// clients allow 16 MiB).
-const MAX_MESSAGE: usize = 16 << 20;
+use crate::{app, services, App, Config};
 
 /// How long in-flight calls may run after a stop was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,15 +45,12 @@ pub enum Error {
         /// the cause
         source: std::io::Error,
     },
-    /// the metadata store failed to open
+    /// the domain services could not be built
     #[error(transparent)]
-    Store(#[from] store::Error),
-    /// the snapshotters failed to open
-    #[error("opening snapshotters: {0}")]
-    Snapshots(#[from] crate::snapshots::Error),
-    /// the content store failed to open
+    App(#[from] app::Error),
+    /// the metadata could not be flushed at shutdown
     #[error(transparent)]
-    Content(#[from] crate::content::Error),
+    Store(#[from] crate::store::Error),
     /// the gRPC server failed
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -91,107 +79,20 @@ impl Daemon {
         make_dir(&cfg.root, 0o711)?;
         make_dir(&cfg.state, 0o711)?;
         let _lock = lock_root(&cfg.root)?;
-        let store = Store::open(&cfg.root)?;
         let uuid = server_uuid(&cfg.root)?;
-        let snapshotters =
-            crate::snapshots::Snapshotters::open(&cfg.root, &cfg.default_snapshotter)?;
-        let content = crate::content::ContentStore::open(&cfg.root, store.clone())?;
-        let events = crate::events::Events::new();
-        let tasks = crate::runtime::TaskManager::new(
-            cfg.state.clone(),
-            cfg.address.clone(),
-            cfg.runtime_binary.clone(),
-            events.clone(),
-        );
+        let app = App::open(cfg)?;
         // Bound before recovery, served after it: a client that connects
         // meanwhile (Version, to learn whether berthd is back) waits for
         // the answer instead of polling a missing socket.
-        let listener = bind(&cfg.address)?;
+        let listener = bind(&cfg.address, cfg.grpc)?;
         // Reattach to the shims of a previous run before serving.
-        tasks
-            .recover(&|ns, id| {
-                !matches!(
-                    crate::store::containers::get(&store, ns, id),
-                    Err(crate::store::Error::NotFound { .. })
-                )
-            })
-            .await;
-        let gc = crate::gc::Gc::new(content.gc_guard());
-        let ctx = Context {
-            store,
-            content,
-            root: cfg.root.clone(),
-            state: cfg.state.clone(),
-            snapshotters,
-            gc,
-            events,
-            tasks,
-        };
-        crate::gc::Gc::spawn(ctx.clone(), shutdown.child_token());
-
-        let plugins = plugin_list();
-        let router = tonic::transport::Server::builder()
-            .layer(services::rpc_log::RpcLogLayer)
-            .add_service(svc::version::v1::version_server::VersionServer::new(
-                services::version::VersionService,
-            ))
-            .add_service(
-                svc::introspection::v1::introspection_server::IntrospectionServer::new(
-                    IntrospectionService::new(plugins, uuid),
-                ),
-            )
-            .add_service(
-                svc::namespaces::v1::namespaces_server::NamespacesServer::new(
-                    services::namespaces::NamespacesService::new(ctx.clone()),
-                ),
-            )
-            .add_service(svc::leases::v1::leases_server::LeasesServer::new(
-                services::leases::LeasesService::new(ctx.clone()),
-            ))
-            .add_service(svc::images::v1::images_server::ImagesServer::new(
-                services::images::ImagesService::new(ctx.clone()),
-            ))
-            .add_service(svc::diff::v1::diff_server::DiffServer::new(
-                services::diff::DiffService::new(ctx.clone()),
-            ))
-            .add_service(
-                berth_api::berth_images::v1::transfer_server::TransferServer::new(
-                    services::transfer::TransferService::new(ctx.clone()),
-                )
-                .max_decoding_message_size(16 << 20)
-                .max_encoding_message_size(16 << 20),
-            )
-            .add_service(svc::snapshots::v1::snapshots_server::SnapshotsServer::new(
-                services::snapshots::SnapshotsService::new(ctx.clone()),
-            ))
-            .add_service(
-                svc::content::v1::content_server::ContentServer::new(
-                    services::content::ContentService::new(ctx.clone()),
-                )
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            )
-            .add_service(svc::events::v1::events_server::EventsServer::new(
-                services::events::EventsService::new(ctx.clone()),
-            ))
-            .add_service(
-                svc::containers::v1::containers_server::ContainersServer::new(
-                    services::containers::ContainersService::new(ctx.clone()),
-                ),
-            )
-            .add_service(svc::tasks::v1::tasks_server::TasksServer::new(
-                services::tasks::TasksService::new(ctx.clone()),
-            ))
-            .add_service(berth_api::images::v1::registry_server::RegistryServer::new(
-                services::registry::RegistryService::new(registry_transfers(&ctx, cfg)),
-            ));
-        let cri = crate::cri::Cri::open(cfg.cri.clone(), ctx.clone())?;
-        let router = router
-            .add_service(cri.runtime_server())
-            .add_service(cri.image_server());
+        app.recover().await;
+        app.start(shutdown.child_token());
+        let router = services::router(&app, uuid);
 
         tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd ready");
-        let incoming = UnixListenerStream::new(listener);
+        // Message limits, any :authority, preface timeout: see transport.
+        let incoming = crate::transport::incoming(listener);
         let stop = shutdown.clone();
         let serve = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
         let result = tokio::select! {
@@ -202,70 +103,10 @@ impl Daemon {
             }
         };
         let _ = fs::remove_file(&cfg.address);
-        ctx.store.flush().await?;
+        app.store.flush().await?;
         tracing::info!("berthd stopped");
         result
     }
-}
-
-/// Server-side registry pulls and pushes over this daemon's stores.
-fn registry_transfers(ctx: &Context, cfg: &Config) -> crate::registry::inflight::Transfers {
-    crate::registry::inflight::Transfers::new(crate::registry::pull::Deps {
-        content: ctx.content.clone(),
-        store: ctx.store.clone(),
-        options: crate::registry::Options::from_config(cfg),
-        unpacker: crate::registry::unpack::unpacker(ctx),
-        default_snapshotter: cfg.default_snapshotter.clone(),
-        context: Some(ctx.clone()),
-    })
-}
-
-/// What Introspection reports: exactly the services registered above.
-fn plugin_list() -> Vec<PluginInfo> {
-    let grpc = |id| PluginInfo {
-        kind: "io.containerd.grpc.v1",
-        id,
-        capabilities: vec![],
-    };
-    vec![
-        grpc("version"),
-        grpc("introspection"),
-        grpc("namespaces"),
-        grpc("leases"),
-        grpc("snapshots"),
-        grpc("images"),
-        grpc("diff"),
-        PluginInfo {
-            kind: "io.containerd.differ.v1",
-            id: "walking",
-            capabilities: vec![],
-        },
-        PluginInfo {
-            kind: "io.containerd.snapshotter.v1",
-            id: "overlayfs",
-            capabilities: vec![],
-        },
-        PluginInfo {
-            kind: "io.containerd.snapshotter.v1",
-            id: "native",
-            capabilities: vec![],
-        },
-        grpc("content"),
-        PluginInfo {
-            kind: "io.containerd.content.v1",
-            id: "content",
-            capabilities: vec![],
-        },
-        grpc("events"),
-        grpc("containers"),
-        grpc("tasks"),
-        grpc("cri"),
-        PluginInfo {
-            kind: "io.containerd.runtime.v2",
-            id: "task",
-            capabilities: vec![],
-        },
-    ]
 }
 
 fn make_dir(path: &Path, mode: u32) -> Result<(), Error> {
@@ -354,9 +195,10 @@ pub fn write_durably(path: &Path, data: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Binds the socket with mode 0660, removing a stale file left by a
-/// daemon that died, but never stealing a live server's socket.
-fn bind(address: &Path) -> Result<UnixListener, Error> {
+/// Binds the socket with mode 0660 and the owner `[grpc]` names (so its
+/// group may call berthd), removing a stale file left by a daemon that
+/// died, but never stealing a live server's socket.
+fn bind(address: &Path, owner: crate::config::Grpc) -> Result<UnixListener, Error> {
     if let Some(dir) = address.parent() {
         make_dir(dir, 0o711)?;
     }
@@ -369,5 +211,10 @@ fn bind(address: &Path) -> Result<UnixListener, Error> {
     let listener = UnixListener::bind(address).map_err(io("binding", address))?;
     fs::set_permissions(address, fs::Permissions::from_mode(0o660))
         .map_err(io("setting mode 0660 on", address))?;
+    let meta = fs::metadata(address).map_err(io("reading", address))?;
+    if (meta.uid(), meta.gid()) != (owner.uid, owner.gid) {
+        std::os::unix::fs::chown(address, Some(owner.uid), Some(owner.gid))
+            .map_err(io("changing the owner ([grpc] uid, gid) of", address))?;
+    }
     Ok(listener)
 }

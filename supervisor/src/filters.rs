@@ -8,12 +8,26 @@
 //! ```text
 //! labels."io.example/a"==b     equality
 //! name!=foo                    inequality
-//! name~=^ba[rz]$               regular expression (also /re/ quoting)
+//! name~=^ba[rz]$               regular expression
+//! topic~=|^/tasks/|            the same, quoted with `|` (or `/`)
 //! labels.foo                   presence
+//! parent==""                   equality with the empty string
 //! ```
 //!
 //! Field path components are plain words (`[A-Za-z0-9_]`) or double-quoted
-//! strings; values are quoted strings or unquoted runs up to the next `,`.
+//! strings; values are `"`-quoted strings or unquoted runs up to the next
+//! `,`. A `~=` value may also be quoted with `|` or `/`, as containerd
+//! allows (a regex full of `/` reads better between `|`); any other
+//! operator refuses those quotes, as containerd does.
+//!
+//! Matching follows containerd's selector semantics: a record answers a
+//! field path with a value or "absent". `==` needs the field present and
+//! equal; `!=` and `~=` compare an absent field as the empty string, so
+//! `parent!=""` selects records with a parent and `labels.a!=""` those
+//! whose label `a` is set to something non-empty. Which fields are absent
+//! when empty is each record's choice and mirrors containerd's adaptors
+//! (a snapshot's `parent` is always present, a container's `image` only
+//! when set).
 
 use regex::Regex;
 
@@ -33,6 +47,13 @@ pub enum Error {
     /// a `~=` value is not a valid regular expression
     #[error("filters: invalid regular expression {0:?}")]
     Regex(String),
+}
+
+impl Error {
+    /// A filter that cannot be parsed is the caller's malformed request.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        berth_api::ErrorKind::InvalidArgument
+    }
 }
 
 /// A record that can be filtered: returns the value at a field path, or
@@ -91,11 +112,9 @@ impl Selector {
         let v = rec.field(&self.path);
         match (&self.op, v) {
             (Op::Present, v) => v.is_some(),
-            (Op::Eq(want), Some(v)) => &v == want,
-            (Op::Ne(want), Some(v)) => &v != want,
-            (Op::Ne(_), None) => true,
-            (Op::Match(re), Some(v)) => re.is_match(&v),
-            _ => false,
+            (Op::Eq(want), v) => v.as_ref() == Some(want),
+            (Op::Ne(want), v) => v.as_deref().unwrap_or_default() != want,
+            (Op::Match(re), v) => re.is_match(v.as_deref().unwrap_or_default()),
         }
     }
 }
@@ -150,13 +169,13 @@ impl Parser<'_> {
         let rest = &self.s[self.pos..];
         let op = if rest.starts_with("==") {
             self.pos += 2;
-            Op::Eq(self.value()?)
+            Op::Eq(self.value(false)?)
         } else if rest.starts_with("!=") {
             self.pos += 2;
-            Op::Ne(self.value()?)
+            Op::Ne(self.value(false)?)
         } else if rest.starts_with("~=") {
             self.pos += 2;
-            let v = self.value()?;
+            let v = self.value(true)?;
             Op::Match(Regex::new(&v).map_err(|_| Error::Regex(v))?)
         } else if rest.is_empty() || rest.starts_with(',') {
             Op::Present
@@ -184,10 +203,13 @@ impl Parser<'_> {
         Ok(self.s[start..self.pos].to_string())
     }
 
-    fn value(&mut self) -> Result<String, Error> {
+    /// A value; `regex` allows the alternative quotes `|` and `/`.
+    fn value(&mut self, regex: bool) -> Result<String, Error> {
         self.skip_ws();
         match self.peek() {
-            Some(q @ ('"' | '/')) => self.quoted(q),
+            Some('"') => self.quoted('"'),
+            Some(q @ ('|' | '/')) if regex => self.quoted(q),
+            Some('|' | '/') => Err(self.err("'|' and '/' quote only a ~= value")),
             _ => {
                 let start = self.pos;
                 while self.peek().is_some_and(|c| c != ',') {
@@ -221,8 +243,9 @@ impl Parser<'_> {
                         ('"', 'n') => out.push('\n'),
                         ('"', 't') => out.push('\t'),
                         (_, e) if e == q || e == '\\' => out.push(e),
-                        // In /regex/ strings other escapes belong to the regex.
-                        ('/', e) => {
+                        // In |regex| and /regex/ strings other escapes
+                        // belong to the regex.
+                        ('/' | '|', e) => {
                             out.push('\\');
                             out.push(e);
                         }
@@ -233,6 +256,18 @@ impl Parser<'_> {
             }
         }
     }
+}
+
+/// The records of `all` that the filter strings `filters` match, in order.
+pub fn select<T: Fields, S: AsRef<str>>(filters: &[S], all: Vec<T>) -> Result<Vec<T>, Error> {
+    let filter = Filter::parse(filters)?;
+    Ok(all.into_iter().filter(|r| filter.matches(r)).collect())
+}
+
+/// A field that is absent when empty (containerd's adaptors answer most
+/// string fields this way: `len(v) > 0`).
+pub fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// Field lookup helper for records with a label map.
@@ -278,7 +313,7 @@ mod tests {
         }
     }
 
-    fn m(filters: &[&str], r: &Rec) -> bool {
+    fn m(filters: &[&str], r: &dyn Fields) -> bool {
         Filter::parse(filters).unwrap().matches(r)
     }
 
@@ -296,6 +331,48 @@ mod tests {
         assert!(!m(&["labels.y"], &r));
         assert!(m(&["labels.y!=1"], &r));
         assert!(m(&[r#"name=="bar""#], &r));
+    }
+
+    #[test]
+    fn pipe_quoted_regex() {
+        let exit = rec("/tasks/exit", &[]);
+        let start = rec("/tasks/start", &[]);
+        // Unquoted, `|^/tasks/exit|` would be a regex alternation with an
+        // empty branch that matches everything.
+        assert!(m(&["name~=|^/tasks/exit|"], &exit));
+        assert!(!m(&["name~=|^/tasks/exit|"], &start));
+        assert!(m(&[r"name~=|^/tasks/(exit\|start)$|"], &start));
+        assert!(!m(&[r"name~=|^/tasks/(exit\|start)$|,labels.x==1"], &start));
+        assert!(m(&["name~=/^.tasks.start$/"], &start));
+        // The alternative quotes belong to regular expressions only.
+        assert!(Filter::parse(&["name==|x|"]).is_err());
+        assert!(Filter::parse(&["name!=/x/"]).is_err());
+        assert!(Filter::parse(&["name~=|x"]).is_err());
+    }
+
+    #[test]
+    fn empty_string_and_absent_fields() {
+        // `parent` as a snapshot answers it: always present, maybe empty.
+        struct Snap(&'static str);
+        impl Fields for Snap {
+            fn field(&self, path: &[String]) -> Option<String> {
+                (path == ["parent"]).then(|| self.0.to_string())
+            }
+        }
+        let (base, child) = (Snap(""), Snap("p"));
+        assert!(m(&[r#"parent=="""#], &base));
+        assert!(!m(&[r#"parent=="""#], &child));
+        assert!(!m(&[r#"parent!="""#], &base));
+        assert!(m(&[r#"parent!="""#], &child));
+        // An absent field compares as "" for != and ~=, and never equals.
+        let r = rec("n", &[("set", "v"), ("empty", "")]);
+        assert!(!m(&[r#"labels.none!="""#], &r));
+        assert!(m(&[r#"labels.set!="""#], &r));
+        assert!(!m(&[r#"labels.empty!="""#], &r));
+        assert!(m(&[r#"labels.empty=="""#], &r));
+        assert!(!m(&[r#"labels.none=="""#], &r));
+        assert!(m(&["labels.none~=^$"], &r));
+        assert!(m(&["labels.none!=x"], &r));
     }
 
     #[test]

@@ -1,7 +1,14 @@
 //! berthd as a library: [`Daemon`] starts every service on a unix socket, so
 //! tests can run it in-process and `main.rs` stays a thin binary.
+//!
+//! Top-down: [`daemon`] serves the adapters of [`services`] over the
+//! domain services [`app::App`] builds: [`namespaces`], [`leases`],
+//! [`content`], [`snapshots`], [`images`], [`registry`], [`containers`],
+//! [`tasks`], over [`gc`], [`events`] and the metadata [`store`].
 
+pub mod app;
 pub mod config;
+pub mod containers;
 pub mod content;
 pub mod cri;
 pub mod daemon;
@@ -9,13 +16,17 @@ pub mod events;
 pub mod filters;
 pub mod gc;
 pub mod images;
+pub mod leases;
+pub mod namespaces;
 pub mod network;
 pub mod observability;
 pub mod registry;
-pub mod runtime;
 pub mod services;
 pub mod snapshots;
 pub mod store;
+pub mod tasks;
+pub mod transport;
 
+pub use app::App;
 pub use config::Config;
 pub use daemon::Daemon;

@@ -16,9 +16,6 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::Request;
 
-/// The gRPC metadata key naming the lease a call's new objects join.
-pub const LEASE_HEADER: &str = "containerd-lease";
-
 /// Connects to berthd's socket at `addr`.
 pub async fn try_channel(addr: &Path) -> Result<Channel, tonic::transport::Error> {
     let p = addr.to_path_buf();
@@ -45,8 +42,10 @@ pub fn request<T>(msg: T, ns: &str, lease: Option<&str>) -> Request<T> {
         ns.parse().expect("namespace is ASCII"),
     );
     if let Some(l) = lease {
-        r.metadata_mut()
-            .insert(LEASE_HEADER, l.parse().expect("lease id is ASCII"));
+        r.metadata_mut().insert(
+            berth_api::lease::GRPC_HEADER,
+            l.parse().expect("lease id is ASCII"),
+        );
     }
     r
 }
@@ -112,6 +111,28 @@ impl Lease {
             ))
             .await
             .unwrap_or_else(|e| panic!("prepare snapshot {key:?} under lease: {e}"))
+            .into_inner()
+            .mounts
+        })
+    }
+
+    /// Creates read-only view `key` of `parent` (default snapshotter) under
+    /// this lease.
+    pub fn view_snapshot(&self, key: &str, parent: &str) -> Vec<berth_api::types::Mount> {
+        runtime().block_on(async {
+            let mut c = spb::snapshots_client::SnapshotsClient::new(channel(&self.addr).await);
+            c.view(request(
+                spb::ViewSnapshotRequest {
+                    snapshotter: String::new(),
+                    key: key.into(),
+                    parent: parent.into(),
+                    labels: Default::default(),
+                },
+                &self.ns,
+                Some(&self.id),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("view snapshot {key:?} under lease: {e}"))
             .into_inner()
             .mounts
         })

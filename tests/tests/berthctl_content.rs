@@ -3,26 +3,8 @@
 
 use std::process::Command;
 
-use berth_tests::{check, require_tool, Berthd};
+use berth_tests::{check, requires, Berthd};
 use serde_json::Value;
-
-/// Parses berthctl's `-o json` output.
-fn json(d: &Berthd, args: &[&str]) -> Value {
-    let mut full = vec!["-o", "json"];
-    full.extend_from_slice(args);
-    let out = d.berthctl_ok(&full);
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("berthctl {args:?}: not JSON ({e}): {out}"))
-}
-
-/// Runs berthctl expecting failure (exit 1, one line); returns its stderr.
-fn fails(d: &Berthd, args: &[&str]) -> String {
-    let out = d.berthctl(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "berthctl {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    err
-}
 
 /// Digest of a file through coreutils' sha256sum.
 fn sha256_file(path: &std::path::Path) -> String {
@@ -38,11 +20,7 @@ fn sha256_file(path: &std::path::Path) -> String {
 
 #[test]
 fn berthctl_content_put_get_label_rm() {
-    if !require_tool("berthctl_content_put_get_label_rm", "sha256sum")
-        || !require_tool("berthctl_content_put_get_label_rm", "ctr")
-    {
-        return;
-    }
+    requires(&["sha256sum", "ctr"]);
     let d = Berthd::start();
     let blob = d.dir().join("blob");
     {
@@ -69,7 +47,7 @@ fn berthctl_content_put_get_label_rm() {
     assert!(ls.starts_with("DIGEST"), "{ls}");
     let row = ls.lines().find(|l| l.starts_with(&digest)).expect("listed");
     assert!(row.contains("64.0 MiB"), "{ls}");
-    let v = json(&d, &["content", "ls"]);
+    let v = d.json(&["content", "ls"]);
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v[0]["digest"], digest.as_str());
     assert_eq!(v[0]["size"], 64 << 20);
@@ -91,7 +69,7 @@ fn berthctl_content_put_get_label_rm() {
 
     d.berthctl_ok(&["content", "label", &digest, "a=1", "b=2"]);
     d.berthctl_ok(&["content", "label", &digest, "b="]);
-    let v = json(&d, &["content", "ls"]);
+    let v = d.json(&["content", "ls"]);
     assert_eq!(v[0]["labels"], serde_json::json!({"a": "1"}), "{v}");
     let ctr_ls = d.ctr_ok(&["content", "ls"]);
     assert!(
@@ -123,10 +101,10 @@ fn berthctl_content_put_get_label_rm() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    let v = json(&d, &["content", "ls"]);
+    let v = d.json(&["content", "ls"]);
     assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
     // The refused ingest can be listed and aborted.
-    let active = json(&d, &["content", "active"]);
+    let active = d.json(&["content", "active"]);
     if active
         .as_array()
         .unwrap()
@@ -135,7 +113,7 @@ fn berthctl_content_put_get_label_rm() {
     {
         d.berthctl_ok(&["content", "abort", "ref-3"]);
     }
-    let active = json(&d, &["content", "active"]);
+    let active = d.json(&["content", "active"]);
     assert!(
         !active
             .as_array()
@@ -147,17 +125,15 @@ fn berthctl_content_put_get_label_rm() {
 
     d.berthctl_ok(&["content", "rm", &digest, &small_digest]);
     assert_eq!(d.berthctl_ok(&["content", "ls", "-q"]), "");
-    let err = fails(&d, &["content", "get", &digest]);
+    let err = d.berthctl_fails(&["content", "get", &digest]);
     assert!(err.contains("NotFound"), "{err}");
-    let err = fails(&d, &["content", "rm", &digest]);
+    let err = d.berthctl_fails(&["content", "rm", &digest]);
     assert!(err.contains("NotFound"), "{err}");
 }
 
 #[test]
 fn berthctl_content_put_by_ctr_get_by_berthctl() {
-    if !require_tool("berthctl_content_put_by_ctr_get_by_berthctl", "ctr") {
-        return;
-    }
+    requires(&["ctr"]);
     let d = Berthd::start();
     let data = b"written by ctr, read by berthctl";
     let path = d.dir().join("data");
@@ -170,7 +146,7 @@ fn berthctl_content_put_by_ctr_get_by_berthctl() {
         .output()
         .expect("ctr");
     check(out, "ctr content ingest");
-    let v = json(&d, &["content", "ls"]);
+    let v = d.json(&["content", "ls"]);
     let digest = v[0]["digest"].as_str().expect("digest").to_string();
     let out = d.berthctl(&["content", "get", &digest]);
     assert!(out.status.success());
@@ -179,9 +155,7 @@ fn berthctl_content_put_by_ctr_get_by_berthctl() {
 
 #[test]
 fn berthctl_interrupted_put_resumes() {
-    if !require_tool("berthctl_interrupted_put_resumes", "sha256sum") {
-        return;
-    }
+    requires(&["sha256sum"]);
     use std::io::Write;
     let d = Berthd::start();
     let data: Vec<u8> = (0..(24u32 << 20))
@@ -208,7 +182,7 @@ fn berthctl_interrupted_put_resumes() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let held = loop {
-        let active = json(&d, &["content", "active"]);
+        let active = d.json(&["content", "active"]);
         let off = active
             .as_array()
             .unwrap()
@@ -246,7 +220,7 @@ fn berthctl_interrupted_put_resumes() {
     let v: Value = serde_json::from_str(&check(out, "resumed put")).unwrap();
     assert_eq!(v["digest"], digest.as_str());
     assert_eq!(v["size"], 24 << 20);
-    let active = json(&d, &["content", "active"]);
+    let active = d.json(&["content", "active"]);
     assert_eq!(active, serde_json::json!([]));
     let out = d.berthctl(&["content", "get", &digest]);
     assert!(out.status.success());

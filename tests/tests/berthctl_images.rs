@@ -2,87 +2,24 @@
 //! platforms), ls/inspect/tag/rm, snapshots ls/tree/usage/mounts, export
 //! round trip, and garbage collection leaving nothing behind.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-
 use berth_tests::grpc::Lease;
-use berth_tests::{require_root, require_tool, Berthd};
+use berth_tests::images::{archive, entry};
+use berth_tests::{requires_root, Berthd};
 use serde_json::Value;
 
-/// Builds (once) the test image archives.
-fn images() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berthctl-test-images-2");
-        if !dir.join("images.json").exists() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-            let st = Command::new("python3")
-                .arg(script)
-                .arg(&dir)
-                .args(["--only", "busybox,multilayer,multiplatform"])
-                .status()
-                .expect("run build-test-images");
-            assert!(st.success(), "build-test-images failed");
-        }
-        dir
-    })
-}
-
-fn archive(image: &str, variant: &str) -> String {
-    images()
-        .join(image)
-        .join(format!("{variant}.tar"))
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn json(d: &Berthd, args: &[&str]) -> Value {
-    let mut full = vec!["-o", "json"];
-    full.extend_from_slice(args);
-    let out = d.berthctl_ok(&full);
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("berthctl {args:?}: not JSON ({e}): {out}"))
-}
-
-fn catalog_entry(image: &str, variant: &str) -> Value {
-    let c: Value =
-        serde_json::from_slice(&std::fs::read(images().join("images.json")).unwrap()).unwrap();
-    let list = c
-        .as_array()
-        .cloned()
-        .or_else(|| c["images"].as_array().cloned())
-        .unwrap_or_default();
-    list.into_iter()
-        .find(|e| {
-            e["file"]
-                .as_str()
-                .is_some_and(|f| f.ends_with(&format!("{image}/{variant}.tar")))
-        })
-        .unwrap_or(Value::Null)
-}
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_tool(test, "ctr") && require_tool(test, "python3")
-}
-
 #[test]
+#[ignore = "needs root"]
 fn berthctl_images_import_inspect_snapshots_gc() {
-    if !ready("berthctl_images_import") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     let ml = "docker.io/berthtest/multilayer:oci-gzip";
-    let out = json(
-        &d,
-        &["images", "import", &archive("multilayer", "oci-gzip")],
-    );
+    let out = d.json(&["images", "import", &archive("multilayer", "oci-gzip")]);
     assert_eq!(out["images"], serde_json::json!([ml]));
     let out = d.berthctl_ok(&["images", "import", &archive("busybox", "docker")]);
     let bb = out.trim().to_string();
     assert!(bb.contains("busybox"), "{out}");
 
-    let ls = json(&d, &["images", "ls"]);
+    let ls = d.json(&["images", "ls"]);
     let names: Vec<&str> = ls
         .as_array()
         .unwrap()
@@ -96,10 +33,10 @@ fn berthctl_images_import_inspect_snapshots_gc() {
 
     // Inspect: four layers, the chain ID names a committed snapshot whose
     // ancestry has four members.
-    let info = json(&d, &["images", "inspect", ml]);
+    let info = d.json(&["images", "inspect", ml]);
     assert_eq!(info["layers"].as_array().unwrap().len(), 4, "{info}");
     let chain = info["chain_id"].as_str().unwrap().to_string();
-    let want = catalog_entry("multilayer", "oci-gzip");
+    let want = entry("multilayer", "oci-gzip");
     if let Some(ids) = want["chain_ids"].as_array() {
         assert_eq!(
             ids.last().unwrap(),
@@ -107,7 +44,7 @@ fn berthctl_images_import_inspect_snapshots_gc() {
             "catalog: {want}"
         );
     }
-    let snaps = json(&d, &["snapshots", "ls"]);
+    let snaps = d.json(&["snapshots", "ls"]);
     let by_key = |k: &str| {
         snaps
             .as_array()
@@ -132,7 +69,7 @@ fn berthctl_images_import_inspect_snapshots_gc() {
         tree.contains(&format!("      {chain} (committed)")),
         "{tree}"
     );
-    let usage = json(&d, &["snapshots", "usage", &chain]);
+    let usage = d.json(&["snapshots", "usage", &chain]);
     assert!(usage[0]["inodes"].as_i64().unwrap() > 0, "{usage}");
 
     // A prepared snapshot on the chain shows an overlay mount. The test
@@ -186,7 +123,7 @@ fn berthctl_images_import_inspect_snapshots_gc() {
 
     // Tag, then remove every name; GC leaves no content and no snapshots.
     d.berthctl_ok(&["images", "tag", ml, "local/ml:1"]);
-    let tagged = json(&d, &["images", "inspect", "local/ml:1"]);
+    let tagged = d.json(&["images", "inspect", "local/ml:1"]);
     assert_eq!(tagged["target"]["digest"], info["target"]["digest"]);
     d.berthctl_ok(&["images", "rm", "--sync", ml, "local/ml:1", &bb]);
     d.berthctl_ok(&["content", "gc"]);
@@ -205,10 +142,9 @@ fn berthctl_images_import_inspect_snapshots_gc() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn berthctl_images_platforms_and_export_round_trip() {
-    if !ready("berthctl_images_platforms") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     let mp = "docker.io/berthtest/multiplatform:oci-gzip";
     d.berthctl_ok(&[
@@ -217,14 +153,11 @@ fn berthctl_images_platforms_and_export_round_trip() {
         "--all-platforms",
         &archive("multiplatform", "oci-gzip"),
     ]);
-    let ls = json(&d, &["images", "ls"]);
+    let ls = d.json(&["images", "ls"]);
     let plats = ls[0]["platforms"].as_array().unwrap();
     assert_eq!(plats.len(), 2, "{ls}");
-    let amd = json(&d, &["images", "inspect", mp, "--platform", "linux/amd64"]);
-    let arm = json(
-        &d,
-        &["images", "inspect", mp, "--platform", "linux/arm64/v8"],
-    );
+    let amd = d.json(&["images", "inspect", mp, "--platform", "linux/amd64"]);
+    let arm = d.json(&["images", "inspect", mp, "--platform", "linux/arm64/v8"]);
     assert_ne!(amd["manifest"]["digest"], arm["manifest"]["digest"]);
     assert_eq!(arm["platform"], "linux/arm64/v8");
 
@@ -235,13 +168,13 @@ fn berthctl_images_platforms_and_export_round_trip() {
     d.berthctl_ok(&["images", "export", out.to_str().unwrap(), ml]);
     assert!(std::fs::metadata(&out).unwrap().len() > 0);
     let d2 = Berthd::start();
-    let names = json(&d2, &["images", "import", out.to_str().unwrap()]);
+    let names = d2.json(&["images", "import", out.to_str().unwrap()]);
     assert!(
         names["images"].as_array().unwrap().iter().any(|n| n == ml),
         "{names}"
     );
-    let a = json(&d, &["images", "inspect", ml]);
-    let b = json(&d2, &["images", "inspect", ml]);
+    let a = d.json(&["images", "inspect", ml]);
+    let b = d2.json(&["images", "inspect", ml]);
     assert_eq!(a["target"]["digest"], b["target"]["digest"]);
     assert_eq!(a["chain_id"], b["chain_id"]);
     // And ctr accepts the export too.

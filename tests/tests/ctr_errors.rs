@@ -5,14 +5,13 @@
 
 mod ctr_support;
 
-use berth_tests::{check, Berthd};
+use berth_tests::{check, requires_root, Berthd};
 use ctr_support::*;
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_bad_input_leaves_nothing() {
-    if !ready("ctr_bad_input_leaves_nothing") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = daemon();
 
     // A container whose snapshot was removed before its task starts.
@@ -94,10 +93,9 @@ fn ctr_err(d: &Berthd, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_refusals_on_a_live_task() {
-    if !ready("ctr_refusals_on_a_live_task") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = daemon();
     let id = cid("f", "live");
     check(

@@ -6,10 +6,11 @@
 mod ctr_support;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use berth_tests::{require_tool, Berthd};
+use berth_tests::tmux::Tmux;
+use berth_tests::{requires_root, Berthd};
 use ctr_support::*;
 
 /// `ctr run --rm` of `echo hello` and `exit 7`: output and ctr's exit code.
@@ -170,33 +171,31 @@ fn detached(binary: &str, tag: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_foreground_runc() {
-    if ready("ctr_run_foreground_runc") {
-        foreground("runc", "r");
-    }
+    requires_root(TOOLS);
+    foreground("runc", "r");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_foreground_crun() {
-    if ready("ctr_run_foreground_crun") && require_tool("ctr_run_foreground_crun", "crun") {
-        foreground("crun", "c");
-    }
+    requires_root(&[TOOLS, &["crun"]].concat());
+    foreground("crun", "c");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_detached_lifecycle_runc() {
-    if ready("ctr_run_detached_lifecycle_runc") {
-        detached("runc", "r");
-    }
+    requires_root(TOOLS);
+    detached("runc", "r");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_detached_lifecycle_crun() {
-    if ready("ctr_run_detached_lifecycle_crun")
-        && require_tool("ctr_run_detached_lifecycle_crun", "crun")
-    {
-        detached("crun", "c");
-    }
+    requires_root(&[TOOLS, &["crun"]].concat());
+    detached("crun", "c");
 }
 
 /// `ctr events` in the background, output in a file.
@@ -241,10 +240,9 @@ impl CtrEvents {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_events_show_start_and_exit_of_ctr_run() {
-    if !ready("ctr_events_show_start_and_exit_of_ctr_run") {
-        return;
-    }
+    requires_root(TOOLS);
     let d = daemon();
     let ev = CtrEvents::start(&d);
     let id = cid("e", "t2");
@@ -267,91 +265,6 @@ fn ctr_events_show_start_and_exit_of_ctr_run() {
     assert!(pos("/tasks/exit") < pos("/tasks/delete"), "{all}");
 }
 
-/// A private tmux server, killed (by its socket) on drop.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux")
-    }
-
-    fn screen(&self) -> String {
-        text(&self.cmd(&["capture-pane", "-p", "-t", "tty"]).stdout)
-    }
-
-    fn wait_screen(&self, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let s = self.screen();
-            if s.contains(want) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{want:?} never appeared:\n{s}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn keys(&self, line: &str) {
-        assert!(self
-            .cmd(&["send-keys", "-t", "tty", line, "Enter"])
-            .status
-            .success());
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
-impl Tmux {
-    /// A private tmux server (socket in the test dir) running `cmd` in a
-    /// 100x30 window, session `tty`.
-    fn start(d: &Berthd, name: &str, cmd: &str) -> Self {
-        let tmux = Tmux {
-            socket: d.dir().join(format!("tmux-{name}.sock")),
-        };
-        let out = tmux.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            "tty",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            cmd,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        tmux
-    }
-
-    /// Types `line` plus a marker (`mark-N`, typed as 40+N) and waits for
-    /// the marker's output.
-    fn run_marked(&self, line: &str, n: &mut u32) -> String {
-        *n += 1;
-        self.keys(&format!("{line}; echo mark-$((40+{n}))"));
-        self.wait_screen(&format!("mark-{}", 40 + *n))
-    }
-
-    /// Runs `stty size` until it prints `want` ("ROWS COLS"): ctr sets the
-    /// size (ResizePty) just after the process starts, and on SIGWINCH.
-    fn wait_size(&self, want: &str, n: &mut u32) {
-        wait_until(&format!("pty size {want}"), || {
-            let s = self.run_marked("stty size", n);
-            s.lines().any(|l| l.trim() == want)
-        });
-    }
-}
-
 /// `ctr run -t ... sh` in tmux: arithmetic, the pty's size (also after a
 /// resize), `exit 3` is ctr's exit status; then `ctr tasks exec -t` into a
 /// detached container the same way.
@@ -365,8 +278,10 @@ fn tty(binary: &str, tag: &str) {
     );
     let ctr = format!("ctr --address {}", d.address().display());
     let tmux = Tmux::start(
-        &d,
+        d.dir(),
         "run",
+        100,
+        30,
         &format!("{ctr} run {flags} --rm -t {IMAGE} {id} sh; echo EXIT=$?; sleep 60"),
     );
     tmux.wait_screen("/ #");
@@ -375,8 +290,7 @@ fn tty(binary: &str, tag: &str) {
     assert!(s.lines().any(|l| l.trim() == "42"), "{s}");
     assert!(s.contains("/dev/pts/"), "{s}");
     tmux.wait_size("30 100", &mut n);
-    let out = tmux.cmd(&["resize-window", "-t", "tty", "-x", "120", "-y", "40"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    tmux.resize(120, 40);
     tmux.wait_size("40 120", &mut n);
     tmux.keys("exit 3");
     tmux.wait_screen("EXIT=3");
@@ -388,8 +302,10 @@ fn tty(binary: &str, tag: &str) {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shim = shim_pid(&d, &bg);
     let tmux = Tmux::start(
-        &d,
+        d.dir(),
         "exec",
+        100,
+        30,
         &format!(
             "{ctr} tasks exec -t --fifo-dir {} --exec-id sh1 {bg} sh; echo EXIT=$?; sleep 60",
             fifo_dir(&d)
@@ -412,16 +328,15 @@ fn tty(binary: &str, tag: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_tty_in_tmux_runc() {
-    if ready("ctr_run_tty_in_tmux_runc") && require_tool("ctr_run_tty_in_tmux_runc", "tmux") {
-        tty("runc", "y");
-    }
+    requires_root(&[TOOLS, &["tmux"]].concat());
+    tty("runc", "y");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_run_tty_in_tmux_crun() {
-    let t = "ctr_run_tty_in_tmux_crun";
-    if ready(t) && require_tool(t, "tmux") && require_tool(t, "crun") {
-        tty("crun", "z");
-    }
+    requires_root(&[TOOLS, &["tmux", "crun"]].concat());
+    tty("crun", "z");
 }

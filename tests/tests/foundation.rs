@@ -1,12 +1,10 @@
 //! Issue 2: berthd's start-up, namespaces and leases through Debian's ctr.
 
-use berth_tests::{require_tool, Berthd};
+use berth_tests::{requires, Berthd};
 
 #[test]
 fn ctr_version_and_namespaces() {
-    if !require_tool("ctr_version_and_namespaces", "ctr") {
-        return;
-    }
+    requires(&["ctr"]);
     let d = Berthd::start();
     let v = d.ctr_ok(&["version"]);
     assert!(v.contains("Server:") && v.contains("UUID:"), "{v}");
@@ -31,9 +29,7 @@ fn ctr_version_and_namespaces() {
 
 #[test]
 fn bad_names_are_invalid_argument_and_create_nothing() {
-    if !require_tool("bad_names", "ctr") {
-        return;
-    }
+    requires(&["ctr"]);
     let d = Berthd::start();
     for bad in ["a/b", "..", "-x", &"n".repeat(77)] {
         let out = d.ctr(&["namespaces", "create", "--", bad]);
@@ -52,9 +48,7 @@ fn bad_names_are_invalid_argument_and_create_nothing() {
 
 #[test]
 fn leases_via_ctr() {
-    if !require_tool("leases_via_ctr", "ctr") {
-        return;
-    }
+    requires(&["ctr"]);
     let d = Berthd::start();
     let out = d.ctr_ok(&["leases", "create", "--id", "l1", "a=b"]);
     assert!(out.contains("l1"), "{out}");

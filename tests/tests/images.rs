@@ -4,15 +4,14 @@
 
 mod images_support;
 
-use berth_tests::{require_root, require_tool, Berthd};
+use berth_tests::{requires_root, Berthd};
 use images_support::*;
 use serde_json::Value;
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_snapshots_prepare_mounts_commit_rm() {
-    if !require_tool("ctr_snapshots", "ctr") || !require_root("ctr_snapshots") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     for sn in ["overlayfs", "native"] {
         let ctr = |args: &[&str]| {
@@ -56,10 +55,9 @@ fn ctr_snapshots_prepare_mounts_commit_rm() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_import_oci_and_docker_then_rm_and_gc_leave_nothing() {
-    if !require_tool("ctr_import", "ctr") || !require_root("ctr_import") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     let variants = [
         "oci-gzip",
@@ -120,10 +118,9 @@ fn ctr_import_oci_and_docker_then_rm_and_gc_leave_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn multilayer_rootfs_is_right_and_runs_busybox_on_overlayfs_and_native() {
-    if !require_tool("multilayer_rootfs", "ctr") || !require_root("multilayer_rootfs") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     let top = chain_ids("multilayer", "oci-gzip").pop().unwrap();
     for sn in ["overlayfs", "native"] {
@@ -160,10 +157,9 @@ fn multilayer_rootfs_is_right_and_runs_busybox_on_overlayfs_and_native() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn many_layers_image_mounts_and_reads() {
-    if !require_tool("many_layers", "ctr") || !require_root("many_layers") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     d.ctr_ok(&["images", "import", &archive("many-layers", "oci-gzip")]);
     let chain = chain_ids("many-layers", "oci-gzip");
@@ -177,10 +173,9 @@ fn many_layers_image_mounts_and_reads() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hostile_layers_are_refused_or_confined() {
-    if !require_tool("hostile", "ctr") || !require_root("hostile") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let host_before = host_state();
     let listing: Value =
         serde_json::from_slice(&std::fs::read(images().join("hostile/hostile.json")).unwrap())
@@ -260,10 +255,9 @@ fn hostile_layers_are_refused_or_confined() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gc_loop_during_ten_concurrent_imports_keeps_every_image_whole() {
-    if !require_tool("gc_concurrent", "ctr") || !require_root("gc_concurrent") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     let jobs: Vec<(&str, &str)> = vec![
         ("multilayer", "oci-gzip"),
@@ -335,10 +329,9 @@ fn gc_loop_during_ten_concurrent_imports_keeps_every_image_whole() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ctr_snapshots_diff_makes_a_layer_with_whiteouts() {
-    if !require_tool("diff", "ctr") || !require_root("diff") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     d.ctr_ok(&["images", "import", &archive("busybox", "oci-gzip")]);
     let top = chain_ids("busybox", "oci-gzip").pop().unwrap();

@@ -3,46 +3,27 @@
 
 mod images_support;
 
-use berth_tests::{require_root, require_tool, Berthd};
+use berth_tests::{requires_root, Berthd};
 use images_support::*;
 use std::path::Path;
 
 use berth_api::berth_images::v1 as pb;
 use pb::transfer_client::TransferClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Request;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    berth_tests::grpc::runtime()
 }
 
 async fn client(sock: &Path) -> TransferClient<Channel> {
-    let sock = sock.to_path_buf();
-    let ch = Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let sock = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(sock).await?,
-                ))
-            }
-        }))
-        .await
-        .expect("connect");
-    TransferClient::new(ch)
+    TransferClient::new(berth_tests::grpc::channel(sock).await)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20)
 }
 
 fn ns<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("containerd-namespace", "default".parse().unwrap());
-    r
+    berth_tests::grpc::request(msg, "default", None)
 }
 
 /// Streams `file` to Import; returns (progress messages, result).
@@ -95,10 +76,9 @@ fn import_pub(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn server_side_import_unpacks_and_export_round_trips() {
-    if !require_tool("transfer", "ctr") || !require_root("transfer") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     let (progress, res) = import(
         &d,
@@ -197,10 +177,9 @@ fn server_side_import_unpacks_and_export_round_trips() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn server_side_import_picks_platforms() {
-    if !require_tool("transfer_platforms", "ctr") || !require_root("transfer_platforms") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let file = archive("multiplatform", "oci-gzip");
     // Default: the host platform (amd64) only, unpacked.
     let d = Berthd::start();
@@ -248,10 +227,9 @@ fn server_side_import_picks_platforms() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn server_side_import_refuses_bad_layers_and_leaves_nothing() {
-    if !require_tool("transfer_bad", "ctr") || !require_root("transfer_bad") {
-        return;
-    }
+    requires_root(&["ctr"]);
     let d = Berthd::start();
     for case in [
         "digest-mismatch",
@@ -298,7 +276,7 @@ fn server_side_import_refuses_bad_layers_and_leaves_nothing() {
 /// Throughput of a server-side import of `BERTH_PERF_ARCHIVE` (not a test:
 /// `cargo test -p berth-tests --test images_transfer -- --ignored perf --nocapture`).
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a test: set BERTH_PERF_ARCHIVE"]
 fn perf_transfer_import() {
     let Some(file) = std::env::var_os("BERTH_PERF_ARCHIVE") else {
         eprintln!("set BERTH_PERF_ARCHIVE");

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use berth_api::events::TaskExit;
 use berth_api::services::events::v1 as epb;
 use berth_api::task_types::Status as TaskStatus;
+use berth_tests::requires_root;
 use prost::Message;
-use recovery_support::{alive, ready, settle, sigkill, Rig, IMAGE};
+use recovery_support::{alive, settle, sigkill, Rig, IMAGE, TOOLS};
 
 const LOOP: &str = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done";
 
@@ -27,10 +28,9 @@ fn downtime() -> Duration {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn twenty_containers_survive_kill9() {
-    if !ready("twenty_containers_survive_kill9") {
-        return;
-    }
+    requires_root(TOOLS);
     let mut rig = Rig::new("rec20");
     let logs = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
@@ -115,10 +115,9 @@ fn twenty_containers_survive_kill9() {
 /// `ctr tasks attach` opens the same fifos and the output goes on, live and
 /// without gaps.
 #[test]
+#[ignore = "needs root"]
 fn fifo_output_continues_after_reattach() {
-    if !ready("fifo_output_continues_after_reattach") {
-        return;
-    }
+    requires_root(TOOLS);
     let mut rig = Rig::new("recfifo");
     rig.ctr_ok(&["run", "-d", IMAGE, "f1", "sh", "-c", LOOP]);
     std::thread::sleep(Duration::from_millis(500));
@@ -190,10 +189,9 @@ fn fifo_output_continues_after_reattach() {
 /// SIGKILLed from outside, all while berthd is down for a long time; then a
 /// subscriber connected after the restart sees the queued exit once.
 #[test]
+#[ignore = "needs root"]
 fn exits_while_down_are_kept() {
-    if !ready("exits_while_down_are_kept") {
-        return;
-    }
+    requires_root(TOOLS);
     let mut rig = Rig::new("recdown");
     let waiter = "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 3";
     rig.ctr_ok(&["run", "-d", IMAGE, "three", "sh", "-c", waiter]);
@@ -282,10 +280,9 @@ fn exits_while_down_are_kept() {
 /// bundle whose container record is gone, runtime state without a bundle.
 /// Each is cleaned up with one log line, and none shows up as a task.
 #[test]
+#[ignore = "needs root"]
 fn orphans_are_cleaned_and_reported() {
-    if !ready("orphans_are_cleaned_and_reported") {
-        return;
-    }
+    requires_root(TOOLS);
     let mut rig = Rig::new("recorph");
     rig.ctr_ok(&["run", "-d", IMAGE, "keep", "sleep", "100000"]);
     let keep_pid = rig.tasks()["keep"].0;
@@ -361,10 +358,9 @@ fn orphans_are_cleaned_and_reported() {
 /// berthd logs `berthd ready` and answers Version only after recovery:
 /// the first Version that answers after a restart already sees every task.
 #[test]
+#[ignore = "needs root"]
 fn ready_only_after_recovery() {
-    if !ready("ready_only_after_recovery") {
-        return;
-    }
+    requires_root(TOOLS);
     let mut rig = Rig::new("recready");
     for i in 0..5 {
         rig.ctr_ok(&["run", "-d", IMAGE, &format!("r{i}"), "sleep", "100000"]);

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use berth_api::task_types::Status as TaskStatus;
-use recovery_support::{alive, ready, Rig, IMAGE};
+use berth_tests::requires_root;
+use recovery_support::{alive, Rig, IMAGE, TOOLS};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -95,19 +96,9 @@ impl Ctr {
         if !out.status.success() {
             return None;
         }
-        Some(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .skip(1)
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    Some((
-                        f.first()?.to_string(),
-                        (f.get(1)?.parse().ok()?, f.get(2)?.to_string()),
-                    ))
-                })
-                .collect(),
-        )
+        Some(berth_tests::cli::ctr_tasks(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
     }
 
     fn list(&self, args: &[&str]) -> Option<BTreeSet<String>> {
@@ -242,10 +233,9 @@ fn is_our_shim(pid: i32) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn chaos_kill9_during_lifecycles() {
-    if !ready("chaos_kill9_during_lifecycles") {
-        return;
-    }
+    requires_root(TOOLS);
     let cycles = env("BERTH_CHAOS_CYCLES", 200);
     let workers = env("BERTH_CHAOS_WORKERS", 8).max(1);
     let kills = env("BERTH_CHAOS_KILLS", 10);

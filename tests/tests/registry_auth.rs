@@ -2,16 +2,13 @@
 //! challenges, HTTPS with a per-registry CA file, insecure hosts from
 //! berthd's config. Credentials go with each call and never reach the log.
 
-use berth_tests::registry::{
-    self, assert_nothing_stored, entry, pull_of, ready, Registry, Transfer,
-};
-use berth_tests::Berthd;
+use berth_tests::registry::{self, assert_nothing_stored, entry, pull_of, Registry, Transfer};
+use berth_tests::{requires_root, Berthd};
 
 #[test]
+#[ignore = "needs root"]
 fn htpasswd_auth_refuses_wrong_credentials_and_stores_nothing() {
-    if !ready("htpasswd_auth") {
-        return;
-    }
+    requires_root(registry::TOOLS);
     let reg = Registry::start_with_auth("berth", "s3cret-pass");
     let d = Berthd::start();
     let reference = reg.push_test_image("busybox", "oci-gzip");
@@ -54,10 +51,9 @@ fn htpasswd_auth_refuses_wrong_credentials_and_stores_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bearer_token_challenge_is_answered_with_the_credentials() {
-    if !ready("bearer_token") {
-        return;
-    }
+    requires_root(registry::TOOLS);
     let d = Berthd::start();
     let auth = registry::BearerAuth {
         user: "tok-user".into(),
@@ -95,10 +91,9 @@ fn bearer_token_challenge_is_answered_with_the_credentials() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tls_with_a_ca_file_and_insecure_hosts_from_the_config() {
-    if !ready("tls_and_insecure_config") {
-        return;
-    }
+    requires_root(registry::TOOLS);
     let tls = Registry::start_tls();
     let plain = Registry::start();
     let over_tls = tls.push_test_image("busybox", "oci-gzip");
@@ -152,13 +147,12 @@ fn tls_with_a_ca_file_and_insecure_hosts_from_the_config() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn push_with_htpasswd_needs_the_right_credentials() {
-    if !ready("push_htpasswd") {
-        return;
-    }
+    requires_root(registry::TOOLS);
     let reg = Registry::start_with_auth("pusher", "pu5h-Secret");
     let d = Berthd::start();
-    let archive = registry::test_images().join("busybox/oci-gzip.tar");
+    let archive = berth_tests::images::busybox();
     d.ctr_ok(&["images", "import", "--no-unpack", archive.to_str().unwrap()]);
     let push = |user: &str, password: &str| Transfer {
         image: "docker.io/berthtest/busybox:oci-gzip".into(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use berth_api::services::containers::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Result, RpcContext};
 use crate::output::{labels_cell, rfc3339, sorted_labels, Row};
 use crate::workflows::containers::{get, remove, spec_json};
@@ -41,15 +41,15 @@ pub enum Cmd {
     Create(Box<super::run::RunArgs>),
 }
 
-/// One container, as listed.
+/// One container, as listed (and, with its spec, as `info` shows it).
 #[derive(Debug, Serialize)]
 pub struct ContainerRow {
     /// id
     pub id: String,
     /// image name
     pub image: String,
-    /// runtime name
-    pub runtime: String,
+    /// runtime
+    pub runtime: RuntimeInfo,
     /// snapshotter
     pub snapshotter: String,
     /// snapshot key
@@ -58,6 +58,25 @@ pub struct ContainerRow {
     pub labels: BTreeMap<String, String>,
     /// RFC 3339
     pub created_at: Option<String>,
+    /// RFC 3339
+    pub updated_at: Option<String>,
+}
+
+/// A container's runtime: its name and the type of its options, if any.
+#[derive(Debug, Serialize)]
+pub struct RuntimeInfo {
+    /// e.g. `io.containerd.runc.v2`
+    pub name: String,
+    /// type URL of the runtime options (e.g. `containerd.runc.v1.Options`)
+    pub options_type: Option<String>,
+}
+
+/// `containers info`: the listed fields plus the OCI spec.
+#[derive(Debug, Serialize)]
+struct ContainerInfo {
+    #[serde(flatten)]
+    row: ContainerRow,
+    spec: serde_json::Value,
 }
 
 impl Row for ContainerRow {
@@ -72,16 +91,21 @@ impl Row for ContainerRow {
             } else {
                 self.image.clone()
             },
-            self.runtime.clone(),
+            self.runtime.name.clone(),
             labels_cell(&self.labels),
         ]
     }
 }
 
 fn row(c: pb::Container) -> ContainerRow {
+    let runtime = c.runtime.unwrap_or_default();
     ContainerRow {
-        runtime: c.runtime.map(|r| r.name).unwrap_or_default(),
+        runtime: RuntimeInfo {
+            name: runtime.name,
+            options_type: runtime.options.map(|o| o.type_url),
+        },
         created_at: rfc3339(c.created_at.as_ref()),
+        updated_at: rfc3339(c.updated_at.as_ref()),
         id: c.id,
         image: c.image,
         snapshotter: c.snapshotter,
@@ -113,29 +137,14 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<std::process::ExitCode> {
         Cmd::Info { id } => {
             let c = get(&ctx.client, &id).await?;
             let spec = spec_json(&c)?;
-            let runtime = c.runtime.clone().unwrap_or_default();
-            let v = serde_json::json!({
-                "id": c.id,
-                "image": c.image,
-                "runtime": {"name": runtime.name, "options_type": runtime.options.map(|o| o.type_url)},
-                "snapshotter": c.snapshotter,
-                "snapshot_key": c.snapshot_key,
-                "labels": sorted_labels(c.labels.clone()),
-                "created_at": rfc3339(c.created_at.as_ref()),
-                "updated_at": rfc3339(c.updated_at.as_ref()),
-                "spec": spec,
-            });
-            ctx.out.json_value(&v)?;
+            ctx.out.json_value(&ContainerInfo { row: row(c), spec })?;
         }
         Cmd::Rm { ids, keep_snapshot } => {
-            for_each(&ids, |id| {
+            for_each(ctx, &ids, |id| {
                 let id = id.clone();
                 async move {
                     remove(&ctx.client, &id, keep_snapshot).await?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{id}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("id", &id))
                 }
             })
             .await?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Error, Result, RpcContext};
 use crate::ingest::{self, Ingest};
 use crate::labels::{label_paths, parse_labels, wire_labels};
@@ -221,7 +221,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             ctx.out.object(&done, |d| format!("{}\n", d.digest))
         }
         Cmd::Rm { digests } => {
-            for_each(&digests, |d| {
+            for_each(ctx, &digests, |d| {
                 let mut c = c.clone();
                 let d = d.clone();
                 async move {
@@ -231,10 +231,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     })
                     .await
                     .with_context(|| format!("remove content {digest}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{digest}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("digest", &digest))
                 }
             })
             .await
@@ -282,17 +279,14 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             crate::output::write_stdout(&format!("removed {removed} blobs, {after} remain\n"))
         }
         Cmd::Abort { references } => {
-            for_each(&references, |r| {
+            for_each(ctx, &references, |r| {
                 let mut c = c.clone();
                 let r = r.clone();
                 async move {
                     c.abort(pb::AbortRequest { r#ref: r.clone() })
                         .await
                         .with_context(|| format!("abort ingest {r:?}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{r}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("ref", &r))
                 }
             })
             .await
@@ -383,7 +377,7 @@ pub async fn gc(ctx: &Ctx) -> Result<()> {
         .create(lpb::CreateRequest {
             id: String::new(),
             labels: [(
-                crate::commands::leases::EXPIRE_LABEL.to_string(),
+                berth_api::lease::EXPIRE_LABEL.to_string(),
                 humantime::format_rfc3339_seconds(
                     std::time::SystemTime::now() + std::time::Duration::from_secs(60),
                 )

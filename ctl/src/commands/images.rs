@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use berth_api::oci::{Descriptor, ImageConfig, Platform};
 use berth_api::services::images::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Result, RpcContext};
 use crate::labels::{label_paths, parse_labels, wire_labels};
-use crate::oci::{self, Descriptor, Platform};
 use crate::output::{human_size, labels_cell, rfc3339, sorted_labels, Row};
+use crate::resolve;
 use crate::workflows::images::get;
 
 /// Image commands.
@@ -117,23 +118,21 @@ impl Row for ImageRow {
 /// Describes an image record, reading its content for size and platforms
 /// (missing content shows as unknown rather than failing the listing).
 async fn image_row(ctx: &Ctx, img: pb::Image) -> ImageRow {
-    let target: Descriptor = img
-        .target
-        .as_ref()
-        .map(Descriptor::from)
-        .unwrap_or_default();
-    let platforms = oci::platforms(&ctx.client, &target)
-        .await
-        .map(|v| v.iter().map(Platform::to_string).collect())
-        .unwrap_or_default();
-    let size = oci::resolve(&ctx.client, &target, &Platform::host())
-        .await
-        .ok()
-        .map(|r| r.size());
+    let (mut platforms, mut size) = (Vec::new(), None);
+    if let Ok(target) = resolve::descriptor(img.target.as_ref()) {
+        if let Ok(p) = resolve::platforms(&ctx.client, &target).await {
+            platforms = p.iter().map(Platform::to_string).collect();
+        }
+        size = resolve::resolve(&ctx.client, &target, &Platform::host())
+            .await
+            .ok()
+            .map(|r| r.size());
+    }
+    let wire = img.target.unwrap_or_default();
     ImageRow {
         name: img.name,
-        media_type: target.media_type,
-        digest: target.digest,
+        media_type: wire.media_type,
+        digest: wire.digest,
         size,
         platforms,
         labels: sorted_labels(img.labels),
@@ -164,7 +163,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             ctx.out.list(&rows)
         }
         Cmd::Rm { names, sync } => {
-            for_each(&names, |name| {
+            for_each(ctx, &names, |name| {
                 let mut c = c.clone();
                 let name = name.clone();
                 async move {
@@ -174,10 +173,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     })
                     .await
                     .with_context(|| format!("remove image {name:?}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{name}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("name", &name))
                 }
             })
             .await
@@ -188,7 +184,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             force,
         } => {
             let src = get(&ctx.client, &source).await?;
-            for_each(&targets, |t| {
+            for_each(ctx, &targets, |t| {
                 let mut c = c.clone();
                 let img = pb::Image {
                     name: t.clone(),
@@ -219,10 +215,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                             other.with_context(|| format!("tag image {name:?}"))?;
                         }
                     }
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{name}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("name", &name))
                 }
             })
             .await
@@ -256,22 +249,45 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
     }
 }
 
-/// `images inspect` output.
+/// `images inspect` output. Descriptors are shown with snake_case fields
+/// like every other listing; `image_config` is the image's OCI config
+/// document as stored (its field names are the OCI spec's).
 #[derive(Debug, Serialize)]
 struct Inspected {
     name: String,
-    target: Descriptor,
+    target: DescriptorRow,
     labels: BTreeMap<String, String>,
     created_at: Option<String>,
     updated_at: Option<String>,
     platforms: Vec<String>,
     platform: String,
-    manifest: Descriptor,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
+    manifest: DescriptorRow,
+    config: DescriptorRow,
+    layers: Vec<DescriptorRow>,
     size: i64,
     chain_id: Option<String>,
-    image_config: oci::ImageConfig,
+    image_config: ImageConfig,
+}
+
+/// A content descriptor in berthctl's JSON.
+#[derive(Debug, Serialize)]
+struct DescriptorRow {
+    media_type: String,
+    digest: String,
+    size: i64,
+    /// os/arch[/variant], for an index entry
+    platform: Option<String>,
+}
+
+impl From<&Descriptor> for DescriptorRow {
+    fn from(d: &Descriptor) -> Self {
+        Self {
+            media_type: d.media_type.clone(),
+            digest: d.digest.to_string(),
+            size: d.size,
+            platform: d.platform.as_ref().map(Platform::to_string),
+        }
+    }
 }
 
 async fn inspect(ctx: &Ctx, name: &str, platform: Option<&str>) -> Result<()> {
@@ -280,13 +296,9 @@ async fn inspect(ctx: &Ctx, name: &str, platform: Option<&str>) -> Result<()> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    let target: Descriptor = img
-        .target
-        .as_ref()
-        .map(Descriptor::from)
-        .unwrap_or_default();
-    let platforms = oci::platforms(&ctx.client, &target).await?;
-    let r = oci::resolve(&ctx.client, &target, &want).await?;
+    let target = resolve::descriptor(img.target.as_ref())?;
+    let platforms = resolve::platforms(&ctx.client, &target).await?;
+    let r = resolve::resolve(&ctx.client, &target, &want).await?;
     let v = Inspected {
         name: img.name,
         labels: sorted_labels(img.labels),
@@ -296,11 +308,11 @@ async fn inspect(ctx: &Ctx, name: &str, platform: Option<&str>) -> Result<()> {
         platform: r.config.platform().to_string(),
         size: r.size(),
         chain_id: r.chain_id(),
-        manifest: r.manifest_desc.clone(),
-        config: r.manifest.config.clone(),
-        layers: r.manifest.layers.clone(),
+        manifest: DescriptorRow::from(&r.manifest_desc),
+        config: DescriptorRow::from(&r.manifest.config),
+        layers: r.manifest.layers.iter().map(DescriptorRow::from).collect(),
         image_config: r.config.clone(),
-        target,
+        target: DescriptorRow::from(&target),
     };
     ctx.out.object(&v, |v| {
         let mut s = String::new();

@@ -1,7 +1,7 @@
 //! `berthctl images pull|push` over berthd's `berth.images.v1.Registry`
 //! service: the daemon talks to the registry (auth, resumable blob
 //! downloads, unpack as layers land); berthctl shows its progress, one bar
-//! per blob plus the total.
+//! per blob plus the total (`registry_progress.rs`).
 //!
 //! Credentials are taken per call: `--user USER:PASS` or `--user-file F`
 //! (one line, `USER:PASS`); they travel to berthd in the request and are
@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use berth_api::berth_images::v1 as pb;
-use indicatif::{MultiProgress, ProgressBar};
+use berth_api::oci::{Descriptor, Platform};
+use serde::Serialize;
 
+use super::registry_progress::{Bars, Direction};
 use super::Ctx;
 use crate::error::{Error, Result, RpcContext};
 
@@ -85,82 +87,58 @@ fn credentials(a: &AuthArgs) -> Result<Option<pb::RegistryCredentials>> {
     }))
 }
 
-/// Per-blob bars under one total bar (only when stderr is a terminal).
-struct Bars {
-    multi: Option<MultiProgress>,
-    total: Option<ProgressBar>,
-    blobs: HashMap<String, ProgressBar>,
+/// `images pull|push -o json`: the image's fields named and typed as in
+/// `images ls` (`size` is what the platform occupies: manifest, config and
+/// layers), plus what the transfer resolved.
+#[derive(Debug, Serialize)]
+struct TransferRow {
+    /// image name recorded (pull) or remote reference (push)
+    name: String,
+    /// the target's media type
+    media_type: String,
+    /// the target's digest
+    digest: String,
+    /// bytes of the platform transferred; null when its content is missing
+    size: Option<i64>,
+    /// the platform manifest used
+    manifest_digest: String,
+    /// os/arch[/variant]
+    platform: String,
+    /// the top layer's chain ID once unpacked (null when not unpacked)
+    chain_id: Option<String>,
 }
 
-impl Bars {
-    fn new(label: &str) -> Self {
-        let multi = crate::progress::multi();
-        let total = multi
-            .as_ref()
-            .map(|m| m.add(crate::progress::styled_bar(None, label.to_string())));
-        Self {
-            multi,
-            total,
-            blobs: HashMap::new(),
-        }
-    }
-
-    fn update(&mut self, blobs: &[pb::RegistryBlob], done: i64, total: i64) {
-        let Some(multi) = &self.multi else { return };
-        if let Some(t) = &self.total {
-            if total > 0 && t.length() != Some(total as u64) {
-                t.set_length(total as u64);
-                crate::progress::set_style(t, true);
-            }
-            t.set_position(done.max(0) as u64);
-        }
-        for b in blobs {
-            let bar = self.blobs.entry(b.digest.clone()).or_insert_with(|| {
-                let short: String = b.digest.chars().skip(7).take(12).collect();
-                let known = (b.total > 0).then_some(b.total as u64);
-                multi.add(crate::progress::styled_bar(
-                    known,
-                    format!("{} {short}", b.kind),
-                ))
-            });
-            if b.total > 0 && bar.length() != Some(b.total as u64) {
-                bar.set_length(b.total as u64);
-                crate::progress::set_style(bar, true);
-            }
-            bar.set_position(b.offset.max(0) as u64);
-            let state = pb::BlobState::try_from(b.state)
-                .map(|s| s.as_str_name().to_ascii_lowercase())
-                .unwrap_or_default();
-            let short: String = b.digest.chars().skip(7).take(12).collect();
-            bar.set_message(format!("{short} {state}"));
-        }
-    }
-
-    fn finish(self) {
-        for b in self.blobs.values() {
-            b.finish_and_clear();
-        }
-        if let Some(t) = self.total {
-            t.finish_and_clear();
-        }
-    }
-}
-
-fn print_result(ctx: &Ctx, r: Option<pb::TransferResult>, what: &str) -> Result<()> {
+async fn print_result(ctx: &Ctx, r: Option<pb::TransferResult>, what: &str) -> Result<()> {
     let r = r.ok_or_else(|| Error::Protocol(format!("{what}: the daemon reported no result")))?;
-    if ctx.out.json() {
-        return ctx.out.json_value(&serde_json::json!({
-            "name": r.name, "digest": r.digest, "media_type": r.media_type, "size": r.size,
-            "manifest_digest": r.manifest_digest, "platform": r.platform, "chain_id": r.chain_id,
-        }));
+    if !ctx.out.json() {
+        return crate::output::write_stdout(&format!("{} {}\n", r.name, r.digest));
     }
-    crate::output::write_stdout(&format!("{} {}\n", r.name, r.digest))
+    let platform = Platform::parse(&r.platform).unwrap_or_else(|_| Platform::host());
+    let size = match r.digest.parse() {
+        Ok(digest) => {
+            let target = Descriptor::new(r.media_type.clone(), digest, r.size);
+            crate::resolve::resolve(&ctx.client, &target, &platform)
+                .await
+                .ok()
+                .map(|resolved| resolved.size())
+        }
+        Err(_) => None,
+    };
+    ctx.out.json_value(&TransferRow {
+        name: r.name,
+        media_type: r.media_type,
+        digest: r.digest,
+        size,
+        manifest_digest: r.manifest_digest,
+        platform: r.platform,
+        chain_id: Some(r.chain_id).filter(|c| !c.is_empty()),
+    })
 }
 
 /// Pulls an image through the daemon, showing progress.
 pub async fn pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
     if let Some(p) = &a.platform {
-        crate::oci::Platform::parse(p)?;
+        Platform::parse(p)?;
     }
     let what = format!("pull {}", a.reference);
     let mut stream = ctx
@@ -178,11 +156,11 @@ pub async fn pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
         .await
         .context(what.clone())?
         .into_inner();
-    let mut bars = Bars::new("pulling");
+    let mut bars = Bars::new(Direction::Pull);
     let mut result = None;
     let outcome = async {
         while let Some(p) = stream.message().await.context(what.clone())? {
-            bars.update(&p.blobs, p.bytes_done, p.bytes_total);
+            bars.update(p.state, &p.blobs, p.bytes_done, p.bytes_total);
             if p.result.is_some() {
                 result = p.result;
             }
@@ -192,13 +170,13 @@ pub async fn pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
     .await;
     bars.finish();
     outcome?;
-    print_result(ctx, result, &what)
+    print_result(ctx, result, &what).await
 }
 
 /// Pushes an image through the daemon, showing progress.
 pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     if let Some(p) = &a.platform {
-        crate::oci::Platform::parse(p)?;
+        Platform::parse(p)?;
     }
     let what = format!("push {}", a.reference);
     let mut stream = ctx
@@ -214,11 +192,11 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
         .await
         .context(what.clone())?
         .into_inner();
-    let mut bars = Bars::new("pushing");
+    let mut bars = Bars::new(Direction::Push);
     let mut result = None;
     let outcome = async {
         while let Some(p) = stream.message().await.context(what.clone())? {
-            bars.update(&p.blobs, p.bytes_done, p.bytes_total);
+            bars.update(p.state, &p.blobs, p.bytes_done, p.bytes_total);
             if p.result.is_some() {
                 result = p.result;
             }
@@ -228,5 +206,5 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     .await;
     bars.finish();
     outcome?;
-    print_result(ctx, result, &what)
+    print_result(ctx, result, &what).await
 }

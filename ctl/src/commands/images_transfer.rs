@@ -55,7 +55,7 @@ pub struct ExportArgs {
 /// Streams an archive to the daemon and prints the images it created.
 pub async fn import(ctx: &Ctx, a: ImportArgs) -> Result<()> {
     if let Some(p) = &a.platform {
-        crate::oci::Platform::parse(p)?;
+        berth_api::oci::Platform::parse(p)?;
     }
     let stdin = a.file.as_os_str() == "-";
     let what = format!("import {}", a.file.display());
@@ -157,7 +157,7 @@ pub async fn import(ctx: &Ctx, a: ImportArgs) -> Result<()> {
 /// temporary name, synced, then renamed) or to stdout.
 pub async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
     if let Some(p) = &a.platform {
-        crate::oci::Platform::parse(p)?;
+        berth_api::oci::Platform::parse(p)?;
     }
     let what = format!("export {}", a.names.join(", "));
     let mut stream = ctx

@@ -6,13 +6,10 @@ use std::time::{Duration, SystemTime};
 use berth_api::services::leases::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Error, Result, RpcContext};
 use crate::labels::{parse_labels, wire_labels};
 use crate::output::{labels_cell, rfc3339, sorted_labels, Row};
-
-/// The label containerd's garbage collector reads a lease's expiry from.
-pub const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
 
 /// Lease commands.
 #[derive(Debug, clap::Subcommand)]
@@ -109,8 +106,8 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     .checked_add(d)
                     .ok_or_else(|| Error::Input(format!("--expires {d:?}: too far ahead")))?;
                 labels.insert(
-                    EXPIRE_LABEL.into(),
-                    humantime::format_rfc3339_seconds(at).to_string(),
+                    berth_api::lease::EXPIRE_LABEL.into(),
+                    berth_api::lease::format_rfc3339(at),
                 );
             }
             let what = match &id {
@@ -129,7 +126,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             ctx.out.object(&row, |r| format!("{}\n", r.id))
         }
         Cmd::Rm { ids, sync } => {
-            for_each(&ids, |id| {
+            for_each(ctx, &ids, |id| {
                 let mut c = c.clone();
                 let id = id.clone();
                 async move {
@@ -139,10 +136,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                     })
                     .await
                     .with_context(|| format!("remove lease {id:?}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{id}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("id", &id))
                 }
             })
             .await

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use berth_api::services::namespaces::v1 as pb;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Result, RpcContext};
 use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::output::{labels_cell, sorted_labels, Row};
@@ -117,17 +117,14 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             print_one(ctx, resp.namespace)
         }
         Cmd::Rm { names } => {
-            for_each(&names, |name| {
+            for_each(ctx, &names, |name| {
                 let mut c = c.clone();
                 let name = name.clone();
                 async move {
                     c.delete(pb::DeleteNamespaceRequest { name: name.clone() })
                         .await
                         .with_context(|| format!("remove namespace {name:?}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{name}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("name", &name))
                 }
             })
             .await

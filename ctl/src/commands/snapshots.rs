@@ -6,7 +6,7 @@ use berth_api::services::snapshots::v1 as pb;
 use berth_api::types::Mount;
 use serde::Serialize;
 
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Result, RpcContext};
 use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::output::{age, human_size, labels_cell, rfc3339, sorted_labels, Row};
@@ -295,7 +295,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<()> {
             ctx.out.list(&rows)
         }
         Cmd::Rm { keys } => {
-            for_each(&keys, |key| {
+            for_each(ctx, &keys, |key| {
                 let mut c = c.clone();
                 let (key, sn) = (key.clone(), sn.clone());
                 async move {
@@ -305,10 +305,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<()> {
                     })
                     .await
                     .with_context(|| format!("remove snapshot {key:?}"))?;
-                    if !ctx.out.json() {
-                        crate::output::write_stdout(&format!("{key}\n"))?;
-                    }
-                    Ok(())
+                    Ok(Done::named("key", &key))
                 }
             })
             .await

@@ -7,7 +7,7 @@ use berth_api::task_types::Status;
 use serde::Serialize;
 
 use super::process::{report, IoArgs};
-use super::{for_each, Ctx};
+use super::{for_each, Ctx, Done};
 use crate::error::{Error, Result, RpcContext};
 use crate::output::Row;
 use crate::workflows::{attach, exec, tasks};
@@ -264,18 +264,16 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
             return report(ctx, &id, None, attach::Outcome::Exited(status));
         }
         Cmd::Rm { ids, force } => {
-            for_each(&ids, |id| {
+            for_each(ctx, &ids, |id| {
                 let id = id.clone();
                 async move {
                     let r = tasks::delete(&ctx.client, &id, force).await?;
-                    if ctx.out.json() {
-                        ctx.out.json_value(&serde_json::json!({
+                    Ok(Done {
+                        json: serde_json::json!({
                             "id": id, "pid": r.pid, "exit_status": r.exit_status
-                        }))?;
-                    } else {
-                        crate::output::write_stdout(&format!("{id}\n"))?;
-                    }
-                    Ok(())
+                        }),
+                        line: id,
+                    })
                 }
             })
             .await?;

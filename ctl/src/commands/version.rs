@@ -19,9 +19,12 @@ pub struct Versions {
 pub struct Side {
     /// semantic version
     pub version: String,
-    /// source revision, when known
+    /// source revision (git commit), when known
     #[serde(skip_serializing_if = "String::is_empty")]
     pub revision: String,
+    /// UTC day of the build, when known (the server does not say)
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub build_date: String,
 }
 
 /// Prints both versions.
@@ -36,21 +39,31 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
     let v = Versions {
         client: Side {
             version: env!("CARGO_PKG_VERSION").into(),
-            revision: String::new(),
+            revision: env!("BERTH_COMMIT").into(),
+            build_date: env!("BERTH_BUILD_DATE").into(),
         },
         server: Side {
             version: resp.version,
             revision: resp.revision,
+            build_date: String::new(),
         },
     };
     ctx.out.object(&v, |v| {
-        let mut s = format!(
-            "Client:\n  Version:  {}\n\nServer:\n  Version:  {}\n",
-            v.client.version, v.server.version
-        );
-        if !v.server.revision.is_empty() {
-            s.push_str(&format!("  Revision: {}\n", v.server.revision));
-        }
-        s
+        format!(
+            "Client:\n{}\nServer:\n{}",
+            side_text(&v.client),
+            side_text(&v.server)
+        )
     })
+}
+
+fn side_text(s: &Side) -> String {
+    let mut out = format!("  Version:  {}\n", s.version);
+    if !s.revision.is_empty() {
+        out.push_str(&format!("  Revision: {}\n", s.revision));
+    }
+    if !s.build_date.is_empty() {
+        out.push_str(&format!("  Built:    {}\n", s.build_date));
+    }
+    out
 }

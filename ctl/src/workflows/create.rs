@@ -5,15 +5,15 @@
 
 use std::collections::HashMap;
 
+use berth_api::oci::Platform;
 use berth_api::services::containers::v1 as cpb;
 use berth_api::services::leases::v1 as lpb;
 use berth_api::services::snapshots::v1 as spb;
-use prost::Message;
 
 use super::containers::{container_lease, LEASE_LABEL};
 use crate::client::Client;
 use crate::error::{Error, Result, RpcContext};
-use crate::oci::{self, Descriptor, Platform};
+use crate::resolve;
 use crate::spec::{self, RunSpec, Users};
 
 /// The runtime berthd maps to berth-shim.
@@ -49,12 +49,8 @@ pub async fn create(client: &Client, o: &CreateOptions) -> Result<()> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    let target: Descriptor = img
-        .target
-        .as_ref()
-        .map(Descriptor::from)
-        .unwrap_or_default();
-    let resolved = oci::resolve(client, &target, &platform).await?;
+    let target = resolve::descriptor(img.target.as_ref())?;
+    let resolved = resolve::resolve(client, &target, &platform).await?;
     let chain = resolved
         .chain_id()
         .ok_or_else(|| Error::Input(format!("image {:?}: its config lists no layers", o.image)))?;
@@ -127,13 +123,11 @@ pub async fn create(client: &Client, o: &CreateOptions) -> Result<()> {
             })
             .await
             .with_context(|| format!("prepare snapshot {id:?}"))?;
-        let options = o.runtime_binary.as_ref().map(|b| prost_types::Any {
-            type_url: berth_api::type_urls::RUNC_OPTIONS.into(),
-            value: berth_api::runc::v1::Options {
+        let options = o.runtime_binary.as_ref().map(|b| {
+            berth_api::runc::encode_options(&berth_api::runc::v1::Options {
                 binary_name: b.clone(),
                 ..Default::default()
-            }
-            .encode_to_vec(),
+            })
         });
         let runtime = if o.runtime.is_empty() {
             DEFAULT_RUNTIME.to_string()

@@ -96,6 +96,42 @@ impl Fixture {
         }
     }
 
+    /// A fixture with its shim started and a client, or None (after a loud
+    /// message) when the runtime, root or busybox is missing.
+    pub async fn launch(
+        id: &str,
+        runtime: &str,
+        args: &[&str],
+        edit: impl FnOnce(&mut Value),
+    ) -> Option<(Self, ShimClient<Channel>)> {
+        if !can_run(runtime) {
+            return None;
+        }
+        let mut fx = Self::new(id, runtime, args, edit);
+        let c = fx.start_shim().await;
+        Some((fx, c))
+    }
+
+    /// Creates the container with `req` and starts it; returns the init pid.
+    pub async fn run(&self, c: &mut ShimClient<Channel>, req: pb::CreateRequest) -> u32 {
+        let pid = c.create(req).await.unwrap().into_inner().pid;
+        c.start(proc_req("")).await.unwrap();
+        pid
+    }
+
+    /// Deletes init, then [`Fixture::shutdown_clean`].
+    pub async fn delete_and_finish(&self, c: &mut ShimClient<Channel>) {
+        c.delete(proc_req("")).await.unwrap();
+        self.shutdown_clean(c).await;
+    }
+
+    /// Shutdown(now), the shim exits, nothing of the container is left.
+    pub async fn shutdown_clean(&self, c: &mut ShimClient<Channel>) {
+        c.shutdown(pb::ShutdownRequest { now: true }).await.unwrap();
+        assert!(self.wait_shim_gone(5).await, "shim did not exit");
+        self.assert_clean();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -380,4 +416,41 @@ pub async fn collect_events(
 
 pub fn topics(events: &[pb::ShimEvent]) -> Vec<String> {
     events.iter().map(|e| e.topic.clone()).collect()
+}
+
+/// A request naming one process (empty: init).
+pub fn proc_req(exec_id: &str) -> pb::ProcessRequest {
+    pb::ProcessRequest {
+        exec_id: exec_id.into(),
+    }
+}
+
+/// Waits for a process's exit; returns its status.
+pub async fn wait_status(c: &mut ShimClient<Channel>, exec_id: &str) -> u32 {
+    c.wait(proc_req(exec_id))
+        .await
+        .unwrap()
+        .into_inner()
+        .exit_status
+}
+
+/// Like [`wait_status`], failing after `secs`.
+pub async fn wait_status_within(c: &mut ShimClient<Channel>, exec_id: &str, secs: u64) -> u32 {
+    tokio::time::timeout(Duration::from_secs(secs), wait_status(c, exec_id))
+        .await
+        .unwrap_or_else(|_| panic!("{exec_id:?} did not exit within {secs}s"))
+}
+
+/// The state of one process.
+pub async fn state(c: &mut ShimClient<Channel>, exec_id: &str) -> pb::StateResponse {
+    c.state(proc_req(exec_id)).await.unwrap().into_inner()
+}
+
+/// Kill with a signal, not `all`.
+pub fn kill_req(exec_id: &str, signal: u32) -> pb::KillRequest {
+    pb::KillRequest {
+        exec_id: exec_id.into(),
+        signal,
+        all: false,
+    }
 }

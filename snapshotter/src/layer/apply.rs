@@ -23,6 +23,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+use berth_api::echo::EchoBytes;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -30,7 +31,9 @@ use nix::unistd::{Gid, Uid};
 use tar::EntryType;
 
 use super::pipe::{self, ChanReader};
-use super::safe::{self, clean, is_dir, join, lstat_at, open_dir_at, proc_path, Lowers};
+use super::safe::{self, is_dir, join, lstat_at, open_dir_at, proc_path, Lowers};
+use super::sparse::Sparse;
+use super::walk::{components, pack, Level};
 use super::{compression_of, Applied, Compression, HashReader};
 use crate::error::{Error, Result};
 use crate::mount::{layer_dirs, Mount};
@@ -143,18 +146,21 @@ pub(super) struct Meta {
     mode: u32,
     mtime: TimeSpec,
     xattrs: Vec<(OsString, Vec<u8>)>,
+    /// GNU sparse (PAX) description of a regular file
+    sparse: Option<Sparse>,
 }
 
 pub(super) struct Applier {
     pub(super) root: OwnedFd,
     pub(super) overlay: bool,
     pub(super) lowers: Lowers,
-    /// Open directories of the last parent path resolved.
-    pub(super) stack: Vec<(OsString, OwnedFd)>,
+    /// Open directories of the last parent path resolved (see [`super::walk`]).
+    pub(super) stack: Vec<Level>,
     /// Paths written by this layer (native opaque handling keeps them).
     pub(super) created: HashSet<PathBuf>,
-    /// Directory mtimes to set once all children are written.
-    pub(super) dir_times: Vec<(Vec<OsString>, TimeSpec)>,
+    /// Directory mtimes to set once all children are written (paths packed
+    /// by [`super::walk::pack`]: memory linear in the entries).
+    pub(super) dir_times: Vec<(Box<[u8]>, TimeSpec)>,
     pub(super) buf: Vec<u8>,
 }
 
@@ -172,11 +178,28 @@ pub(super) fn nix_err<'a>(
     move |e| Error::io(what, join(path), e.into())
 }
 
+/// A layer's xattr the kernel refuses for what it is (a malformed
+/// `security.capability`, an unknown namespace, a name or value too long) is
+/// the layer's fault: InvalidArgument naming the entry and the xattr. Other
+/// failures (no space, I/O) stay internal.
+pub(super) fn xattr_err<'a>(
+    key: &'a OsStr,
+    path: &'a [OsString],
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ERANGE | libc::E2BIG | libc::EOPNOTSUPP) => refuse(
+            join(path).as_os_str().as_bytes(),
+            format!(
+                "xattr {} refused by the kernel: {e}",
+                EchoBytes(key.as_bytes())
+            ),
+        ),
+        _ => Error::io("setxattr", join(path), e),
+    }
+}
+
 pub(super) fn refuse(path: &[u8], why: impl std::fmt::Display) -> Error {
-    Error::InvalidArgument(format!(
-        "layer entry {:?} refused: {why}",
-        String::from_utf8_lossy(path)
-    ))
+    Error::InvalidArgument(format!("layer entry {} refused: {why}", EchoBytes(path)))
 }
 
 fn parse_pax_time(v: &str) -> Option<TimeSpec> {
@@ -193,6 +216,20 @@ fn parse_pax_time(v: &str) -> Option<TimeSpec> {
     ))
 }
 
+/// The real name of a GNU sparse (PAX) entry, whose header name is a
+/// stand-in (see [`super::sparse`]).
+fn sparse_name<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Option<Vec<u8>>> {
+    let Ok(Some(pax)) = entry.pax_extensions() else {
+        return Ok(None); // meta_of reports a malformed PAX header
+    };
+    for ext in pax.flatten() {
+        if ext.key_bytes() == b"GNU.sparse.name" {
+            return Ok(Some(ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(None)
+}
+
 fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
     let h = entry.header();
     let bad = |e: std::io::Error| refuse(raw, format!("bad header: {e}"));
@@ -202,6 +239,7 @@ fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
         mode: h.mode().map_err(bad)? & 0o7777,
         mtime: TimeSpec::new(h.mtime().map_err(bad)? as i64, 0),
         xattrs: Vec::new(),
+        sparse: None,
     };
     if let Some(pax) = entry.pax_extensions().map_err(bad)? {
         for ext in pax {
@@ -215,6 +253,9 @@ fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
                     m.mtime = parse_pax_time(val).ok_or_else(|| refuse(raw, "bad pax mtime"))?
                 }
                 k => {
+                    if Sparse::record(&mut m.sparse, raw, k, ext.value_bytes())? {
+                        continue;
+                    }
                     if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
                         // Overlay's own xattrs are ours to set, never a layer's.
                         if !name.starts_with("trusted.overlay.") {
@@ -264,8 +305,11 @@ impl Applier {
         ) {
             return Ok(());
         }
-        let raw = entry.path_bytes().into_owned();
-        let comps = clean(&raw).map_err(|w| refuse(&raw, w))?;
+        let raw = match sparse_name(entry)? {
+            Some(real) => real,
+            None => entry.path_bytes().into_owned(),
+        };
+        let comps = components(&raw, &raw, "path")?;
         let Some((name, parent)) = comps.split_last() else {
             return Ok(()); // the root itself: its metadata belongs to the snapshot
         };
@@ -281,7 +325,7 @@ impl Applier {
             }
             return self.whiteout(parent, OsStr::from_bytes(target), &raw);
         }
-        let meta = meta_of(entry, &raw)?;
+        let mut meta = meta_of(entry, &raw)?;
         let dir = self.parent_dir(parent, &raw)?;
         let d = dir.as_fd();
         match et {
@@ -296,6 +340,9 @@ impl Applier {
                 )
                 .map_err(io_err("create", &comps))?;
                 let mut f = File::from(fd);
+                if let Some(sparse) = meta.sparse.take() {
+                    sparse.write(&raw, entry, &f, &mut self.buf)?;
+                }
                 loop {
                     let n = entry
                         .read(&mut self.buf)
@@ -316,7 +363,7 @@ impl Applier {
                 nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(meta.mode))
                     .map_err(nix_err("chmod", &comps))?;
                 for (k, v) in &meta.xattrs {
-                    sys::fsetxattr(f.as_fd(), k, v).map_err(io_err("setxattr", &comps))?;
+                    sys::fsetxattr(f.as_fd(), k, v).map_err(xattr_err(k, &comps))?;
                 }
                 nix::sys::stat::futimens(fd, &meta.mtime, &meta.mtime)
                     .map_err(nix_err("utimens", &comps))?;
@@ -401,7 +448,7 @@ impl Applier {
         }
         let p = proc_path(d, name);
         for (k, v) in &meta.xattrs {
-            sys::lsetxattr(p.as_os_str(), k, v).map_err(io_err("setxattr", comps))?;
+            sys::lsetxattr(p.as_os_str(), k, v).map_err(xattr_err(k, comps))?;
         }
         nix::sys::stat::utimensat(
             Some(d.as_raw_fd()),
@@ -443,9 +490,9 @@ impl Applier {
         nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(meta.mode))
             .map_err(nix_err("chmod", comps))?;
         for (k, v) in &meta.xattrs {
-            sys::fsetxattr(fd.as_fd(), k, v).map_err(io_err("setxattr", comps))?;
+            sys::fsetxattr(fd.as_fd(), k, v).map_err(xattr_err(k, comps))?;
         }
-        self.dir_times.push((comps.to_vec(), meta.mtime));
+        self.dir_times.push((pack(comps), meta.mtime));
         Ok(())
     }
 
@@ -464,131 +511,5 @@ impl Applier {
             safe::remove_at(d, name).map_err(io_err("remove", comps))?;
         }
         Ok(())
-    }
-
-    /// Opens (creating as needed) the directory `comps` under the root,
-    /// never following a symlink.
-    pub(super) fn parent_dir(&mut self, comps: &[OsString], raw: &[u8]) -> Result<OwnedFd> {
-        self.walk(comps, raw, true)?
-            .ok_or_else(|| Error::Internal(format!("directory {:?} vanished", join(comps))))
-    }
-
-    /// Like [`Applier::parent_dir`]; with `create` false a missing
-    /// component gives None instead of being created.
-    pub(super) fn walk(
-        &mut self,
-        comps: &[OsString],
-        raw: &[u8],
-        create: bool,
-    ) -> Result<Option<OwnedFd>> {
-        let mut k = 0;
-        while k < self.stack.len() && k < comps.len() && self.stack[k].0 == comps[k] {
-            k += 1;
-        }
-        self.stack.truncate(k);
-        for i in k..comps.len() {
-            let name = &comps[i];
-            let (fd, time) = {
-                let cur = if i == 0 {
-                    self.root.as_fd()
-                } else {
-                    self.stack[i - 1].1.as_fd()
-                };
-                match open_dir_at(cur, name) {
-                    Ok(fd) => (fd, None),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !create => return Ok(None),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        let t = self.implicit_dir(cur, &comps[..=i], raw)?;
-                        (
-                            open_dir_at(cur, name).map_err(io_err("open", &comps[..=i]))?,
-                            t,
-                        )
-                    }
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
-                        return Err(refuse(
-                            raw,
-                            format!(
-                                "parent {:?} is a symlink or not a directory",
-                                join(&comps[..=i])
-                            ),
-                        ))
-                    }
-                    Err(e) => return Err(Error::io("open", join(&comps[..=i]), e)),
-                }
-            };
-            if let Some(t) = time {
-                self.dir_times.push((comps[..=i].to_vec(), t));
-            }
-            self.stack.push((name.clone(), fd));
-        }
-        match self.stack.last() {
-            Some((_, fd)) if !comps.is_empty() => fd.try_clone(),
-            _ => self.root.try_clone(),
-        }
-        .map(Some)
-        .map_err(io_err("dup", comps))
-    }
-
-    /// Creates a directory the layer needs but does not list: with the
-    /// metadata of the lower layers' directory on overlay, else 0755 root.
-    fn implicit_dir(
-        &self,
-        cur: BorrowedFd<'_>,
-        comps: &[OsString],
-        raw: &[u8],
-    ) -> Result<Option<TimeSpec>> {
-        let name = &comps[comps.len() - 1];
-        let lower = if self.overlay {
-            self.lowers.find(comps)?
-        } else {
-            None
-        };
-        if let Some(hit) = &lower {
-            if !is_dir(&hit.stat) {
-                return Err(refuse(
-                    raw,
-                    format!(
-                        "parent {:?} is a symlink or file in a lower layer",
-                        join(comps)
-                    ),
-                ));
-            }
-        }
-        let mode = lower.as_ref().map_or(0o755, |h| h.stat.st_mode & 0o7777);
-        nix::sys::stat::mkdirat(
-            Some(cur.as_raw_fd()),
-            name.as_os_str(),
-            Mode::from_bits_truncate(mode),
-        )
-        .map_err(nix_err("mkdir", comps))?;
-        if let Some(hit) = lower {
-            let fd = open_dir_at(cur, name).map_err(io_err("open", comps))?;
-            nix::unistd::fchown(
-                fd.as_raw_fd(),
-                Some(Uid::from_raw(hit.stat.st_uid)),
-                Some(Gid::from_raw(hit.stat.st_gid)),
-            )
-            .map_err(nix_err("chown", comps))?;
-            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode))
-                .map_err(nix_err("chmod", comps))?;
-            let src = proc_path(hit.parent.as_fd(), name);
-            for k in sys::llistxattr(src.as_os_str()).map_err(io_err("listxattr", comps))? {
-                let k = OsStr::from_bytes(&k);
-                if k.as_bytes().starts_with(b"trusted.overlay.") {
-                    continue;
-                }
-                if let Some(v) =
-                    sys::lgetxattr(src.as_os_str(), k).map_err(io_err("getxattr", comps))?
-                {
-                    sys::fsetxattr(fd.as_fd(), k, &v).map_err(io_err("setxattr", comps))?;
-                }
-            }
-            // Restored after children are written (dir_times is replayed in reverse).
-            return Ok(Some(TimeSpec::new(
-                hit.stat.st_mtime,
-                hit.stat.st_mtime_nsec,
-            )));
-        }
-        Ok(None)
     }
 }

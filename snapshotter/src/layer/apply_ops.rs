@@ -11,7 +11,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
 use super::apply::{io_err, nix_err, refuse, Applier};
-use super::safe::{self, clean, file_type, is_dir, join, lstat_at, proc_path};
+use super::safe::{self, file_type, is_dir, join, lstat_at, proc_path};
+use super::walk::{components, unpack};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -74,7 +75,7 @@ impl Applier {
         target: &[u8],
         raw: &[u8],
     ) -> Result<()> {
-        let tcomps = clean(target).map_err(|w| refuse(raw, format!("hard link target: {w}")))?;
+        let tcomps = components(target, raw, "hard link target")?;
         let Some((tname, tparent)) = tcomps.split_last() else {
             return Err(refuse(raw, "hard link to the root"));
         };
@@ -167,7 +168,8 @@ impl Applier {
     /// Sets directory mtimes (children first) and syncs the filesystem.
     pub(super) fn finish(mut self) -> Result<()> {
         let times = std::mem::take(&mut self.dir_times);
-        for (comps, t) in times.iter().rev() {
+        for (packed, t) in times.iter().rev() {
+            let comps = unpack(packed);
             let Some((name, parent)) = comps.split_last() else {
                 continue;
             };
@@ -182,7 +184,7 @@ impl Applier {
                 UtimensatFlags::NoFollowSymlink,
             ) {
                 Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(Error::io("utimens", join(comps), e.into())),
+                Err(e) => return Err(Error::io("utimens", join(&comps), e.into())),
             }
         }
         self.stack.clear();

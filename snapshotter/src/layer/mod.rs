@@ -7,6 +7,8 @@ mod apply_ops;
 mod diff;
 mod pipe;
 mod safe;
+mod sparse;
+mod walk;
 
 use std::io::{self, Read, Write};
 
@@ -15,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 pub use apply::{apply_layer, apply_layer_staged};
 pub use berth_api::Digest;
 pub use diff::diff_layer;
+pub use walk::{MAX_DEPTH, MAX_PATH_BYTES};
 
 use crate::error::{Error, Result};
 
@@ -72,7 +75,8 @@ pub fn compression_of(media_type: &str) -> Result<Compression> {
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.zstd" => Compression::Zstd,
         other => {
             return Err(Error::InvalidArgument(format!(
-                "media type {other:?} is not a supported layer type (OCI or Docker layer tar, uncompressed, gzip or zstd)"
+                "media type {} is not a supported layer type (OCI or Docker layer tar, uncompressed, gzip or zstd)",
+                berth_api::echo::Echo(other)
             )))
         }
     };

@@ -46,6 +46,11 @@ pub(crate) fn join(comps: &[OsString]) -> PathBuf {
     comps.iter().collect()
 }
 
+/// Components joined for a message, shortened (`berth_api::echo`).
+pub(crate) fn echo_path(comps: &[OsString]) -> String {
+    berth_api::echo::EchoBytes(join(comps).as_os_str().as_bytes()).to_string()
+}
+
 /// `/proc/self/fd/<dir>/<name>`: a path naming `name` inside an fd we opened.
 pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
@@ -124,8 +129,14 @@ pub(crate) fn is_opaque(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
 
 /// The read-only lower layers of an overlay, top first, for looking up
 /// what exists below the upper dir being written.
+///
+/// Only their paths are kept: a lookup opens one layer at a time and holds
+/// at most two directory fds of it, so an image of hundreds of layers never
+/// holds one fd per layer (the roots are trusted snapshot dirs of ours; what
+/// lies below them is resolved as everywhere here, `O_NOFOLLOW` one
+/// component at a time).
 pub(crate) struct Lowers {
-    roots: Vec<OwnedFd>,
+    roots: Vec<PathBuf>,
     /// staged apply: the lowers exist but are not known yet
     unknown: bool,
 }
@@ -138,11 +149,20 @@ pub(crate) struct LowerHit {
     pub(crate) stat: FileStat,
 }
 
+/// What one layer holds at one depth of a looked-up path.
+enum Seen {
+    /// a directory; `opaque` hides the same path in the layers below
+    Dir { opaque: bool },
+    /// a whiteout: the path is deleted for this layer and those below
+    Whiteout,
+    /// anything else (file, symlink, device): ends the path here
+    Other,
+}
+
 impl Lowers {
     pub(crate) fn open(dirs: &[PathBuf]) -> Result<Self> {
-        let roots = dirs.iter().map(|d| open_root(d)).collect::<Result<_>>()?;
         Ok(Self {
-            roots,
+            roots: dirs.to_vec(),
             unknown: false,
         })
     }
@@ -159,7 +179,7 @@ impl Lowers {
     /// Like [`Lowers::lookup`], failing with NeedsLowers when unknown.
     pub(crate) fn find(&self, comps: &[OsString]) -> Result<Option<LowerHit>> {
         if self.unknown {
-            return Err(Error::NeedsLowers(join(comps).display().to_string()));
+            return Err(Error::NeedsLowers(echo_path(comps)));
         }
         self.lookup(comps)
             .map_err(|e| Error::io("lookup in lower layers", join(comps), e))
@@ -170,79 +190,101 @@ impl Lowers {
     /// hides everything below it). Returns the visible entry, if any.
     /// A symlink (or any non-directory) where a parent is needed means the
     /// path does not exist below.
+    ///
+    /// The layers are walked one after the other, top first. `closed` is
+    /// the shallowest depth at which a layer above has hidden the layers
+    /// below (a whiteout, a non-directory, an opaque directory): lower
+    /// layers only take part above that depth. `seen[d]` records that some
+    /// layer above already showed an entry at depth `d`, so a lower
+    /// non-directory there is hidden rather than visible.
     pub(crate) fn lookup(&self, comps: &[OsString]) -> io::Result<Option<LowerHit>> {
-        if comps.is_empty() {
+        let Some(last) = comps.len().checked_sub(1) else {
             return Ok(None);
-        }
-        // Per layer: the open parent directory at the current depth.
-        let mut parents: Vec<Option<OwnedFd>> = self
-            .roots
-            .iter()
-            .map(|r| r.try_clone().map(Some))
-            .collect::<io::Result<_>>()?;
-        let mut end = parents.len();
-        for (depth, name) in comps.iter().enumerate() {
-            let last = depth + 1 == comps.len();
-            let mut found: Option<(usize, FileStat)> = None;
-            let mut new_end = end;
-            for (i, slot) in parents.iter().enumerate().take(end) {
-                let Some(dirfd) = slot else { continue };
-                let Some(st) = lstat_at(dirfd.as_fd(), name)? else {
-                    continue;
-                };
-                if is_whiteout(&st) {
-                    new_end = i;
-                    break;
-                }
-                if !is_dir(&st) {
-                    if found.is_none() {
-                        found = Some((i, st));
-                        new_end = i + 1;
-                    } else {
-                        new_end = i;
-                    }
-                    break;
-                }
-                if found.is_none() {
-                    found = Some((i, st));
-                }
-                if is_opaque(dirfd.as_fd(), name)? {
-                    new_end = i + 1;
-                    break;
-                }
+        };
+        let mut closed = comps.len();
+        let mut seen = vec![false; comps.len()];
+        for root in &self.roots {
+            if closed == 0 {
+                break;
             }
-            let Some((top, st)) = found else {
-                return Ok(None);
+            let mut dir = match open_root_io(root) {
+                Ok(d) => d,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e),
             };
-            if last {
-                let parent = parents[top]
-                    .take()
-                    .ok_or_else(|| io::Error::other("lost fd"))?;
-                return Ok(Some(LowerHit { parent, stat: st }));
-            }
-            if !is_dir(&st) {
-                return Ok(None);
-            }
-            end = new_end;
-            for (i, slot) in parents.iter_mut().enumerate() {
-                let next = match slot.as_ref() {
-                    Some(fd) if i >= top && i < end => match open_dir_at(fd.as_fd(), name) {
-                        Ok(d) => Some(d),
-                        Err(e)
-                            if matches!(
-                                e.raw_os_error(),
-                                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-                            ) =>
-                        {
-                            None
-                        }
-                        Err(e) => return Err(e),
-                    },
-                    _ => None,
+            let mut closes = closed;
+            for (depth, name) in comps.iter().enumerate().take(closed) {
+                let Some(st) = lstat_at(dir.as_fd(), name)? else {
+                    break;
                 };
-                *slot = next;
+                let what = if is_whiteout(&st) {
+                    Seen::Whiteout
+                } else if is_dir(&st) {
+                    Seen::Dir {
+                        opaque: is_opaque(dir.as_fd(), name)?,
+                    }
+                } else {
+                    Seen::Other
+                };
+                let first = !seen[depth];
+                match what {
+                    Seen::Whiteout => {
+                        closes = closes.min(depth);
+                        break;
+                    }
+                    Seen::Other => {
+                        closes = closes.min(depth);
+                        if first && depth == last {
+                            return Ok(Some(LowerHit {
+                                parent: dir,
+                                stat: st,
+                            }));
+                        }
+                        // A non-directory on the path, or one hidden by an
+                        // entry above: nothing below resolves.
+                        break;
+                    }
+                    Seen::Dir { opaque } => {
+                        if first && depth == last {
+                            return Ok(Some(LowerHit {
+                                parent: dir,
+                                stat: st,
+                            }));
+                        }
+                        seen[depth] = true;
+                        if opaque {
+                            closes = closes.min(depth);
+                        }
+                        if depth == last {
+                            break;
+                        }
+                        dir = match open_dir_at(dir.as_fd(), name) {
+                            Ok(d) => d,
+                            Err(e)
+                                if matches!(
+                                    e.raw_os_error(),
+                                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                                ) =>
+                            {
+                                break
+                            }
+                            Err(e) => return Err(e),
+                        };
+                    }
+                }
             }
+            closed = closes;
         }
         Ok(None)
     }
+}
+
+/// Opens a lower layer's root (a trusted snapshot dir of ours).
+fn open_root_io(path: &Path) -> io::Result<OwnedFd> {
+    sys::openat(
+        None,
+        path.as_os_str(),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
 }

@@ -27,6 +27,15 @@ use crate::error::{Error, Result};
 use crate::mount::Mount;
 use store::{check_key, check_namespace, snap_key, snap_prefix, Record};
 
+/// Most lower layers a snapshot may stack: overlayfs's own limit
+/// (`OVL_MAX_STACK`), so an image may have at most 500 layers and a
+/// container's snapshot on it mounts at most 500 lower directories. A
+/// parent whose chain is deeper than this is refused (InvalidArgument) by
+/// `prepare`, `view` and `rebase`, on both backends, so an image behaves
+/// the same on each; callers refuse deeper images up front with this
+/// figure.
+pub const MAX_LAYERS: usize = 500;
+
 /// Which snapshotter implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -211,7 +220,8 @@ impl Snapshotter {
         let rec = self.get(ns, key)?;
         if rec.kind == Kind::Committed {
             return Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is committed; only active snapshots and views have mounts"
+                "snapshot {} is committed; only active snapshots and views have mounts",
+                berth_api::echo::Echo(key)
             )));
         }
         let parents = self.parent_ids(ns, &rec)?;

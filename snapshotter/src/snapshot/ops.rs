@@ -6,8 +6,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use berth_api::echo::Echo;
+
 use super::store::{check_key, check_namespace, child_key, child_prefix, now_ns, snap_key, Record};
-use super::{Backend, Info, Kind, Snapshotter};
+use super::{Backend, Info, Kind, Snapshotter, MAX_LAYERS};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::mount::Mount;
@@ -55,12 +57,23 @@ impl Snapshotter {
             .map_err(|e| Error::io("chmod", fsdir, e))
     }
 
+    /// The committed snapshot `parent`, refusing one whose chain is more
+    /// than [`MAX_LAYERS`] snapshots deep (a child would mount more lower
+    /// directories than overlayfs stacks).
     fn committed_parent(&self, ns: &str, parent: &str) -> Result<Record> {
         check_key("parent", parent)?;
         let rec = self.get(ns, parent)?;
         if rec.kind != Kind::Committed {
             return Err(Error::InvalidArgument(format!(
-                "parent {parent:?} is not a committed snapshot"
+                "parent {} is not a committed snapshot",
+                Echo(parent)
+            )));
+        }
+        let depth = 1 + self.parent_ids(ns, &rec)?.len();
+        if depth > MAX_LAYERS {
+            return Err(Error::InvalidArgument(format!(
+                "parent {} is {depth} layers deep: a snapshot may stack at most {MAX_LAYERS} lower layers",
+                Echo(parent)
             )));
         }
         Ok(rec)
@@ -158,7 +171,9 @@ impl Snapshotter {
             let again = self.committed_parent(ns, p)?;
             if Some(again.id) != parent_rec.as_ref().map(|r| r.id) {
                 return Err(Error::FailedPrecondition(format!(
-                    "parent {p:?} changed while preparing {key:?}"
+                    "parent {} changed while preparing {}",
+                    Echo(p),
+                    Echo(key)
                 )));
             }
         }
@@ -221,7 +236,8 @@ impl Snapshotter {
         let mut rec = self.get(ns, key)?;
         if rec.kind != Kind::Active || rec.parent.is_some() {
             return Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is not an active snapshot without a parent"
+                "snapshot {} is not an active snapshot without a parent",
+                Echo(key)
             )));
         }
         let prec = self.committed_parent(ns, parent)?;
@@ -254,7 +270,8 @@ impl Snapshotter {
         let rec = self.get(ns, key)?;
         if rec.kind != Kind::Active {
             return Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is not active"
+                "snapshot {} is not active",
+                Echo(key)
             )));
         }
         if self.exists(ns, name)? {
@@ -268,7 +285,8 @@ impl Snapshotter {
         let rec = self.get(ns, key)?;
         if rec.kind != Kind::Active {
             return Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is not active"
+                "snapshot {} is not active",
+                Echo(key)
             )));
         }
         if self.exists(ns, name)? {
@@ -308,7 +326,8 @@ impl Snapshotter {
         let rec = self.get(ns, key)?;
         if self.db.scan_prefix(child_prefix(ns, key)).next().is_some() {
             return Err(Error::FailedPrecondition(format!(
-                "cannot remove snapshot {key:?}: it has children"
+                "cannot remove snapshot {}: it has children",
+                Echo(key)
             )));
         }
         let mut batch = sled::Batch::default();
@@ -352,8 +371,9 @@ impl Snapshotter {
                 }
             } else {
                 return Err(Error::InvalidArgument(format!(
-                    "cannot update field {fp:?} of snapshot {:?}: only labels are updatable",
-                    info.name
+                    "cannot update field {} of snapshot {}: only labels are updatable",
+                    Echo(fp),
+                    Echo(&info.name)
                 )));
             }
         }

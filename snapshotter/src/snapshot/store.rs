@@ -109,7 +109,8 @@ pub(crate) fn check_key(field: &str, key: &str) -> Result<()> {
     }
     if key.contains('\0') {
         return Err(Error::InvalidArgument(format!(
-            "{field}: {key:?} contains NUL"
+            "{field}: {} contains NUL",
+            berth_api::echo::Echo(key)
         )));
     }
     if key.len() > 4096 {

@@ -1,5 +1,5 @@
-//! What can go wrong in the content store; `services/status.rs` maps each
-//! kind to the gRPC code containerd returns.
+//! What can go wrong in the content store, and which kind each failure is
+//! (the code containerd returns).
 
 use std::path::PathBuf;
 
@@ -53,4 +53,22 @@ pub enum Error {
     /// a blocking task died
     #[error("blocking task: {0}")]
     Task(String),
+}
+
+impl Error {
+    /// The kind of failure, for the code containerd answers (a held ref is
+    /// Unavailable, a write at the wrong offset OutOfRange).
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        use berth_api::ErrorKind as K;
+        match self {
+            Error::NotFound(_) | Error::IngestNotFound(_) => K::NotFound,
+            Error::AlreadyExists(_) => K::AlreadyExists,
+            Error::Locked { .. } => K::Unavailable,
+            Error::InvalidArgument(_) => K::InvalidArgument,
+            Error::FailedPrecondition(_) => K::FailedPrecondition,
+            Error::OutOfRange(_) => K::OutOfRange,
+            Error::Store(e) => e.kind(),
+            Error::Io { .. } | Error::Reader(_) | Error::Task(_) => K::Internal,
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! Ingests: in-progress writes on disk, their locks, status and abort.
 //!
 //! An ingest lives in `ingest/<sha256(ns + "/" + ref)>/` with the files
-//! `data` (the bytes so far), `ref`, `ns`, `startedat` (unix nanoseconds),
-//! and, when known at creation, `total` and `expected`. The directory is
+//! `data` (the bytes so far), `ref`, `ns`, `startedat` and `updatedat`
+//! (unix nanoseconds; the second rewritten when a writer closes, as
+//! containerd does: a file's mtime is too coarse to report the time of the
+//! last write), and, when known at creation, `total` and `expected`. The directory is
 //! made complete under a temporary name and renamed into place, so after a
 //! crash every ingest directory is either whole or absent (partial leftovers
 //! are removed at open). Data is not fsync'd per write; commit fsyncs it.
@@ -78,6 +80,9 @@ impl Fields for IngestStatus {
     }
 }
 
+/// How often [`ContentStore::writer`] tries a held ingest lock.
+const LOCK_TRIES: u32 = 10;
+
 /// In-process writer locks: one writer per ingest at a time.
 #[derive(Default)]
 pub(crate) struct Locks {
@@ -106,7 +111,7 @@ fn ingest_key(ns: &str, reference: &str) -> String {
     hex::encode(h.finalize())
 }
 
-fn nanos(t: SystemTime) -> u128 {
+pub(crate) fn nanos(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
 }
 
@@ -140,6 +145,11 @@ fn read_status(dir: &Path) -> Result<Option<(String, IngestStatus)>> {
     let started_at = read_opt(&dir.join("startedat"))?
         .and_then(|s| from_nanos(&s))
         .unwrap_or(UNIX_EPOCH);
+    // The time a writer recorded at close; the data's mtime only when it
+    // is later (a writer that never closed, e.g. berthd was killed).
+    let recorded = read_opt(&dir.join("updatedat"))?.and_then(|s| from_nanos(&s));
+    let modified = meta.modified().ok();
+    let updated_at = recorded.max(modified).unwrap_or(started_at);
     let total = read_opt(&dir.join("total"))?
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
@@ -152,7 +162,7 @@ fn read_status(dir: &Path) -> Result<Option<(String, IngestStatus)>> {
             total,
             expected,
             started_at,
-            updated_at: meta.modified().unwrap_or(started_at),
+            updated_at,
         },
     )))
 }
@@ -196,6 +206,7 @@ fn create_ingest(
         write("ref", reference)?;
         write("ns", ns)?;
         write("startedat", &nanos(started_at).to_string())?;
+        write("updatedat", &nanos(started_at).to_string())?;
         if total > 0 {
             write("total", &total.to_string())?;
         }
@@ -249,7 +260,28 @@ impl ContentStore {
         self.ingest_root().join(ingest_key(ns, reference))
     }
 
-    fn lock_ingest(&self, ns: &str, reference: &str) -> Result<LockGuard> {
+    /// Takes the ingest's writer lock, retrying a held one for a short
+    /// while as containerd does ([`LOCK_TRIES`] tries, each after a random
+    /// pause below 2^try ms, about half a second in all): a client that
+    /// closes a writer and reopens the ref at once races the server's
+    /// release of the old writer (its stream ends after the client moved
+    /// on) and must not see a spurious Unavailable. A writer that stays
+    /// open still answers [`Error::Locked`].
+    async fn lock_ingest(&self, ns: &str, reference: &str) -> Result<LockGuard> {
+        let mut tries = 0;
+        loop {
+            match self.try_lock_ingest(ns, reference) {
+                Err(Error::Locked { .. }) if tries + 1 < LOCK_TRIES => {
+                    let ms = uuid::Uuid::new_v4().as_u128() % (1u128 << tries);
+                    tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_lock_ingest(&self, ns: &str, reference: &str) -> Result<LockGuard> {
         let key = ingest_key(ns, reference);
         let mut held = self
             .inner
@@ -291,7 +323,7 @@ impl ContentStore {
                 return Err(Error::AlreadyExists(d.clone()));
             }
         }
-        let lock = self.lock_ingest(ns, reference)?;
+        let lock = self.lock_ingest(ns, reference).await?;
         self.add_lease_resource(ns, "ingests", reference).await?;
         crate::store::namespaces::ensure(self.store(), ns).await?;
         let dir = self.ingest_dir(ns, reference);

@@ -39,6 +39,7 @@ pub use error::Error;
 pub use ingest::{validate_ref, IngestStatus, MAX_REF_LEN};
 pub use writer::Writer;
 
+use crate::filters::{self, label_field, Fields};
 use crate::store::content as records;
 use crate::store::labels::{self, Labels};
 use crate::store::leases::{self, Resource};
@@ -60,6 +61,17 @@ pub struct Info {
     pub updated_at: SystemTime,
     /// Its labels.
     pub labels: Labels,
+}
+
+impl Fields for Info {
+    fn field(&self, path: &[String]) -> Option<String> {
+        match path.first()?.as_str() {
+            "digest" if path.len() == 1 => Some(self.digest.to_string()),
+            "size" if path.len() == 1 => Some(self.size.to_string()),
+            "labels" => label_field(&self.labels, &path[1..]),
+            _ => None,
+        }
+    }
 }
 
 impl Info {
@@ -166,6 +178,15 @@ impl ContentStore {
         Ok(true)
     }
 
+    /// Adds `digest` to this handle's lease under the collector's guard,
+    /// before its bytes are written, so a collection never sees it
+    /// unprotected (see `crate::gc`). Without a lease: nothing to do.
+    pub async fn lease_digest(&self, ns: &str, digest: &Digest) -> Result<()> {
+        let _gc = self.inner.gc_guard.read().await;
+        self.add_lease_resource(ns, "content", &digest.to_string())
+            .await
+    }
+
     /// Where the blob of `digest` lives (whether or not it exists).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.inner.root.join("blobs/sha256").join(digest.hex())
@@ -217,6 +238,11 @@ impl ContentStore {
             }
         }
         Ok(out)
+    }
+
+    /// The blobs recorded in `ns` that containerd `filters` match.
+    pub fn list_matching(&self, ns: &str, filters: &[String]) -> Result<Vec<Info>> {
+        filters::select(filters, self.list(ns)?).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
     /// Every (namespace, blob) record, for garbage collection.

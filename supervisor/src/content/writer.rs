@@ -129,8 +129,26 @@ impl Writer {
         })
         .await?;
         self.status.offset = 0;
+        self.status.updated_at = SystemTime::now();
         self.state = Some(st);
         Ok(())
+    }
+
+    /// Closes the writer, keeping the ingest for a later one: records the
+    /// time of the last write (`updatedat`) before the lock is released,
+    /// so the next writer's status reports it. Dropping a writer without
+    /// closing it leaves the data's mtime as the only record.
+    pub async fn close(self) {
+        let path = self.dir.join("updatedat");
+        let at = super::ingest::nanos(self.status.updated_at).to_string();
+        let reference = self.status.reference.clone();
+        let written = blocking(move || fs::write(&path, at).map_err(io("writing", &path))).await;
+        if let Err(e) = written {
+            // Aborted meanwhile, or the disk failed: the status falls
+            // back to the data's mtime.
+            tracing::debug!(reference, error = %e, "ingest update time not recorded");
+        }
+        drop(self);
     }
 
     /// Commits the ingest as a blob of this namespace, with `labels`.

@@ -24,7 +24,7 @@ use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
 use crate::config::CriConfig;
-use crate::services::Context;
+use crate::containers::Containers;
 
 /// The containerd namespace every CRI object lives in (containerd's choice,
 /// which tools such as `ctr -n k8s.io` and `nerdctl -n k8s.io` rely on).
@@ -41,9 +41,9 @@ pub struct Cri {
 
 struct Inner {
     config: CriConfig,
-    /// The domain berthd's other adapters use too.
-    #[allow(dead_code)] // the RPCs that use it are wired as the domain lands
-    ctx: Context,
+    /// The domain services berthd's other adapters use too.
+    #[allow(dead_code)] // the RPCs that use them are wired as they land
+    deps: Deps,
     /// The pod CIDR the kubelet last gave through UpdateRuntimeConfig.
     pod_cidr: Mutex<String>,
     /// CNI: the pods' networks and the node's network status.
@@ -53,15 +53,26 @@ struct Inner {
     stores: state::Stores,
 }
 
+/// The domain services the CRI calls, handed over by the composition root.
+#[derive(Clone)]
+pub struct Deps {
+    /// Container records (pods and CRI containers are records in `k8s.io`).
+    pub containers: Containers,
+    /// berthd's persistent root.
+    pub root: std::path::PathBuf,
+    /// berthd's state dir.
+    pub state: std::path::PathBuf,
+}
+
 impl Cri {
-    /// The adapter over `ctx`, configured by berthd's `[cri]` table, with
+    /// The adapter over `deps`, configured by berthd's `[cri]` table, with
     /// its pods and containers loaded from the `k8s.io` records.
-    pub fn open(config: CriConfig, ctx: Context) -> Result<Self, crate::store::Error> {
-        let stores = state::load(&ctx.store)?;
+    pub fn open(config: CriConfig, deps: Deps) -> Result<Self, crate::containers::Error> {
+        let stores = state::load(deps.containers.list(NAMESPACE, &[])?);
         let networks = crate::network::Networks::new(crate::network::NetworkOptions {
             conf_dir: config.cni_conf_dir.clone(),
             bin_dirs: config.cni_bin_dirs.clone(),
-            cache_dir: ctx.root.join("network").join("cache"),
+            cache_dir: deps.root.join("cri").join("cni-cache"),
             plugin_timeout: crate::network::DEFAULT_PLUGIN_TIMEOUT,
         });
         tracing::info!(
@@ -72,7 +83,7 @@ impl Cri {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                ctx,
+                deps,
                 pod_cidr: Mutex::new(String::new()),
                 networks,
                 stores,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use super::metadata::{self, ContainerMetadata, Record, SandboxMetadata};
-use crate::store::Store;
+use crate::store::containers::Container;
 
 /// Why a lookup or a reservation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,12 +157,12 @@ impl Default for Stores {
     }
 }
 
-/// Rebuilds the stores from the `k8s.io` records of `store`. A CRI record
-/// whose metadata does not decode is logged and left out (as containerd
-/// does); records of other clients are ignored.
-pub fn load(store: &Store) -> Result<Stores, crate::store::Error> {
+/// Rebuilds the stores from the container records of the `k8s.io`
+/// namespace. A CRI record whose metadata does not decode is logged and
+/// left out (as containerd does); records of other clients are ignored.
+pub fn load(records: Vec<Container>) -> Stores {
     let stores = Stores::default();
-    for rec in crate::store::containers::list(store, super::NAMESPACE)? {
+    for rec in records {
         match metadata::decode(&rec) {
             Ok(Record::Sandbox(m)) => {
                 if let Err(e) = stores.sandboxes.reserve(&m.name, &m.id) {
@@ -180,7 +180,7 @@ pub fn load(store: &Store) -> Result<Stores, crate::store::Error> {
             Err(e) => tracing::warn!(id = %rec.id, error = %e, "skipping unreadable CRI record"),
         }
     }
-    Ok(stores)
+    stores
 }
 
 #[cfg(test)]
@@ -217,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn load_rebuilds_from_k8s_io_records() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
         let sb = crate::cri::metadata::tests::sandbox_meta("pod1", "web");
         crate::store::containers::create(
             &store,
@@ -255,7 +255,7 @@ mod tests {
             .await
             .unwrap();
 
-        let s = load(&store).unwrap();
+        let s = load(crate::store::containers::list(&store, "k8s.io").unwrap());
         assert_eq!(*s.sandboxes.get("pod1").unwrap(), sb);
         assert_eq!(*s.containers.get("ctr1").unwrap(), cm);
         assert_eq!(s.sandboxes.list().len(), 1);

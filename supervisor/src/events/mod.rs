@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use berth_api::events::Event;
 use prost_types::Any;
 use tokio::sync::mpsc;
 
@@ -48,6 +49,13 @@ pub enum Error {
     MissingEvent,
 }
 
+impl Error {
+    /// Every refusal is the caller's malformed event.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        berth_api::ErrorKind::InvalidArgument
+    }
+}
+
 /// One published event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -57,8 +65,25 @@ pub struct Envelope {
     pub namespace: String,
     /// Its topic, e.g. `/tasks/exit`.
     pub topic: String,
-    /// The payload, type URL `containerd.events.X` for our own events.
+    /// The payload ([`Event::TYPE_URL`] for berthd's own events).
     pub event: Any,
+}
+
+impl Envelope {
+    /// The envelope of `msg` in `namespace`, stamped now.
+    pub fn now<E: Event>(namespace: &str, msg: &E) -> Self {
+        Self::at(SystemTime::now(), namespace, msg)
+    }
+
+    /// The envelope of `msg` in `namespace`, stamped `timestamp`.
+    pub fn at<E: Event>(timestamp: SystemTime, namespace: &str, msg: &E) -> Self {
+        Self {
+            timestamp,
+            namespace: namespace.to_string(),
+            topic: E::TOPIC.to_string(),
+            event: msg.to_any(),
+        }
+    }
 }
 
 impl Fields for Envelope {
@@ -69,41 +94,6 @@ impl Fields for Envelope {
             _ => None,
         }
     }
-}
-
-/// A `containerd.events.*` payload that knows its own type name.
-pub trait Event: prost::Message {
-    /// The message name, e.g. `TaskExit` (type URL `containerd.events.TaskExit`).
-    const NAME: &'static str;
-}
-
-macro_rules! event_names {
-    ($($ty:ident => $name:literal),* $(,)?) => {
-        $(impl Event for berth_api::events::$ty { const NAME: &'static str = $name; })*
-    };
-}
-
-event_names! {
-    ContainerCreate => "ContainerCreate",
-    ContainerUpdate => "ContainerUpdate",
-    ContainerDelete => "ContainerDelete",
-    ContentDelete => "ContentDelete",
-    NamespaceCreate => "NamespaceCreate",
-    NamespaceUpdate => "NamespaceUpdate",
-    NamespaceDelete => "NamespaceDelete",
-    SnapshotPrepare => "SnapshotPrepare",
-    SnapshotCommit => "SnapshotCommit",
-    SnapshotRemove => "SnapshotRemove",
-    TaskCreate => "TaskCreate",
-    TaskStart => "TaskStart",
-    TaskDelete => "TaskDelete",
-    TaskExit => "TaskExit",
-    TaskOom => "TaskOOM",
-    TaskExecAdded => "TaskExecAdded",
-    TaskExecStarted => "TaskExecStarted",
-    TaskPaused => "TaskPaused",
-    TaskResumed => "TaskResumed",
-    TaskCheckpointed => "TaskCheckpointed",
 }
 
 /// Checks a topic as containerd does: `/` followed by `/`-separated
@@ -182,32 +172,12 @@ impl Events {
         self.inner.subs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Publishes a `containerd.events.*` message now. Never blocks; invalid
-    /// topics or namespaces are logged and dropped (they are our own bugs).
-    pub fn publish<E: Event>(&self, namespace: &str, topic: &str, msg: &E) {
-        self.publish_named(namespace, topic, E::NAME, msg);
-    }
-
-    /// Like [`publish`](Self::publish) for a message without an [`Event`]
-    /// impl: `name` gives the type URL `containerd.events.{name}`.
-    pub fn publish_named<M: prost::Message>(
-        &self,
-        namespace: &str,
-        topic: &str,
-        name: &str,
-        msg: &M,
-    ) {
-        let env = Envelope {
-            timestamp: SystemTime::now(),
-            namespace: namespace.to_string(),
-            topic: topic.to_string(),
-            event: Any {
-                type_url: berth_api::type_urls::event(name),
-                value: msg.encode_to_vec(),
-            },
-        };
-        if let Err(e) = self.forward(env) {
-            tracing::error!(error = %e, topic, "dropping an event berthd published");
+    /// Publishes an event berthd itself raises, under its topic, now.
+    /// Never blocks; invalid namespaces are logged and dropped (they are
+    /// our own bugs).
+    pub fn publish<E: Event>(&self, namespace: &str, msg: &E) {
+        if let Err(e) = self.forward(Envelope::now(namespace, msg)) {
+            tracing::error!(error = %e, topic = E::TOPIC, "dropping an event berthd published");
         }
     }
 
@@ -305,14 +275,10 @@ mod tests {
         let mut all = bus.subscribe(Filter::default());
         let mut tasks =
             bus.subscribe(Filter::parse(&["topic~=\"^/tasks/\",namespace==a"]).unwrap());
-        bus.publish("a", "/tasks/start", &start(1));
-        bus.publish("b", "/tasks/start", &start(2));
-        bus.publish(
-            "a",
-            "/containers/create",
-            &berth_api::events::ContainerCreate::default(),
-        );
-        bus.publish("a", "/tasks/oom", &berth_api::events::TaskOom::default());
+        bus.publish("a", &start(1));
+        bus.publish("b", &start(2));
+        bus.publish("a", &berth_api::events::ContainerCreate::default());
+        bus.publish("a", &berth_api::events::TaskOom::default());
         let got: Vec<String> = [(); 4]
             .iter()
             .map(|_| all.rx.try_recv().unwrap().topic.clone())
@@ -338,7 +304,7 @@ mod tests {
         let bus = Events::new();
         let mut slow = bus.subscribe(Filter::default());
         for i in 0..(SUBSCRIBER_BUFFER as u32 + 10) {
-            bus.publish("a", "/tasks/start", &start(i));
+            bus.publish("a", &start(i));
         }
         assert_eq!(bus.subscribers(), 0);
         // What was buffered is still readable, then the stream ends.

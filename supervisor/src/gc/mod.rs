@@ -44,24 +44,20 @@
 //! A creator must never hold two guards at once (a waiting collection
 //! blocks new readers, so a nested read would deadlock).
 
-mod content;
 pub mod mark;
+mod records;
 
-pub use content::parse_rfc3339;
-
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use berth_snapshotter::Snapshotter;
 use tokio::sync::{Notify, OwnedRwLockReadGuard, RwLock};
 use tokio_util::sync::CancellationToken;
 
-use crate::services::Context;
-use crate::store::{self, images, leases};
+use crate::content::ContentStore;
+use crate::store::{self, images, leases, Store};
 use mark::{label_refs, Edges, Node, ROOT_LABEL};
-
-/// gRPC metadata key carrying the lease a call runs under.
-pub const LEASE_HEADER: &str = "containerd-lease";
 
 /// How long collection waits after a delete before running, so bursts of
 /// deletes cost one run.
@@ -75,10 +71,31 @@ pub enum Error {
     Store(#[from] store::Error),
     /// a snapshotter failed
     #[error("gc snapshots: {0}")]
-    Snapshots(#[from] crate::snapshots::Error),
+    Snapshots(#[from] berth_snapshotter::Error),
     /// the content store failed
     #[error("gc content: {0}")]
-    Content(String),
+    Content(#[from] crate::content::Error),
+    /// a blocking task died
+    #[error("gc task: {0}")]
+    Join(String),
+}
+
+impl Error {
+    /// A collection that fails is berthd's own failure, whatever the cause.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        berth_api::ErrorKind::Internal
+    }
+}
+
+/// What a collection reads and removes.
+#[derive(Clone)]
+pub struct Deps {
+    /// Metadata: leases, images, containers, namespaces.
+    pub store: Store,
+    /// Content records and blobs (its guard is the collector's).
+    pub content: ContentStore,
+    /// Every snapshotter, by name.
+    pub snapshotters: BTreeMap<String, Arc<Snapshotter>>,
 }
 
 /// What one run removed.
@@ -92,12 +109,20 @@ pub struct Stats {
     pub leases: usize,
 }
 
-/// The collector's handle: the guard creators hold and the debounce
-/// trigger. Cheap to clone.
+impl Stats {
+    /// True when the run removed anything.
+    pub fn removed_any(&self) -> bool {
+        self.content + self.snapshots + self.leases > 0
+    }
+}
+
+/// The collector's handle: the guard creators hold, the debounce trigger
+/// and the collection itself. Cheap to clone.
 #[derive(Clone)]
 pub struct Gc {
     lock: Arc<RwLock<()>>,
     wake: Arc<Notify>,
+    deps: Arc<Deps>,
 }
 
 impl std::fmt::Debug for Gc {
@@ -107,12 +132,13 @@ impl std::fmt::Debug for Gc {
 }
 
 impl Gc {
-    /// A new collector around `lock`, the guard the content store shares
-    /// (see [`crate::content::ContentStore::gc_guard`]).
-    pub fn new(lock: Arc<RwLock<()>>) -> Self {
+    /// A collector over `deps`, guarded by the lock the content store
+    /// shares (see [`ContentStore::gc_guard`]).
+    pub fn new(deps: Deps) -> Self {
         Self {
-            lock,
+            lock: deps.content.gc_guard(),
             wake: Arc::default(),
+            deps: Arc::new(deps),
         }
     }
 
@@ -127,10 +153,21 @@ impl Gc {
         self.wake.notify_one();
     }
 
+    /// Collects now and waits for it when `sync` (a client's `sync`
+    /// flag), else soon, debounced, in the background.
+    pub async fn collect(&self, sync: bool) -> Result<(), Error> {
+        if sync {
+            self.run().await?;
+        } else {
+            self.schedule();
+        }
+        Ok(())
+    }
+
     /// Starts the background task that runs collections after
     /// [`Gc::schedule`], until `stop`.
-    pub fn spawn(ctx: Context, stop: CancellationToken) {
-        let gc = ctx.gc.clone();
+    pub fn spawn(&self, stop: CancellationToken) {
+        let gc = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -141,7 +178,7 @@ impl Gc {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(DEBOUNCE) => {}
                 }
-                if let Err(e) = gc.run(&ctx).await {
+                if let Err(e) = gc.run().await {
                     tracing::warn!(error = %e, "garbage collection failed");
                 }
             }
@@ -149,17 +186,30 @@ impl Gc {
     }
 
     /// One full collection, now. Waits for a running one to finish.
-    pub async fn run(&self, ctx: &Context) -> Result<Stats, Error> {
+    pub async fn run(&self) -> Result<Stats, Error> {
         let _excl = self.lock.write().await;
         let started = std::time::Instant::now();
-        let stats = collect(ctx).await?;
-        tracing::info!(
-            content = stats.content,
-            snapshots = stats.snapshots,
-            leases = stats.leases,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "garbage collection done"
-        );
+        let stats = collect(&self.deps).await?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        // Runs follow every delete: one that removed nothing is routine
+        // and would flood INFO under load.
+        if stats.removed_any() {
+            tracing::info!(
+                content = stats.content,
+                snapshots = stats.snapshots,
+                leases = stats.leases,
+                elapsed_ms,
+                "garbage collection done"
+            );
+        } else {
+            tracing::debug!(
+                content = 0,
+                snapshots = 0,
+                leases = 0,
+                elapsed_ms,
+                "garbage collection done"
+            );
+        }
         Ok(stats)
     }
 }
@@ -172,10 +222,10 @@ struct Snap {
 
 /// Every content record and snapshot now, with their edges and the
 /// `containerd.io/gc.root` ones.
-async fn graph(ctx: &Context) -> Result<(Vec<Snap>, HashMap<Node, Edges>, Vec<Node>), Error> {
+async fn graph(deps: &Deps) -> Result<(Vec<Snap>, HashMap<Node, Edges>, Vec<Node>), Error> {
     let mut edges: HashMap<Node, Edges> = HashMap::new();
     let mut roots = Vec::new();
-    for (ns, digest, labels) in content::list_all(ctx).await? {
+    for (ns, digest, labels) in records::content(deps).await? {
         let node = Node::content(&ns, &digest);
         if labels.contains_key(ROOT_LABEL) {
             roots.push(node.clone());
@@ -189,30 +239,27 @@ async fn graph(ctx: &Context) -> Result<(Vec<Snap>, HashMap<Node, Edges>, Vec<No
         );
     }
     let mut snaps = Vec::new();
-    let namespaces: Vec<String> = crate::store::namespaces::list(&ctx.store)?
+    let namespaces: Vec<String> = crate::store::namespaces::list(&deps.store)?
         .into_iter()
         .map(|n| n.name)
         .collect();
-    for name in ctx.snapshotters.names() {
-        let sn = name.clone();
+    for (sn, snapshotter) in &deps.snapshotters {
         let nss = namespaces.clone();
-        let all = ctx
-            .snapshotters
-            .run(&name, move |s| {
-                let mut all = Vec::new();
-                for ns in nss {
-                    all.extend(s.list(&ns)?.into_iter().map(|i| (ns.clone(), i)));
-                }
-                Ok(all)
-            })
-            .await?;
+        let all = blocking(snapshotter, move |s| {
+            let mut all = Vec::new();
+            for ns in nss {
+                all.extend(s.list(&ns)?.into_iter().map(|i| (ns.clone(), i)));
+            }
+            Ok(all)
+        })
+        .await?;
         for (ns, info) in all {
-            let node = Node::snapshot(&ns, &sn, &info.name);
+            let node = Node::snapshot(&ns, sn, &info.name);
             let labels = info.labels.into_iter().collect::<store::labels::Labels>();
             if labels.contains_key(ROOT_LABEL) {
                 roots.push(node.clone());
             }
-            let parent = info.parent.map(|p| Node::snapshot(&ns, &sn, &p));
+            let parent = info.parent.map(|p| Node::snapshot(&ns, sn, &p));
             snaps.push(Snap {
                 node: node.clone(),
                 edges: Edges { labels, parent },
@@ -225,25 +272,36 @@ async fn graph(ctx: &Context) -> Result<(Vec<Snap>, HashMap<Node, Edges>, Vec<No
     Ok((snaps, edges, roots))
 }
 
-async fn collect(ctx: &Context) -> Result<Stats, Error> {
+/// Runs `f` on a snapshotter on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    snapshotter: &Arc<Snapshotter>,
+    f: impl FnOnce(&Snapshotter) -> berth_snapshotter::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    let sn = Arc::clone(snapshotter);
+    Ok(tokio::task::spawn_blocking(move || f(&sn))
+        .await
+        .map_err(|e| Error::Join(e.to_string()))??)
+}
+
+async fn collect(deps: &Deps) -> Result<Stats, Error> {
     let mut stats = Stats::default();
     // 1. Candidates, before any root is read.
-    let (_, first, _) = graph(ctx).await?;
+    let (_, first, _) = graph(deps).await?;
     let candidates: Vec<Node> = first.into_keys().collect();
     let mut roots: Vec<Node> = Vec::new();
 
     // 2. Roots: leases first (see the module docs), then the rest.
     let now = SystemTime::now();
-    for (ns, lease) in leases::list_all(&ctx.store)? {
+    for (ns, lease) in leases::list_all(&deps.store)? {
         if expired(&lease, now) {
-            match leases::delete(&ctx.store, &ns, &lease.id).await {
+            match leases::delete(&deps.store, &ns, &lease.id).await {
                 Ok(()) => stats.leases += 1,
                 Err(store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
             continue;
         }
-        let held = match leases::resources(&ctx.store, &ns, &lease.id) {
+        let held = match leases::resources(&deps.store, &ns, &lease.id) {
             Ok(r) => r,
             Err(store::Error::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
@@ -256,14 +314,14 @@ async fn collect(ctx: &Context) -> Result<Stats, Error> {
             }
         }
     }
-    roots.extend(content::container_roots(ctx)?);
-    for (ns, img) in images::list_all(&ctx.store)? {
+    roots.extend(records::container_roots(deps)?);
+    for (ns, img) in images::list_all(&deps.store)? {
         roots.push(Node::content(&ns, &img.target.digest));
         roots.extend(label_refs(&ns, &img.labels));
     }
     // 3. Edges (labels, parents) as they are now, after the roots: a label
     // set before a lease went is seen here (module docs, point 3).
-    let (snaps, edges, labelled_roots) = graph(ctx).await?;
+    let (snaps, edges, labelled_roots) = graph(deps).await?;
     roots.extend(labelled_roots);
 
     // 4. Mark, then sweep what is not live.
@@ -272,17 +330,17 @@ async fn collect(ctx: &Context) -> Result<Stats, Error> {
         .into_iter()
         .filter(|n| !live.contains(n))
         .collect();
-    stats.snapshots = sweep_snapshots(ctx, &snaps, &dead).await?;
+    stats.snapshots = sweep_snapshots(deps, &snaps, &dead).await?;
     // Clients' content writes (the Content service) record a blob and then
     // add it to their lease without our guard; a record listed as a
     // candidate may have joined its lease since. Read leases again.
-    let leased_now: HashSet<Node> = lease_roots(ctx)?.into_iter().collect();
+    let leased_now: HashSet<Node> = lease_roots(deps)?.into_iter().collect();
     for n in &dead {
         if leased_now.contains(n) {
             continue;
         }
         if let Node::Content { ns, digest } = n {
-            if content::delete(ctx, ns, digest).await? {
+            if records::delete_content(deps, ns, digest).await? {
                 stats.content += 1;
             }
         }
@@ -291,14 +349,14 @@ async fn collect(ctx: &Context) -> Result<Stats, Error> {
 }
 
 /// What live leases hold right now (expired ones are skipped, not deleted).
-fn lease_roots(ctx: &Context) -> Result<Vec<Node>, Error> {
+fn lease_roots(deps: &Deps) -> Result<Vec<Node>, Error> {
     let now = SystemTime::now();
     let mut out = Vec::new();
-    for (ns, lease) in leases::list_all(&ctx.store)? {
+    for (ns, lease) in leases::list_all(&deps.store)? {
         if expired(&lease, now) {
             continue;
         }
-        match leases::resources(&ctx.store, &ns, &lease.id) {
+        match leases::resources(&deps.store, &ns, &lease.id) {
             Ok(held) => {
                 for r in held {
                     if r.kind == "content" {
@@ -314,12 +372,10 @@ fn lease_roots(ctx: &Context) -> Result<Vec<Node>, Error> {
 }
 
 fn expired(lease: &leases::Lease, now: SystemTime) -> bool {
-    let Some(v) = lease.labels.get(leases::EXPIRE_LABEL) else {
-        return false;
-    };
-    match crate::gc::content::parse_rfc3339(v) {
-        Some(t) => t < now,
-        None => {
+    match lease.expiry() {
+        None => false,
+        Some(Ok(t)) => t < now,
+        Some(Err(v)) => {
             tracing::info!(lease = %lease.id, value = %v, "ignoring invalid lease expiry");
             false
         }
@@ -328,7 +384,7 @@ fn expired(lease: &leases::Lease, now: SystemTime) -> bool {
 
 /// Removes dead snapshots, children before parents. Returns how many.
 async fn sweep_snapshots(
-    ctx: &Context,
+    deps: &Deps,
     snaps: &[Snap],
     dead: &HashSet<Node>,
 ) -> Result<usize, Error> {
@@ -354,10 +410,10 @@ async fn sweep_snapshots(
             else {
                 continue;
             };
-            let r = ctx
-                .snapshotters
-                .run(&snapshotter, move |sn| sn.remove(&ns, &key))
-                .await;
+            let Some(sn) = deps.snapshotters.get(&snapshotter) else {
+                continue;
+            };
+            let r = blocking(sn, move |sn| sn.remove(&ns, &key)).await;
             match r {
                 Ok(()) => removed += 1,
                 Err(e) => tracing::warn!(node = ?s.node, error = %e, "gc: snapshot not removed"),

@@ -16,8 +16,6 @@ use berth_api::Digest;
 use tokio::runtime::Handle;
 
 use crate::content::ContentStore;
-use crate::services::Context;
-use crate::store::leases::{self, Resource};
 
 /// Files up to this size (not under `blobs/`) are kept in memory.
 const SMALL: u64 = 4 << 20;
@@ -38,9 +36,17 @@ pub enum Error {
         /// why
         source: crate::content::Error,
     },
-    /// lease bookkeeping failed
-    #[error(transparent)]
-    Store(#[from] crate::store::Error),
+}
+
+impl Error {
+    /// The kind of failure: a malformed archive is InvalidArgument, a
+    /// refused blob what the content store says.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        match self {
+            Error::Tar(_) => berth_api::ErrorKind::InvalidArgument,
+            Error::Content { source, .. } => source.kind(),
+        }
+    }
 }
 
 /// A blob written from a non-`blobs/` entry.
@@ -101,17 +107,15 @@ fn normalise(p: &Path) -> Option<String> {
 }
 
 /// Reads the whole archive from `reader`, committing blobs into `ns` of
-/// `cs` under `lease` (each known digest is added to the lease, under a GC
-/// guard, before its bytes are written).
+/// `cs`, which holds them in its lease (each known digest is added to the
+/// lease, under the GC guard, before its bytes are written).
 pub fn read(
-    ctx: &Context,
+    cs: &ContentStore,
     rt: &Handle,
     ns: &str,
-    lease: &str,
     reader: impl Read,
     progress: &mut dyn Progress,
 ) -> Result<Contents, Error> {
-    let cs = ctx.content.with_lease(Some(lease.to_string()));
     let mut ar = tar::Archive::new(reader);
     let mut out = Contents::default();
     let entries = ar.entries().map_err(|e| Error::Tar(e.to_string()))?;
@@ -150,11 +154,9 @@ pub fn read(
             .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
         if let Some(d) = blob {
             write_blob(
-                ctx,
-                &cs,
+                cs,
                 rt,
                 ns,
-                lease,
                 &path,
                 &mut entry,
                 Some(d.clone()),
@@ -176,9 +178,7 @@ pub fn read(
                     magic: &mut magic,
                     seen: 0,
                 };
-                write_blob(
-                    ctx, &cs, rt, ns, lease, &path, &mut peek, None, size, progress,
-                )?
+                write_blob(cs, rt, ns, &path, &mut peek, None, size, progress)?
             };
             out.spooled.insert(
                 path,
@@ -229,11 +229,9 @@ fn normalise_dotdot(p: &Path) -> Option<String> {
 /// Streams one entry into the content store; returns its digest and size.
 #[allow(clippy::too_many_arguments)]
 fn write_blob(
-    ctx: &Context,
     cs: &ContentStore,
     rt: &Handle,
     ns: &str,
-    lease: &str,
     path: &str,
     r: &mut dyn Read,
     expected: Option<Digest>,
@@ -245,14 +243,7 @@ fn write_blob(
         source,
     };
     if let Some(d) = &expected {
-        rt.block_on(async {
-            let _hold = ctx.gc.hold().await;
-            let r = Resource {
-                id: d.to_string(),
-                kind: "content".into(),
-            };
-            leases::add_resource(&ctx.store, ns, lease, r).await
-        })?;
+        rt.block_on(cs.lease_digest(ns, d)).map_err(cerr)?;
         if cs.info(ns, d).is_ok() {
             // Already here: skip the bytes (the tar reader discards them).
             return Ok((d.clone(), size));

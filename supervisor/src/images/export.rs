@@ -4,19 +4,28 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
+use berth_api::oci::{self, Descriptor, Index, Manifest, Platform};
 use berth_api::Digest;
 
-use super::oci::{self, Descriptor, Index, Manifest, Platform};
+use super::service::{self, Images};
 use super::unpack::{self, read_doc};
-use crate::services::Context;
-use crate::store::images as records;
+use crate::content::ContentStore;
+
+/// What an export reads.
+#[derive(Clone)]
+pub struct Deps {
+    /// The blobs.
+    pub content: ContentStore,
+    /// The image records.
+    pub images: Images,
+}
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// metadata failed (NotFound for an unknown image)
+    /// an image could not be read (NotFound for an unknown one)
     #[error(transparent)]
-    Store(#[from] crate::store::Error),
+    Images(#[from] service::Error),
     /// a document is unusable or content is missing
     #[error(transparent)]
     Unpack(#[from] unpack::Error),
@@ -25,38 +34,47 @@ pub enum Error {
     Write(String),
 }
 
+impl Error {
+    /// The kind of failure; a client that stopped reading is Unavailable.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        match self {
+            Error::Images(e) => e.kind(),
+            Error::Unpack(e) => e.kind(),
+            Error::Write(_) => berth_api::ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// The blobs of one image: its target and (for the kept platforms)
 /// everything below it.
 async fn blobs_of(
-    ctx: &Context,
+    deps: &Deps,
     ns: &str,
     target: &Descriptor,
     want: Option<&Platform>,
-    out: &mut BTreeSet<String>,
+    out: &mut BTreeSet<Digest>,
 ) -> Result<(), Error> {
     let mut stack = vec![target.clone()];
     while let Some(d) = stack.pop() {
-        let digest = unpack::digest("digest", &d.digest)?;
-        if !out.insert(d.digest.clone()) {
+        let digest = d.digest.clone();
+        if !out.insert(digest.clone()) {
             continue;
         }
         if oci::is_index(&d.media_type) {
-            let idx: Index = serde_json::from_slice(&read_doc(&ctx.content, ns, &digest).await?)
+            let idx: Index = serde_json::from_slice(&read_doc(&deps.content, ns, &digest).await?)
                 .map_err(|e| unpack::Error::Invalid(format!("index {digest}: {e}")))?;
             for m in idx.manifests {
                 let keep = match (want, &m.platform) {
                     (Some(w), Some(p)) => w.matches(p),
                     _ => true,
                 };
-                let md: Digest = unpack::digest("manifest digest", &m.digest)?;
-                if keep && ctx.content.info(ns, &md).is_ok() {
+                if keep && deps.content.info(ns, &m.digest).is_ok() {
                     stack.push(m);
                 }
             }
         } else if oci::is_manifest(&d.media_type) {
-            let m: Manifest =
-                serde_json::from_slice(&read_doc(&ctx.content, ns, &digest).await?)
-                    .map_err(|e| unpack::Error::Invalid(format!("manifest {digest}: {e}")))?;
+            let m: Manifest = serde_json::from_slice(&read_doc(&deps.content, ns, &digest).await?)
+                .map_err(|e| unpack::Error::Invalid(format!("manifest {digest}: {e}")))?;
             out.insert(m.config.digest.clone());
             out.extend(m.layers.into_iter().map(|l| l.digest));
         }
@@ -67,7 +85,7 @@ async fn blobs_of(
 /// Writes the images `names` of `ns` (one platform, or all) as an OCI
 /// layout tar into `w`. Runs its file work on the blocking pool.
 pub async fn export<W: Write + Send + 'static>(
-    ctx: &Context,
+    deps: &Deps,
     ns: &str,
     names: &[String],
     want: Option<Platform>,
@@ -75,20 +93,16 @@ pub async fn export<W: Write + Send + 'static>(
 ) -> Result<(), Error> {
     let mut index = Index {
         schema_version: 2,
-        media_type: oci::MT_OCI_INDEX.into(),
-        manifests: Vec::new(),
+        media_type: oci::OCI_INDEX.into(),
+        ..Default::default()
     };
     let mut blobs = BTreeSet::new();
     for name in names {
-        let img = records::get(&ctx.store, ns, name)?;
-        let mut d = Descriptor {
-            media_type: img.target.media_type.clone(),
-            digest: img.target.digest.clone(),
-            size: img.target.size,
-            annotations: img.target.annotations.clone(),
-            platform: None,
-        };
-        blobs_of(ctx, ns, &d, want.as_ref(), &mut blobs).await?;
+        let img = deps.images.get(ns, name)?;
+        let digest = unpack::digest("target digest", &img.target.digest)?;
+        let mut d = Descriptor::new(img.target.media_type.clone(), digest, img.target.size);
+        d.annotations = img.target.annotations.clone();
+        blobs_of(deps, ns, &d, want.as_ref(), &mut blobs).await?;
         d.annotations
             .insert(oci::ANNOTATION_IMAGE_NAME.into(), img.name.clone());
         let tag = img
@@ -103,12 +117,12 @@ pub async fn export<W: Write + Send + 'static>(
         index.manifests.push(d);
     }
     let mut files = Vec::new();
-    for b in &blobs {
-        let d = unpack::digest("digest", b)?;
-        files.push((
-            d.clone(),
-            ctx.content.open_blob(ns, &d).map_err(unpack::Error::from)?,
-        ));
+    for d in blobs {
+        let f = deps
+            .content
+            .open_blob(ns, &d)
+            .map_err(unpack::Error::from)?;
+        files.push((d, f));
     }
     let index_json = serde_json::to_vec(&index).map_err(|e| Error::Write(e.to_string()))?;
     tokio::task::spawn_blocking(move || {

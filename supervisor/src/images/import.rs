@@ -7,20 +7,37 @@
 //! then the lease goes and the images hold what they need. A failed import
 //! drops its lease, so a collection removes every partial blob/snapshot.
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use berth_api::oci::{self, Descriptor, Index, Manifest, Platform};
 use berth_api::Digest;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::archive::{self, Contents};
-use super::oci::{self, Descriptor, DockerEntry, Index, Manifest, Platform};
-use super::unpack::{self, read_doc, set_label};
-use crate::services::Context;
-use crate::store::images::{self as records, Image, Target};
+use super::service::{self, Images};
+use super::unpack::{self, read_doc, Unpacker};
+use crate::content::ContentStore;
+use crate::gc::Gc;
+use crate::store::images::Target;
 use crate::store::labels::Labels;
-use crate::store::{self, leases};
+use crate::store::{self, leases, Store};
+
+/// What an import needs.
+#[derive(Clone)]
+pub struct Deps {
+    /// The import's own lease.
+    pub store: Store,
+    /// Where the blobs go.
+    pub content: ContentStore,
+    /// Collects what a failed import leaves, once its lease is gone.
+    pub gc: Gc,
+    /// Records the imported images.
+    pub images: Images,
+    /// Unpacks them.
+    pub unpacker: Unpacker,
+}
 
 /// How to import.
 #[derive(Debug, Clone, Default)]
@@ -68,12 +85,44 @@ pub enum Error {
     /// metadata failed
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// recording an image failed
+    #[error(transparent)]
+    Images(#[from] service::Error),
     /// content store failed
     #[error(transparent)]
     Content(#[from] crate::content::Error),
     /// a blocking task died
     #[error("import task failed: {0}")]
     Join(String),
+}
+
+impl Error {
+    /// The kind of failure: a malformed archive or a hostile layer is the
+    /// caller's InvalidArgument.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        match self {
+            Error::Invalid(_) => berth_api::ErrorKind::InvalidArgument,
+            Error::Archive(e) => e.kind(),
+            Error::Unpack(e) => e.kind(),
+            Error::Store(e) => e.kind(),
+            Error::Images(e) => e.kind(),
+            Error::Content(e) => e.kind(),
+            Error::Join(_) => berth_api::ErrorKind::Internal,
+        }
+    }
+}
+
+/// One entry of a `docker save` manifest.json.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    /// path of the config file in the archive
+    config: String,
+    /// tags, e.g. `busybox:latest`
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    /// paths of the layer tars, bottom first
+    layers: Vec<String>,
 }
 
 struct Sender(mpsc::Sender<Progress>, u64);
@@ -95,26 +144,25 @@ impl archive::Progress for Sender {
 /// Imports the archive read from `reader` into `ns`; returns the image
 /// names created or updated.
 pub async fn import(
-    ctx: &Context,
+    deps: &Deps,
     ns: &str,
     reader: impl Read + Send + 'static,
     opts: Options,
     progress: mpsc::Sender<Progress>,
 ) -> Result<Vec<String>, Error> {
     let lease_id = format!("berth-import-{}", uuid::Uuid::new_v4().simple());
-    let expire = format_rfc3339(SystemTime::now() + Duration::from_secs(24 * 3600));
-    let labels = Labels::from([(leases::EXPIRE_LABEL.to_string(), expire)]);
-    leases::create(&ctx.store, ns, &lease_id, labels).await?;
-    let result = run(ctx, ns, &lease_id, reader, &opts, &progress).await;
-    if let Err(e) = leases::delete(&ctx.store, ns, &lease_id).await {
+    let labels = leases::expiring_at(SystemTime::now() + Duration::from_secs(24 * 3600));
+    leases::create(&deps.store, ns, &lease_id, labels).await?;
+    let result = run(deps, ns, &lease_id, reader, &opts, &progress).await;
+    if let Err(e) = leases::delete(&deps.store, ns, &lease_id).await {
         tracing::warn!(lease = %lease_id, error = %e, "import lease not deleted");
     }
-    ctx.gc.schedule();
+    deps.gc.schedule();
     result
 }
 
 async fn run(
-    ctx: &Context,
+    deps: &Deps,
     ns: &str,
     lease: &str,
     reader: impl Read + Send + 'static,
@@ -123,16 +171,15 @@ async fn run(
 ) -> Result<Vec<String>, Error> {
     let started = std::time::Instant::now();
     let _ = progress.send(Progress::State("reading".into())).await;
-    let (c2, ns2, l2, rt) = (
-        ctx.clone(),
+    let (cs, ns2, rt) = (
+        deps.content.with_lease(Some(lease.to_string())),
         ns.to_string(),
-        lease.to_string(),
         tokio::runtime::Handle::current(),
     );
     let tx = progress.clone();
     let contents = tokio::task::spawn_blocking(move || {
         let mut p = Sender(tx, 0);
-        archive::read(&c2, &rt, &ns2, &l2, reader, &mut p)
+        archive::read(&cs, &rt, &ns2, reader, &mut p)
     })
     .await
     .map_err(|e| Error::Join(e.to_string()))??;
@@ -141,7 +188,7 @@ async fn run(
     let named: Vec<(String, Descriptor)> = if let Some(idx) = contents.small.get("index.json") {
         oci_images(&contents, idx, &opts.name_prefix)?
     } else if let Some(m) = contents.small.get("manifest.json") {
-        docker_images(ctx, ns, lease, &contents, m).await?
+        docker_images(deps, ns, lease, &contents, m).await?
     } else {
         return Err(Error::Invalid(
             "archive: neither index.json (OCI layout) nor manifest.json (docker save) found".into(),
@@ -153,8 +200,9 @@ async fn run(
     let want = opts.platform.clone().unwrap_or_else(Platform::host);
     let mut names = Vec::new();
     for (name, target) in &named {
-        let d = unpack::digest("target digest", &target.digest)?;
-        let manifests = resolve(ctx, ns, &d, &target.media_type, &want, opts.all_platforms).await?;
+        let d = target.digest.clone();
+        let manifests =
+            resolve(deps, ns, &d, &target.media_type, &want, opts.all_platforms).await?;
         if manifests.is_empty() {
             return Err(Error::Invalid(format!(
                 "image {name}: no manifest for platform {}/{}",
@@ -171,14 +219,22 @@ async fn run(
             let _ = progress
                 .send(Progress::State(format!("unpacking {name} ({m})")))
                 .await;
-            unpack::unpack(ctx, ns, lease, &m, &opts.snapshotter).await?;
+            deps.unpacker
+                .unpack(ns, lease, &m, &opts.snapshotter)
+                .await?;
             tracing::info!(namespace = %ns, image = %name, manifest = %m, elapsed_ms = started.elapsed().as_millis() as u64, "import: unpacked");
         }
     }
     // Images appear only once everything they need is in place (the lease
     // held it all so far), so a failed import leaves no image behind.
     for (name, target) in &named {
-        save_image(ctx, ns, name, target).await?;
+        let target = Target {
+            media_type: target.media_type.clone(),
+            digest: target.digest.to_string(),
+            size: target.size,
+            annotations: target.annotations.clone(),
+        };
+        deps.images.save(ns, name, target, Labels::new()).await?;
         names.push(name.clone());
     }
     let _ = progress.send(Progress::State("done".into())).await;
@@ -195,7 +251,7 @@ fn oci_images(
         serde_json::from_slice(idx).map_err(|e| Error::Invalid(format!("index.json: {e}")))?;
     let mut out = Vec::new();
     for m in index.manifests {
-        let d = unpack::digest("index.json manifest digest", &m.digest)?;
+        let d = m.digest.clone();
         if !contents.blobs.contains_key(&d) {
             return Err(Error::Invalid(format!(
                 "index.json names {d}, absent from the archive"
@@ -208,7 +264,7 @@ fn oci_images(
             (Some(n), _) if !n.is_empty() => n.clone(),
             (_, Some(r)) if !r.is_empty() => {
                 if prefix.is_empty() {
-                    let day = format_rfc3339(SystemTime::now());
+                    let day = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
                     format!("import-{}:{r}", &day[..10])
                 } else {
                     format!("{prefix}:{r}")
@@ -231,7 +287,7 @@ fn sniff_layer_type(magic: &[u8; 4]) -> &'static str {
 
 /// Builds (and stores) a Docker schema 2 manifest per manifest.json entry.
 async fn docker_images(
-    ctx: &Context,
+    deps: &Deps,
     ns: &str,
     lease: &str,
     contents: &Contents,
@@ -246,33 +302,24 @@ async fn docker_images(
             .small
             .get(cfg_path)
             .ok_or_else(|| Error::Invalid(format!("manifest.json: config {cfg_path} missing")))?;
-        let cfg_desc = store_small(ctx, ns, lease, cfg, oci::MT_DOCKER_CONFIG).await?;
+        let cfg_desc = store_small(deps, ns, lease, cfg, oci::DOCKER_CONFIG).await?;
         let mut layers = Vec::new();
         for l in &e.layers {
             let p = contents.resolve(l);
             let desc = if let Some(s) = contents.spooled.get(p) {
-                Descriptor {
-                    media_type: sniff_layer_type(&s.magic).into(),
-                    digest: s.digest.to_string(),
-                    size: s.size as i64,
-                    ..Default::default()
-                }
+                Descriptor::new(sniff_layer_type(&s.magic), s.digest.clone(), s.size as i64)
             } else if let Some(b) = contents.small.get(p) {
                 let mut magic = [0u8; 4];
                 magic.iter_mut().zip(b.iter()).for_each(|(m, v)| *m = *v);
-                store_small(ctx, ns, lease, b, sniff_layer_type(&magic)).await?
+                store_small(deps, ns, lease, b, sniff_layer_type(&magic)).await?
             } else if let Some(d) = p
                 .strip_prefix("blobs/")
                 .and_then(|r| r.split_once('/'))
                 .and_then(|(a, h)| format!("{a}:{h}").parse::<Digest>().ok())
                 .filter(|d| contents.blobs.contains_key(d))
             {
-                Descriptor {
-                    media_type: "application/vnd.docker.image.rootfs.diff.tar".into(),
-                    size: contents.blobs[&d] as i64,
-                    digest: d.to_string(),
-                    ..Default::default()
-                }
+                let size = contents.blobs[&d] as i64;
+                Descriptor::new("application/vnd.docker.image.rootfs.diff.tar", d, size)
             } else {
                 return Err(Error::Invalid(format!("manifest.json: layer {p} missing")));
             };
@@ -280,15 +327,16 @@ async fn docker_images(
         }
         let manifest = Manifest {
             schema_version: 2,
-            media_type: oci::MT_DOCKER_MANIFEST.into(),
+            media_type: oci::DOCKER_MANIFEST.into(),
             config: cfg_desc,
             layers,
+            annotations: Default::default(),
         };
         let bytes =
             serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
-        let desc = store_small(ctx, ns, lease, &bytes, oci::MT_DOCKER_MANIFEST).await?;
+        let desc = store_small(deps, ns, lease, &bytes, oci::DOCKER_MANIFEST).await?;
         for t in e.repo_tags.unwrap_or_default() {
-            out.push((oci::normalise_docker_ref(&t), desc.clone()));
+            out.push((normalise_docker_ref(&t), desc.clone()));
         }
     }
     Ok(out)
@@ -296,22 +344,15 @@ async fn docker_images(
 
 /// Stores a small document (held by `lease`) and returns its descriptor.
 async fn store_small(
-    ctx: &Context,
+    deps: &Deps,
     ns: &str,
     lease: &str,
     bytes: &[u8],
     media_type: &str,
 ) -> Result<Descriptor, Error> {
     let d = Digest::of(bytes);
-    {
-        let _hold = ctx.gc.hold().await;
-        let r = leases::Resource {
-            id: d.to_string(),
-            kind: "content".into(),
-        };
-        leases::add_resource(&ctx.store, ns, lease, r).await?;
-    }
-    let cs = ctx.content.with_lease(Some(lease.to_string()));
+    let cs = deps.content.with_lease(Some(lease.to_string()));
+    cs.lease_digest(ns, &d).await?;
     cs.ingest_from_reader(
         ns,
         std::io::Cursor::new(bytes.to_vec()),
@@ -320,12 +361,7 @@ async fn store_small(
         Labels::new(),
     )
     .await?;
-    Ok(Descriptor {
-        media_type: media_type.into(),
-        digest: d.to_string(),
-        size: bytes.len() as i64,
-        ..Default::default()
-    })
+    Ok(Descriptor::new(media_type, d, bytes.len() as i64))
 }
 
 /// Walks `target` to its image manifests, labelling parents with their
@@ -333,7 +369,7 @@ async fn store_small(
 /// Returns the manifests to keep with their platforms (None when the target
 /// is a manifest itself).
 async fn resolve(
-    ctx: &Context,
+    deps: &Deps,
     ns: &str,
     target: &Digest,
     media_type: &str,
@@ -343,7 +379,7 @@ async fn resolve(
     let mut out = Vec::new();
     let mut stack = vec![(target.clone(), media_type.to_string(), None::<Platform>)];
     while let Some((d, mt, plat)) = stack.pop() {
-        let doc = read_doc(&ctx.content, ns, &d).await?;
+        let doc = read_doc(&deps.content, ns, &d).await?;
         let probe: serde_json::Value =
             serde_json::from_slice(&doc).map_err(|e| Error::Invalid(format!("{d}: {e}")))?;
         let mt = if mt.is_empty() {
@@ -365,50 +401,44 @@ async fn resolve(
                 if !keep {
                     continue;
                 }
-                let md = unpack::digest("index manifest digest", &m.digest)?;
-                if ctx.content.info(ns, &md).is_err() {
+                let md = m.digest.clone();
+                if deps.content.info(ns, &md).is_err() {
                     continue; // not in the archive: another platform
                 }
-                set_label(
-                    ctx,
-                    ns,
-                    &d,
-                    &format!("containerd.io/gc.ref.content.m.{i}"),
-                    &m.digest,
-                )
-                .await?;
+                deps.unpacker
+                    .set_label(
+                        ns,
+                        &d,
+                        &format!("containerd.io/gc.ref.content.m.{i}"),
+                        &md.to_string(),
+                    )
+                    .await?;
                 stack.push((md, m.media_type.clone(), m.platform.clone()));
             }
         } else {
             let m: Manifest = serde_json::from_value(probe)
                 .map_err(|e| Error::Invalid(format!("manifest {d}: {e}")))?;
             for l in &m.layers {
-                let ld = unpack::digest("layer digest", &l.digest)?;
-                ctx.content.info(ns, &ld).map_err(|_| {
+                let ld = &l.digest;
+                deps.content.info(ns, ld).map_err(|_| {
                     Error::Invalid(format!("manifest {d}: layer {ld} absent from the archive"))
                 })?;
             }
-            let cd = unpack::digest("config digest", &m.config.digest)?;
-            ctx.content.info(ns, &cd).map_err(|_| {
+            let cd = &m.config.digest;
+            deps.content.info(ns, cd).map_err(|_| {
                 Error::Invalid(format!("manifest {d}: config {cd} absent from the archive"))
             })?;
-            set_label(
-                ctx,
+            let u = &deps.unpacker;
+            u.set_label(
                 ns,
                 &d,
                 "containerd.io/gc.ref.content.config",
-                &m.config.digest,
+                &cd.to_string(),
             )
             .await?;
             for (i, l) in m.layers.iter().enumerate() {
-                set_label(
-                    ctx,
-                    ns,
-                    &d,
-                    &format!("containerd.io/gc.ref.content.l.{i}"),
-                    &l.digest,
-                )
-                .await?;
+                let key = format!("containerd.io/gc.ref.content.l.{i}");
+                u.set_label(ns, &d, &key, &l.digest.to_string()).await?;
             }
             out.push((d, plat));
         }
@@ -416,56 +446,33 @@ async fn resolve(
     Ok(out)
 }
 
-/// Points image `name` at `target` (creating it if needed), under a GC guard.
-async fn save_image(ctx: &Context, ns: &str, name: &str, target: &Descriptor) -> Result<(), Error> {
-    let img = Image {
-        name: name.to_string(),
-        labels: Labels::new(),
-        target: Target {
-            media_type: target.media_type.clone(),
-            digest: target.digest.clone(),
-            size: target.size,
-            annotations: target
-                .annotations
-                .clone()
-                .into_iter()
-                .collect::<BTreeMap<_, _>>(),
-        },
-        created_at: UNIX_EPOCH,
-        updated_at: UNIX_EPOCH,
+/// Normalises a Docker reference as docker does: `busybox` →
+/// `docker.io/library/busybox:latest`, `me/app:1` → `docker.io/me/app:1`.
+pub fn normalise_docker_ref(r: &str) -> String {
+    let (name, tag) = match r.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n.to_string(), Some(t.to_string())),
+        _ => (r.to_string(), None),
     };
-    let _hold = ctx.gc.hold().await;
-    match records::update(&ctx.store, ns, img.clone(), &["target".into()]).await {
-        Ok(i) => super::events::updated(ctx, ns, &i).await,
-        Err(store::Error::NotFound { .. }) => {
-            let i = records::create(&ctx.store, ns, img).await?;
-            super::events::created(ctx, ns, &i).await;
-        }
-        Err(e) => return Err(e.into()),
+    let (name, digest) = match name.split_once('@') {
+        Some((n, d)) => (n.to_string(), Some(d.to_string())),
+        None => (name, None),
+    };
+    let first = name.split('/').next().unwrap_or_default();
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let full = if has_domain {
+        name
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    match (digest, tag) {
+        (Some(d), Some(t)) => format!("{full}@{d}:{t}"),
+        (None, Some(t)) => format!("{full}:{t}"),
+        (Some(d), None) => format!("{full}@{d}"),
+        (None, None) => format!("{full}:latest"),
     }
-    Ok(())
-}
-
-/// Formats a time as RFC 3339 in UTC (`2024-01-02T03:04:05Z`).
-pub fn format_rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -473,15 +480,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_round_trip() {
-        for secs in [0u64, 951_782_400, 1_700_000_000, 4_102_444_800] {
-            let t = UNIX_EPOCH + Duration::from_secs(secs);
-            let s = format_rfc3339(t);
-            assert_eq!(crate::gc::parse_rfc3339(&s), Some(t), "{s}");
-        }
+    fn docker_refs() {
         assert_eq!(
-            format_rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-            "2023-11-14T22:13:20Z"
+            normalise_docker_ref("busybox"),
+            "docker.io/library/busybox:latest"
         );
+        assert_eq!(
+            normalise_docker_ref("berthtest/a:docker"),
+            "docker.io/berthtest/a:docker"
+        );
+        assert_eq!(
+            normalise_docker_ref("localhost:5000/a:1"),
+            "localhost:5000/a:1"
+        );
+        assert_eq!(normalise_docker_ref("quay.io/x/y"), "quay.io/x/y:latest");
     }
 }

@@ -4,17 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use berth_api::oci::{OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use berth_api::Digest;
 use berth_snapshotter::{Applied, Compression, Mount};
 
 use crate::content::ContentStore;
 
-/// Media type of an uncompressed OCI layer (what Apply reports).
-pub const UNCOMPRESSED_OCI: &str = "application/vnd.oci.image.layer.v1.tar";
-/// Media type of a gzip OCI layer (Diff's default).
-pub const GZIP_OCI: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Content label holding a compressed layer's diff ID.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
 
@@ -66,6 +63,71 @@ pub enum Error {
     /// a blocking task died
     #[error("layer task failed: {0}")]
     Join(String),
+}
+
+impl Error {
+    /// The kind of failure: bytes that do not match their digests are a
+    /// FailedPrecondition, a refused layer is what the snapshotter says
+    /// (a hostile one InvalidArgument).
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        use berth_api::ErrorKind as K;
+        match self {
+            Error::DigestMismatch { .. } | Error::DiffIdMismatch { .. } => K::FailedPrecondition,
+            Error::Content(e) => e.kind(),
+            Error::Apply { source, .. } => source.kind(),
+            Error::Io { .. } | Error::Join(_) => K::Internal,
+        }
+    }
+}
+
+/// The Diff service's two operations over the content store. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Differ {
+    content: ContentStore,
+    root: PathBuf,
+}
+
+impl Differ {
+    /// A differ over `content`, writing scratch files under `root/tmp`.
+    pub fn new(content: ContentStore, root: PathBuf) -> Self {
+        Self { content, root }
+    }
+
+    /// Applies the layer blob `digest` of `ns` onto `mounts`; see
+    /// [`apply_blob`]. Returns the layer's diff ID.
+    pub async fn apply(
+        &self,
+        ns: &str,
+        digest: &Digest,
+        media_type: &str,
+        mounts: Vec<Mount>,
+    ) -> Result<Digest, Error> {
+        Ok(apply_blob(&self.content, ns, digest, media_type, mounts)
+            .await?
+            .diff_id)
+    }
+
+    /// Writes the changes from `lower` to `upper` as a layer of
+    /// `media_type` (empty: gzip) into the content store of `ns`, held by
+    /// `lease`; see [`diff_to_content`].
+    pub async fn diff(
+        &self,
+        ns: &str,
+        lease: Option<String>,
+        lower: Vec<Mount>,
+        upper: Vec<Mount>,
+        media_type: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Stored, Error> {
+        let media_type = if media_type.is_empty() {
+            OCI_LAYER_GZIP
+        } else {
+            media_type
+        };
+        let content = self.content.with_lease(lease);
+        diff_to_content(&content, &self.root, ns, lower, upper, media_type, labels).await
+    }
 }
 
 /// Applies the blob `digest` of `ns` (of `media_type`) onto `mounts`,
@@ -157,15 +219,17 @@ fn sniffed_media_type(file: &std::fs::File) -> Result<&'static str, berth_snapsh
         .read_at(&mut magic, 0)
         .map_err(|e| berth_snapshotter::Error::Internal(format!("reading layer: {e}")))?;
     Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => GZIP_OCI,
-        [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.oci.image.layer.v1.tar+zstd",
-        _ => UNCOMPRESSED_OCI,
+        [0x1f, 0x8b, ..] => OCI_LAYER_GZIP,
+        [0x28, 0xb5, 0x2f, 0xfd] => OCI_LAYER_ZSTD,
+        _ => OCI_LAYER,
     })
 }
 
 /// What [`diff_to_content`] stored.
 #[derive(Debug, Clone)]
 pub struct Stored {
+    /// its media type
+    pub media_type: String,
     /// the blob's digest
     pub digest: Digest,
     /// its size
@@ -227,6 +291,7 @@ pub async fn diff_to_content(
         .ingest_from_reader(ns, file, &written.digest, Some(written.size), labels)
         .await?;
     Ok(Stored {
+        media_type: media_type.to_string(),
         digest: written.digest,
         size: written.size,
         diff_id: written.diff_id,

@@ -1,10 +1,16 @@
-//! Images beyond their records: events, layer apply/diff against the
-//! content store, archive import and unpack.
+//! Images: their records as a service ([`Images`]), layer apply/diff
+//! against the content store ([`layers`]), unpack into snapshots
+//! ([`Unpacker`]), and archive import/export ([`Archives`]).
 
 pub mod archive;
-pub mod events;
+pub mod archives;
 pub mod export;
 pub mod import;
 pub mod layers;
-pub mod oci;
+pub mod service;
 pub mod unpack;
+
+pub use archives::Archives;
+pub use layers::Differ;
+pub use service::Images;
+pub use unpack::Unpacker;

@@ -101,6 +101,12 @@ impl BridgeNetwork {
         Ok(())
     }
 
+    /// Whether this network's subnet shares addresses with `other` (so
+    /// two networks, or a network and a host route, would clash).
+    pub fn overlaps(&self, other: &IpNet) -> bool {
+        self.subnet.contains(&other.network()) || other.contains(&self.subnet.network())
+    }
+
     /// The conflist document.
     pub fn to_conflist(&self) -> Value {
         let mut range = json!({"subnet": self.subnet.to_string()});
@@ -321,6 +327,20 @@ mod tests {
                 0,
                 "nothing written"
             );
+        }
+    }
+
+    #[test]
+    fn overlap() {
+        let n = net();
+        for (other, want) in [
+            ("10.89.9.0/24", true),
+            ("10.89.9.128/25", true),
+            ("10.89.0.0/16", true),
+            ("10.89.10.0/24", false),
+            ("fd00::/8", false),
+        ] {
+            assert_eq!(n.overlaps(&other.parse().unwrap()), want, "{other}");
         }
     }
 

@@ -1,28 +1,13 @@
-//! What can go wrong in the network module, with a coarse [`ErrorKind`] the
-//! adapters map to their protocol's codes (gRPC for the CRI and berth's
-//! networks service).
+//! What can go wrong in the network module, each error with its shared
+//! [`ErrorKind`], which the adapters (the CRI and berth's networks
+//! service) turn into a gRPC status.
 
 use std::io;
 use std::path::PathBuf;
 
-/// The coarse kind of an [`Error`], for the adapters' code mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// a netns, network, cached attachment or container the plugin does not know
-    NotFound,
-    /// a netns of that name already exists
-    AlreadyExists,
-    /// bad input: an identifier, a malformed or invalid config, bad arguments
-    InvalidArgument,
-    /// the node is not in a state to do it: no config, a plugin missing
-    FailedPrecondition,
-    /// a plugin asked to try again later (CNI code 11)
-    Unavailable,
-    /// a plugin did not answer in time
-    DeadlineExceeded,
-    /// anything else: I/O, system calls, a plugin's own failure
-    Internal,
-}
+/// The shared error kinds (containerd's errdefs); `berth_api::to_status`
+/// turns one into the gRPC code the adapters answer.
+pub use berth_api::ErrorKind;
 
 /// A failure of the network module.
 #[derive(Debug, thiserror::Error)]

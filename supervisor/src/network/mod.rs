@@ -34,8 +34,11 @@
 //!   runs the plugin list the ADD ran (from the cache; the conf dir's
 //!   current list of that name when nothing is cached) in reverse, with
 //!   the cached result as `prevResult` and the ADD's CNI_ARGS and
-//!   capability args. A netns that no longer exists is passed as an empty
-//!   CNI_NETNS (plugins then clean up host-side state only). Plugin
+//!   capability args. A netns that no longer exists is replaced, for the
+//!   DEL, by a stand-in at the same path holding the cached addresses
+//!   (the bridge plugin finds the masquerading rules to remove only
+//!   there), removed afterwards; with no cached addresses it is passed as
+//!   an empty CNI_NETNS (plugins then clean up host-side state only). Plugin
 //!   answers that something is already gone (code 3, "not found") are not
 //!   failures. The cache entry is removed, durably, only once every plugin
 //!   succeeded; on failure it stays and the error is returned, so the call
@@ -46,6 +49,9 @@
 //! - The conf dir is re-read when it changed (one readdir and a stat per
 //!   file on every status or lookup), so [`Networks::status`] turns ready
 //!   as soon as a valid conflist appears.
+//! - berthd may keep two [`Networks`]: one on `cni_conf_dir` for the CRI
+//!   and one on its own conf dir for named networks ([`bridge`]); they may
+//!   share a cache dir, whose entries are keyed by network name.
 //! - Calls for the same network, container and interface are serialised;
 //!   others run concurrently. Blocking filesystem work runs on tokio's
 //!   blocking pool; namespace work on short-lived dedicated threads.
@@ -55,10 +61,13 @@ mod cache;
 pub mod conf;
 mod error;
 mod exec;
+mod locks;
+mod netlink;
 pub mod netns;
 mod networks;
 mod plugins;
 mod result;
+mod standin;
 mod sys;
 
 #[cfg(test)]

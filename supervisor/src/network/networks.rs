@@ -2,7 +2,6 @@
 //! and [`Network`] (one loaded plugin list: attach). The contract is in
 //! the module doc of `network`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -12,9 +11,11 @@ use super::cache::{AttachState, Cache, CacheEntry, KIND};
 use super::conf::{self, ConfList, Fingerprint, Loaded};
 use super::error::Error;
 use super::exec::Invoker;
-use super::netns::NetNs;
+use super::locks::KeyedLocks;
+use super::netns::{self, NetNs};
 use super::plugins::{self, RuntimeConf};
 use super::result::CniResult;
+use super::standin;
 use super::{
     AttachRequest, Attachment, CachedAttachment, DetachRequest, NetworkOptions, NetworkStatus,
     PodRef, Result,
@@ -327,15 +328,24 @@ impl Networks {
             .netns
             .clone()
             .or_else(|| entry.as_ref().map(|e| PathBuf::from(&e.netns)));
-        // A netns that is gone is passed as empty: plugins then clean up
-        // host-side state (IPAM leases, iptables) without entering it.
-        let netns = match netns {
-            Some(p) => blocking(move || Ok(NetNs::open(&p).ok().map(|_| p))).await?,
-            None => None,
+        let cached_addrs = entry
+            .as_ref()
+            .and_then(|e| e.result.as_ref())
+            .and_then(|raw| CniResult::from_value(raw).ok())
+            .map(|r| r.ips_of(&req.ifname))
+            .unwrap_or_default();
+        let (netns, standin) = match netns {
+            Some(p) => {
+                let ifname = req.ifname.clone();
+                blocking(move || Ok(netns_for_del(p, &ifname, &cached_addrs))).await?
+            }
+            None => (None, None),
         };
+        // prevResult on DEL came with 0.4.0 (as CHECK did); older lists get none
         let prev = entry
             .as_ref()
             .and_then(|e| e.result.as_ref())
+            .filter(|_| list.supports_check())
             .and_then(|raw| plugins::prev_result_for(&list, raw));
         let rt = RuntimeConf {
             container_id: &req.container_id,
@@ -344,7 +354,11 @@ impl Networks {
             args: &args,
             capability_args: &caps,
         };
-        plugins::del(&self.inner.invoker, &list, &rt, prev.as_ref()).await?;
+        let deleted = plugins::del(&self.inner.invoker, &list, &rt, prev.as_ref()).await;
+        if let Some(path) = standin {
+            blocking(move || netns::remove(&path)).await?;
+        }
+        deleted?;
         let cache = self.inner.cache.clone();
         let (n, c, i) = (
             req.network.clone(),
@@ -477,6 +491,31 @@ impl Network {
     }
 }
 
+/// The CNI_NETNS for a DEL, and the stand-in to remove after it, if one
+/// was made. A live netns is used as it is. A netns that is gone is
+/// replaced by a stand-in holding the cached addresses (see `standin`)
+/// when there are any; otherwise it is passed as empty, and the plugins
+/// clean up what they can without entering it.
+fn netns_for_del(
+    path: PathBuf,
+    ifname: &str,
+    addrs: &[ipnet::IpNet],
+) -> (Option<PathBuf>, Option<PathBuf>) {
+    if NetNs::open(&path).is_ok() {
+        return (Some(path), None);
+    }
+    if addrs.is_empty() || !standin::possible(&path) {
+        return (None, None);
+    }
+    match standin::create(&path, ifname, addrs) {
+        Ok(_) => (Some(path.clone()), Some(path)),
+        Err(e) => {
+            tracing::warn!(netns = %path.display(), error = %e, "no stand-in netns for DEL; passing none");
+            (None, None)
+        }
+    }
+}
+
 fn to_cached(e: CacheEntry) -> CachedAttachment {
     let result = e
         .result
@@ -534,47 +573,6 @@ fn validate_args(args: &[(String, String)]) -> Result<()> {
 
 fn key(network: &str, container_id: &str, ifname: &str) -> String {
     format!("{network}/{container_id}/{ifname}")
-}
-
-/// One async lock per key, dropped from the map when nobody holds or
-/// waits for it.
-#[derive(Default)]
-struct KeyedLocks {
-    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-struct KeyGuard<'a> {
-    locks: &'a KeyedLocks,
-    key: String,
-    lock: Arc<tokio::sync::Mutex<()>>,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl KeyedLocks {
-    async fn lock(&self, key: String) -> KeyGuard<'_> {
-        let lock = {
-            let mut map = self.map.lock().expect("locks map");
-            map.entry(key.clone()).or_default().clone()
-        };
-        let guard = lock.clone().lock_owned().await;
-        KeyGuard {
-            locks: self,
-            key,
-            lock,
-            guard: Some(guard),
-        }
-    }
-}
-
-impl Drop for KeyGuard<'_> {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut map = self.locks.map.lock().expect("locks map");
-        // the map's copy and ours: nobody else waits
-        if Arc::strong_count(&self.lock) == 2 {
-            map.remove(&self.key);
-        }
-    }
 }
 
 #[cfg(test)]

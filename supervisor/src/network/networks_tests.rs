@@ -231,11 +231,44 @@ async fn detach_after_the_netns_is_gone_passes_an_empty_netns() {
         .await
         .unwrap();
     fx.clear_log();
+    // no dir to make a stand-in in: the plugins get an empty CNI_NETNS
     let mut req = detach_req("pod3");
-    req.netns = Some(fx.dir.path().join("netns-gone"));
+    req.netns = Some(fx.dir.path().join("no-dir/netns-gone"));
     fx.networks.detach(&req).await.unwrap();
     let calls = fx.calls();
     assert!(calls.iter().all(|c| c.contains("netns= ")), "{calls:?}");
+}
+
+#[tokio::test]
+async fn detach_after_the_netns_is_gone_uses_a_stand_in() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("!!! SKIP detach_after_the_netns_is_gone_uses_a_stand_in: needs root");
+        return;
+    }
+    let fx = Fixture::new();
+    fx.standard();
+    fx.networks
+        .default_network()
+        .await
+        .unwrap()
+        .attach(&request("pod3s"))
+        .await
+        .unwrap();
+    fx.clear_log();
+    let nsdir = fx.dir.path().join("netns");
+    fs::create_dir(&nsdir).unwrap();
+    let gone = nsdir.join("gone");
+    let mut req = detach_req("pod3s");
+    req.netns = Some(gone.clone());
+    fx.networks.detach(&req).await.unwrap();
+    let calls = fx.calls();
+    let want = format!("netns={} ", gone.display());
+    assert!(
+        calls.len() == 2 && calls.iter().all(|c| c.contains(&want)),
+        "{calls:?}"
+    );
+    assert!(!gone.exists(), "the stand-in is removed after the DEL");
+    crate::network::netns::release_dir(&nsdir).unwrap();
 }
 
 #[tokio::test]
@@ -454,6 +487,42 @@ async fn check_passes_the_cached_result() {
 }
 
 #[tokio::test]
+async fn check_needs_0_4_0_and_honours_disable_check() {
+    let fx = Fixture::new();
+    fx.plugin(
+        "fake-bridge",
+        &["CHECK"],
+        r#"{"cniVersion":"0.3.1","code":999,"msg":"should not run"}"#,
+    );
+    fx.conflist(
+        "10-test.conflist",
+        json!({"cniVersion": "0.3.1", "name": "testnet", "plugins": [{"type": "fake-bridge"}]}),
+    );
+    let net = fx.networks.default_network().await.unwrap();
+    net.attach(&request("old")).await.unwrap();
+    let e = fx.networks.check(&detach_req("old")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}");
+    assert!(e.to_string().contains("0.4.0"), "{e}");
+    fx.clear_log();
+    fx.networks.detach(&detach_req("old")).await.unwrap();
+    assert!(
+        fx.stdins()[0].get("prevResult").is_none(),
+        "no prevResult on DEL before 0.4.0"
+    );
+
+    fx.conflist(
+        "10-test.conflist",
+        json!({"cniVersion": "1.0.0", "name": "testnet", "disableCheck": true,
+               "plugins": [{"type": "fake-bridge"}]}),
+    );
+    let net = fx.networks.default_network().await.unwrap();
+    net.attach(&request("skip")).await.unwrap();
+    fx.clear_log();
+    fx.networks.check(&detach_req("skip")).await.unwrap();
+    assert!(fx.calls().is_empty(), "disableCheck runs no plugin");
+}
+
+#[tokio::test]
 async fn detach_container_removes_every_interface() {
     let fx = Fixture::new();
     fx.standard();
@@ -507,23 +576,6 @@ async fn bad_identifiers_and_args_are_refused() {
         ErrorKind::InvalidArgument
     );
     assert!(fx.calls().is_empty());
-}
-
-#[tokio::test]
-async fn keyed_locks_serialise_one_key_and_forget_it_after() {
-    let locks = std::sync::Arc::new(KeyedLocks::default());
-    let g = locks.lock("a".into()).await;
-    let other = locks.lock("b".into()).await; // another key does not wait
-    drop(other);
-    let l2 = locks.clone();
-    let waiter = tokio::spawn(async move {
-        let _g = l2.lock("a".into()).await;
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!waiter.is_finished());
-    drop(g);
-    waiter.await.unwrap();
-    assert!(locks.map.lock().unwrap().is_empty());
 }
 
 #[test]

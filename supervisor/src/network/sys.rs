@@ -71,6 +71,20 @@ pub(crate) fn set_link_up(name: &str, up: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The index of interface `name` in the calling thread's network namespace.
+pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
+    let sock = control_socket()?;
+    let mut req = ifreq_for(name)?;
+    // SAFETY: SIOCGIFINDEX reads the name from and writes the index into
+    // the ifreq we own, which lives across the call; the fd is open.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFINDEX the union holds the index.
+    let index = unsafe { req.ifr_ifru.ifru_ifindex };
+    u32::try_from(index).map_err(|_| io::Error::other(format!("bad ifindex {index}")))
+}
+
 /// Deletes the bridge `name` in the host's network namespace (brought down
 /// first, as the kernel requires). Returns false when no such interface
 /// exists; refuses an interface that is not a bridge (sysfs says which).
@@ -116,6 +130,12 @@ mod tests {
         assert!(ifreq_for("a-name-longer-than-15").is_err());
         assert!(ifreq_for("nul\0").is_err());
         assert!(ifreq_for("lo").is_ok());
+    }
+
+    #[test]
+    fn loopback_has_an_index() {
+        assert!(ifindex("lo").unwrap() > 0);
+        assert!(ifindex("berth-nt-none").is_err());
     }
 
     #[test]

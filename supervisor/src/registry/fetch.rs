@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
+use berth_api::oci::Descriptor;
 use berth_api::Digest;
 use futures::StreamExt;
 
-use super::manifest::Descriptor;
 use super::progress::{BlobState, Reporter};
 use super::remote::Remote;
 use super::{Error, Result};
@@ -38,7 +38,7 @@ pub enum Outcome {
 }
 
 /// The ingest ref used for `desc` (stable, so retries resume).
-pub fn ingest_ref(prefix: &str, digest: &str) -> String {
+pub fn ingest_ref(prefix: &str, digest: &Digest) -> String {
     format!("{prefix}-{digest}")
 }
 
@@ -53,20 +53,18 @@ pub async fn fetch(
     labels: Labels,
     progress: &Reporter,
 ) -> Result<Outcome> {
-    let digest: Digest = desc
-        .digest
-        .parse()
-        .map_err(|e| Error::BadManifest(format!("digest {:?}: {e}", desc.digest)))?;
+    let digest = desc.digest.clone();
+    let name = digest.to_string();
     let size = u64::try_from(desc.size).unwrap_or(0);
     if cs.lease_if_present(ns, &digest).await? {
-        progress.state(&desc.digest, BlobState::Exists);
+        progress.state(&name, BlobState::Exists);
         return Ok(Outcome::Existed);
     }
     if cs.blob_path(&digest).exists() {
         // Bytes present for another namespace: record them here.
         cs.ingest_from_reader(ns, std::io::empty(), &digest, Some(size), labels)
             .await?;
-        progress.state(&desc.digest, BlobState::Exists);
+        progress.state(&name, BlobState::Exists);
         return Ok(Outcome::Existed);
     }
     let reference = ingest_ref(ref_prefix, &desc.digest);
@@ -75,7 +73,7 @@ pub async fn fetch(
         match cs.writer(ns, &reference, size, Some(digest.clone())).await {
             Ok(w) => break w,
             Err(content::Error::AlreadyExists(_)) => {
-                progress.state(&desc.digest, BlobState::Exists);
+                progress.state(&name, BlobState::Exists);
                 return Ok(Outcome::Existed);
             }
             // Another pull (other credentials, or a client) writes it now:
@@ -96,7 +94,7 @@ pub async fn fetch(
         offset = 0;
     }
     let resumed_from = offset;
-    progress.update(&desc.digest, |b| {
+    progress.update(&name, |b| {
         b.state = BlobState::Transferring;
         b.offset = offset;
         b.resumed_from = offset;
@@ -126,7 +124,7 @@ pub async fn fetch(
                             drop(writer);
                             let _ = cs.abort(ns, &reference).await;
                             return Err(Error::Mismatch {
-                                digest: desc.digest.clone(),
+                                digest: name.clone(),
                                 detail: text,
                             });
                         }
@@ -145,7 +143,7 @@ pub async fn fetch(
                     drop(writer);
                     let _ = cs.abort(ns, &reference).await;
                     return Err(Error::Mismatch {
-                        digest: desc.digest.clone(),
+                        digest: name.clone(),
                         detail: format!("registry sent more than the {size} bytes announced"),
                     });
                 }
@@ -154,7 +152,7 @@ pub async fn fetch(
             if buf.len() >= WRITE_CHUNK || (done && !buf.is_empty()) {
                 writer.write(std::mem::take(&mut buf)).await?;
                 let at = offset;
-                progress.update(&desc.digest, |b| b.offset = at);
+                progress.update(&name, |b| b.offset = at);
             }
             if done {
                 break;
@@ -166,13 +164,13 @@ pub async fn fetch(
         Err(content::Error::FailedPrecondition(detail)) => {
             let _ = cs.abort(ns, &reference).await;
             return Err(Error::Mismatch {
-                digest: desc.digest.clone(),
+                digest: name.clone(),
                 detail,
             });
         }
         Err(e) => return Err(e.into()),
     }
-    progress.state(&desc.digest, BlobState::Done);
+    progress.state(&name, BlobState::Done);
     tracing::debug!(namespace = ns, digest = %desc.digest, resumed_from, "blob fetched");
     Ok(Outcome::Fetched { resumed_from })
 }

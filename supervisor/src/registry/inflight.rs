@@ -24,7 +24,7 @@ fn key(ns: &str, req: &Request) -> String {
     format!(
         "{ns}\n{}\n{}\n{}\n{}\n{}\n{}",
         req.reference,
-        super::manifest::platform_string(&req.platform),
+        req.platform,
         req.plain_http,
         req.unpack,
         req.snapshotter,

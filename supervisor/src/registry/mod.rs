@@ -15,17 +15,17 @@
 pub mod fetch;
 pub mod hosts;
 pub mod inflight;
-pub mod manifest;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod remote;
-pub mod unpack;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use manifest::{Descriptor, Platform};
+use berth_api::oci::DocumentError;
+use berth_api::Digest;
+
 pub use progress::{BlobKind, BlobProgress, BlobState, Phase, Progress};
 
 /// Registry settings from berthd's config.
@@ -127,14 +127,9 @@ pub enum Error {
         /// the platform asked for
         platform: String,
     },
-    /// a manifest larger than we accept
-    #[error("manifest of {size} bytes exceeds the limit of {limit} bytes")]
-    ManifestTooLarge {
-        /// its size (announced or read)
-        size: u64,
-        /// the limit
-        limit: u64,
-    },
+    /// a manifest or index refused (too large, malformed)
+    #[error(transparent)]
+    Document(#[from] DocumentError),
     /// a manifest we cannot use
     #[error("bad manifest: {0}")]
     BadManifest(String),
@@ -160,17 +155,44 @@ pub enum Error {
     /// the metadata store failed
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// recording the image failed
+    #[error(transparent)]
+    Images(#[from] crate::images::service::Error),
     /// unpacking a layer failed
-    #[error("unpacking {digest}: {detail}")]
+    #[error("unpacking {digest}: {source}")]
     Unpack {
         /// the layer
-        digest: String,
+        digest: Digest,
         /// why
-        detail: String,
+        source: crate::images::unpack::Error,
     },
     /// the pull task ended without a result
     #[error("pull task: {0}")]
     Task(String),
+}
+
+impl Error {
+    /// The kind of failure, for the code containerd answers. A layer that
+    /// cannot be unpacked is whatever the unpack says (a hostile layer is
+    /// InvalidArgument, as when the same layer is imported).
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        use berth_api::ErrorKind as K;
+        match self {
+            Error::InvalidArgument(_) => K::InvalidArgument,
+            Error::Unauthenticated { .. } => K::Unauthenticated,
+            Error::Denied { .. } => K::PermissionDenied,
+            Error::NotFound(_) | Error::NoPlatform { .. } => K::NotFound,
+            Error::Document(_) | Error::BadManifest(_) | Error::Mismatch { .. } => {
+                K::FailedPrecondition
+            }
+            Error::Registry { .. } => K::Unavailable,
+            Error::Content(e) => e.kind(),
+            Error::Store(e) => e.kind(),
+            Error::Images(e) => e.kind(),
+            Error::Unpack { source, .. } => source.kind(),
+            Error::Task(_) => K::Internal,
+        }
+    }
 }
 
 /// Result alias for registry calls.

@@ -3,12 +3,12 @@
 //! repository has already are skipped; manifests go after their blobs,
 //! the index (or the tagged manifest) last.
 
+use berth_api::oci::{Descriptor, Document, DocumentError, Platform, MAX_DOCUMENT_SIZE};
 use berth_api::Digest;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
-use super::manifest::{self, Descriptor, Parsed, Platform};
 use super::progress::{BlobKind, BlobState, Finished, Phase, Reporter};
 use super::pull::Deps;
 use super::remote::{self, ByteStream, Remote};
@@ -36,11 +36,12 @@ async fn read_blob(cs: &ContentStore, ns: &str, digest: &Digest) -> Result<Bytes
     tokio::task::spawn_blocking(move || -> Result<Bytes> {
         use std::io::Read as _;
         let info = cs.info(&ns, &digest)?;
-        if info.size > manifest::MAX_MANIFEST_SIZE {
-            return Err(Error::ManifestTooLarge {
+        if info.size > MAX_DOCUMENT_SIZE {
+            return Err(DocumentError::TooLarge {
                 size: info.size,
-                limit: manifest::MAX_MANIFEST_SIZE,
-            });
+                limit: MAX_DOCUMENT_SIZE,
+            }
+            .into());
         }
         let mut v = Vec::new();
         cs.open_blob(&ns, &digest)?
@@ -96,19 +97,18 @@ async fn push_blob(
     kind: BlobKind,
     progress: &Reporter,
 ) -> Result<()> {
-    let digest = parse_digest(&desc.digest)?;
-    cs.info(ns, &digest)?;
-    progress.add(&desc.digest, &desc.media_type, kind, desc.size as u64);
-    if remote.has_blob(&desc.digest).await? {
-        progress.state(&desc.digest, BlobState::Exists);
+    let digest = &desc.digest;
+    let name = digest.to_string();
+    cs.info(ns, digest)?;
+    progress.add(&name, &desc.media_type, kind, desc.size as u64);
+    if remote.has_blob(&name).await? {
+        progress.state(&name, BlobState::Exists);
         return Ok(());
     }
-    progress.state(&desc.digest, BlobState::Transferring);
-    let stream = blob_stream(cs, &digest, progress.clone());
-    remote
-        .push_blob(&desc.digest, desc.size as u64, stream)
-        .await?;
-    progress.state(&desc.digest, BlobState::Done);
+    progress.state(&name, BlobState::Transferring);
+    let stream = blob_stream(cs, digest, progress.clone());
+    remote.push_blob(&name, desc.size as u64, stream).await?;
+    progress.state(&name, BlobState::Done);
     Ok(())
 }
 
@@ -120,23 +120,24 @@ async fn push_manifest(
     desc: &Descriptor,
     progress: &Reporter,
 ) -> Result<Bytes> {
-    let bytes = read_blob(cs, ns, &parse_digest(&desc.digest)?).await?;
-    let (mt, parsed) = manifest::parse(&bytes, Some(&desc.media_type))?;
-    let Parsed::Manifest { config, layers } = parsed else {
+    let bytes = read_blob(cs, ns, &desc.digest).await?;
+    let (mt, parsed) = Document::parse(&bytes, Some(&desc.media_type))?;
+    let Document::Manifest(m) = parsed else {
         return Err(Error::BadManifest(format!(
             "{} is not an image manifest",
             desc.digest
         )));
     };
-    push_blob(remote, cs, ns, &config, BlobKind::Config, progress).await?;
-    for l in &layers {
+    push_blob(remote, cs, ns, &m.config, BlobKind::Config, progress).await?;
+    for l in &m.layers {
         push_blob(remote, cs, ns, l, BlobKind::Layer, progress).await?;
     }
-    progress.add(&desc.digest, &mt, BlobKind::Manifest, bytes.len() as u64);
+    let name = desc.digest.to_string();
+    progress.add(&name, &mt, BlobKind::Manifest, bytes.len() as u64);
     remote
-        .push_manifest(bytes.clone(), &mt, Some(&desc.digest))
+        .push_manifest(bytes.clone(), &mt, Some(&name))
         .await?;
-    progress.state(&desc.digest, BlobState::Done);
+    progress.state(&name, BlobState::Done);
     Ok(bytes)
 }
 
@@ -145,22 +146,15 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     let cs = &deps.content;
     // The local target: an image record, else a digest in the store.
     let target = match crate::store::images::get(&deps.store, ns, &req.image) {
-        Ok(img) => Descriptor {
-            media_type: img.target.media_type,
-            digest: img.target.digest,
-            size: img.target.size,
-            platform: None,
-        },
+        Ok(img) => {
+            let d = parse_digest(&img.target.digest)?;
+            Descriptor::new(img.target.media_type, d, img.target.size)
+        }
         Err(crate::store::Error::NotFound { .. }) if req.image.starts_with("sha256:") => {
             let d = parse_digest(&req.image)?;
             let bytes = read_blob(cs, ns, &d).await?;
-            let (mt, _) = manifest::parse(&bytes, None)?;
-            Descriptor {
-                media_type: mt,
-                digest: req.image.clone(),
-                size: bytes.len() as i64,
-                platform: None,
-            }
+            let (mt, _) = Document::parse(&bytes, None)?;
+            Descriptor::new(mt, d, bytes.len() as i64)
         }
         Err(e) => return Err(e.into()),
     };
@@ -176,37 +170,37 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
     remote.login(oci_client::RegistryOperation::Push).await?;
     progress.phase(Phase::Transferring);
 
-    let top_bytes = read_blob(cs, ns, &parse_digest(&target.digest)?).await?;
-    let (top_type, parsed) = manifest::parse(&top_bytes, Some(&target.media_type))?;
+    let top_bytes = read_blob(cs, ns, &target.digest).await?;
+    let (top_type, parsed) = Document::parse(&top_bytes, Some(&target.media_type))?;
     let (bytes, media_type, digest, platform, manifest_digest) = match parsed {
-        Parsed::Manifest { .. } => {
+        Document::Manifest(_) => {
             push_manifest(&remote, cs, ns, &target, progress).await?;
             (
                 top_bytes,
                 top_type,
-                target.digest.clone(),
+                target.digest.to_string(),
                 String::new(),
-                target.digest.clone(),
+                target.digest.to_string(),
             )
         }
-        Parsed::Index { manifests } => match &req.platform {
+        Document::Index(index) => match &req.platform {
             Some(p) => {
-                let entry = manifest::select(&manifests, p).ok_or_else(|| Error::NoPlatform {
+                let entry = index.select(p).ok_or_else(|| Error::NoPlatform {
                     reference: req.image.clone(),
-                    platform: manifest::platform_string(p),
+                    platform: p.to_string(),
                 })?;
                 let b = push_manifest(&remote, cs, ns, entry, progress).await?;
                 (
                     b,
                     entry.media_type.clone(),
-                    entry.digest.clone(),
-                    manifest::platform_string(p),
-                    entry.digest.clone(),
+                    entry.digest.to_string(),
+                    p.to_string(),
+                    entry.digest.to_string(),
                 )
             }
             None => {
-                for m in &manifests {
-                    let present = parse_digest(&m.digest).map(|d| cs.info(ns, &d).is_ok())?;
+                for m in &index.manifests {
+                    let present = cs.info(ns, &m.digest).is_ok();
                     if !present {
                         return Err(Error::NotFound(format!(
                             "manifest {} of index {} is not in the content store (push one platform with --platform)",
@@ -218,7 +212,7 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
                 (
                     top_bytes,
                     top_type,
-                    target.digest.clone(),
+                    target.digest.to_string(),
                     String::new(),
                     String::new(),
                 )

@@ -18,7 +18,8 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
-use super::manifest::{self, Descriptor, MAX_MANIFEST_SIZE};
+use berth_api::oci::{Descriptor, DocumentError, ACCEPTED_MANIFESTS, MAX_DOCUMENT_SIZE};
+
 use super::{Credentials, Error, Options, Result};
 
 /// A byte stream of one blob, as the registry sends it.
@@ -45,8 +46,15 @@ pub fn parse_reference(s: &str) -> Result<Reference> {
     if s.is_empty() {
         return Err(Error::InvalidArgument("reference: required".into()));
     }
-    s.parse::<Reference>()
-        .map_err(|e| Error::InvalidArgument(format!("reference {s:?}: {e}")))
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::InvalidArgument(format!("reference {}: {e}", berth_api::echo::Echo(s)))
+    };
+    let r = s.parse::<Reference>().map_err(|e| bad(&e))?;
+    // The parser takes some references whose full form it refuses
+    // (`UPPER/case` becomes `docker.io/UPPER/case:latest`, and repository
+    // names must be lowercase): refuse those too, as containerd does.
+    r.whole().parse::<Reference>().map_err(|e| bad(&e))?;
+    Ok(r)
 }
 
 impl Remote {
@@ -124,7 +132,7 @@ impl Remote {
 
     /// Fetches the manifest or index the reference names (`digest`:
     /// instead, the one with that digest in the same repository). Returns
-    /// its bytes and verified digest. Larger than [`MAX_MANIFEST_SIZE`]:
+    /// its bytes and verified digest. Larger than [`MAX_DOCUMENT_SIZE`]:
     /// refused.
     pub async fn manifest(&self, digest: Option<&str>) -> Result<(Bytes, berth_api::Digest)> {
         let target = match digest {
@@ -136,14 +144,15 @@ impl Remote {
             .await;
         let (body, digest) = self
             .client
-            .pull_manifest_raw(&target, &self.auth, manifest::ACCEPTED)
+            .pull_manifest_raw(&target, &self.auth, ACCEPTED_MANIFESTS)
             .await
             .map_err(|e| self.error(e, &format!("manifest {}", target.whole())))?;
-        if body.len() as u64 > MAX_MANIFEST_SIZE {
-            return Err(Error::ManifestTooLarge {
+        if body.len() as u64 > MAX_DOCUMENT_SIZE {
+            return Err(DocumentError::TooLarge {
                 size: body.len() as u64,
-                limit: MAX_MANIFEST_SIZE,
-            });
+                limit: MAX_DOCUMENT_SIZE,
+            }
+            .into());
         }
         let digest = digest
             .parse::<berth_api::Digest>()
@@ -160,7 +169,7 @@ impl Remote {
     pub async fn blob(&self, desc: &Descriptor, offset: u64) -> Result<(ByteStream, u64)> {
         let od = OciDescriptor {
             media_type: desc.media_type.clone(),
-            digest: desc.digest.clone(),
+            digest: desc.digest.to_string(),
             size: desc.size,
             ..OciDescriptor::default()
         };

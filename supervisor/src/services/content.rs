@@ -19,12 +19,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{convert, namespace, Context};
+use super::{convert, lease_of, namespace};
 use crate::content::{ContentStore, Info, IngestStatus, Writer};
-use crate::filters::{label_field, Fields};
-
-/// gRPC metadata key carrying the lease of a call.
-pub const LEASE_HEADER: &str = "containerd-lease";
 
 /// Size of each Read reply.
 const READ_CHUNK: usize = 1 << 20;
@@ -36,23 +32,18 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 /// The Content service.
 pub struct ContentService {
-    ctx: Context,
+    content: ContentStore,
 }
 
 impl ContentService {
-    /// Serves content from `ctx.content`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
+    /// Serves `content`.
+    pub fn new(content: ContentStore) -> Self {
+        Self { content }
     }
 
     /// The store, bound to the call's lease if it carries one.
     fn store_for<T>(&self, req: &Request<T>) -> ContentStore {
-        let lease = req
-            .metadata()
-            .get(LEASE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        self.ctx.content.with_lease(lease)
+        self.content.with_lease(lease_of(req))
     }
 }
 
@@ -77,16 +68,16 @@ fn to_wire(i: &Info) -> pb::Info {
     pb::Info {
         digest: i.digest.to_string(),
         size: i.size as i64,
-        created_at: Some(convert::timestamp(i.created_at)),
-        updated_at: Some(convert::timestamp(i.updated_at)),
+        created_at: Some(i.created_at.into()),
+        updated_at: Some(i.updated_at.into()),
         labels: convert::wire_labels(&i.labels),
     }
 }
 
 fn status_to_wire(s: &IngestStatus) -> pb::Status {
     pb::Status {
-        started_at: Some(convert::timestamp(s.started_at)),
-        updated_at: Some(convert::timestamp(s.updated_at)),
+        started_at: Some(s.started_at.into()),
+        updated_at: Some(s.updated_at.into()),
         r#ref: s.reference.clone(),
         offset: s.offset as i64,
         total: s.total as i64,
@@ -95,17 +86,6 @@ fn status_to_wire(s: &IngestStatus) -> pb::Status {
             .as_ref()
             .map(|d| d.to_string())
             .unwrap_or_default(),
-    }
-}
-
-impl Fields for Info {
-    fn field(&self, path: &[String]) -> Option<String> {
-        match path.first()?.as_str() {
-            "digest" if path.len() == 1 => Some(self.digest.to_string()),
-            "size" if path.len() == 1 => Some(self.size.to_string()),
-            "labels" => label_field(&self.labels, &path[1..]),
-            _ => None,
-        }
     }
 }
 
@@ -123,7 +103,7 @@ impl Content for ContentService {
     ) -> Result<Response<pb::InfoResponse>, Status> {
         let ns = namespace(&req)?;
         let d = digest("digest", &req.get_ref().digest)?;
-        let info = self.ctx.content.info(&ns, &d)?;
+        let info = self.content.info(&ns, &d)?;
         Ok(Response::new(pb::InfoResponse {
             info: Some(to_wire(&info)),
         }))
@@ -147,7 +127,7 @@ impl Content for ContentService {
             labels: convert::labels(wire.labels),
         };
         let paths = convert::mask_paths(req.update_mask);
-        let info = self.ctx.content.update(&ns, info, &paths).await?;
+        let info = self.content.update(&ns, info, &paths).await?;
         Ok(Response::new(pb::UpdateResponse {
             info: Some(to_wire(&info)),
         }))
@@ -160,13 +140,8 @@ impl Content for ContentService {
         req: Request<pb::ListContentRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
         let ns = namespace(&req)?;
-        let filter = super::parse_filters(&req.get_ref().filters)?;
-        let all = self.ctx.content.list(&ns)?;
-        let infos: Vec<pb::Info> = all
-            .iter()
-            .filter(|i| filter.matches(*i))
-            .map(to_wire)
-            .collect();
+        let all = self.content.list_matching(&ns, &req.get_ref().filters)?;
+        let infos: Vec<pb::Info> = all.iter().map(to_wire).collect();
         let batches: Vec<Result<pb::ListContentResponse, Status>> = infos
             .chunks(LIST_BATCH)
             .map(|c| Ok(pb::ListContentResponse { info: c.to_vec() }))
@@ -192,7 +167,7 @@ impl Content for ContentService {
         let ns = namespace(&req)?;
         let r = req.get_ref();
         let d = digest("digest", &r.digest)?;
-        let info = self.ctx.content.info(&ns, &d)?;
+        let info = self.content.info(&ns, &d)?;
         // As containerd: a negative offset reads from the start; a size of
         // zero or past the end reads to the end.
         let offset = r.offset.max(0) as u64;
@@ -210,7 +185,7 @@ impl Content for ContentService {
         };
         // One blocking call opens the blob and reads the first chunk: most
         // clients (ctr's ReaderAt) ask for one small range per call.
-        let cs = self.ctx.content.clone();
+        let cs = self.content.clone();
         let first_len = (end - offset).min(READ_CHUNK as u64) as usize;
         let open_and_read = move || {
             let file = cs.open_blob(&ns, &d)?;
@@ -273,7 +248,7 @@ impl Content for ContentService {
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let ns = namespace(&req)?;
-        let st = self.ctx.content.status(&ns, &req.get_ref().r#ref).await?;
+        let st = self.content.status(&ns, &req.get_ref().r#ref).await?;
         Ok(Response::new(pb::StatusResponse {
             status: Some(status_to_wire(&st)),
         }))
@@ -285,7 +260,6 @@ impl Content for ContentService {
     ) -> Result<Response<pb::ListStatusesResponse>, Status> {
         let ns = namespace(&req)?;
         let list = self
-            .ctx
             .content
             .list_statuses(&ns, &req.get_ref().filters)
             .await?;
@@ -379,73 +353,88 @@ async fn write_session(
     let reference = req.r#ref.clone();
     let mut total = unsigned("total", req.total)?;
     let mut expected = opt_digest("expected", &req.expected)?;
-    let mut w: Writer = cs.writer(ns, &reference, total, expected.clone()).await?;
-    loop {
-        let action = pb::WriteAction::try_from(req.action)
-            .map_err(|_| Status::invalid_argument(format!("action: unknown {}", req.action)))?;
-        let mut msg = pb::WriteContentResponse {
-            action: req.action,
-            offset: w.offset() as i64,
-            ..Default::default()
-        };
-        if let Some(d) = opt_digest("expected", &req.expected)? {
-            if cs.lease_if_present(ns, &d).await? {
-                drop(w);
-                let _ = cs.abort(ns, &reference).await;
-                return Err(Status::already_exists(format!(
-                    "blob with expected digest {d} exists"
-                )));
-            }
-            expected = Some(d);
-        }
-        let req_total = unsigned("total", req.total)?;
-        if req_total > 0 {
-            total = req_total;
-            w.set_total(total);
-        }
-        match action {
-            pb::WriteAction::Stat => {
-                let st = w.status();
-                msg.digest = w.digest().to_string();
-                msg.started_at = Some(convert::timestamp(st.started_at));
-                msg.updated_at = Some(convert::timestamp(st.updated_at));
-                msg.total = total as i64;
-            }
-            pb::WriteAction::Write | pb::WriteAction::Commit => {
-                let off = unsigned("offset", req.offset)?;
-                if off > 0 && off != w.offset() {
-                    return Err(Status::out_of_range(format!(
-                        "write @{off} must occur at current offset {}",
-                        w.offset()
+    let mut slot: Option<Writer> = Some(cs.writer(ns, &reference, total, expected.clone()).await?);
+    // The stream's work; the writer is closed after it unless it was
+    // committed or the ingest aborted.
+    let result: Result<(), Status> = async {
+        loop {
+            let w = slot
+                .as_mut()
+                .ok_or_else(|| Status::internal("ingest writer already closed"))?;
+            let action = pb::WriteAction::try_from(req.action)
+                .map_err(|_| Status::invalid_argument(format!("action: unknown {}", req.action)))?;
+            let mut msg = pb::WriteContentResponse {
+                action: req.action,
+                offset: w.offset() as i64,
+                ..Default::default()
+            };
+            if let Some(d) = opt_digest("expected", &req.expected)? {
+                if cs.lease_if_present(ns, &d).await? {
+                    drop(slot.take());
+                    let _ = cs.abort(ns, &reference).await;
+                    return Err(Status::already_exists(format!(
+                        "blob with expected digest {d} exists"
                     )));
                 }
-                if off == 0 && w.offset() > 0 {
-                    w.truncate().await?;
-                    msg.offset = 0;
+                expected = Some(d);
+            }
+            let req_total = unsigned("total", req.total)?;
+            if req_total > 0 {
+                total = req_total;
+                w.set_total(total);
+            }
+            match action {
+                pb::WriteAction::Stat => {
+                    let st = w.status();
+                    msg.digest = w.digest().to_string();
+                    msg.started_at = Some(st.started_at.into());
+                    msg.updated_at = Some(st.updated_at.into());
+                    msg.total = total as i64;
                 }
-                if !req.data.is_empty() {
-                    let data = std::mem::take(&mut req.data);
-                    w.write(data).await?;
-                    msg.offset = w.offset() as i64;
+                pb::WriteAction::Write | pb::WriteAction::Commit => {
+                    let off = unsigned("offset", req.offset)?;
+                    if off > 0 && off != w.offset() {
+                        return Err(Status::out_of_range(format!(
+                            "write @{off} must occur at current offset {}",
+                            w.offset()
+                        )));
+                    }
+                    if off == 0 && w.offset() > 0 {
+                        w.truncate().await?;
+                        msg.offset = 0;
+                    }
+                    if !req.data.is_empty() {
+                        let data = std::mem::take(&mut req.data);
+                        w.write(data).await?;
+                        msg.offset = w.offset() as i64;
+                    }
+                    if action == pb::WriteAction::Commit {
+                        let labels = convert::labels(std::mem::take(&mut req.labels));
+                        let size = (total > 0).then_some(total);
+                        let w = slot
+                            .take()
+                            .ok_or_else(|| Status::internal("ingest writer already closed"))?;
+                        let info = w.commit(size, expected.as_ref(), labels).await?;
+                        msg.digest = info.digest.to_string();
+                        msg.offset = info.size as i64;
+                        let _ = tx.send(Ok(msg)).await;
+                        return Ok(());
+                    }
+                    msg.digest = w.digest().to_string();
                 }
-                if action == pb::WriteAction::Commit {
-                    let labels = convert::labels(std::mem::take(&mut req.labels));
-                    let size = (total > 0).then_some(total);
-                    let info = w.commit(size, expected.as_ref(), labels).await?;
-                    msg.digest = info.digest.to_string();
-                    msg.offset = info.size as i64;
-                    let _ = tx.send(Ok(msg)).await;
-                    return Ok(());
-                }
-                msg.digest = w.digest().to_string();
+            }
+            if tx.send(Ok(msg)).await.is_err() {
+                return Ok(());
+            }
+            match inbound.message().await? {
+                Some(next) => req = next,
+                None => return Ok(()),
             }
         }
-        if tx.send(Ok(msg)).await.is_err() {
-            return Ok(());
-        }
-        match inbound.message().await? {
-            Some(next) => req = next,
-            None => return Ok(()),
-        }
     }
+    .await;
+    if let Some(w) = slot {
+        w.close().await;
+    }
+    result
 }

@@ -1,38 +1,74 @@
-//! Conversions between wire types and domain types.
+//! Conversions between wire types and domain types, in one place (times
+//! convert with prost-types' own `From`/`TryFrom`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
 
-use prost_types::Timestamp;
+use berth_api::types::{Descriptor, Mount as WireMount};
+use berth_snapshotter::Mount;
 
-/// SystemTime → protobuf Timestamp.
-pub fn timestamp(t: SystemTime) -> Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
-/// protobuf Timestamp → SystemTime (None for an absent or negative one).
-pub fn system_time(t: Option<&Timestamp>) -> Option<SystemTime> {
-    let t = t?;
-    if t.seconds < 0 || t.nanos < 0 {
-        return None;
-    }
-    Some(UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos as u32))
-}
+use crate::store::images::Target;
+use crate::store::labels::Labels;
 
 /// A wire label map → our ordered map.
-pub fn labels(m: std::collections::HashMap<String, String>) -> crate::store::labels::Labels {
+pub fn labels(m: HashMap<String, String>) -> Labels {
     m.into_iter().collect()
 }
 
 /// Our ordered map → a wire label map.
-pub fn wire_labels(m: &crate::store::labels::Labels) -> std::collections::HashMap<String, String> {
+pub fn wire_labels(m: &Labels) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// The paths of an optional field mask.
 pub fn mask_paths(mask: Option<prost_types::FieldMask>) -> Vec<String> {
     mask.map(|m| m.paths).unwrap_or_default()
+}
+
+/// Domain mounts → wire mounts.
+pub fn wire_mounts(m: Vec<Mount>) -> Vec<WireMount> {
+    m.into_iter()
+        .map(|m| WireMount {
+            r#type: m.kind,
+            source: m.source,
+            target: m.target,
+            options: m.options,
+        })
+        .collect()
+}
+
+/// Wire mounts → domain mounts.
+pub fn mounts(m: Vec<WireMount>) -> Vec<Mount> {
+    m.into_iter()
+        .map(|m| Mount {
+            kind: m.r#type,
+            source: m.source,
+            target: m.target,
+            options: m.options,
+        })
+        .collect()
+}
+
+/// A stored target → a wire descriptor.
+pub fn wire_descriptor(t: &Target) -> Descriptor {
+    Descriptor {
+        media_type: t.media_type.clone(),
+        digest: t.digest.clone(),
+        size: t.size,
+        annotations: t
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+/// A wire descriptor → a stored target.
+pub fn target(d: Option<Descriptor>) -> Target {
+    let d = d.unwrap_or_default();
+    Target {
+        media_type: d.media_type,
+        digest: d.digest,
+        size: d.size,
+        annotations: d.annotations.into_iter().collect(),
+    }
 }

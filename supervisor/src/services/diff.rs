@@ -1,5 +1,6 @@
-//! containerd.services.diff.v1.Diff: apply a layer blob from the content
-//! store onto a snapshot's mounts, and make a layer from two mount sets.
+//! containerd.services.diff.v1.Diff over [`Differ`]: apply a layer blob
+//! from the content store onto a snapshot's mounts, and make a layer from
+//! two mount sets.
 
 use berth_api::services::diff::v1 as pb;
 use berth_api::types::Descriptor;
@@ -7,19 +8,18 @@ use berth_api::Digest;
 use pb::diff_server::Diff;
 use tonic::{Request, Response, Status};
 
-use super::snapshots::{lease_of, mounts};
-use super::{namespace, Context};
-use crate::images::layers;
+use super::{convert, lease_of, namespace};
+use crate::images::Differ;
 
 /// The Diff service.
 pub struct DiffService {
-    ctx: Context,
+    differ: Differ,
 }
 
 impl DiffService {
-    /// Serves diffs from `ctx`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
+    /// Serves `differ`.
+    pub fn new(differ: Differ) -> Self {
+        Self { differ }
     }
 }
 
@@ -40,18 +40,15 @@ impl Diff for DiffService {
             .digest
             .parse()
             .map_err(|e| Status::invalid_argument(format!("diff.digest {:?}: {e}", desc.digest)))?;
-        let applied = layers::apply_blob(
-            &self.ctx.content,
-            &ns,
-            &digest,
-            &desc.media_type,
-            mounts(r.mounts),
-        )
-        .await?;
+        let mounts = convert::mounts(r.mounts);
+        let diff_id = self
+            .differ
+            .apply(&ns, &digest, &desc.media_type, mounts)
+            .await?;
         Ok(Response::new(pb::ApplyResponse {
             applied: Some(Descriptor {
-                media_type: layers::UNCOMPRESSED_OCI.to_string(),
-                digest: applied.diff_id.to_string(),
+                media_type: berth_api::oci::OCI_LAYER.to_string(),
+                digest: diff_id.to_string(),
                 size: 0,
                 annotations: Default::default(),
             }),
@@ -66,26 +63,20 @@ impl Diff for DiffService {
         let ns = namespace(&req)?;
         let lease = lease_of(&req);
         let r = req.into_inner();
-        let media_type = if r.media_type.is_empty() {
-            layers::GZIP_OCI.to_string()
-        } else {
-            r.media_type
-        };
-        let content = self.ctx.content.with_lease(lease);
-        let labels = r.labels.into_iter().collect();
-        let d = layers::diff_to_content(
-            &content,
-            &self.ctx.root,
-            &ns,
-            mounts(r.left),
-            mounts(r.right),
-            &media_type,
-            labels,
-        )
-        .await?;
+        let d = self
+            .differ
+            .diff(
+                &ns,
+                lease,
+                convert::mounts(r.left),
+                convert::mounts(r.right),
+                &r.media_type,
+                r.labels.into_iter().collect(),
+            )
+            .await?;
         Ok(Response::new(pb::DiffResponse {
             diff: Some(Descriptor {
-                media_type,
+                media_type: d.media_type,
                 digest: d.digest.to_string(),
                 size: i64::try_from(d.size).unwrap_or(i64::MAX),
                 annotations: Default::default(),

@@ -5,33 +5,28 @@ use std::pin::Pin;
 
 use berth_api::services::events::v1 as pb;
 use futures::Stream;
-use pb::events_server::Events;
+use pb::events_server::Events as Service;
 use tonic::{Request, Response, Status};
 
-use super::{convert, namespace, Context};
-use crate::events::{self, Envelope};
+use super::namespace;
+use crate::events::{self, Envelope, Events};
+use crate::filters::Filter;
 
 /// The Events service.
 pub struct EventsService {
-    ctx: Context,
+    events: Events,
 }
 
 impl EventsService {
-    /// Serves the bus in `ctx`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
-    }
-}
-
-impl From<events::Error> for Status {
-    fn from(e: events::Error) -> Self {
-        Status::invalid_argument(e.to_string())
+    /// Serves the bus `events`.
+    pub fn new(events: Events) -> Self {
+        Self { events }
     }
 }
 
 fn to_wire(e: &Envelope) -> pb::Envelope {
     pb::Envelope {
-        timestamp: Some(convert::timestamp(e.timestamp)),
+        timestamp: Some(e.timestamp.into()),
         namespace: e.namespace.clone(),
         topic: e.topic.clone(),
         event: Some(e.event.clone()),
@@ -39,12 +34,12 @@ fn to_wire(e: &Envelope) -> pb::Envelope {
 }
 
 #[tonic::async_trait]
-impl Events for EventsService {
+impl Service for EventsService {
     async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let req = req.into_inner();
         let event = req.event.ok_or(events::Error::MissingEvent)?;
-        self.ctx.events.forward(Envelope {
+        self.events.forward(Envelope {
             timestamp: std::time::SystemTime::now(),
             namespace: ns,
             topic: req.topic,
@@ -59,9 +54,12 @@ impl Events for EventsService {
             .envelope
             .ok_or_else(|| Status::invalid_argument("envelope: required"))?;
         let event = env.event.ok_or(events::Error::MissingEvent)?;
-        self.ctx.events.forward(Envelope {
-            timestamp: convert::system_time(env.timestamp.as_ref())
-                .unwrap_or_else(std::time::SystemTime::now),
+        let timestamp = env
+            .timestamp
+            .and_then(|t| std::time::SystemTime::try_from(t).ok())
+            .unwrap_or_else(std::time::SystemTime::now);
+        self.events.forward(Envelope {
+            timestamp,
             namespace: env.namespace,
             topic: env.topic,
             event,
@@ -75,8 +73,8 @@ impl Events for EventsService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let filter = super::parse_filters(&req.get_ref().filters)?;
-        let sub = self.ctx.events.subscribe(filter);
+        let filter = Filter::parse(&req.get_ref().filters)?;
+        let sub = self.events.subscribe(filter);
         let stream = futures::stream::unfold(sub, |mut sub| async move {
             let env = sub.recv().await?;
             Some((Ok(to_wire(&env)), sub))

@@ -1,51 +1,22 @@
-//! containerd.services.images.v1.Images over [`crate::store::images`].
-//!
-//! Reference-changing calls hold a GC guard; Delete schedules a collection
-//! (or runs one before replying when `sync` is set).
+//! containerd.services.images.v1.Images over [`Images`].
 
 use berth_api::services::images::v1 as pb;
-use berth_api::types::Descriptor;
-use pb::images_server::Images;
+use pb::images_server::Images as Service;
 use tonic::{Request, Response, Status};
 
-use super::{convert, namespace, Context};
-use crate::filters::{label_field, Fields};
-use crate::store::images::{self, Image, Target};
+use super::{convert, namespace};
+use crate::images::Images;
+use crate::store::images::Image;
 
 /// The Images service.
 pub struct ImagesService {
-    ctx: Context,
+    images: Images,
 }
 
 impl ImagesService {
-    /// Serves images from `ctx`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
-    }
-}
-
-/// A stored target → a wire descriptor.
-pub fn wire_descriptor(t: &Target) -> Descriptor {
-    Descriptor {
-        media_type: t.media_type.clone(),
-        digest: t.digest.clone(),
-        size: t.size,
-        annotations: t
-            .annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    }
-}
-
-/// A wire descriptor → a stored target.
-pub fn target(d: Option<Descriptor>) -> Target {
-    let d = d.unwrap_or_default();
-    Target {
-        media_type: d.media_type,
-        digest: d.digest,
-        size: d.size,
-        annotations: d.annotations.into_iter().collect(),
+    /// Serves `images`.
+    pub fn new(images: Images) -> Self {
+        Self { images }
     }
 }
 
@@ -53,9 +24,9 @@ fn to_wire(i: &Image) -> pb::Image {
     pb::Image {
         name: i.name.clone(),
         labels: convert::wire_labels(&i.labels),
-        target: Some(wire_descriptor(&i.target)),
-        created_at: Some(convert::timestamp(i.created_at)),
-        updated_at: Some(convert::timestamp(i.updated_at)),
+        target: Some(convert::wire_descriptor(&i.target)),
+        created_at: Some(i.created_at.into()),
+        updated_at: Some(i.updated_at.into()),
     }
 }
 
@@ -64,38 +35,21 @@ fn from_wire(i: Option<pb::Image>) -> Image {
     Image {
         name: i.name,
         labels: convert::labels(i.labels),
-        target: target(i.target),
+        target: convert::target(i.target),
         created_at: std::time::UNIX_EPOCH,
         updated_at: std::time::UNIX_EPOCH,
     }
 }
 
-impl Fields for Image {
-    fn field(&self, path: &[String]) -> Option<String> {
-        let one = path.len() == 1;
-        match path.first()?.as_str() {
-            "name" if one => Some(self.name.clone()),
-            "labels" => label_field(&self.labels, &path[1..]),
-            "target" => match (path.get(1).map(String::as_str), path.len()) {
-                (Some("digest"), 2) => Some(self.target.digest.clone()),
-                (Some("mediatype" | "media_type"), 2) => Some(self.target.media_type.clone()),
-                (Some("annotations"), _) => label_field(&self.target.annotations, &path[2..]),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-}
-
 #[tonic::async_trait]
-impl Images for ImagesService {
+impl Service for ImagesService {
     #[tracing::instrument(skip_all, fields(image = %req.get_ref().name))]
     async fn get(
         &self,
         req: Request<pb::GetImageRequest>,
     ) -> Result<Response<pb::GetImageResponse>, Status> {
         let ns = namespace(&req)?;
-        let img = images::get(&self.ctx.store, &ns, &req.get_ref().name)?;
+        let img = self.images.get(&ns, &req.get_ref().name)?;
         Ok(Response::new(pb::GetImageResponse {
             image: Some(to_wire(&img)),
         }))
@@ -106,13 +60,10 @@ impl Images for ImagesService {
         req: Request<pb::ListImagesRequest>,
     ) -> Result<Response<pb::ListImagesResponse>, Status> {
         let ns = namespace(&req)?;
-        let filter = super::parse_filters(&req.get_ref().filters)?;
-        let images = images::list(&self.ctx.store, &ns)?
-            .iter()
-            .filter(|i| filter.matches(*i))
-            .map(to_wire)
-            .collect();
-        Ok(Response::new(pb::ListImagesResponse { images }))
+        let all = self.images.list(&ns, &req.get_ref().filters)?;
+        Ok(Response::new(pb::ListImagesResponse {
+            images: all.iter().map(to_wire).collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -122,12 +73,7 @@ impl Images for ImagesService {
     ) -> Result<Response<pb::CreateImageResponse>, Status> {
         let ns = namespace(&req)?;
         let img = from_wire(req.into_inner().image);
-        let img = {
-            let _hold = self.ctx.gc.hold().await;
-            images::create(&self.ctx.store, &ns, img).await?
-        };
-        tracing::debug!(namespace = %ns, image = %img.name, "image created");
-        crate::images::events::created(&self.ctx, &ns, &img).await;
+        let img = self.images.create(&ns, img).await?;
         Ok(Response::new(pb::CreateImageResponse {
             image: Some(to_wire(&img)),
         }))
@@ -141,13 +87,7 @@ impl Images for ImagesService {
         let ns = namespace(&req)?;
         let r = req.into_inner();
         let paths = convert::mask_paths(r.update_mask);
-        let img = from_wire(r.image);
-        let img = {
-            let _hold = self.ctx.gc.hold().await;
-            images::update(&self.ctx.store, &ns, img, &paths).await?
-        };
-        crate::images::events::updated(&self.ctx, &ns, &img).await;
-        self.ctx.collect_garbage(false).await?;
+        let img = self.images.update(&ns, from_wire(r.image), &paths).await?;
         Ok(Response::new(pb::UpdateImageResponse {
             image: Some(to_wire(&img)),
         }))
@@ -157,12 +97,7 @@ impl Images for ImagesService {
     async fn delete(&self, req: Request<pb::DeleteImageRequest>) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        {
-            let _hold = self.ctx.gc.hold().await;
-            images::delete(&self.ctx.store, &ns, &r.name).await?;
-        }
-        crate::images::events::deleted(&self.ctx, &ns, &r.name).await;
-        self.ctx.collect_garbage(r.sync).await?;
+        self.images.delete(&ns, &r.name, r.sync).await?;
         Ok(Response::new(()))
     }
 }

@@ -4,24 +4,24 @@ use berth_api::services::introspection::v1 as pb;
 use pb::introspection_server::Introspection;
 use tonic::{Request, Response, Status};
 
-use crate::filters::Fields;
+use crate::filters::{Fields, Filter};
 
 /// One served plugin, as Introspection reports it.
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
     /// e.g. `io.containerd.grpc.v1`.
-    pub kind: &'static str,
+    pub kind: String,
     /// e.g. `content`.
-    pub id: &'static str,
+    pub id: String,
     /// Capabilities, e.g. `remap-ids` for snapshotters.
-    pub capabilities: Vec<&'static str>,
+    pub capabilities: Vec<String>,
 }
 
 impl Fields for PluginInfo {
     fn field(&self, path: &[String]) -> Option<String> {
         match path.first()?.as_str() {
-            "type" => Some(self.kind.to_string()),
-            "id" => Some(self.id.to_string()),
+            "type" => Some(self.kind.clone()),
+            "id" => Some(self.id.clone()),
             "capabilities" => Some(self.capabilities.join(",")),
             _ => None,
         }
@@ -35,7 +35,8 @@ pub struct IntrospectionService {
 }
 
 impl IntrospectionService {
-    /// `plugins` must be exactly what the daemon registered.
+    /// `plugins` must be exactly what the daemon registered (see
+    /// [`super::router`]).
     pub fn new(plugins: Vec<PluginInfo>, uuid: String) -> Self {
         Self { plugins, uuid }
     }
@@ -47,27 +48,26 @@ impl Introspection for IntrospectionService {
         &self,
         req: Request<pb::PluginsRequest>,
     ) -> Result<Response<pb::PluginsResponse>, Status> {
-        let filter = super::parse_filters(&req.get_ref().filters)?;
+        let filter = Filter::parse(&req.get_ref().filters)?;
+        let host = berth_api::oci::Platform::host();
         let platform = berth_api::types::Platform {
-            os: "linux".into(),
-            architecture: std::env::consts::ARCH
-                .replace("x86_64", "amd64")
-                .replace("aarch64", "arm64"),
-            variant: String::new(),
+            os: host.os,
+            architecture: host.architecture,
+            variant: host.variant,
         };
         let plugins = self
             .plugins
             .iter()
             .filter(|p| filter.matches(*p))
             .map(|p| pb::Plugin {
-                r#type: p.kind.to_string(),
-                id: p.id.to_string(),
+                r#type: p.kind.clone(),
+                id: p.id.clone(),
                 platforms: if p.kind.contains("snapshotter") || p.kind.contains("runtime") {
                     vec![platform.clone()]
                 } else {
                     vec![]
                 },
-                capabilities: p.capabilities.iter().map(|c| c.to_string()).collect(),
+                capabilities: p.capabilities.clone(),
                 ..Default::default()
             })
             .collect();

@@ -1,29 +1,29 @@
-//! containerd.services.leases.v1.Leases.
+//! containerd.services.leases.v1.Leases over [`Leases`].
 
 use berth_api::services::leases::v1 as pb;
-use pb::leases_server::Leases;
+use pb::leases_server::Leases as Service;
 use tonic::{Request, Response, Status};
 
-use super::{convert, namespace, Context};
-use crate::filters::{label_field, Fields};
-use crate::store::leases::{self, Lease, Resource};
+use super::{convert, namespace};
+use crate::leases::Leases;
+use crate::store::leases::{Lease, Resource};
 
 /// The Leases service.
 pub struct LeasesService {
-    ctx: Context,
+    leases: Leases,
 }
 
 impl LeasesService {
-    /// Serves leases from `ctx`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
+    /// Serves `leases`.
+    pub fn new(leases: Leases) -> Self {
+        Self { leases }
     }
 }
 
 fn to_wire(l: &Lease) -> pb::Lease {
     pb::Lease {
         id: l.id.clone(),
-        created_at: Some(convert::timestamp(l.created_at)),
+        created_at: Some(l.created_at.into()),
         labels: convert::wire_labels(&l.labels),
     }
 }
@@ -37,31 +37,16 @@ fn resource(r: Option<pb::Resource>) -> Result<Resource, Status> {
     })
 }
 
-impl Fields for Lease {
-    fn field(&self, path: &[String]) -> Option<String> {
-        match path.first()?.as_str() {
-            "id" if path.len() == 1 => Some(self.id.clone()),
-            "labels" => label_field(&self.labels, &path[1..]),
-            _ => None,
-        }
-    }
-}
-
 #[tonic::async_trait]
-impl Leases for LeasesService {
+impl Service for LeasesService {
     async fn create(
         &self,
         req: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::CreateResponse>, Status> {
         let ns = namespace(&req)?;
         let req = req.into_inner();
-        // As containerd: an empty id asks the server to choose one.
-        let id = match req.id.as_str() {
-            "" => uuid::Uuid::new_v4().simple().to_string(),
-            id => id.to_string(),
-        };
-        let lease = leases::create(&self.ctx.store, &ns, &id, convert::labels(req.labels)).await?;
-        tracing::debug!(namespace = %ns, lease = %lease.id, "lease created");
+        let labels = convert::labels(req.labels);
+        let lease = self.leases.create(&ns, &req.id, labels).await?;
         Ok(Response::new(pb::CreateResponse {
             lease: Some(to_wire(&lease)),
         }))
@@ -70,8 +55,7 @@ impl Leases for LeasesService {
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let req = req.into_inner();
-        leases::delete(&self.ctx.store, &ns, &req.id).await?;
-        self.ctx.collect_garbage(req.sync).await?;
+        self.leases.delete(&ns, &req.id, req.sync).await?;
         Ok(Response::new(()))
     }
 
@@ -80,14 +64,10 @@ impl Leases for LeasesService {
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let ns = namespace(&req)?;
-        let filter = super::parse_filters(&req.get_ref().filters)?;
-        let all = leases::list(&self.ctx.store, &ns)?;
-        let leases = all
-            .iter()
-            .filter(|l| filter.matches(*l))
-            .map(to_wire)
-            .collect();
-        Ok(Response::new(pb::ListResponse { leases }))
+        let all = self.leases.list(&ns, &req.get_ref().filters)?;
+        Ok(Response::new(pb::ListResponse {
+            leases: all.iter().map(to_wire).collect(),
+        }))
     }
 
     async fn add_resource(
@@ -96,7 +76,8 @@ impl Leases for LeasesService {
     ) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let req = req.into_inner();
-        leases::add_resource(&self.ctx.store, &ns, &req.id, resource(req.resource)?).await?;
+        let r = resource(req.resource)?;
+        self.leases.add_resource(&ns, &req.id, r).await?;
         Ok(Response::new(()))
     }
 
@@ -106,7 +87,8 @@ impl Leases for LeasesService {
     ) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
         let req = req.into_inner();
-        leases::delete_resource(&self.ctx.store, &ns, &req.id, resource(req.resource)?).await?;
+        let r = resource(req.resource)?;
+        self.leases.delete_resource(&ns, &req.id, r).await?;
         Ok(Response::new(()))
     }
 
@@ -115,7 +97,7 @@ impl Leases for LeasesService {
         req: Request<pb::ListResourcesRequest>,
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
         let ns = namespace(&req)?;
-        let list = leases::resources(&self.ctx.store, &ns, &req.get_ref().id)?;
+        let list = self.leases.resources(&ns, &req.get_ref().id)?;
         let resources = list
             .into_iter()
             .map(|r| pb::Resource {

@@ -1,5 +1,8 @@
-//! Thin gRPC adapters, one file per service: decode the request, call the
-//! domain module, encode the reply. No logic lives here.
+//! containerd v1 gRPC adapters (and Berth's own image services), one file
+//! per service over the domain services of [`crate::app::App`]: decode the
+//! request, make one domain call, encode the reply. Conversions live in
+//! [`convert`], the one error map in [`status`], the wiring (and the
+//! plugin list Introspection reports) in [`router`].
 
 pub mod containers;
 pub mod content;
@@ -11,6 +14,7 @@ pub mod introspection;
 pub mod leases;
 pub mod namespaces;
 pub mod registry;
+pub mod router;
 pub mod rpc_log;
 pub mod snapshots;
 pub mod status;
@@ -18,30 +22,9 @@ pub mod tasks;
 pub mod transfer;
 pub mod version;
 
+pub use router::router;
+
 use tonic::{Request, Status};
-
-use crate::store::Store;
-
-/// What every service adapter may reach. Cheap to clone.
-#[derive(Clone)]
-pub struct Context {
-    /// Metadata database.
-    pub store: Store,
-    /// Content store (blobs and ingests).
-    pub content: crate::content::ContentStore,
-    /// Persistent root directory.
-    pub root: std::path::PathBuf,
-    /// Runtime state directory.
-    pub state: std::path::PathBuf,
-    /// Snapshotters by name.
-    pub snapshotters: crate::snapshots::Snapshotters,
-    /// Garbage collector: its guard and trigger.
-    pub gc: crate::gc::Gc,
-    /// The event bus: `ctx.events.publish(ns, topic, &msg)`.
-    pub events: crate::events::Events,
-    /// The task table (one shim per task).
-    pub tasks: crate::runtime::TaskManager,
-}
 
 /// The namespace of a call, from the `containerd-namespace` metadata key.
 /// Missing: FailedPrecondition (as containerd); malformed: InvalidArgument.
@@ -59,27 +42,11 @@ pub fn namespace<T>(req: &Request<T>) -> Result<String, Status> {
     Ok(ns.to_string())
 }
 
-/// The filter strings of a List request, parsed.
-#[allow(clippy::result_large_err)]
-pub fn parse_filters(filters: &[String]) -> Result<crate::filters::Filter, Status> {
-    crate::filters::Filter::parse(filters).map_err(|e| Status::invalid_argument(e.to_string()))
-}
-
-impl Context {
-    /// Whether any snapshotter still holds snapshots in `ns` (a namespace
-    /// with snapshots cannot be deleted).
-    pub async fn namespace_has_snapshots(&self, ns: &str) -> Result<bool, Status> {
-        Ok(self.snapshotters.namespace_has_snapshots(ns).await?)
-    }
-
-    /// Runs garbage collection: now (and waits for it) when `sync`, else
-    /// soon, debounced, in the background.
-    pub async fn collect_garbage(&self, sync: bool) -> Result<(), Status> {
-        if sync {
-            self.gc.run(self).await?;
-        } else {
-            self.gc.schedule();
-        }
-        Ok(())
-    }
+/// The lease a call runs under (`containerd-lease` metadata), if any.
+pub fn lease_of<T>(req: &Request<T>) -> Option<String> {
+    req.metadata()
+        .get(berth_api::lease::GRPC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }

@@ -1,22 +1,22 @@
-//! containerd.services.namespaces.v1.Namespaces.
+//! containerd.services.namespaces.v1.Namespaces over [`Namespaces`].
 
 use berth_api::services::namespaces::v1 as pb;
-use pb::namespaces_server::Namespaces;
+use pb::namespaces_server::Namespaces as Service;
 use tonic::{Request, Response, Status};
 
-use super::{convert, Context};
-use crate::filters::{label_field, Fields};
-use crate::store::namespaces::{self, Namespace};
+use super::convert;
+use crate::namespaces::Namespaces;
+use crate::store::namespaces::Namespace;
 
 /// The Namespaces service.
 pub struct NamespacesService {
-    ctx: Context,
+    namespaces: Namespaces,
 }
 
 impl NamespacesService {
-    /// Serves namespaces from `ctx`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
+    /// Serves `namespaces`.
+    pub fn new(namespaces: Namespaces) -> Self {
+        Self { namespaces }
     }
 }
 
@@ -35,24 +35,14 @@ fn from_wire(ns: Option<pb::Namespace>) -> Namespace {
     }
 }
 
-impl Fields for Namespace {
-    fn field(&self, path: &[String]) -> Option<String> {
-        match path.first()?.as_str() {
-            "name" if path.len() == 1 => Some(self.name.clone()),
-            "labels" => label_field(&self.labels, &path[1..]),
-            _ => None,
-        }
-    }
-}
-
 #[tonic::async_trait]
-impl Namespaces for NamespacesService {
+impl Service for NamespacesService {
     #[tracing::instrument(skip_all, fields(namespace = %req.get_ref().name))]
     async fn get(
         &self,
         req: Request<pb::GetNamespaceRequest>,
     ) -> Result<Response<pb::GetNamespaceResponse>, Status> {
-        let ns = namespaces::get(&self.ctx.store, &req.get_ref().name)?;
+        let ns = self.namespaces.get(&req.get_ref().name)?;
         Ok(Response::new(pb::GetNamespaceResponse {
             namespace: Some(to_wire(&ns)),
         }))
@@ -62,15 +52,10 @@ impl Namespaces for NamespacesService {
         &self,
         req: Request<pb::ListNamespacesRequest>,
     ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
-        let filter = req.into_inner().filter;
-        let filter = super::parse_filters(std::slice::from_ref(&filter))?;
-        let list = namespaces::list(&self.ctx.store)?;
-        let namespaces = list
-            .iter()
-            .filter(|n| filter.matches(*n))
-            .map(to_wire)
-            .collect();
-        Ok(Response::new(pb::ListNamespacesResponse { namespaces }))
+        let list = self.namespaces.list(&req.get_ref().filter)?;
+        Ok(Response::new(pb::ListNamespacesResponse {
+            namespaces: list.iter().map(to_wire).collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -78,8 +63,8 @@ impl Namespaces for NamespacesService {
         &self,
         req: Request<pb::CreateNamespaceRequest>,
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
-        let ns = namespaces::create(&self.ctx.store, from_wire(req.into_inner().namespace)).await?;
-        tracing::info!(namespace = %ns.name, "namespace created");
+        let ns = from_wire(req.into_inner().namespace);
+        let ns = self.namespaces.create(ns).await?;
         Ok(Response::new(pb::CreateNamespaceResponse {
             namespace: Some(to_wire(&ns)),
         }))
@@ -91,7 +76,10 @@ impl Namespaces for NamespacesService {
     ) -> Result<Response<pb::UpdateNamespaceResponse>, Status> {
         let req = req.into_inner();
         let paths = convert::mask_paths(req.update_mask);
-        let ns = namespaces::update(&self.ctx.store, from_wire(req.namespace), &paths).await?;
+        let ns = self
+            .namespaces
+            .update(from_wire(req.namespace), &paths)
+            .await?;
         Ok(Response::new(pb::UpdateNamespaceResponse {
             namespace: Some(to_wire(&ns)),
         }))
@@ -102,10 +90,7 @@ impl Namespaces for NamespacesService {
         &self,
         req: Request<pb::DeleteNamespaceRequest>,
     ) -> Result<Response<()>, Status> {
-        let name = req.into_inner().name;
-        let snapshots = self.ctx.namespace_has_snapshots(&name).await?;
-        namespaces::delete(&self.ctx.store, &name, snapshots).await?;
-        tracing::info!(namespace = %name, "namespace deleted");
+        self.namespaces.delete(&req.into_inner().name).await?;
         Ok(Response::new(()))
     }
 }

@@ -11,9 +11,11 @@ use pb::registry_server::Registry;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use berth_api::oci::Platform;
+
 use super::namespace;
 use crate::registry::inflight::Transfers;
-use crate::registry::{self, push, BlobKind, BlobState, Credentials, Phase, Platform, Progress};
+use crate::registry::{self, push, BlobKind, BlobState, Credentials, Phase, Progress};
 
 /// Least time between two progress messages.
 const TICK: Duration = Duration::from_millis(100);
@@ -142,9 +144,13 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// A request's platform; empty: the daemon's own.
 #[allow(clippy::result_large_err)]
 fn platform(s: &str) -> Result<Platform, Status> {
-    registry::manifest::parse_platform(s).map_err(|e| Status::from(&e))
+    if s.is_empty() {
+        return Ok(Platform::host());
+    }
+    Platform::parse(s).map_err(|e| Status::from(&registry::Error::InvalidArgument(e.to_string())))
 }
 
 #[tonic::async_trait]

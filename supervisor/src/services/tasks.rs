@@ -1,87 +1,64 @@
-//! containerd.services.tasks.v1.Tasks over the task manager.
+//! containerd.services.tasks.v1.Tasks over [`Tasks`]: each call decodes
+//! its request, makes one call of the task domain, and encodes the reply.
+//! No shim client or shim message is seen here.
 
 use berth_api::services::tasks::v1 as pb;
-use berth_api::shim::v1 as sp;
-use berth_api::task_types::Process;
-use pb::tasks_server::Tasks;
-use tonic::{Code, Request, Response, Status};
+use berth_api::task_types;
+use pb::tasks_server::Tasks as Service;
+use tonic::{Request, Response, Status};
 
-use super::{convert, namespace, Context};
-use crate::filters::Fields;
-use crate::runtime::{self, CreateTask, Task};
-use crate::store::containers;
+use super::{convert, namespace};
+use crate::tasks::{self, CreateTask, ExecProcess, Kill, Process, Tasks};
 
 /// The Tasks service.
 pub struct TasksService {
-    ctx: Context,
+    tasks: Tasks,
 }
 
 impl TasksService {
-    /// Serves tasks from `ctx`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
+    /// Serves `tasks`.
+    pub fn new(tasks: Tasks) -> Self {
+        Self { tasks }
     }
 }
 
-impl From<runtime::Error> for Status {
-    fn from(e: runtime::Error) -> Self {
-        use runtime::Error as E;
-        let code = match &e {
-            E::NotFound(_) => Code::NotFound,
-            E::AlreadyExists(_) => Code::AlreadyExists,
-            E::InvalidArgument(_) => Code::InvalidArgument,
-            E::FailedPrecondition(_) => Code::FailedPrecondition,
-            E::Unimplemented(_) => Code::Unimplemented,
-            E::Shim(s) => return Status::new(s.code(), s.message().to_string()),
-            E::Store(s) => status_code(s),
-            E::Launch(_) | E::Io { .. } | E::Internal(_) => Code::Internal,
-        };
-        if code == Code::Internal {
-            tracing::error!(error = %e, "task failure");
-        }
-        Status::new(code, e.to_string())
+fn wire_status(s: tasks::Status) -> task_types::Status {
+    use tasks::Status as S;
+    match s {
+        S::Unknown => task_types::Status::Unknown,
+        S::Created => task_types::Status::Created,
+        S::Running => task_types::Status::Running,
+        S::Paused => task_types::Status::Paused,
+        S::Pausing => task_types::Status::Pausing,
+        S::Stopped => task_types::Status::Stopped,
     }
 }
 
-fn status_code(e: &crate::store::Error) -> Code {
-    match e {
-        crate::store::Error::NotFound { .. } => Code::NotFound,
-        crate::store::Error::AlreadyExists { .. } => Code::AlreadyExists,
-        crate::store::Error::InvalidArgument(_) => Code::InvalidArgument,
-        crate::store::Error::FailedPrecondition(_) => Code::FailedPrecondition,
-        _ => Code::Internal,
-    }
-}
-
-fn process(task: &Task, s: sp::StateResponse) -> Process {
-    Process {
-        container_id: task.id.clone(),
-        id: if s.exec_id.is_empty() {
-            task.id.clone()
+fn to_wire(p: Process) -> task_types::Process {
+    task_types::Process {
+        id: if p.exec_id.is_empty() {
+            p.container_id.clone()
         } else {
-            s.exec_id
+            p.exec_id
         },
-        pid: s.pid,
-        status: s.status,
-        stdin: s.stdin,
-        stdout: s.stdout,
-        stderr: s.stderr,
-        terminal: s.terminal,
-        exit_status: s.exit_status,
-        exited_at: s.exited_at,
+        container_id: p.container_id,
+        pid: p.pid,
+        status: wire_status(p.status) as i32,
+        stdin: p.stdin,
+        stdout: p.stdout,
+        stderr: p.stderr,
+        terminal: p.terminal,
+        exit_status: p.exit_status,
+        exited_at: p.exited_at.map(Into::into),
     }
 }
 
-struct TaskFields<'a>(&'a Task);
-
-impl Fields for TaskFields<'_> {
-    fn field(&self, path: &[String]) -> Option<String> {
-        match (path.first()?.as_str(), path.len()) {
-            ("id", 1) | ("container_id", 1) => Some(self.0.id.clone()),
-            ("namespace", 1) => Some(self.0.namespace.clone()),
-            ("pid", 1) => Some(self.0.pid.to_string()),
-            _ => None,
-        }
+fn deleted(id: String, d: tasks::Deleted) -> pb::DeleteResponse {
+    pb::DeleteResponse {
+        id,
+        pid: d.pid,
+        exit_status: d.exit_status,
+        exited_at: d.exited_at.map(Into::into),
     }
 }
 
@@ -93,41 +70,24 @@ fn checkpoint_unimplemented() -> Status {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-impl TasksService {
-    #[allow(clippy::result_large_err)]
-    fn task<T>(&self, req: &Request<T>, id: &str) -> Result<std::sync::Arc<Task>, Status> {
-        let ns = namespace(req)?;
-        Ok(self.ctx.tasks.get(&ns, id)?)
-    }
-}
-
 #[tonic::async_trait]
-impl Tasks for TasksService {
+impl Service for TasksService {
     async fn create(&self, req: Request<pb::CreateTaskRequest>) -> Reply<pb::CreateTaskResponse> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
         if r.checkpoint.is_some() {
             return Err(checkpoint_unimplemented());
         }
-        berth_api::identifiers::validate("container_id", &r.container_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let container = containers::get(&self.ctx.store, &ns, &r.container_id)?;
-        let pid = self
-            .ctx
-            .tasks
-            .create(
-                &ns,
-                CreateTask {
-                    container,
-                    rootfs: r.rootfs,
-                    stdin: r.stdin,
-                    stdout: r.stdout,
-                    stderr: r.stderr,
-                    terminal: r.terminal,
-                    options: r.options,
-                },
-            )
-            .await?;
+        let create = CreateTask {
+            container_id: r.container_id.clone(),
+            rootfs: convert::mounts(r.rootfs),
+            stdin: r.stdin,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            terminal: r.terminal,
+            options: r.options,
+        };
+        let pid = self.tasks.create(&ns, create).await?;
         Ok(Response::new(pb::CreateTaskResponse {
             container_id: r.container_id,
             pid,
@@ -135,164 +95,119 @@ impl Tasks for TasksService {
     }
 
     async fn start(&self, req: Request<pb::StartRequest>) -> Reply<pb::StartResponse> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
-        let exec_id = req.into_inner().exec_id;
-        let init = exec_id.is_empty();
-        let r = t
-            .live_client()?
-            .start(sp::ProcessRequest { exec_id })
-            .await?;
-        if init {
-            t.note(runtime::Change::Started);
-        }
-        Ok(Response::new(pb::StartResponse {
-            pid: r.into_inner().pid,
-        }))
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let pid = self.tasks.start(&ns, &r.container_id, &r.exec_id).await?;
+        Ok(Response::new(pb::StartResponse { pid }))
     }
 
     async fn delete(&self, req: Request<pb::DeleteTaskRequest>) -> Reply<pb::DeleteResponse> {
         let ns = namespace(&req)?;
         let id = req.into_inner().container_id;
-        let (pid, exit) = self.ctx.tasks.delete(&ns, &id).await?;
-        Ok(Response::new(pb::DeleteResponse {
-            id,
-            pid,
-            exit_status: exit.status,
-            exited_at: Some(convert::timestamp(exit.at)),
-        }))
+        let d = self.tasks.delete(&ns, &id).await?;
+        Ok(Response::new(deleted(id, d)))
     }
 
     async fn delete_process(
         &self,
         req: Request<pb::DeleteProcessRequest>,
     ) -> Reply<pb::DeleteResponse> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
-        let exec_id = req.into_inner().exec_id;
-        if exec_id.is_empty() {
-            return Err(Status::invalid_argument(
-                "exec_id: required (delete the init process with Delete)",
-            ));
-        }
-        let r = t
-            .live_client()?
-            .delete(sp::ProcessRequest {
-                exec_id: exec_id.clone(),
-            })
-            .await?
-            .into_inner();
-        Ok(Response::new(pb::DeleteResponse {
-            id: exec_id,
-            pid: r.pid,
-            exit_status: r.exit_status,
-            exited_at: r.exited_at,
-        }))
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let d = self
+            .tasks
+            .delete_process(&ns, &r.container_id, &r.exec_id)
+            .await?;
+        Ok(Response::new(deleted(r.exec_id, d)))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Reply<pb::GetResponse> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
-        let s = t.state(&req.get_ref().exec_id).await?;
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let p = self.tasks.state(&ns, &r.container_id, &r.exec_id).await?;
         Ok(Response::new(pb::GetResponse {
-            process: Some(process(&t, s)),
+            process: Some(to_wire(p)),
         }))
     }
 
     async fn list(&self, req: Request<pb::ListTasksRequest>) -> Reply<pb::ListTasksResponse> {
         let ns = namespace(&req)?;
-        let filter = super::parse_filters(std::slice::from_ref(&req.get_ref().filter))?;
-        let tasks: Vec<_> = self
-            .ctx
+        let all = self
             .tasks
-            .list(&ns)
-            .into_iter()
-            .filter(|t| filter.matches(&TaskFields(t)))
-            .collect();
-        // From berthd's table: Get asks the shim, List does not (see
-        // runtime::known).
-        let out = tasks.iter().map(|t| process(t, t.known_state())).collect();
-        Ok(Response::new(pb::ListTasksResponse { tasks: out }))
+            .list(&ns, std::slice::from_ref(&req.get_ref().filter))?;
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks: all.into_iter().map(to_wire).collect(),
+        }))
     }
 
     async fn kill(&self, req: Request<pb::KillRequest>) -> Reply<()> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
+        let ns = namespace(&req)?;
         let r = req.into_inner();
-        t.live_client()?
-            .kill(sp::KillRequest {
-                exec_id: r.exec_id,
-                signal: r.signal,
-                all: r.all,
-            })
-            .await?;
+        let kill = Kill {
+            exec_id: r.exec_id,
+            signal: r.signal,
+            all: r.all,
+        };
+        self.tasks.kill(&ns, &r.container_id, kill).await?;
         Ok(Response::new(()))
     }
 
     async fn exec(&self, req: Request<pb::ExecProcessRequest>) -> Reply<()> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
+        let ns = namespace(&req)?;
         let r = req.into_inner();
-        berth_api::identifiers::validate("exec_id", &r.exec_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if r.spec.is_none() {
-            return Err(Status::invalid_argument(
-                "spec: an OCI process spec is required",
-            ));
-        }
-        t.live_client()?
-            .exec(sp::ExecRequest {
-                exec_id: r.exec_id,
-                terminal: r.terminal,
-                stdin: r.stdin,
-                stdout: r.stdout,
-                stderr: r.stderr,
-                spec: r.spec,
-            })
-            .await?;
+        let exec = ExecProcess {
+            exec_id: r.exec_id,
+            terminal: r.terminal,
+            stdin: r.stdin,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            spec: r.spec,
+        };
+        self.tasks.exec(&ns, &r.container_id, exec).await?;
         Ok(Response::new(()))
     }
 
     async fn resize_pty(&self, req: Request<pb::ResizePtyRequest>) -> Reply<()> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
+        let ns = namespace(&req)?;
         let r = req.into_inner();
-        t.live_client()?
-            .resize_pty(sp::ResizePtyRequest {
-                exec_id: r.exec_id,
-                width: r.width,
-                height: r.height,
-            })
+        self.tasks
+            .resize_pty(&ns, &r.container_id, &r.exec_id, r.width, r.height)
             .await?;
         Ok(Response::new(()))
     }
 
     async fn close_io(&self, req: Request<pb::CloseIoRequest>) -> Reply<()> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
+        let ns = namespace(&req)?;
         let r = req.into_inner();
-        t.live_client()?
-            .close_io(sp::CloseIoRequest {
-                exec_id: r.exec_id,
-                stdin: r.stdin,
-            })
+        self.tasks
+            .close_io(&ns, &r.container_id, &r.exec_id, r.stdin)
             .await?;
         Ok(Response::new(()))
     }
 
     async fn pause(&self, req: Request<pb::PauseTaskRequest>) -> Reply<()> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
-        t.live_client()?.pause(()).await?;
-        t.note(runtime::Change::Paused);
+        let ns = namespace(&req)?;
+        self.tasks.pause(&ns, &req.get_ref().container_id).await?;
         Ok(Response::new(()))
     }
 
     async fn resume(&self, req: Request<pb::ResumeTaskRequest>) -> Reply<()> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
-        t.live_client()?.resume(()).await?;
-        t.note(runtime::Change::Resumed);
+        let ns = namespace(&req)?;
+        self.tasks.resume(&ns, &req.get_ref().container_id).await?;
         Ok(Response::new(()))
     }
 
     async fn list_pids(&self, req: Request<pb::ListPidsRequest>) -> Reply<pb::ListPidsResponse> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
-        let r = t.live_client()?.pids(()).await?.into_inner();
-        Ok(Response::new(pb::ListPidsResponse {
-            processes: r.processes,
-        }))
+        let ns = namespace(&req)?;
+        let pids = self.tasks.pids(&ns, &req.get_ref().container_id).await?;
+        let processes = pids
+            .into_iter()
+            .map(|p| task_types::ProcessInfo {
+                pid: p.pid,
+                info: p.info,
+            })
+            .collect();
+        Ok(Response::new(pb::ListPidsResponse { processes }))
     }
 
     async fn checkpoint(
@@ -303,52 +218,36 @@ impl Tasks for TasksService {
     }
 
     async fn update(&self, req: Request<pb::UpdateTaskRequest>) -> Reply<()> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
+        let ns = namespace(&req)?;
         let r = req.into_inner();
-        t.live_client()?
-            .update(sp::UpdateRequest {
-                resources: r.resources,
-                annotations: r.annotations,
-            })
+        self.tasks
+            .update(&ns, &r.container_id, r.resources, r.annotations)
             .await?;
         Ok(Response::new(()))
     }
 
     async fn metrics(&self, req: Request<pb::MetricsRequest>) -> Reply<pb::MetricsResponse> {
         let ns = namespace(&req)?;
-        let filter = super::parse_filters(&req.get_ref().filters)?;
-        let tasks: Vec<_> = self
-            .ctx
-            .tasks
-            .list(&ns)
+        let all = self.tasks.metrics(&ns, &req.get_ref().filters).await?;
+        let now = std::time::SystemTime::now();
+        let metrics = all
             .into_iter()
-            .filter(|t| t.dead().is_none() && filter.matches(&TaskFields(t)))
+            .map(|(id, data)| berth_api::types::Metric {
+                timestamp: Some(now.into()),
+                id,
+                data,
+            })
             .collect();
-        let stats = futures::future::join_all(tasks.iter().map(|t| async move {
-            let mut c = t.client();
-            c.stats(()).await
-        }))
-        .await;
-        let mut metrics = Vec::new();
-        for (t, s) in tasks.iter().zip(stats) {
-            let s = s.map_err(|e| {
-                Status::new(e.code(), format!("metrics of {:?}: {}", t.id, e.message()))
-            })?;
-            metrics.push(berth_api::types::Metric {
-                timestamp: Some(convert::timestamp(std::time::SystemTime::now())),
-                id: t.id.clone(),
-                data: s.into_inner().stats,
-            });
-        }
         Ok(Response::new(pb::MetricsResponse { metrics }))
     }
 
     async fn wait(&self, req: Request<pb::WaitRequest>) -> Reply<pb::WaitResponse> {
-        let t = self.task(&req, &req.get_ref().container_id)?;
-        let exit = t.wait(&req.get_ref().exec_id).await?;
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let exit = self.tasks.wait(&ns, &r.container_id, &r.exec_id).await?;
         Ok(Response::new(pb::WaitResponse {
             exit_status: exit.status,
-            exited_at: Some(convert::timestamp(exit.at)),
+            exited_at: Some(exit.at.into()),
         }))
     }
 }

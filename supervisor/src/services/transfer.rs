@@ -13,19 +13,21 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{namespace, Context};
+use berth_api::oci::Platform;
+
+use super::namespace;
 use crate::images::import::{self, Progress};
-use crate::images::oci::Platform;
+use crate::images::Archives;
 
 /// The Transfer service.
 pub struct TransferService {
-    ctx: Context,
+    archives: Archives,
 }
 
 impl TransferService {
-    /// Serves transfers from `ctx`.
-    pub fn new(ctx: Context) -> Self {
-        Self { ctx }
+    /// Serves imports and exports through `archives`.
+    pub fn new(archives: Archives) -> Self {
+        Self { archives }
     }
 }
 
@@ -77,7 +79,7 @@ fn platform(s: &str) -> Result<Option<Platform>, Status> {
     }
     Platform::parse(s)
         .map(Some)
-        .ok_or_else(|| Status::invalid_argument(format!("platform {s:?}: want os/arch[/variant]")))
+        .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -104,7 +106,7 @@ impl Transfer for TransferService {
             ));
         };
         if !o.snapshotter.is_empty() {
-            self.ctx.snapshotters.resolve(&o.snapshotter)?;
+            self.archives.check_snapshotter(&o.snapshotter)?;
         }
         let opts = import::Options {
             platform: platform(&o.platform)?,
@@ -142,9 +144,9 @@ impl Transfer for TransferService {
         };
         let (ptx, mut prx) = mpsc::channel::<Progress>(64);
         let (out_tx, out_rx) = mpsc::channel(64);
-        let ctx = self.ctx.clone();
+        let archives = self.archives.clone();
         tokio::spawn(async move {
-            let run = import::import(&ctx, &ns, reader, opts, ptx);
+            let run = archives.import(&ns, reader, opts, ptx);
             tokio::pin!(run);
             let to_wire = |p: Progress, received: u64| {
                 let received = i64::try_from(received).unwrap_or(i64::MAX);
@@ -216,14 +218,12 @@ impl Transfer for TransferService {
         } else {
             Some(platform(&r.platform)?.unwrap_or_else(Platform::host))
         };
-        for n in &r.names {
-            crate::store::images::get(&self.ctx.store, &ns, n)?;
-        }
+        self.archives.check(&ns, &r.names)?;
         let (tx, rx) = mpsc::channel(16);
-        let ctx = self.ctx.clone();
+        let archives = self.archives.clone();
         tokio::spawn(async move {
             let w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx.clone()));
-            if let Err(e) = crate::images::export::export(&ctx, &ns, &r.names, want, w).await {
+            if let Err(e) = archives.export(&ns, &r.names, want, w).await {
                 let _ = tx.send(Err(Status::from(e))).await;
             }
         });

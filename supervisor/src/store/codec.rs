@@ -30,3 +30,49 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
     Ok(serde_json::from_slice(b)?)
 }
+
+/// The record at `key` of `tree`; NotFound naming `kind` and `id` when
+/// there is none.
+pub(crate) fn get<T: DeserializeOwned>(
+    store: &super::Store,
+    tree: &str,
+    key: &[u8],
+    kind: &'static str,
+    id: &str,
+) -> Result<T> {
+    let raw = store.tree(tree)?.get(key)?;
+    decode(&raw.ok_or_else(|| super::Error::NotFound {
+        kind,
+        id: id.into(),
+    })?)
+}
+
+/// Every record of `tree` whose key starts with `prefix`, in key order,
+/// with the rest of its key.
+pub(crate) fn scan<T: DeserializeOwned>(
+    store: &super::Store,
+    tree: &str,
+    prefix: &[u8],
+) -> Result<Vec<(String, T)>> {
+    let mut out = Vec::new();
+    for kv in store.tree(tree)?.scan_prefix(prefix) {
+        let (k, v) = kv?;
+        let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        out.push((rest, decode(&v)?));
+    }
+    Ok(out)
+}
+
+/// Every record of a namespaced tree, as (namespace, id, record).
+pub(crate) fn scan_all<T: DeserializeOwned>(
+    store: &super::Store,
+    tree: &str,
+) -> Result<Vec<(String, String, T)>> {
+    Ok(scan(store, tree, b"")?
+        .into_iter()
+        .filter_map(|(key, v)| {
+            let (ns, id) = key.split_once('/')?;
+            Some((ns.to_string(), id.to_string(), v))
+        })
+        .collect())
+}

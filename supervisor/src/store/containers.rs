@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode, ns_key, ns_prefix};
+use super::codec::{self, decode, encode, ns_key, ns_prefix};
 use super::labels::{self, Labels};
 use super::namespaces::abort;
 use super::{Error, Result, Store};
@@ -151,18 +151,15 @@ pub async fn create(store: &Store, ns: &str, mut c: Container) -> Result<Contain
 pub fn get(store: &Store, ns: &str, id: &str) -> Result<Container> {
     berth_api::identifiers::validate("id", id)
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let raw = store.tree(TREE)?.get(ns_key(ns, id))?;
-    decode(&raw.ok_or_else(|| not_found(id))?)
+    codec::get(store, TREE, &ns_key(ns, id), "container", id)
 }
 
 /// Every container of a namespace, by id.
 pub fn list(store: &Store, ns: &str) -> Result<Vec<Container>> {
-    store
-        .tree(TREE)?
-        .scan_prefix(ns_prefix(ns))
-        .values()
-        .map(|v| decode(&v?))
-        .collect()
+    Ok(codec::scan(store, TREE, &ns_prefix(ns))?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
 }
 
 /// Applies `paths` of `c` to the stored record (containerd's rules: no

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode, ns_key, ns_prefix};
+use super::codec::{self, decode, encode, ns_key, ns_prefix};
 use super::labels::Labels;
 use super::{Result, Store};
 
@@ -77,28 +77,12 @@ pub fn remove(store: &Store, ns: &str, digest: &str) -> Result<bool> {
 
 /// Every record of a namespace, as (digest, record), ordered by digest.
 pub fn list(store: &Store, ns: &str) -> Result<Vec<(String, Record)>> {
-    let prefix = ns_prefix(ns);
-    let mut out = Vec::new();
-    for kv in store.tree(TREE)?.scan_prefix(&prefix) {
-        let (k, v) = kv?;
-        let digest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-        out.push((digest, decode(&v)?));
-    }
-    Ok(out)
+    codec::scan(store, TREE, &ns_prefix(ns))
 }
 
 /// Every record of every namespace, as (namespace, digest, record).
 pub fn list_all(store: &Store) -> Result<Vec<(String, String, Record)>> {
-    let mut out = Vec::new();
-    for kv in store.tree(TREE)?.iter() {
-        let (k, v) = kv?;
-        let key = String::from_utf8_lossy(&k);
-        let Some((ns, digest)) = key.split_once('/') else {
-            continue;
-        };
-        out.push((ns.to_string(), digest.to_string(), decode(&v)?));
-    }
-    Ok(out)
+    codec::scan_all(store, TREE)
 }
 
 /// True when any namespace records `digest`.

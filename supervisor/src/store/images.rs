@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode, ns_key, ns_prefix};
+use super::codec::{self, decode, encode, ns_key, ns_prefix};
 use super::labels::{self, Labels};
 use super::{Error, Result, Store};
 
@@ -104,33 +104,23 @@ pub async fn create(store: &Store, ns: &str, mut img: Image) -> Result<Image> {
 /// Reads one image.
 pub fn get(store: &Store, ns: &str, name: &str) -> Result<Image> {
     check_name(name)?;
-    let raw = store.tree(TREE)?.get(ns_key(ns, name))?;
-    decode(&raw.ok_or_else(|| Error::NotFound {
-        kind: "image",
-        id: name.into(),
-    })?)
+    codec::get(store, TREE, &ns_key(ns, name), "image", name)
 }
 
 /// Every image of a namespace.
 pub fn list(store: &Store, ns: &str) -> Result<Vec<Image>> {
-    store
-        .tree(TREE)?
-        .scan_prefix(ns_prefix(ns))
-        .values()
-        .map(|v| decode(&v?))
-        .collect()
+    Ok(codec::scan(store, TREE, &ns_prefix(ns))?
+        .into_iter()
+        .map(|(_, img)| img)
+        .collect())
 }
 
 /// Every image of every namespace, with its namespace (for GC).
 pub fn list_all(store: &Store) -> Result<Vec<(String, Image)>> {
-    let mut out = Vec::new();
-    for kv in store.tree(TREE)?.iter() {
-        let (k, v) = kv?;
-        let key = String::from_utf8_lossy(&k);
-        let ns = key.split('/').next().unwrap_or_default().to_string();
-        out.push((ns, decode(&v)?));
-    }
-    Ok(out)
+    Ok(codec::scan_all(store, TREE)?
+        .into_iter()
+        .map(|(ns, _, img)| (ns, img))
+        .collect())
 }
 
 /// Updates `incoming.name` under a field mask, as containerd does: no

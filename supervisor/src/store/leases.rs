@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode, id_of, ns_key, ns_prefix};
+use super::codec::{self, encode, id_of, ns_key, ns_prefix};
 use super::labels::{self, Labels};
 use super::{Error, Result, Store};
 
@@ -13,7 +13,7 @@ const TREE: &str = "leases";
 const RESOURCES: &str = "lease_resources";
 
 /// Label holding a lease's expiry time (RFC 3339).
-pub const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
+pub use berth_api::lease::EXPIRE_LABEL;
 
 /// One lease.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -26,6 +26,24 @@ pub struct Lease {
     pub labels: Labels,
 }
 
+impl Lease {
+    /// When the lease expires: None without an expiry label, `Err` with
+    /// the label's value when it is not an RFC 3339 time.
+    pub fn expiry(&self) -> Option<std::result::Result<SystemTime, &str>> {
+        let v = self.labels.get(EXPIRE_LABEL)?;
+        Some(berth_api::lease::parse_rfc3339(v).ok_or(v.as_str()))
+    }
+}
+
+/// The labels of a lease that expires at `at` (berthd's own leases, so
+/// what they hold goes if berthd dies before it drops them).
+pub fn expiring_at(at: SystemTime) -> Labels {
+    Labels::from([(
+        EXPIRE_LABEL.to_string(),
+        berth_api::lease::format_rfc3339(at),
+    )])
+}
+
 /// A resource held by a lease: `content`, `ingests` or `snapshots/<name>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Resource {
@@ -35,13 +53,22 @@ pub struct Resource {
     pub kind: String,
 }
 
-/// containerd does not hold lease ids to its identifier rules (ctr's own
-/// random ids, `<nanos>-<base64>`, often break them), so neither do we: an
-/// id must only be non-empty, short, and free of `/` and NUL.
+/// Longest lease id accepted (a path's length: `ctr images mount` uses
+/// its mount target as the lease id).
+pub const MAX_ID_LEN: usize = 4096;
+
+/// containerd refuses only an empty lease id (ctr's own random ids,
+/// `<nanos>-<base64>`, break the identifier rules, and `ctr images mount
+/// IMAGE /tmp/x` uses the path `/tmp/x`), so we ask little more: non-empty,
+/// at most [`MAX_ID_LEN`] bytes, no NUL. A lease id is only ever a key in
+/// the metadata store (`ns/id`, and `ns/id\0...` for its resources: the
+/// namespace has no `/` and the id no NUL, so keys cannot collide), never
+/// a path.
 fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 255 || id.contains(['/', '\0']) {
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('\0') {
         return Err(Error::InvalidArgument(format!(
-            "lease id {id:?}: must be 1-255 bytes without '/' or NUL"
+            "lease id {:?}: must be 1-{MAX_ID_LEN} bytes without NUL",
+            id.chars().take(80).collect::<String>()
         )));
     }
     Ok(())
@@ -112,33 +139,23 @@ pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
 /// Reads one lease.
 pub fn get(store: &Store, ns: &str, id: &str) -> Result<Lease> {
     check_id(id)?;
-    let raw = store.tree(TREE)?.get(ns_key(ns, id))?;
-    decode(&raw.ok_or_else(|| Error::NotFound {
-        kind: "lease",
-        id: id.into(),
-    })?)
+    codec::get(store, TREE, &ns_key(ns, id), "lease", id)
 }
 
 /// Every lease of a namespace.
 pub fn list(store: &Store, ns: &str) -> Result<Vec<Lease>> {
-    store
-        .tree(TREE)?
-        .scan_prefix(ns_prefix(ns))
-        .values()
-        .map(|v| decode(&v?))
-        .collect()
+    Ok(codec::scan(store, TREE, &ns_prefix(ns))?
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect())
 }
 
 /// Every namespace that holds leases, with its leases (for GC).
 pub fn list_all(store: &Store) -> Result<Vec<(String, Lease)>> {
-    let mut out = Vec::new();
-    for kv in store.tree(TREE)?.iter() {
-        let (k, v) = kv?;
-        let key = String::from_utf8_lossy(&k);
-        let ns = key.split('/').next().unwrap_or_default().to_string();
-        out.push((ns, decode(&v)?));
-    }
-    Ok(out)
+    Ok(codec::scan_all(store, TREE)?
+        .into_iter()
+        .map(|(ns, _, l)| (ns, l))
+        .collect())
 }
 
 fn resource_prefix(ns: &str, lease: &str) -> Vec<u8> {
@@ -210,10 +227,12 @@ mod tests {
             create(&store, "ns1", "l1", Labels::new()).await,
             Err(Error::AlreadyExists { .. })
         ));
-        assert!(matches!(
-            create(&store, "ns1", "a/b", Labels::new()).await,
-            Err(Error::InvalidArgument(_))
-        ));
+        for bad in ["", "a\0b", &"l".repeat(MAX_ID_LEN + 1)] {
+            assert!(matches!(
+                create(&store, "ns1", bad, Labels::new()).await,
+                Err(Error::InvalidArgument(_))
+            ));
+        }
         let r = Resource {
             id: "sha256:abc".into(),
             kind: "content".into(),
@@ -238,6 +257,15 @@ mod tests {
         assert_eq!(resources(&store, "ns1", "l1").unwrap().len(), 1);
         assert_eq!(list(&store, "ns1").unwrap().len(), 1);
         assert_eq!(list(&store, "ns2").unwrap().len(), 0);
+        // A path, as `ctr images mount` uses, is a fine lease id, and
+        // another lease's resources stay its own.
+        create(&store, "ns1", "/tmp/x", Labels::new())
+            .await
+            .unwrap();
+        create(&store, "ns1", "l1/x", Labels::new()).await.unwrap();
+        assert!(resources(&store, "ns1", "l1/x").unwrap().is_empty());
+        assert_eq!(resources(&store, "ns1", "l1").unwrap().len(), 1);
+        assert_eq!(list(&store, "ns1").unwrap().len(), 3);
         delete(&store, "ns1", "l1").await.unwrap();
         assert!(matches!(
             delete(&store, "ns1", "l1").await,

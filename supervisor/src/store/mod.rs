@@ -20,8 +20,8 @@ pub use codec::{ns_key, ns_prefix};
 pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
-/// What can go wrong with metadata; the services map each kind to the gRPC
-/// code containerd uses.
+/// What can go wrong with metadata; [`Error::kind`] says which code
+/// containerd answers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// no such record
@@ -58,6 +58,27 @@ pub enum Error {
         /// version found on disk
         found: u32,
     },
+}
+
+impl Error {
+    /// The kind of failure, for the code containerd answers.
+    pub fn kind(&self) -> berth_api::ErrorKind {
+        use berth_api::ErrorKind as K;
+        match self {
+            Error::NotFound { .. } => K::NotFound,
+            Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::InvalidArgument(_) => K::InvalidArgument,
+            Error::FailedPrecondition(_) => K::FailedPrecondition,
+            Error::Db(_) | Error::Codec(_) | Error::SchemaTooNew { .. } => K::Internal,
+        }
+    }
+}
+
+/// A List's filter that cannot be parsed is a malformed request.
+impl From<crate::filters::Error> for Error {
+    fn from(e: crate::filters::Error) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
 }
 
 impl From<sled::transaction::TransactionError<Error>> for Error {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode};
+use super::codec::{self, decode, encode};
 use super::labels::{self, Labels};
 use super::{Error, Result, Store};
 
@@ -58,36 +58,34 @@ pub async fn ensure(store: &Store, name: &str) -> Result<()> {
 /// Reads one namespace.
 pub fn get(store: &Store, name: &str) -> Result<Namespace> {
     check_name(name)?;
-    let raw = store.tree(TREE)?.get(name)?;
-    let raw = raw.ok_or_else(|| Error::NotFound {
-        kind: "namespace",
-        id: name.into(),
-    })?;
-    decode(&raw)
+    codec::get(store, TREE, name.as_bytes(), "namespace", name)
 }
 
 /// Every namespace, by name.
 pub fn list(store: &Store) -> Result<Vec<Namespace>> {
-    store
-        .tree(TREE)?
-        .iter()
-        .values()
-        .map(|v| decode(&v?))
-        .collect()
+    Ok(codec::scan(store, TREE, b"")?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect())
 }
 
 /// Updates labels under a field mask (only `labels` paths are allowed).
+///
+/// A namespace that does not exist yet is created with those labels, as
+/// containerd's label writes create it (`ctr namespaces label new k=v`);
+/// the name must still be a valid identifier, and a refused mask or label
+/// creates nothing.
 pub async fn update(store: &Store, ns: Namespace, paths: &[String]) -> Result<Namespace> {
     check_name(&ns.name)?;
     let tree = store.tree(TREE)?;
     let updated = tree.transaction(|t| {
-        let raw = t.get(ns.name.as_bytes())?.ok_or_else(|| {
-            sled::transaction::ConflictableTransactionError::Abort(Error::NotFound {
-                kind: "namespace",
-                id: ns.name.clone(),
-            })
-        })?;
-        let mut cur: Namespace = decode(&raw).map_err(abort)?;
+        let mut cur: Namespace = match t.get(ns.name.as_bytes())? {
+            Some(raw) => decode(&raw).map_err(abort)?,
+            None => Namespace {
+                name: ns.name.clone(),
+                labels: Labels::new(),
+            },
+        };
         labels::apply_mask(&mut cur.labels, &ns.labels, paths, &[]).map_err(abort)?;
         t.insert(ns.name.as_bytes(), encode(&cur).map_err(abort)?)?;
         Ok(cur)

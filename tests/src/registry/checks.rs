@@ -2,12 +2,7 @@
 
 use std::path::Path;
 
-use super::{available, images_json, Transfer};
-
-/// Root, ctr, docker-registry and skopeo are all there (else a loud skip).
-pub fn ready(test: &str) -> bool {
-    crate::require_root(test) && crate::require_tool(test, "ctr") && available(test)
-}
+use super::Transfer;
 
 /// A pull of `reference` with default options.
 pub fn pull_of(reference: &str) -> Transfer {
@@ -58,18 +53,4 @@ pub fn assert_nothing_stored(d: &crate::Berthd) {
     assert!(blobs.is_empty(), "blob files left: {blobs:?}");
     let ingests = files_under(&d.root().join("content/ingest"));
     assert!(ingests.is_empty(), "ingests left: {ingests:?}");
-}
-
-/// `images.json` entry of one test image variant.
-pub fn entry(image: &str, variant: &str) -> serde_json::Value {
-    images_json()["images"][image][variant].clone()
-}
-
-/// A JSON array of strings.
-pub fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
 }

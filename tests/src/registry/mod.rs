@@ -15,7 +15,8 @@ mod client;
 mod fake;
 mod throttle;
 
-pub use checks::{assert_nothing_stored, content, entry, files_under, pull_of, ready, strings};
+pub use crate::images::{entry, strings};
+pub use checks::{assert_nothing_stored, content, files_under, pull_of};
 pub use client::{pull, pull_with, push, Failure, Outcome, Transfer};
 pub use fake::{BearerAuth, FakeRegistry};
 pub use throttle::Throttle;
@@ -23,60 +24,8 @@ pub use throttle::Throttle;
 /// The Debian binary.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
-/// True when docker-registry and skopeo exist; otherwise prints a loud
-/// skip notice.
-pub fn available(test: &str) -> bool {
-    if !Path::new(REGISTRY_BIN).exists() {
-        eprintln!("\n!!! SKIPPED {test}: {REGISTRY_BIN} is missing (apt-get install docker-registry) !!!\n");
-        return false;
-    }
-    crate::require_tool(test, "skopeo")
-}
-
-/// The test images (scripts/build-test-images), built once per target dir
-/// and shared by every test (a lock file serialises the first build).
-pub fn test_images() -> PathBuf {
-    let target = crate::bin_dir();
-    let out = target.join("berth-test-images-registry");
-    let lock_path = target.join("berth-test-images-registry.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .expect("test image lock file");
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock test images");
-    if out.join("images.json").exists() {
-        return out;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("scripts/build-test-images");
-    let tmp = target.join("berth-test-images-registry.tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let out_status = Command::new(&script)
-        .arg(&tmp)
-        .args(["--only", "busybox,multilayer,multiplatform,large"])
-        .stdout(Stdio::null())
-        .output()
-        .expect("run scripts/build-test-images");
-    assert!(
-        out_status.status.success(),
-        "build-test-images failed: {}",
-        String::from_utf8_lossy(&out_status.stderr)
-    );
-    std::fs::rename(&tmp, &out).expect("move test images into place");
-    out
-}
-
-/// `images.json` of [`test_images`], parsed.
-pub fn images_json() -> serde_json::Value {
-    let p = test_images().join("images.json");
-    serde_json::from_slice(&std::fs::read(p).expect("images.json")).expect("images.json parses")
-}
+/// What the registry tests run besides berthd (with `requires_root`).
+pub const TOOLS: &[&str] = &["ctr", "docker-registry", "skopeo"];
 
 /// A running docker-registry.
 pub struct Registry {
@@ -335,7 +284,9 @@ impl Registry {
     /// Pushes test image `IMAGE/VARIANT.tar` as `IMAGE:VARIANT`; returns the
     /// reference `127.0.0.1:PORT/IMAGE:VARIANT`.
     pub fn push_test_image(&self, image: &str, variant: &str) -> String {
-        let file = test_images().join(image).join(format!("{variant}.tar"));
+        let file = crate::images::dir()
+            .join(image)
+            .join(format!("{variant}.tar"));
         let name_tag = format!("{image}:{variant}");
         self.push(&format!("oci-archive:{}", file.display()), &name_tag);
         self.reference(&name_tag)

@@ -7,56 +7,33 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Child, Output};
+use std::time::Duration;
 
-use berth_tests::{require_root, require_tool, Berthd};
+use berth_tests::Berthd;
 
-pub(crate) const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+pub(crate) use berth_tests::images::BUSYBOX as IMAGE;
+pub(crate) use berth_tests::text;
 pub(crate) const NS: &str = "default";
 
-/// Builds (once) the busybox test image archive.
-pub(crate) fn busybox_tar() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ctr-run-test-images");
-        if !dir.join("images.json").exists() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-            let st = Command::new("python3")
-                .arg(script)
-                .arg(&dir)
-                .args(["--only", "busybox"])
-                .status()
-                .expect("run build-test-images");
-            assert!(st.success(), "build-test-images failed");
-        }
-        dir.join("busybox/oci-gzip.tar")
-    })
-}
-
-pub(crate) fn ready(test: &str) -> bool {
-    require_root(test)
-        && require_tool(test, "ctr")
-        && require_tool(test, "runc")
-        && require_tool(test, "python3")
-}
+/// What every test here runs besides berthd (with `requires_root`).
+pub(crate) const TOOLS: &[&str] = &["ctr", "runc"];
 
 /// A berthd with the busybox image imported through `ctr`.
 pub(crate) fn daemon() -> Berthd {
     let d = Berthd::start();
-    d.ctr_ok(&["images", "import", busybox_tar().to_str().unwrap()]);
+    d.ctr_ok(&[
+        "images",
+        "import",
+        berth_tests::images::busybox().to_str().unwrap(),
+    ]);
     d
 }
 
 /// A container id unique on this machine: `<tag>-<name>-<pid>`.
 pub(crate) fn cid(tag: &str, name: &str) -> String {
     format!("{tag}-{name}-{}", std::process::id())
-}
-
-pub(crate) fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `ctr run` flags selecting the runtime binary (none for runc).
@@ -86,17 +63,9 @@ pub(crate) fn ctr_run(d: &Berthd, binary: &str, args: &[&str]) -> Output {
 
 /// `ctr tasks ls` rows as (id, pid, status).
 pub(crate) fn tasks_ls(d: &Berthd) -> Vec<(String, u32, String)> {
-    d.ctr_ok(&["tasks", "ls"])
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some((
-                f.first()?.to_string(),
-                f.get(1)?.parse().ok()?,
-                f.get(2)?.to_string(),
-            ))
-        })
+    berth_tests::cli::ctr_tasks(&d.ctr_ok(&["tasks", "ls"]))
+        .into_iter()
+        .map(|(id, (pid, status))| (id, pid, status))
         .collect()
 }
 
@@ -107,22 +76,13 @@ pub(crate) fn task_status(d: &Berthd, id: &str) -> Option<(u32, String)> {
         .map(|(_, pid, st)| (pid, st))
 }
 
-pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits up to 15 s for `f`.
+pub(crate) fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    berth_tests::process::settle(what, Duration::from_secs(15), f)
 }
 
-pub(crate) fn pid_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
+#[allow(unused_imports)]
+pub(crate) use berth_tests::process::alive as pid_alive;
 
 /// The shim's pid for a live task (its `shim.pid` in the bundle).
 pub(crate) fn shim_pid(d: &Berthd, id: &str) -> i32 {

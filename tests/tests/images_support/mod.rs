@@ -1,58 +1,18 @@
-//! Helpers shared by the image e2e tests: the test image catalogue (built
-//! once by scripts/build-test-images), mounts, chroot, expectation checks.
+//! Helpers shared by the image e2e tests: the test image catalogue (from
+//! `berth_tests::images`), mounts, chroot, expectation checks.
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use berth_snapshotter::Mount;
 use berth_tests::Berthd;
 use serde_json::Value;
 
-/// Builds (once) and returns the test image directory.
-pub(crate) fn images() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images");
-        if !dir.join("multiplatform").exists() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-            let st = std::process::Command::new("python3")
-                .arg(script)
-                .arg(&dir)
-                .args([
-                    "--only",
-                    "busybox,multilayer,many-layers,multiplatform,hostile",
-                ])
-                .status()
-                .expect("run build-test-images");
-            assert!(st.success(), "build-test-images failed");
-        }
-        dir
-    })
-}
-
-pub(crate) fn catalog() -> Value {
-    serde_json::from_slice(&std::fs::read(images().join("images.json")).unwrap()).unwrap()
-}
-
-pub(crate) fn archive(image: &str, variant: &str) -> String {
-    images()
-        .join(image)
-        .join(format!("{variant}.tar"))
-        .to_string_lossy()
-        .into_owned()
-}
-
-pub(crate) fn chain_ids(image: &str, variant: &str) -> Vec<String> {
-    catalog()["images"][image][variant]["chain_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub(crate) use berth_tests::images::{archive, catalog, chain_ids, dir as images};
 
 pub(crate) fn lines_with(out: &str, word: &str) -> usize {
     out.lines()

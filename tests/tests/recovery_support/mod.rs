@@ -8,14 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::services::events::v1 as epb;
 use berth_api::services::tasks::v1 as tpb;
-use berth_tests::{kill_shims_under, require_root, require_tool, unmount_under, Berthd};
+use berth_tests::{kill_shims_under, unmount_under, Berthd};
 use epb::events_client::EventsClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::Request;
 use tpb::tasks_client::TasksClient;
 
@@ -36,45 +35,11 @@ pub(crate) fn with_fifo_dir(args: &[&str], dir: &Path) -> Vec<String> {
 }
 
 /// The test image's reference.
-pub(crate) const IMAGE: &str = "docker.io/berthtest/busybox:oci-gzip";
+pub(crate) use berth_tests::images::BUSYBOX as IMAGE;
 
-/// Root, runc, ctr and the image builder are all there; else a loud skip.
-pub(crate) fn ready(test: &str) -> bool {
-    require_root(test) && require_tool(test, "runc") && require_tool(test, "ctr")
-}
-
-/// `busybox/oci-gzip.tar` from scripts/build-test-images, built once per
-/// target dir (a lock file serialises the build).
-pub(crate) fn image_archive() -> PathBuf {
-    let target = berth_tests::bin_dir();
-    let out = target.join("berth-test-images-busybox");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(target.join("berth-test-images-busybox.lock"))
-        .expect("lock file");
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock test images");
-    let tar = out.join("busybox/oci-gzip.tar");
-    if tar.exists() {
-        return tar;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-images");
-    let tmp = target.join("berth-test-images-busybox.tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let st = Command::new(&script)
-        .arg(&tmp)
-        .args(["--only", "busybox"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("run build-test-images");
-    assert!(st.success(), "build-test-images failed");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::rename(&tmp, &out).expect("move test images into place");
-    tar
-}
+/// What every recovery test runs besides berthd (with `requires_root`):
+/// `script` gives `ctr run -t` its console.
+pub(crate) const TOOLS: &[&str] = &["runc", "ctr", "script"];
 
 /// A berthd plus one containerd namespace this test owns. Dropping it
 /// kills berthd, force-deletes the runtime state of every container of the
@@ -92,7 +57,7 @@ pub(crate) struct Rig {
 impl Rig {
     /// Starts berthd and imports the busybox image into `ns`.
     pub(crate) fn new(ns: &str) -> Self {
-        let tar = image_archive();
+        let tar = berth_tests::images::busybox();
         let ns = format!("{ns}-{}", std::process::id());
         let rig = Self {
             d: Berthd::start(),
@@ -141,17 +106,7 @@ impl Rig {
 
     /// `ctr tasks ls` as `id -> (pid, status)`.
     pub(crate) fn tasks(&self) -> std::collections::BTreeMap<String, (u32, String)> {
-        self.ctr_ok(&["tasks", "ls"])
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                Some((
-                    f.first()?.to_string(),
-                    (f.get(1)?.parse().ok()?, f.get(2)?.to_string()),
-                ))
-            })
-            .collect()
+        berth_tests::cli::ctr_tasks(&self.ctr_ok(&["tasks", "ls"]))
     }
 
     /// Ids from `ctr containers ls`.
@@ -248,18 +203,6 @@ impl Drop for Rig {
     }
 }
 
-async fn channel(addr: &Path) -> Result<Channel, tonic::transport::Error> {
-    let p = addr.to_path_buf();
-    Endpoint::from_static("http://[::]:0")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = p.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-}
-
 /// gRPC clients for what `ctr` does not print.
 pub(crate) struct Api {
     /// Tasks.
@@ -278,7 +221,7 @@ impl Api {
             .enable_all()
             .build()
             .unwrap();
-        let ch = rt.block_on(channel(addr))?;
+        let ch = rt.block_on(berth_tests::grpc::try_channel(addr))?;
         Ok(Api {
             tasks: TasksClient::new(ch.clone()),
             events: EventsClient::new(ch),
@@ -305,10 +248,7 @@ impl Api {
 
     /// A request in the rig's namespace.
     pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
-        let mut r = Request::new(msg);
-        r.metadata_mut()
-            .insert("containerd-namespace", self.ns.parse().unwrap());
-        r
+        berth_tests::grpc::request(msg, &self.ns, None)
     }
 
     /// Tasks.Wait on the init process: its exit status.
@@ -344,27 +284,6 @@ impl Api {
     }
 }
 
-/// Polls `f` for up to `limit`; panics with `what` if it never holds.
-pub(crate) fn settle(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Whether a process is alive (not a zombie).
-pub(crate) fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
-}
-
-/// SIGKILLs a pid this test started (directly or through a shim).
-pub(crate) fn sigkill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub(crate) use berth_tests::process::{alive, settle, sigkill};

@@ -1,0 +1,181 @@
+//! The composition root: builds berthd's domain services from its config
+//! and wires each to the narrow set of neighbours it needs. Nothing else
+//! knows how they are wired; the adapters (`services/`) get the finished
+//! [`App`] and call into it.
+//!
+//! Build order follows the arrows: metadata and blobs first, the
+//! snapshotters, the collector over them, the snapshots service (which
+//! holds the collector's guard), then images, tasks and containers, and the
+//! registry transfers on top.
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::containers::{self, Containers};
+use crate::cri::{self, Cri};
+use crate::content::ContentStore;
+use crate::events::Events;
+use crate::gc::{self, Gc};
+use crate::images::{self, Archives, Differ, Images, Unpacker};
+use crate::leases::Leases;
+use crate::namespaces::Namespaces;
+use crate::registry::{self, inflight::Transfers};
+use crate::snapshots::{self, Snapshots, Snapshotters};
+use crate::store::{self, Store};
+use crate::tasks::{self, Tasks};
+use crate::Config;
+
+/// Why the domain could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// the metadata store failed to open
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// the snapshotters failed to open
+    #[error("opening snapshotters: {0}")]
+    Snapshots(#[from] snapshots::Error),
+    /// the content store failed to open
+    #[error(transparent)]
+    Content(#[from] crate::content::Error),
+    /// the CRI's records could not be read
+    #[error("loading the CRI's pods and containers: {0}")]
+    Cri(#[from] crate::containers::Error),
+}
+
+/// berthd's domain services, built once and shared by every adapter.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    /// Metadata (for the flush at shutdown).
+    pub store: Store,
+    /// The event bus.
+    pub events: Events,
+    /// The collector.
+    pub gc: Gc,
+    /// Namespaces.
+    pub namespaces: Namespaces,
+    /// Leases.
+    pub leases: Leases,
+    /// Blobs and ingests.
+    pub content: ContentStore,
+    /// Snapshots (lease, GC guard and events around every snapshotter call).
+    pub snapshots: Snapshots,
+    /// Layer apply and diff.
+    pub differ: Differ,
+    /// Image records.
+    pub images: Images,
+    /// Archive import and export.
+    pub archives: Archives,
+    /// Registry pulls and pushes.
+    pub transfers: Transfers,
+    /// Containers.
+    pub containers: Containers,
+    /// Tasks.
+    pub tasks: Tasks,
+    /// The Kubernetes CRI adapter, over the services above.
+    pub cri: Cri,
+    /// The persistent root.
+    pub root: PathBuf,
+}
+
+impl App {
+    /// Opens the stores under `config.root` and builds every service.
+    pub fn open(config: &Config) -> Result<Self, Error> {
+        let store = Store::open(&config.root)?;
+        let events = Events::new();
+        let content = ContentStore::open(&config.root, store.clone())?;
+        let backends = Snapshotters::open(&config.root, &config.default_snapshotter)?;
+        let gc = Gc::new(gc::Deps {
+            store: store.clone(),
+            content: content.clone(),
+            snapshotters: backends.handles(),
+        });
+        let snapshots = Snapshots::new(
+            backends,
+            snapshots::Deps {
+                store: store.clone(),
+                gc: gc.clone(),
+                events: events.clone(),
+            },
+        );
+        let images = Images::new(images::service::Deps {
+            store: store.clone(),
+            gc: gc.clone(),
+            events: events.clone(),
+        });
+        let unpacker = Unpacker::new(content.clone(), snapshots.clone(), gc.clone());
+        let archives = Archives::new(
+            images::import::Deps {
+                store: store.clone(),
+                content: content.clone(),
+                gc: gc.clone(),
+                images: images.clone(),
+                unpacker: unpacker.clone(),
+            },
+            images::export::Deps {
+                content: content.clone(),
+                images: images.clone(),
+            },
+        );
+        let transfers = Transfers::new(registry::pull::Deps {
+            content: content.clone(),
+            store: store.clone(),
+            options: registry::Options::from_config(config),
+            images: images.clone(),
+            unpacker,
+        });
+        let tasks = Tasks::new(
+            tasks::Config {
+                state: config.state.clone(),
+                address: config.address.clone(),
+                default_runtime: config.runtime_binary.clone(),
+            },
+            tasks::Deps {
+                store: store.clone(),
+                events: events.clone(),
+            },
+        );
+        let containers = Containers::new(containers::Deps {
+            store: store.clone(),
+            events: events.clone(),
+            gc: gc.clone(),
+            tasks: tasks.clone(),
+        });
+        let cri = Cri::open(
+            config.cri.clone(),
+            cri::Deps {
+                containers: containers.clone(),
+                root: config.root.clone(),
+                state: config.state.clone(),
+            },
+        )?;
+        Ok(Self {
+            cri,
+            namespaces: Namespaces::new(store.clone(), snapshots.clone()),
+            leases: Leases::new(store.clone(), gc.clone()),
+            differ: Differ::new(content.clone(), config.root.clone()),
+            store,
+            events,
+            gc,
+            content,
+            snapshots,
+            images,
+            archives,
+            transfers,
+            containers,
+            tasks,
+            root: config.root.clone(),
+        })
+    }
+
+    /// Reattaches to the shims of a previous run (before serving).
+    pub async fn recover(&self) {
+        self.tasks.recover().await;
+    }
+
+    /// Starts the background collector, until `stop`.
+    pub fn start(&self, stop: CancellationToken) {
+        self.gc.spawn(stop);
+    }
+}

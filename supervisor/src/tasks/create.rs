@@ -1,0 +1,245 @@
+//! Create: write the bundle, launch and connect the shim, have it create
+//! the init process. On any failure nothing is left: no shim, no bundle,
+//! no table entry.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_api::runc::{self, v1::Options as RuncOptions};
+use berth_api::shim::v1 as sp;
+use berth_snapshotter::Mount;
+
+use super::bundle::{self, RuntimeInfo};
+use super::error::Error;
+use super::process::{Process, Status};
+use super::pump;
+use super::shim;
+use super::table::{Inner, Tasks};
+use super::task::{Placement, Task};
+use crate::store::containers::Container;
+
+/// Runtime names served by berth-shim.
+pub const RUNC_RUNTIMES: [&str; 2] = ["io.containerd.runc.v2", "io.containerd.runc.v1"];
+
+/// A task to create.
+#[derive(Debug, Clone, Default)]
+pub struct CreateTask {
+    /// The container the task runs.
+    pub container_id: String,
+    /// Mounts that make up the rootfs (mounted on `<bundle>/rootfs`).
+    pub rootfs: Vec<Mount>,
+    /// stdin fifo/URI.
+    pub stdin: String,
+    /// stdout fifo/URI.
+    pub stdout: String,
+    /// stderr fifo/URI.
+    pub stderr: String,
+    /// Whether to give the process a pty.
+    pub terminal: bool,
+    /// Task options (`containerd.runc.v1.Options`), over the container's.
+    pub options: Option<prost_types::Any>,
+}
+
+/// The runtime binary and options for a Create: the task's options win
+/// over the container's, and berthd's defaults fill in the rest: the
+/// binary from its config, and a runtime `--root` of its own per
+/// namespace (`runtime_root`), so its containers never collide with
+/// another daemon's in the runtime's global state.
+fn runtime_for(
+    default: &str,
+    runtime_root: &Path,
+    container: &Container,
+    task_options: Option<&prost_types::Any>,
+) -> Result<(RuntimeInfo, RuncOptions), Error> {
+    let rt = &container.runtime;
+    if !RUNC_RUNTIMES.contains(&rt.name.as_str()) {
+        return Err(Error::FailedPrecondition(format!(
+            "runtime {:?}: not supported (berthd serves {})",
+            rt.name,
+            RUNC_RUNTIMES.join(", ")
+        )));
+    }
+    let options = task_options
+        .filter(|a| !a.value.is_empty() || !a.type_url.is_empty())
+        .cloned()
+        .or_else(|| rt.options.clone().map(Into::into));
+    let mut o = match &options {
+        Some(any) => {
+            runc::decode_options(any).map_err(|e| Error::InvalidArgument(e.to_string()))?
+        }
+        None => RuncOptions::default(),
+    };
+    if o.root.is_empty() {
+        o.root = runtime_root.display().to_string();
+    }
+    let info = RuntimeInfo {
+        runtime_binary: if o.binary_name.is_empty() {
+            default.to_string()
+        } else {
+            o.binary_name.clone()
+        },
+        runtime_root: Some(o.root.clone()),
+    };
+    if runc::find_binary(&info.runtime_binary).is_none() {
+        return Err(Error::FailedPrecondition(format!(
+            "runtime binary {:?}: not found (neither a file nor on PATH)",
+            info.runtime_binary
+        )));
+    }
+    Ok((info, o))
+}
+
+/// Checks that the container's spec is a JSON object; returns its bytes.
+fn spec_of(container: &Container) -> Result<&[u8], Error> {
+    let spec = container
+        .spec
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("container.Spec must be set".into()))?;
+    match serde_json::from_slice::<serde_json::Value>(&spec.value) {
+        Ok(v) if v.is_object() => Ok(&spec.value),
+        Ok(_) => Err(Error::InvalidArgument(
+            "spec: the OCI spec must be a JSON object".into(),
+        )),
+        Err(e) => Err(Error::InvalidArgument(format!(
+            "spec: invalid OCI spec JSON: {e}"
+        ))),
+    }
+}
+
+impl Tasks {
+    /// Creates the task of container `req.container_id` (its record must
+    /// exist): writes the bundle, launches and connects the shim, and has
+    /// it create the init process. Returns the init pid.
+    pub async fn create(&self, ns: &str, req: CreateTask) -> Result<u32, Error> {
+        let id = req.container_id.clone();
+        berth_api::identifiers::validate("container_id", &id)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let container = crate::store::containers::get(&self.inner.deps.store, ns, &id)?;
+        let reservation = self.reserve(ns, &id)?;
+        let task = Arc::new(create(&self.inner, ns, &container, req).await?);
+        pump::spawn(Arc::clone(&self.inner), Arc::clone(&task), 0);
+        let pid = task.pid;
+        reservation.fill(task);
+        Ok(pid)
+    }
+}
+
+async fn create(
+    inner: &Inner,
+    ns: &str,
+    container: &Container,
+    req: CreateTask,
+) -> Result<Task, Error> {
+    let id = container.id.as_str();
+    let cfg = &inner.config;
+    let runtime_root = cfg.state.join(".runc").join(ns);
+    let (info, options) = runtime_for(
+        &cfg.default_runtime,
+        &runtime_root,
+        container,
+        req.options.as_ref(),
+    )?;
+    let spec = spec_of(container)?;
+    let dir = bundle::path(&cfg.state, ns, id);
+    if dir.exists() {
+        // Left by a task that is no longer in the table: its shim is gone.
+        tracing::warn!(namespace = ns, id, bundle = %dir.display(), "removing a stale bundle");
+        bundle::cleanup(&dir, id, &bundle::runtime_info(&dir, &info.runtime_binary)).await;
+    }
+    bundle::create(&dir, spec, &info)?;
+    let launch = Launch {
+        inner,
+        ns,
+        id,
+        dir: &dir,
+        info: &info,
+    };
+    match launch.start(runc::encode_options(&options), req).await {
+        Ok(t) => Ok(t),
+        Err((e, shim_pid)) => {
+            if let Some(pid) = shim_pid.or_else(|| shim::read_shim_pid(&dir)) {
+                shim::kill(pid).await;
+            }
+            bundle::cleanup(&dir, id, &info).await;
+            Err(e)
+        }
+    }
+}
+
+/// One shim launch for a Create.
+struct Launch<'a> {
+    inner: &'a Inner,
+    ns: &'a str,
+    id: &'a str,
+    dir: &'a Path,
+    info: &'a RuntimeInfo,
+}
+
+impl Launch<'_> {
+    /// Launches the shim and has it create the init process. On failure,
+    /// the error and the shim's pid once it is known.
+    async fn start(
+        &self,
+        options: prost_types::Any,
+        req: CreateTask,
+    ) -> Result<Task, (Error, Option<u32>)> {
+        let (inner, ns, id, dir, info) = (self.inner, self.ns, self.id, self.dir, self.info);
+        let socket_dir = inner.config.state.join(".s");
+        let t0 = std::time::Instant::now();
+        let address = shim::launch(&shim::LaunchArgs {
+            namespace: ns,
+            id,
+            bundle: dir,
+            address: &inner.config.address,
+            runtime: &info.runtime_binary,
+            socket_dir: &socket_dir,
+        })
+        .await
+        .map_err(|e| (e, None))?;
+        let mut client = shim::connect(&address).await.map_err(|e| (e, None))?;
+        let hs = shim::outcome(client.handshake(()).await)
+            .map_err(|e| (Error::Launch(format!("handshake: {}", e.message)), None))?;
+        let shim_pid = Some(hs.shim_pid);
+        let launch_ms = t0.elapsed().as_millis() as u64;
+        let created = client
+            .create(sp::CreateRequest {
+                id: id.to_string(),
+                bundle: dir.display().to_string(),
+                rootfs: shim::wire_mounts(req.rootfs),
+                terminal: req.terminal,
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                options: Some(options),
+                runtime_binary: info.runtime_binary.clone(),
+                namespace: ns.to_string(),
+                log: None,
+            })
+            .await;
+        let created = shim::outcome(created).map_err(|e| (e.into(), shim_pid))?;
+        tracing::info!(
+            namespace = ns,
+            id,
+            pid = created.pid,
+            shim_pid = hs.shim_pid,
+            launch_ms,
+            create_ms = t0.elapsed().as_millis() as u64 - launch_ms,
+            "task created"
+        );
+        let at = Placement {
+            bundle: dir.to_path_buf(),
+            pid: created.pid,
+            shim_pid: hs.shim_pid,
+            info: info.clone(),
+        };
+        let events = inner.deps.events.clone();
+        Ok(Task::new(ns, id, at, client, events).with_known(Process {
+            status: Status::Created,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            terminal: req.terminal,
+            ..Process::created(id, created.pid)
+        }))
+    }
+}
