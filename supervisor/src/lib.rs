@@ -20,6 +20,7 @@ pub mod leases;
 pub mod namespaces;
 pub mod network;
 pub mod observability;
+pub mod podns;
 pub mod registry;
 pub mod services;
 pub mod snapshots;
