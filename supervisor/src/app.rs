@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 use crate::containers::{self, Containers};
-use crate::cri::{self, Cri};
 use crate::content::ContentStore;
+use crate::cri::{self, Cri};
 use crate::events::Events;
 use crate::gc::{self, Gc};
 use crate::images::{self, Archives, Differ, Images, Unpacker};
@@ -146,6 +146,11 @@ impl App {
             config.cri.clone(),
             cri::Deps {
                 containers: containers.clone(),
+                tasks: tasks.clone(),
+                snapshots: snapshots.clone(),
+                images: images.clone(),
+                content: content.clone(),
+                transfers: transfers.clone(),
                 root: config.root.clone(),
                 state: config.state.clone(),
             },

@@ -1,6 +1,41 @@
 //! Steps and answers shared by several CRI calls.
 
+use berth_api::ErrorKind;
 use tonic::Status;
+
+/// The status for an error of `kind` (the one map: berth-api's).
+pub(super) fn fail(kind: ErrorKind, e: impl std::fmt::Display) -> Status {
+    berth_api::errdefs::to_status(kind, e.to_string())
+}
+
+/// A new object id: 64 hex digits, as containerd's CRI makes them.
+pub(super) fn new_id() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Now, in ns since the epoch.
+pub(super) fn now_ns() -> i64 {
+    to_ns(std::time::SystemTime::now())
+}
+
+/// A time in ns since the epoch (0 for times before it).
+pub(super) fn to_ns(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether `labels` has every pair of `selector`.
+pub(super) fn labels_match(
+    selector: &std::collections::HashMap<String, String>,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
 
 /// The answer of an RPC berthd does not serve yet, naming it.
 pub(super) fn not_served(rpc: &str) -> Status {

@@ -5,43 +5,50 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_server::ImageService;
 use tonic::{Request, Response, Status};
 
-use super::helpers::not_served;
 use super::Cri;
 
 #[tonic::async_trait]
 impl ImageService for Cri {
     async fn list_images(
         &self,
-        _req: Request<cri::ListImagesRequest>,
+        req: Request<cri::ListImagesRequest>,
     ) -> Result<Response<cri::ListImagesResponse>, Status> {
-        Err(not_served("ListImages"))
+        Ok(Response::new(
+            Cri::list_images(self, req.into_inner()).await?,
+        ))
     }
 
     async fn image_status(
         &self,
-        _req: Request<cri::ImageStatusRequest>,
+        req: Request<cri::ImageStatusRequest>,
     ) -> Result<Response<cri::ImageStatusResponse>, Status> {
-        Err(not_served("ImageStatus"))
+        Ok(Response::new(
+            Cri::image_status(self, req.into_inner()).await?,
+        ))
     }
 
     async fn pull_image(
         &self,
-        _req: Request<cri::PullImageRequest>,
+        req: Request<cri::PullImageRequest>,
     ) -> Result<Response<cri::PullImageResponse>, Status> {
-        Err(not_served("PullImage"))
+        Ok(Response::new(
+            Cri::pull_image(self, req.into_inner()).await?,
+        ))
     }
 
     async fn remove_image(
         &self,
-        _req: Request<cri::RemoveImageRequest>,
+        req: Request<cri::RemoveImageRequest>,
     ) -> Result<Response<cri::RemoveImageResponse>, Status> {
-        Err(not_served("RemoveImage"))
+        Ok(Response::new(
+            Cri::remove_image(self, req.into_inner()).await?,
+        ))
     }
 
     async fn image_fs_info(
         &self,
         _req: Request<cri::ImageFsInfoRequest>,
     ) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
-        Err(not_served("ImageFsInfo"))
+        Ok(Response::new(Cri::image_fs_info(self).await?))
     }
 }

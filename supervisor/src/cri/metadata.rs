@@ -92,6 +92,12 @@ pub struct SandboxMetadata {
     pub pid_holder: PidHolder,
     /// Creation time, ns since the epoch.
     pub created_at: i64,
+    /// The CNI network the pod was attached to (empty: none).
+    #[serde(default)]
+    pub network: String,
+    /// Whether the pod is ready (false once stopped).
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// What a CRI container is made of, persisted.
@@ -113,6 +119,12 @@ pub struct ContainerMetadata {
     pub log_path: String,
     /// Creation time, ns since the epoch.
     pub created_at: i64,
+    /// The snapshotter holding its rootfs (snapshot key = its id).
+    #[serde(default)]
+    pub snapshotter: String,
+    /// Start time, ns since the epoch (0: never started).
+    #[serde(default)]
+    pub started_at: i64,
 }
 
 /// containerd's unique sandbox name.
@@ -263,6 +275,8 @@ pub(crate) mod tests {
             ips: vec!["10.90.0.5".into()],
             pid_holder: PidHolder::None,
             created_at: 42,
+            network: "t".into(),
+            ready: true,
         }
     }
 
@@ -303,6 +317,8 @@ pub(crate) mod tests {
             image_ref: "busybox:1".into(),
             log_path: "/var/log/pods/x/app/0.log".into(),
             created_at: 7,
+            snapshotter: "overlayfs".into(),
+            started_at: 0,
         };
         let rec = container_record(&cm, b"{}".to_vec(), "overlayfs");
         crate::store::containers::validate(&rec).expect("a valid containerd record");

@@ -10,12 +10,21 @@
 //! share; `convert/` turns CRI configs into an OCI runtime spec and pod
 //! files without touching the system.
 
+mod container_create;
+mod container_run;
+mod container_status;
 pub mod convert;
+mod exec_sync;
 mod helpers;
+mod image_resolve;
 mod image_service;
+mod images;
 pub mod metadata;
 mod runtime_info;
 mod runtime_service;
+mod sandbox_run;
+mod sandbox_status;
+mod sandbox_stop;
 pub mod state;
 
 use std::sync::{Arc, Mutex};
@@ -42,14 +51,12 @@ pub struct Cri {
 struct Inner {
     config: CriConfig,
     /// The domain services berthd's other adapters use too.
-    #[allow(dead_code)] // the RPCs that use them are wired as they land
     deps: Deps,
     /// The pod CIDR the kubelet last gave through UpdateRuntimeConfig.
     pod_cidr: Mutex<String>,
     /// CNI: the pods' networks and the node's network status.
     networks: crate::network::Networks,
     /// Pods and containers, rebuilt from the metadata store at start.
-    #[allow(dead_code)] // read by the RPCs as they are wired
     stores: state::Stores,
 }
 
@@ -58,6 +65,16 @@ struct Inner {
 pub struct Deps {
     /// Container records (pods and CRI containers are records in `k8s.io`).
     pub containers: Containers,
+    /// Tasks (a CRI container's processes).
+    pub tasks: crate::tasks::Tasks,
+    /// Snapshots (containers' rootfs).
+    pub snapshots: crate::snapshots::Snapshots,
+    /// Image records.
+    pub images: crate::images::Images,
+    /// Blobs (manifests and configs).
+    pub content: crate::content::ContentStore,
+    /// Registry pulls.
+    pub transfers: crate::registry::inflight::Transfers,
     /// berthd's persistent root.
     pub root: std::path::PathBuf,
     /// berthd's state dir.

@@ -27,79 +27,101 @@ impl RuntimeService for Cri {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<cri::RunPodSandboxRequest>,
+        req: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        Err(not_served("RunPodSandbox"))
+        Ok(Response::new(
+            Cri::run_pod_sandbox(self, req.into_inner()).await?,
+        ))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<cri::StopPodSandboxRequest>,
+        req: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        Err(not_served("StopPodSandbox"))
+        Ok(Response::new(
+            Cri::stop_pod_sandbox(self, req.into_inner()).await?,
+        ))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<cri::RemovePodSandboxRequest>,
+        req: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        Err(not_served("RemovePodSandbox"))
+        Ok(Response::new(
+            Cri::remove_pod_sandbox(self, req.into_inner()).await?,
+        ))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<cri::PodSandboxStatusRequest>,
+        req: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
-        Err(not_served("PodSandboxStatus"))
+        Ok(Response::new(
+            Cri::pod_sandbox_status(self, req.into_inner()).await?,
+        ))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<cri::ListPodSandboxRequest>,
+        req: Request<cri::ListPodSandboxRequest>,
     ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
-        Err(not_served("ListPodSandbox"))
+        Ok(Response::new(
+            Cri::list_pod_sandbox(self, req.into_inner()).await?,
+        ))
     }
 
     async fn create_container(
         &self,
-        _req: Request<cri::CreateContainerRequest>,
+        req: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        Err(not_served("CreateContainer"))
+        Ok(Response::new(
+            Cri::create_container(self, req.into_inner()).await?,
+        ))
     }
 
     async fn start_container(
         &self,
-        _req: Request<cri::StartContainerRequest>,
+        req: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        Err(not_served("StartContainer"))
+        Ok(Response::new(
+            Cri::start_container(self, req.into_inner()).await?,
+        ))
     }
 
     async fn stop_container(
         &self,
-        _req: Request<cri::StopContainerRequest>,
+        req: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        Err(not_served("StopContainer"))
+        Ok(Response::new(
+            Cri::stop_container(self, req.into_inner()).await?,
+        ))
     }
 
     async fn remove_container(
         &self,
-        _req: Request<cri::RemoveContainerRequest>,
+        req: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        Err(not_served("RemoveContainer"))
+        Ok(Response::new(
+            Cri::remove_container(self, req.into_inner()).await?,
+        ))
     }
 
     async fn list_containers(
         &self,
-        _req: Request<cri::ListContainersRequest>,
+        req: Request<cri::ListContainersRequest>,
     ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        Err(not_served("ListContainers"))
+        Ok(Response::new(
+            Cri::list_containers(self, req.into_inner()).await?,
+        ))
     }
 
     async fn container_status(
         &self,
-        _req: Request<cri::ContainerStatusRequest>,
+        req: Request<cri::ContainerStatusRequest>,
     ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        Err(not_served("ContainerStatus"))
+        Ok(Response::new(
+            Cri::container_status(self, req.into_inner()).await?,
+        ))
     }
 
     async fn update_container_resources(
@@ -111,16 +133,18 @@ impl RuntimeService for Cri {
 
     async fn reopen_container_log(
         &self,
-        _req: Request<cri::ReopenContainerLogRequest>,
+        req: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        Err(not_served("ReopenContainerLog"))
+        Ok(Response::new(
+            Cri::reopen_container_log(self, req.into_inner()).await?,
+        ))
     }
 
     async fn exec_sync(
         &self,
-        _req: Request<cri::ExecSyncRequest>,
+        req: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        Err(not_served("ExecSync"))
+        Ok(Response::new(Cri::exec_sync(self, req.into_inner()).await?))
     }
 
     async fn exec(
