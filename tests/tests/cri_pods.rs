@@ -226,6 +226,14 @@ async fn create_start(
     id
 }
 
+/// The code of an answer (Ok for a success).
+fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => e.code(),
+    }
+}
+
 fn is_cri_line(l: &str) -> bool {
     let f: Vec<&str> = l.splitn(4, ' ').collect();
     f.len() == 4
@@ -508,10 +516,6 @@ async fn bad_input_and_idempotence() {
     berth_tests::requires_root(&["runc", "ctr", "ip"]);
     let rig = Rig::new("bcri8", "10.90.8.0/24");
     let mut c = rig.client().await;
-    let code = |r: Result<tonic::Response<_>, tonic::Status>| match r {
-        Ok(_) => tonic::Code::Ok,
-        Err(e) => e.code(),
-    };
     // Unknown ids: NotFound, except stop/remove, which succeed.
     assert_eq!(
         code(
