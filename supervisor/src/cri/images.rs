@@ -33,11 +33,7 @@ fn credentials(a: Option<cri::AuthConfig>) -> Result<Credentials, Status> {
             .ok_or_else(|| Status::invalid_argument("auth.auth: not user:password"))?;
         (username, password) = (u.to_string(), p.to_string());
     }
-    let token = if a.registry_token.is_empty() {
-        String::new()
-    } else {
-        a.registry_token
-    };
+    let token = a.registry_token;
     if !a.identity_token.is_empty() && password.is_empty() {
         // An identity token is a refresh token for the token service.
         password = a.identity_token;
