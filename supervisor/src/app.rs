@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::containers::{self, Containers};
 use crate::content::ContentStore;
+use crate::cri::{self, Cri};
 use crate::events::Events;
 use crate::gc::{self, Gc};
 use crate::images::{self, Archives, Differ, Images, Unpacker};
@@ -36,6 +37,9 @@ pub enum Error {
     /// the content store failed to open
     #[error(transparent)]
     Content(#[from] crate::content::Error),
+    /// the CRI's records could not be read
+    #[error("loading the CRI's pods and containers: {0}")]
+    Cri(#[from] crate::containers::Error),
 }
 
 /// berthd's domain services, built once and shared by every adapter.
@@ -68,6 +72,8 @@ pub struct App {
     pub containers: Containers,
     /// Tasks.
     pub tasks: Tasks,
+    /// The Kubernetes CRI adapter, over the services above.
+    pub cri: Cri,
     /// The persistent root.
     pub root: std::path::PathBuf,
     /// The metrics registry: services report through handles taken from
@@ -142,7 +148,21 @@ impl App {
             gc: gc.clone(),
             tasks: tasks.clone(),
         });
+        let cri = Cri::open(
+            config.cri.clone(),
+            cri::Deps {
+                containers: containers.clone(),
+                tasks: tasks.clone(),
+                snapshots: snapshots.clone(),
+                images: images.clone(),
+                content: content.clone(),
+                transfers: transfers.clone(),
+                root: config.root.clone(),
+                state: config.state.clone(),
+            },
+        )?;
         Ok(Self {
+            cri,
             namespaces: Namespaces::new(store.clone(), snapshots.clone()),
             leases: Leases::new(store.clone(), gc.clone()),
             differ: Differ::new(content.clone(), config.root.clone()),

@@ -43,11 +43,50 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Extra CA file (PEM) per registry host, trusted on top of the system roots.
     pub registry_ca_files: BTreeMap<String, PathBuf>,
+    /// Directory of per-registry `HOST/hosts.toml` files (containerd's
+    /// layout: mirrors, plain-HTTP endpoints, CAs); a missing directory or
+    /// host means the registry is reached directly.
+    pub registry_config_path: PathBuf,
     /// The gRPC socket's owner.
     pub grpc: Grpc,
     /// `IP:PORT` serving Prometheus metrics at `/v1/metrics` and `/healthz`
     /// over HTTP (e.g. `127.0.0.1:1338`); empty: off.
     pub metrics_address: String,
+    /// The Kubernetes CRI (`[cri]`).
+    pub cri: CriConfig,
+}
+
+/// The `[cri]` table: what the Kubernetes CRI adapter needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CriConfig {
+    /// Image whose process holds a pod's shared namespaces where one is
+    /// needed; pulled on first use and pinned.
+    pub sandbox_image: String,
+    /// Directories searched, in order, for CNI plugin binaries.
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// Directory of CNI network configs; the first (sorted) is used.
+    pub cni_conf_dir: PathBuf,
+    /// Clamp a container's `oom_score_adj` to no less than berthd's own
+    /// (for hosts where lowering it is refused, even for root).
+    pub restrict_oom_score_adj: bool,
+    /// Address the streaming server (exec, attach, port-forward) listens on.
+    pub stream_address: String,
+    /// Its port; 0 picks any free port.
+    pub stream_port: u16,
+}
+
+impl Default for CriConfig {
+    fn default() -> Self {
+        Self {
+            sandbox_image: "registry.k8s.io/pause:3.10".into(),
+            cni_bin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
+            cni_conf_dir: "/etc/cni/net.d".into(),
+            restrict_oom_score_adj: false,
+            stream_address: "127.0.0.1".into(),
+            stream_port: 0,
+        }
+    }
 }
 
 /// `[grpc]`: who owns the socket (mode 0660), as in containerd's config:
@@ -83,8 +122,10 @@ impl Default for Config {
             runtime_binary: "runc".into(),
             insecure_registries: Vec::new(),
             registry_ca_files: BTreeMap::new(),
+            registry_config_path: "/etc/berth/certs.d".into(),
             grpc: Grpc::default(),
             metrics_address: String::new(),
+            cri: CriConfig::default(),
         }
     }
 }
@@ -381,5 +422,31 @@ mod tests {
             ..Config::default()
         };
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn cri_keys_are_the_documented_ones() {
+        let text = Config::default_toml();
+        for line in [
+            "registry_config_path = \"/etc/berth/certs.d\"",
+            "[cri]",
+            "sandbox_image = \"registry.k8s.io/pause:3.10\"",
+            "cni_conf_dir = \"/etc/cni/net.d\"",
+            "restrict_oom_score_adj = false",
+            "stream_address = \"127.0.0.1\"",
+            "stream_port = 0",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        let c: Config = toml::from_str(
+            "registry_config_path = \"/d\"\n[cri]\nrestrict_oom_score_adj = true\nstream_port = 10010\ncni_bin_dirs = [\"/x\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.registry_config_path, PathBuf::from("/d"));
+        assert!(c.cri.restrict_oom_score_adj);
+        assert_eq!(c.cri.stream_port, 10010);
+        assert_eq!(c.cri.cni_bin_dirs, vec![PathBuf::from("/x")]);
+        assert_eq!(c.cri.sandbox_image, CriConfig::default().sandbox_image);
+        assert!(toml::from_str::<Config>("[cri]\nsandbox = \"x\"").is_err());
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod cleanup;
 pub mod cli;
+pub mod cri;
 pub mod daemon;
 pub mod events;
 pub mod grpc;

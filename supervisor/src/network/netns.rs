@@ -184,6 +184,14 @@ pub fn remove(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates `dir` and makes it a private mount of its own, as the netns
+/// dir is, for other namespace files (a pod's UTS and IPC). Idempotent.
+/// Blocking.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("create namespace dir", dir, e))?;
+    ensure_private_dir(dir)
+}
+
 /// Undoes the private self bind mount of a netns dir (for tests and for
 /// tearing a state dir down); namespaces still mounted below it are
 /// detached with it. Idempotent. Blocking.

@@ -13,6 +13,7 @@
 //! are never logged (their `Debug` is redacted) and never stored.
 
 pub mod fetch;
+pub mod hosts;
 pub mod inflight;
 pub mod progress;
 pub mod pull;

@@ -135,6 +135,9 @@ pub fn router<H: HealthApi>(
             registry::RegistryService::new(app.transfers.clone()),
         )
     ));
+    // The Kubernetes CRI, as containerd serves it: one plugin, two services.
+    r = r.add_service(p.grpc("cri", sized!(app.cri.runtime_server())));
+    r = r.add_service(sized!(app.cri.image_server()));
     p.add("io.containerd.grpc.v1", "introspection");
     r.add_service(sized!(
         svc::introspection::v1::introspection_server::IntrospectionServer::new(

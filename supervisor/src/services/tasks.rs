@@ -86,6 +86,7 @@ impl Service for TasksService {
             stderr: r.stderr,
             terminal: r.terminal,
             options: r.options,
+            log: None,
         };
         let pid = self.tasks.create(&ns, create).await?;
         Ok(Response::new(pb::CreateTaskResponse {

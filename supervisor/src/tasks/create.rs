@@ -44,6 +44,18 @@ pub struct CreateTask {
     pub terminal: bool,
     /// Task options (`containerd.runc.v1.Options`), over the container's.
     pub options: Option<prost_types::Any>,
+    /// A log file the shim writes stdout and stderr to itself (stdout
+    /// and stderr must then be empty).
+    pub log: Option<LogFile>,
+}
+
+/// A log file kept by the shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    /// Absolute path.
+    pub path: String,
+    /// The kubelet's CRI format (else Docker's json-file).
+    pub cri_format: bool,
 }
 
 /// The runtime binary and options for a Create, combined as containerd
@@ -238,7 +250,16 @@ impl Launch<'_> {
                 options: Some(options),
                 runtime_binary: info.runtime_binary.clone(),
                 namespace: ns.to_string(),
-                log: None,
+                log: req.log.as_ref().map(|l| sp::LogFile {
+                    path: l.path.clone(),
+                    format: if l.cri_format {
+                        sp::LogFormat::Cri as i32
+                    } else {
+                        sp::LogFormat::JsonFile as i32
+                    },
+                    max_size: 0,
+                    max_files: 0,
+                }),
             })
             .await;
         let created = shim::outcome(created).map_err(|e| (e.into(), shim_pid))?;

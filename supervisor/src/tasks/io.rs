@@ -1,4 +1,5 @@
-//! A process's terminal and stdin: resize its pty, close its stdin.
+//! A process's terminal, stdin and log: resize its pty, close its stdin,
+//! reopen its log file.
 
 use berth_api::shim::v1 as sp;
 
@@ -38,5 +39,12 @@ impl Tasks {
             stdin,
         };
         t.call(|mut c| async move { c.close_io(req).await }).await
+    }
+
+    /// Has the shim reopen the init process's log file (after the kubelet
+    /// renamed it); FailedPrecondition when the task has none.
+    pub async fn reopen_log(&self, ns: &str, id: &str) -> Result<(), Error> {
+        let t = self.get(ns, id)?;
+        t.call(|mut c| async move { c.reopen_log(()).await }).await
     }
 }

@@ -43,7 +43,7 @@ mod task;
 mod update;
 mod wait;
 
-pub use create::{CreateTask, RUNC_RUNTIMES};
+pub use create::{CreateTask, LogFile, RUNC_RUNTIMES};
 pub use delete::Deleted;
 pub use error::Error;
 pub use exec::ExecProcess;

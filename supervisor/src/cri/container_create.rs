@@ -1,0 +1,293 @@
+//! CreateContainer: the image resolved in `k8s.io`, a writable snapshot on
+//! its top chain, the OCI spec from `convert` (the image config merged
+//! with the CRI config, the pod's namespaces joined by path), and the
+//! container's record. The task is created at StartContainer, as
+//! containerd does. On failure nothing is left (snapshot, record, name).
+
+use std::path::{Path, PathBuf};
+
+use berth_api::ErrorKind;
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+use super::convert::{self, HostFacts, ImageConfig, Namespaces, Ns, PodFiles, UserDb};
+use super::helpers::{fail, new_id, now_ns};
+use super::metadata::{self, ContainerMetadata, SandboxMetadata};
+use super::sandbox_run::ns_options;
+use super::{Cri, NAMESPACE};
+use crate::snapshots::NewSnapshot;
+
+/// The image's `/etc/passwd` and `/etc/group`, read from the rootfs
+/// mounted at a scratch dir (and unmounted again). Blocking.
+fn read_user_db(mounts: &[berth_snapshotter::Mount], scratch: &Path) -> UserDb {
+    if std::fs::create_dir_all(scratch).is_err() {
+        return UserDb::default();
+    }
+    let db = match berth_snapshotter::mount::mount_all(mounts, scratch) {
+        Ok(()) => {
+            let read = |f: &str| std::fs::read_to_string(scratch.join(f)).unwrap_or_default();
+            let db = UserDb::parse(&read("etc/passwd"), &read("etc/group"));
+            let _ = nix::mount::umount2(scratch, nix::mount::MntFlags::MNT_DETACH);
+            db
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "mounting a rootfs to read its users");
+            UserDb::default()
+        }
+    };
+    let _ = std::fs::remove_dir(scratch);
+    db
+}
+
+/// Facts about the host the spec needs (capability bounding set, the
+/// oom_score_adj floor).
+fn host_facts(restrict_oom: bool) -> HostFacts {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let floor = restrict_oom
+        .then(|| {
+            std::fs::read_to_string("/proc/self/oom_score_adj")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        })
+        .flatten();
+    HostFacts {
+        bounding_caps: convert::security::bounding_set_from_status(&status),
+        oom_score_adj_floor: floor,
+        host_devices: Vec::new(),
+    }
+}
+
+fn image_config(c: &berth_api::oci::ImageConfig) -> ImageConfig {
+    let e = c.config.clone().unwrap_or_default();
+    ImageConfig {
+        entrypoint: e.entrypoint.unwrap_or_default(),
+        cmd: e.cmd.unwrap_or_default(),
+        env: e.env.unwrap_or_default(),
+        working_dir: e.working_dir.unwrap_or_default(),
+        user: e.user.unwrap_or_default(),
+    }
+}
+
+/// How a container of pod `m` gets its namespaces (PID: the pod's mode;
+/// a shared PID namespace without a holder process is the container's
+/// own, see the README).
+fn namespaces(m: &SandboxMetadata, c: &cri::ContainerConfig) -> Namespaces {
+    let join = |p: &str| {
+        if p.is_empty() {
+            Ns::Host
+        } else {
+            Ns::Join(PathBuf::from(p))
+        }
+    };
+    let pod = ns_options(&m.config);
+    let own = c
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or(pod.clone());
+    Namespaces {
+        network: join(&m.netns_path),
+        ipc: join(&m.ipc_path),
+        uts: join(&m.uts_path),
+        pid: if own.pid == cri::NamespaceMode::Node as i32 {
+            Ns::Host
+        } else {
+            Ns::Private
+        },
+    }
+}
+
+impl Cri {
+    pub(super) async fn create_container(
+        &self,
+        req: cri::CreateContainerRequest,
+    ) -> Result<cri::CreateContainerResponse, Status> {
+        let pod = self
+            .inner
+            .stores
+            .sandboxes
+            .get(&req.pod_sandbox_id)
+            .map_err(|e| fail(ErrorKind::NotFound, e))?;
+        if !pod.ready {
+            return Err(fail(
+                ErrorKind::FailedPrecondition,
+                format!("pod sandbox {} is not ready (stopped)", pod.id),
+            ));
+        }
+        let config = req
+            .config
+            .ok_or_else(|| Status::invalid_argument("config: required"))?;
+        let cmd = config
+            .metadata
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("config.metadata: required"))?;
+        if cmd.name.is_empty() {
+            return Err(Status::invalid_argument("config.metadata.name: required"));
+        }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image = self.resolve_image(&image_name).await?.ok_or_else(|| {
+            fail(
+                ErrorKind::NotFound,
+                format!("image {image_name:?} not found"),
+            )
+        })?;
+        let pod_md = pod.config.metadata.clone().unwrap_or_default();
+        let id = new_id();
+        let name = metadata::container_name(&cmd, &pod_md);
+        let stores = &self.inner.stores;
+        stores
+            .containers
+            .reserve(&name, &id)
+            .map_err(|e| Status::already_exists(e.to_string()))?;
+        let snapshotter = match self.inner.deps.snapshots.resolve("") {
+            Ok((s, _)) => s,
+            Err(e) => {
+                stores.containers.release(&name, &id);
+                return Err(fail(e.kind(), e));
+            }
+        };
+        let snaps = &self.inner.deps.snapshots;
+        let mounts = match snaps
+            .prepare(
+                NAMESPACE,
+                None,
+                NewSnapshot {
+                    snapshotter: snapshotter.clone(),
+                    key: id.clone(),
+                    parent: image.chain_id.clone(),
+                    labels: Default::default(),
+                },
+            )
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                stores.containers.release(&name, &id);
+                return Err(fail(
+                    e.kind(),
+                    format!("rootfs of image {image_name} (is it unpacked?): {e}"),
+                ));
+            }
+        };
+        let made = self
+            .create_record(
+                &id,
+                &name,
+                &pod,
+                config,
+                &image,
+                &image_name,
+                mounts,
+                &snapshotter,
+            )
+            .await;
+        match made {
+            Ok(meta) => {
+                stores.containers.put(&id, meta);
+                tracing::info!(id, name, pod = pod.id, "container created");
+                Ok(cri::CreateContainerResponse { container_id: id })
+            }
+            Err(e) => {
+                if let Err(e) = snaps.remove(NAMESPACE, &snapshotter, &id).await {
+                    tracing::warn!(id, error = %e, "removing the snapshot of a failed create");
+                }
+                stores.containers.release(&name, &id);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_record(
+        &self,
+        id: &str,
+        name: &str,
+        pod: &SandboxMetadata,
+        config: cri::ContainerConfig,
+        image: &super::image_resolve::Resolved,
+        image_name: &str,
+        mounts: Vec<berth_snapshotter::Mount>,
+        snapshotter: &str,
+    ) -> Result<ContainerMetadata, Status> {
+        let scratch = self.inner.deps.state.join("cri").join("tmp").join(id);
+        let users = tokio::task::spawn_blocking(move || read_user_db(&mounts, &scratch))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let img = image_config(&image.config);
+        let ns = namespaces(pod, &config);
+        let dir = PathBuf::from(&pod.state_dir);
+        let pod_files = PodFiles {
+            hosts: dir.join("hosts"),
+            resolv_conf: dir.join("resolv.conf"),
+            hostname: dir.join("hostname"),
+            shm: None,
+        };
+        let hostname = std::fs::read_to_string(&pod_files.hostname)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let host = host_facts(self.config().restrict_oom_score_adj);
+        let inputs = convert::ContainerInputs {
+            id,
+            sandbox_id: &pod.id,
+            config: &config,
+            sandbox: &pod.config,
+            image: &img,
+            image_name,
+            users: &users,
+            namespaces: &ns,
+            pod_files: &pod_files,
+            hostname: &hostname,
+            host: &host,
+        };
+        let spec = convert::container_spec(&inputs, &convert::RealFiles).map_err(|e| {
+            let kind = match e.kind() {
+                convert::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
+                convert::ErrorKind::FailedPrecondition => ErrorKind::FailedPrecondition,
+            };
+            fail(kind, e)
+        })?;
+        let spec = serde_json::to_vec(&spec).map_err(|e| Status::internal(e.to_string()))?;
+        let log_path = if pod.config.log_directory.is_empty() || config.log_path.is_empty() {
+            String::new()
+        } else {
+            Path::new(&pod.config.log_directory)
+                .join(&config.log_path)
+                .display()
+                .to_string()
+        };
+        let image_ref = image
+            .records
+            .iter()
+            .find(|r| r.name.contains('@'))
+            .or(image.records.first())
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| image.id.clone());
+        let meta = ContainerMetadata {
+            id: id.to_string(),
+            name: name.to_string(),
+            sandbox_id: pod.id.clone(),
+            config,
+            image_id: image.id.clone(),
+            image_ref,
+            log_path,
+            created_at: now_ns(),
+            snapshotter: snapshotter.to_string(),
+            started_at: 0,
+        };
+        self.inner
+            .deps
+            .containers
+            .create(
+                NAMESPACE,
+                metadata::container_record(&meta, spec, snapshotter),
+            )
+            .await
+            .map_err(|e| fail(e.kind(), e))?;
+        Ok(meta)
+    }
+}

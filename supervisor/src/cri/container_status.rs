@@ -1,0 +1,158 @@
+//! ContainerStatus and ListContainers: the CRI metadata with the task's
+//! state (created, running, exited with its code and time).
+
+use std::collections::HashMap;
+
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+use super::helpers::{labels_match, to_ns};
+use super::metadata::ContainerMetadata;
+use super::{Cri, NAMESPACE};
+use crate::tasks::{Process, Status as TaskStatus};
+
+/// A container's state, exit code, finish time and reason.
+struct Observed {
+    state: cri::ContainerState,
+    exit_code: i32,
+    finished_at: i64,
+    reason: String,
+}
+
+fn observe(m: &ContainerMetadata, p: Option<&Process>) -> Observed {
+    let exited = |code: u32, at: i64| Observed {
+        state: cri::ContainerState::ContainerExited,
+        exit_code: code as i32,
+        finished_at: at,
+        reason: if code == 0 { "Completed" } else { "Error" }.into(),
+    };
+    match p {
+        None if m.started_at == 0 => Observed {
+            state: cri::ContainerState::ContainerCreated,
+            exit_code: 0,
+            finished_at: 0,
+            reason: String::new(),
+        },
+        // Started, and its task is gone: it exited without a known code.
+        None => exited(255, m.started_at),
+        Some(p) => match p.status {
+            TaskStatus::Stopped => exited(p.exit_status, p.exited_at.map(to_ns).unwrap_or(0)),
+            TaskStatus::Created => Observed {
+                state: cri::ContainerState::ContainerCreated,
+                exit_code: 0,
+                finished_at: 0,
+                reason: String::new(),
+            },
+            TaskStatus::Unknown => Observed {
+                state: cri::ContainerState::ContainerUnknown,
+                exit_code: 0,
+                finished_at: 0,
+                reason: String::new(),
+            },
+            _ => Observed {
+                state: cri::ContainerState::ContainerRunning,
+                exit_code: 0,
+                finished_at: 0,
+                reason: String::new(),
+            },
+        },
+    }
+}
+
+impl Cri {
+    pub(super) async fn container_status(
+        &self,
+        req: cri::ContainerStatusRequest,
+    ) -> Result<cri::ContainerStatusResponse, Status> {
+        let m = self.get_container(&req.container_id)?;
+        let p = match self.inner.deps.tasks.state(NAMESPACE, &m.id, "").await {
+            Ok(p) => Some(p),
+            Err(_) => None,
+        };
+        let o = observe(&m, p.as_ref());
+        let c = &m.config;
+        let status = cri::ContainerStatus {
+            id: m.id.clone(),
+            metadata: c.metadata.clone(),
+            state: o.state as i32,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            finished_at: o.finished_at,
+            exit_code: o.exit_code,
+            image: c.image.clone(),
+            image_ref: m.image_ref.clone(),
+            reason: o.reason,
+            message: String::new(),
+            labels: c.labels.clone(),
+            annotations: c.annotations.clone(),
+            mounts: c.mounts.clone(),
+            log_path: m.log_path.clone(),
+            resources: c.linux.as_ref().map(|l| cri::ContainerResources {
+                linux: l.resources.clone(),
+                windows: None,
+            }),
+            image_id: m.image_id.clone(),
+            user: None,
+        };
+        let mut info = HashMap::new();
+        if req.verbose {
+            let v = serde_json::json!({
+                "sandboxID": m.sandbox_id,
+                "pid": p.as_ref().map(|p| p.pid).unwrap_or(0),
+                "snapshotter": m.snapshotter,
+                "snapshotKey": m.id,
+                "config": m.config,
+            });
+            info.insert("info".to_string(), v.to_string());
+        }
+        Ok(cri::ContainerStatusResponse {
+            status: Some(status),
+            info,
+        })
+    }
+
+    pub(super) async fn list_containers(
+        &self,
+        req: cri::ListContainersRequest,
+    ) -> Result<cri::ListContainersResponse, Status> {
+        let f = req.filter.unwrap_or_default();
+        let known: HashMap<String, Process> = self
+            .inner
+            .deps
+            .tasks
+            .list(NAMESPACE, &[])
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.container_id.clone(), p))
+            .collect();
+        let containers = self
+            .inner
+            .stores
+            .containers
+            .list()
+            .into_iter()
+            .filter(|m| f.id.is_empty() || m.id.starts_with(&f.id))
+            .filter(|m| f.pod_sandbox_id.is_empty() || m.sandbox_id.starts_with(&f.pod_sandbox_id))
+            .filter(|m| labels_match(&f.label_selector, &m.config.labels))
+            .filter_map(|m| {
+                let o = observe(&m, known.get(&m.id));
+                if f.state.as_ref().is_some_and(|s| s.state != o.state as i32) {
+                    return None;
+                }
+                Some(cri::Container {
+                    id: m.id.clone(),
+                    pod_sandbox_id: m.sandbox_id.clone(),
+                    metadata: m.config.metadata.clone(),
+                    image: m.config.image.clone(),
+                    image_ref: m.image_ref.clone(),
+                    state: o.state as i32,
+                    created_at: m.created_at,
+                    labels: m.config.labels.clone(),
+                    annotations: m.config.annotations.clone(),
+                    image_id: m.image_id.clone(),
+                })
+            })
+            .collect();
+        Ok(cri::ListContainersResponse { containers })
+    }
+}

@@ -1,0 +1,67 @@
+//! Steps and answers shared by several CRI calls.
+
+use berth_api::ErrorKind;
+use tonic::Status;
+
+/// The status for an error of `kind` (the one map: berth-api's).
+pub(super) fn fail(kind: ErrorKind, e: impl std::fmt::Display) -> Status {
+    berth_api::errdefs::to_status(kind, e.to_string())
+}
+
+/// A new object id: 64 hex digits, as containerd's CRI makes them.
+pub(super) fn new_id() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Now, in ns since the epoch.
+pub(super) fn now_ns() -> i64 {
+    to_ns(std::time::SystemTime::now())
+}
+
+/// A time in ns since the epoch (0 for times before it).
+pub(super) fn to_ns(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether `labels` has every pair of `selector`.
+pub(super) fn labels_match(
+    selector: &std::collections::HashMap<String, String>,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The answer of an RPC berthd does not serve yet, naming it.
+pub(super) fn not_served(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented by berthd yet"))
+}
+
+/// The answer of the streaming calls (Exec, Attach, PortForward) until
+/// berthd runs a streaming server.
+pub(super) fn streaming_not_served(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "{rpc}: berthd has no CRI streaming server yet (exec, attach and port-forward); \
+         ExecSync works for commands that need no stream"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unimplemented_answers_name_the_call() {
+        let s = not_served("CheckpointContainer");
+        assert_eq!(s.code(), tonic::Code::Unimplemented);
+        assert!(s.message().contains("CheckpointContainer"));
+        let s = streaming_not_served("Exec");
+        assert_eq!(s.code(), tonic::Code::Unimplemented);
+        assert!(s.message().starts_with("Exec:"));
+    }
+}
