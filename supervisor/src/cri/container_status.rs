@@ -65,10 +65,7 @@ impl Cri {
         req: cri::ContainerStatusRequest,
     ) -> Result<cri::ContainerStatusResponse, Status> {
         let m = self.get_container(&req.container_id)?;
-        let p = match self.inner.deps.tasks.state(NAMESPACE, &m.id, "").await {
-            Ok(p) => Some(p),
-            Err(_) => None,
-        };
+        let p = self.inner.deps.tasks.state(NAMESPACE, &m.id, "").await.ok();
         let o = observe(&m, p.as_ref());
         let c = &m.config;
         let status = cri::ContainerStatus {

@@ -235,6 +235,8 @@ mod tests {
             image_ref: "busybox".into(),
             log_path: String::new(),
             created_at: 1,
+            snapshotter: "overlayfs".into(),
+            started_at: 0,
         };
         crate::store::containers::create(
             &store,
