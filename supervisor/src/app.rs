@@ -148,6 +148,7 @@ impl App {
             gc: gc.clone(),
             tasks: tasks.clone(),
         });
+        let leases = Leases::new(store.clone(), gc.clone());
         let cri = Cri::open(
             config.cri.clone(),
             cri::Deps {
@@ -157,6 +158,7 @@ impl App {
                 images: images.clone(),
                 content: content.clone(),
                 transfers: transfers.clone(),
+                leases: leases.clone(),
                 root: config.root.clone(),
                 state: config.state.clone(),
             },
@@ -164,7 +166,7 @@ impl App {
         Ok(Self {
             cri,
             namespaces: Namespaces::new(store.clone(), snapshots.clone()),
-            leases: Leases::new(store.clone(), gc.clone()),
+            leases,
             differ: Differ::new(content.clone(), config.root.clone()),
             store,
             events,
@@ -189,6 +191,7 @@ impl App {
         let prefixes = [
             crate::images::import::LEASE_PREFIX,
             crate::registry::pull::LEASE_PREFIX,
+            crate::cri::CREATE_LEASE_PREFIX,
         ];
         match crate::store::leases::delete_with_prefix(&self.store, &prefixes).await {
             Ok(gone) if gone.is_empty() => {}

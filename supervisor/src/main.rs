@@ -88,6 +88,10 @@ struct Flags {
     /// IP:PORT, e.g. 127.0.0.1:1338; empty: off [key: metrics_address].
     #[arg(long, value_name = "IP:PORT")]
     metrics_address: Option<String>,
+    /// Directory of per-registry HOST/hosts.toml files (mirrors, plain
+    /// HTTP, CAs) [key: registry_config_path].
+    #[arg(long, value_name = "DIR")]
+    registry_config_path: Option<PathBuf>,
 }
 
 fn parse_registry_ca(s: &str) -> Result<(String, PathBuf), String> {
@@ -142,6 +146,9 @@ impl Flags {
         }
         if let Some(v) = self.metrics_address {
             c.metrics_address = v;
+        }
+        if let Some(v) = self.registry_config_path {
+            c.registry_config_path = v;
         }
         Ok(())
     }
@@ -345,7 +352,16 @@ mod tests {
             }
         }
         let cmd = Cli::command();
+        // The [cri] table is file-only, as the README says.
+        let readme = include_str!("../../README.md");
         for key in keys {
+            if let Some(sub) = key.strip_prefix("cri.") {
+                assert!(
+                    readme.contains(&format!("`{sub}`")),
+                    "file-only key {key} is not named in the README"
+                );
+                continue;
+            }
             // A flag's id is its field name: the key with `_` for `.`.
             let id = key.replace('.', "_");
             assert!(

@@ -17,6 +17,10 @@ use super::sandbox_run::ns_options;
 use super::{Cri, NAMESPACE};
 use crate::snapshots::NewSnapshot;
 
+/// Leases that hold a CRI container's rootfs while it is created; any left
+/// by a crash are dropped at start-up.
+pub const CREATE_LEASE_PREFIX: &str = "berth-cri-create-";
+
 /// The image's `/etc/passwd` and `/etc/group`, read from the rootfs
 /// mounted at a scratch dir (and unmounted again). Blocking.
 fn read_user_db(mounts: &[berth_snapshotter::Mount], scratch: &Path) -> UserDb {
@@ -151,11 +155,53 @@ impl Cri {
                 return Err(fail(e.kind(), e));
             }
         };
+        // A lease holds the rootfs from prepare until the record names it:
+        // a GC run between the two would take an unreferenced snapshot
+        // (containerd's clients hold one the same way).
+        let leases = &self.inner.deps.leases;
+        let lease = format!("{CREATE_LEASE_PREFIX}{id}");
+        if let Err(e) = leases.create(NAMESPACE, &lease, Default::default()).await {
+            stores.containers.release(&name, &id);
+            return Err(fail(e.kind(), e));
+        }
+        let made = self
+            .create_leased(
+                &id,
+                &name,
+                &pod,
+                config,
+                &image,
+                &image_name,
+                &snapshotter,
+                &lease,
+            )
+            .await;
+        if let Err(e) = leases.delete(NAMESPACE, &lease, false).await {
+            tracing::warn!(id, error = %e, "dropping the create lease");
+        }
+        made
+    }
+
+    /// CreateContainer's part under its lease.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_leased(
+        &self,
+        id: &str,
+        name: &str,
+        pod: &SandboxMetadata,
+        config: cri::ContainerConfig,
+        image: &super::image_resolve::Resolved,
+        image_name: &str,
+        snapshotter: &str,
+        lease: &str,
+    ) -> Result<cri::CreateContainerResponse, Status> {
+        let (id, name, snapshotter) = (id.to_string(), name.to_string(), snapshotter.to_string());
+        let stores = &self.inner.stores;
         let snaps = &self.inner.deps.snapshots;
         let mounts = match snaps
             .prepare(
                 NAMESPACE,
-                None,
+                Some(lease),
                 NewSnapshot {
                     snapshotter: snapshotter.clone(),
                     key: id.clone(),
@@ -178,10 +224,10 @@ impl Cri {
             .create_record(
                 &id,
                 &name,
-                &pod,
+                pod,
                 config,
-                &image,
-                &image_name,
+                image,
+                image_name,
                 mounts,
                 &snapshotter,
             )

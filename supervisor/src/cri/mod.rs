@@ -11,6 +11,7 @@
 //! files without touching the system.
 
 mod container_create;
+pub use container_create::CREATE_LEASE_PREFIX;
 mod container_run;
 mod container_status;
 pub mod convert;
@@ -75,6 +76,8 @@ pub struct Deps {
     pub content: crate::content::ContentStore,
     /// Registry pulls.
     pub transfers: crate::registry::inflight::Transfers,
+    /// Leases (a container's rootfs is held by one while it is created).
+    pub leases: crate::leases::Leases,
     /// berthd's persistent root.
     pub root: std::path::PathBuf,
     /// berthd's state dir.
