@@ -154,14 +154,36 @@ impl Attached {
     }
 }
 
+/// Opens an output fifo for reading now, on the caller's thread: the copy
+/// thread may be scheduled late on a loaded machine, and a fifo whose
+/// last holder (the shim, at Delete) closed it before any reader opened it
+/// takes its buffered output with it. Opening non-blocking never waits for
+/// a writer (the shim holds one from Create on); reads then block again.
+fn open_output(path: &Path) -> Option<std::fs::File> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let flags = OFlag::from_bits_truncate(fcntl(f.as_raw_fd(), FcntlArg::F_GETFL).ok()?);
+    fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).ok()?;
+    Some(f)
+}
+
 fn copy_out(path: PathBuf, stderr: bool) -> oneshot::Receiver<()> {
     let (tx, rx) = oneshot::channel();
+    let file = open_output(&path);
     std::thread::spawn(move || {
-        if let Ok(mut f) = OpenOptions::new().read(true).open(&path) {
+        if let Some(mut f) = file {
             let mut buf = vec![0u8; 32 << 10];
             loop {
                 let n = match f.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                     Ok(n) => n,
                 };
                 let ok = if stderr {
