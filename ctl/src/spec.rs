@@ -92,28 +92,9 @@ impl Users {
     }
 }
 
-fn default_caps() -> Vec<&'static str> {
-    vec![
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ]
-}
-
 /// The base spec every container starts from.
 fn base(id: &str, namespace: &str) -> Result<Spec> {
-    let caps = default_caps();
+    let caps = berth_api::caps::DEFAULTS;
     let v = json!({
         "ociVersion": "1.0.2",
         "root": {"path": "rootfs"},
@@ -318,7 +299,10 @@ pub fn build(image: &ExecConfig, run: &RunSpec, users: &Users) -> Result<Spec> {
         process.set_user(resolve_user(&u, users)?);
     }
     if run.privileged {
-        let all: Vec<String> = all_caps();
+        // every capability the host has: asking for one outside its
+        // bounding set would fail in the runtime
+        let all = berth_api::caps::resolve(true, &[], &[], &berth_api::caps::host_bounding_set())
+            .map_err(|e| Error::Input(e.to_string()))?;
         let v = json!({"bounding": all, "permitted": all, "effective": all});
         process.set_capabilities(Some(
             serde_json::from_value(v).map_err(|e| Error::Protocol(format!("capabilities: {e}")))?,
@@ -405,56 +389,6 @@ pub fn build(image: &ExecConfig, run: &RunSpec, users: &Users) -> Result<Spec> {
             .map_err(|e| Error::Protocol(format!("resources: {e}")))?,
     ));
     Ok(spec)
-}
-
-/// Every capability Linux knows (for `--privileged`).
-fn all_caps() -> Vec<String> {
-    [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ]
-    .iter()
-    .map(|c| format!("CAP_{c}"))
-    .collect()
 }
 
 /// Serialises a spec for the wire (`Any` with containerd's type URL).

@@ -9,6 +9,7 @@
 //! event topics and type URLs ([`events::Event`]), the namespace and lease
 //! headers, and runc's options ([`runc`]).
 
+pub mod caps;
 pub mod digest;
 pub mod echo;
 pub mod errdefs;

@@ -46,7 +46,6 @@ fn read_user_db(mounts: &[berth_snapshotter::Mount], scratch: &Path) -> UserDb {
 /// Facts about the host the spec needs (capability bounding set, the
 /// oom_score_adj floor).
 fn host_facts(restrict_oom: bool) -> HostFacts {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let floor = restrict_oom
         .then(|| {
             std::fs::read_to_string("/proc/self/oom_score_adj")
@@ -55,7 +54,7 @@ fn host_facts(restrict_oom: bool) -> HostFacts {
         })
         .flatten();
     HostFacts {
-        bounding_caps: convert::security::bounding_set_from_status(&status),
+        bounding_caps: berth_api::caps::host_bounding_set(),
         oom_score_adj_floor: floor,
         host_devices: Vec::new(),
     }

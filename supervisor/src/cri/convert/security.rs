@@ -1,11 +1,8 @@
 //! Capabilities, masked and read-only paths, and seccomp for a CRI
 //! container.
 //!
-//! - Capabilities start from containerd's 14 defaults; `ALL` in add takes
-//!   every capability, `ALL` in drop clears the set, then single names are
-//!   added and dropped. Whatever the request, the set is cut down to the
-//!   host's bounding set (a privileged container on a host without
-//!   CAP_SYS_RESOURCE gets everything else instead of failing).
+//! - Capabilities: [`berth_api::caps`]'s rules (defaults, `ALL`, the host's
+//!   bounding set); ambient ones are added to the set too.
 //! - Masked and read-only paths: the request's lists, or the kubelet's
 //!   defaults when it sends none; none at all for privileged containers.
 //! - Seccomp: Unconfined, Localhost (a profile file in Docker's or the OCI
@@ -15,73 +12,11 @@
 //!   tracing other processes, ...) unless the container holds the
 //!   capability that would make them legitimate. Privileged: no filter.
 
+use berth_api::caps;
 use k8s_cri::v1 as cri;
 use serde_json::{json, Value};
 
 use super::Error;
-
-/// Capability names by number (`capabilities(7)`), as in `CapBnd`.
-pub const CAPABILITIES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// containerd's default capability set for CRI containers.
-pub const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// The kubelet's default masked paths.
 pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
@@ -107,92 +42,32 @@ pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// The capability names of a `CapBnd:` mask from `/proc/self/status`.
-pub fn bounding_set_from_status(status: &str) -> Vec<String> {
-    let mask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    CAPABILITIES
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1u64 << i) != 0)
-        .map(|(_, n)| n.to_string())
-        .collect()
-}
-
-/// `NET_ADMIN`, `net_admin`, `CAP_NET_ADMIN` → `CAP_NET_ADMIN`.
-fn cap_name(name: &str) -> Result<String, Error> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    if CAPABILITIES.contains(&full.as_str()) {
-        Ok(full)
-    } else {
-        Err(Error::invalid(format!("unknown capability {name:?}")))
-    }
-}
-
 /// The container's capability set (bounding = effective = permitted) and
-/// its ambient set, limited to the host's bounding set `host`.
+/// its ambient set, limited to the host's bounding set `host`
+/// ([`berth_api::caps::resolve`]; a privileged container ignores the request).
 pub fn capabilities(
     privileged: bool,
     request: Option<&cri::Capability>,
     host: &[String],
 ) -> Result<(Vec<String>, Vec<String>), Error> {
-    let all = || {
-        CAPABILITIES
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
+    let invalid = |e: caps::UnknownCapability| Error::invalid(e.to_string());
+    let Some(r) = request.filter(|_| !privileged) else {
+        return Ok((
+            caps::resolve(privileged, &[], &[], host).map_err(invalid)?,
+            Vec::new(),
+        ));
     };
-    let mut caps: Vec<String> = if privileged {
-        all()
-    } else {
-        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
-    };
+    let mut add = r.add_capabilities.clone();
+    add.extend(r.add_ambient_capabilities.iter().cloned());
+    let set = caps::resolve(false, &add, &r.drop_capabilities, host).map_err(invalid)?;
     let mut ambient = Vec::new();
-    if let Some(r) = request.filter(|_| !privileged) {
-        let is_all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
-        if is_all(&r.add_capabilities) {
-            caps = all();
-        }
-        if is_all(&r.drop_capabilities) {
-            caps.clear();
-        }
-        for c in r
-            .add_capabilities
-            .iter()
-            .filter(|c| !c.eq_ignore_ascii_case("ALL"))
-        {
-            let c = cap_name(c)?;
-            if !caps.contains(&c) {
-                caps.push(c);
-            }
-        }
-        for c in r
-            .drop_capabilities
-            .iter()
-            .filter(|c| !c.eq_ignore_ascii_case("ALL"))
-        {
-            let c = cap_name(c)?;
-            caps.retain(|x| *x != c);
-        }
-        for c in &r.add_ambient_capabilities {
-            let c = cap_name(c)?;
-            if !caps.contains(&c) {
-                caps.push(c.clone());
-            }
+    for c in &r.add_ambient_capabilities {
+        let c = caps::canonical(c).map_err(invalid)?;
+        if host.contains(&c) {
             ambient.push(c);
         }
     }
-    caps.retain(|c| host.contains(c));
-    ambient.retain(|c| host.contains(c));
-    Ok((caps, ambient))
+    Ok((set, ambient))
 }
 
 /// The masked and read-only paths for the spec.
@@ -454,7 +329,7 @@ mod tests {
     use super::*;
 
     fn host_all() -> Vec<String> {
-        CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        caps::ALL.iter().map(|c| c.to_string()).collect()
     }
 
     fn req(add: &[&str], drop: &[&str]) -> cri::Capability {
@@ -463,17 +338,6 @@ mod tests {
             drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
             add_ambient_capabilities: vec![],
         }
-    }
-
-    #[test]
-    fn bounding_set_is_read_from_cap_bnd() {
-        let caps = bounding_set_from_status("Name:\tx\nCapBnd:\t0000000000000021\n");
-        assert_eq!(caps, ["CAP_CHOWN", "CAP_KILL"]);
-        assert_eq!(
-            bounding_set_from_status("CapBnd:\t000001ffffffffff").len(),
-            41
-        );
-        assert!(bounding_set_from_status("nothing").is_empty());
     }
 
     #[test]

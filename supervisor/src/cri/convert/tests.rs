@@ -128,10 +128,7 @@ impl Fixture {
                 shm: Some("/run/p1/shm".into()),
             },
             host: HostFacts {
-                bounding_caps: security::CAPABILITIES
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect(),
+                bounding_caps: berth_api::caps::ALL.iter().map(|c| c.to_string()).collect(),
                 oom_score_adj_floor: None,
                 host_devices: vec![],
             },
