@@ -102,6 +102,23 @@ fn namespaces(m: &SandboxMetadata, c: &cri::ContainerConfig) -> Namespaces {
     }
 }
 
+/// What a CreateContainer has settled before it makes anything.
+#[derive(Clone, Copy)]
+struct NewContainer<'a> {
+    /// the new id
+    id: &'a str,
+    /// the reserved unique name
+    name: &'a str,
+    /// its pod
+    pod: &'a SandboxMetadata,
+    /// the image, resolved in `k8s.io`
+    image: &'a super::image_resolve::Resolved,
+    /// the image as the kubelet named it
+    image_name: &'a str,
+    /// the snapshotter of its rootfs
+    snapshotter: &'a str,
+}
+
 impl Cri {
     pub(super) async fn create_container(
         &self,
@@ -164,18 +181,15 @@ impl Cri {
             stores.containers.release(&name, &id);
             return Err(fail(e.kind(), e));
         }
-        let made = self
-            .create_leased(
-                &id,
-                &name,
-                &pod,
-                config,
-                &image,
-                &image_name,
-                &snapshotter,
-                &lease,
-            )
-            .await;
+        let new = NewContainer {
+            id: &id,
+            name: &name,
+            pod: &pod,
+            image: &image,
+            image_name: &image_name,
+            snapshotter: &snapshotter,
+        };
+        let made = self.create_leased(&new, config, &lease).await;
         if let Err(e) = leases.delete(NAMESPACE, &lease, false).await {
             tracing::warn!(id, error = %e, "dropping the create lease");
         }
@@ -183,19 +197,18 @@ impl Cri {
     }
 
     /// CreateContainer's part under its lease.
-    #[allow(clippy::too_many_arguments)]
     async fn create_leased(
         &self,
-        id: &str,
-        name: &str,
-        pod: &SandboxMetadata,
+        new: &NewContainer<'_>,
         config: cri::ContainerConfig,
-        image: &super::image_resolve::Resolved,
-        image_name: &str,
-        snapshotter: &str,
         lease: &str,
     ) -> Result<cri::CreateContainerResponse, Status> {
-        let (id, name, snapshotter) = (id.to_string(), name.to_string(), snapshotter.to_string());
+        let (id, name, snapshotter) = (
+            new.id.to_string(),
+            new.name.to_string(),
+            new.snapshotter.to_string(),
+        );
+        let (image, image_name) = (new.image, new.image_name);
         let stores = &self.inner.stores;
         let snaps = &self.inner.deps.snapshots;
         let mounts = match snaps
@@ -220,22 +233,11 @@ impl Cri {
                 ));
             }
         };
-        let made = self
-            .create_record(
-                &id,
-                &name,
-                pod,
-                config,
-                image,
-                image_name,
-                mounts,
-                &snapshotter,
-            )
-            .await;
-        match made {
+        match self.create_record(new, config, mounts).await {
             Ok(meta) => {
-                stores.containers.put(&id, meta);
-                tracing::info!(id, name, pod = pod.id, "container created");
+                let meta = stores.containers.put(&id, meta);
+                tracing::info!(id, name, pod = new.pod.id, "container created");
+                self.emit(&meta, cri::ContainerEventType::ContainerCreatedEvent);
                 Ok(cri::CreateContainerResponse { container_id: id })
             }
             Err(e) => {
@@ -248,18 +250,21 @@ impl Cri {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The spec and record of a container whose rootfs is `mounts`.
     async fn create_record(
         &self,
-        id: &str,
-        name: &str,
-        pod: &SandboxMetadata,
+        new: &NewContainer<'_>,
         config: cri::ContainerConfig,
-        image: &super::image_resolve::Resolved,
-        image_name: &str,
         mounts: Vec<berth_snapshotter::Mount>,
-        snapshotter: &str,
     ) -> Result<ContainerMetadata, Status> {
+        let NewContainer {
+            id,
+            name,
+            pod,
+            image,
+            image_name,
+            snapshotter,
+        } = *new;
         let scratch = self.inner.deps.state.join("cri").join("tmp").join(id);
         let users = tokio::task::spawn_blocking(move || read_user_db(&mounts, &scratch))
             .await
@@ -324,6 +329,7 @@ impl Cri {
             created_at: now_ns(),
             snapshotter: snapshotter.to_string(),
             started_at: 0,
+            oom_killed: false,
         };
         self.inner
             .deps

@@ -44,8 +44,13 @@ impl Cri {
     /// Stops the pod's containers, tears its network down and marks it not
     /// ready, persistently. Safe to repeat.
     async fn stop_pod(&self, m: &SandboxMetadata) -> Result<(), Status> {
-        for c in self.pod_containers(&m.id) {
-            self.stop_container_by_id(&c.id, POD_STOP_GRACE).await?;
+        // All at once: each gets the whole grace period, not a share.
+        let containers = self.pod_containers(&m.id);
+        let stops = containers
+            .iter()
+            .map(|c| self.stop_container_by_id(&c.id, POD_STOP_GRACE));
+        for r in futures::future::join_all(stops).await {
+            r?;
         }
         if !m.network.is_empty() {
             let netns = (!m.netns_path.is_empty()).then(|| m.netns_path.clone().into());
@@ -65,16 +70,8 @@ impl Cri {
     /// store.
     async fn save_pod(&self, m: SandboxMetadata) -> Result<(), Status> {
         let rec = metadata::sandbox_record(&m, Vec::new(), "");
-        self.inner
-            .deps
-            .containers
-            .update(
-                NAMESPACE,
-                rec,
-                &[format!("extensions.{}", metadata::SANDBOX_EXTENSION)],
-            )
-            .await
-            .map_err(|e| fail(e.kind(), e))?;
+        self.save_extension(rec, metadata::SANDBOX_EXTENSION)
+            .await?;
         self.inner.stores.sandboxes.put(&m.id.clone(), m);
         Ok(())
     }
@@ -105,6 +102,7 @@ impl Cri {
         let stores = &self.inner.stores;
         stores.sandboxes.remove(&m.id);
         stores.sandboxes.release(&m.name, &m.id);
+        self.inner.cpu_samples.forget(&m.id);
         tracing::info!(id = m.id, "pod sandbox removed");
         Ok(cri::RemovePodSandboxResponse {})
     }
