@@ -235,7 +235,7 @@ mod tests {
     fn saved_rules_split_like_a_shell() {
         let l = r#"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"net-b\" id: \"abc\"" -m multiport --dports 80 -j CNI-DN-1"#;
         let a = rule_args(l);
-        assert_eq!(a[6], r#"dnat name: "net-b" id: "abc""#);
+        assert_eq!(a[7], r#"dnat name: "net-b" id: "abc""#);
         assert_eq!(
             chain_and_target(&a),
             (Some("CNI-HOSTPORT-DNAT"), Some("CNI-DN-1"))
