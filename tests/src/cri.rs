@@ -88,11 +88,12 @@ pub struct CriRig {
 impl CriRig {
     /// A rig on bridge `bridge` with pods in `subnet`.
     pub fn new(bridge: &str, subnet: &str) -> Self {
-        Self::with_config(bridge, subnet, "")
+        Self::with_config(bridge, subnet, "", "")
     }
 
-    /// A rig whose config file also has `extra` (TOML, top-level keys).
-    pub fn with_config(bridge: &str, subnet: &str, extra: &str) -> Self {
+    /// A rig whose config file also has `extra` (TOML, top-level keys) and
+    /// `cri` (keys of the `[cri]` table).
+    pub fn with_config(bridge: &str, subnet: &str, extra: &str, cri: &str) -> Self {
         let chains = crate::cni_host::SharedChains::guard();
         let d = CriDaemon::start(&format!(
             r#"{extra}
@@ -100,6 +101,7 @@ impl CriRig {
 cni_conf_dir = "{{dir}}/net.d"
 cni_bin_dirs = ["/usr/lib/cni"]
 restrict_oom_score_adj = true
+{cri}
 "#
         ));
         let dir = d.config_dir();

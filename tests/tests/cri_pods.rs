@@ -481,6 +481,7 @@ async fn oom_events_stats_update_and_metrics() {
         "bcri10",
         "10.90.10.0/24",
         r#"metrics_address = "127.0.0.1:0""#,
+        "",
     );
     let mut c = rig.client().await;
     let mut events = c
@@ -927,4 +928,182 @@ cni_conf_dir = "{dir}/net.d"
         .berthd
         .berthctl_fails(&["images", "pull", "pushonly.test/busybox:oci-gzip"]);
     assert!(e.contains("pushonly.test") && e.contains("pull"), "{e}");
+}
+
+/// A pause stand-in made from the busybox test image with umoci: PID 1
+/// that waits for ever and ends on SIGTERM. Imported into `k8s.io` as
+/// `PAUSE`.
+const PAUSE: &str = "docker.io/berthtest/pause:test";
+
+fn run(cmd: &mut std::process::Command, what: &str) {
+    berth_tests::check(cmd.output().unwrap(), what);
+}
+
+fn import_pause(rig: &Rig) {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    run(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(berth_tests::images::busybox())
+            .arg("-C")
+            .arg(&layout),
+        "tar -x",
+    );
+    let image = format!("{}:oci-gzip", layout.display());
+    run(
+        std::process::Command::new("umoci").args([
+            "config",
+            "--image",
+            &image,
+            "--tag",
+            "pause",
+            "--config.entrypoint",
+            "sh",
+            "--config.entrypoint",
+            "-c",
+            "--config.entrypoint",
+            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done",
+        ]),
+        "umoci config",
+    );
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "pause");
+    manifests[0]["annotations"]["io.containerd.image.name"] = PAUSE.into();
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    let tar = work.path().join("pause.tar");
+    run(
+        std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&layout)
+            .arg("."),
+        "tar -c",
+    );
+    rig.d
+        .berthd
+        .ctr_ok(&["-n", "k8s.io", "images", "import", tar.to_str().unwrap()]);
+}
+
+fn with_pid(mode: cri::NamespaceMode, target: &str) -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        pid: mode as i32,
+        target_id: target.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
+async fn shared_and_target_pid_namespaces() {
+    berth_tests::requires_root(&["runc", "ctr", "ip", "umoci", "tar"]);
+    let rig = Rig::with_config(
+        "bcri11",
+        "10.90.11.0/24",
+        "",
+        &format!("sandbox_image = {PAUSE:?}"),
+    );
+    import_pause(&rig);
+    let mut c = rig.client().await;
+
+    // POD: the holder is PID 1, and each container sees the other's.
+    let mut cfg = pod_config("shared", &rig.log_dir("shared"), 0);
+    cfg.port_mappings.clear();
+    cfg.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(with_pid(cri::NamespaceMode::Pod, "")),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run_pod(&mut c, &cfg).await;
+    let a = create_start(
+        &mut c,
+        &pod,
+        &cfg,
+        container_config("a", &["sleep", "1111"]),
+    )
+    .await;
+    let b = create_start(
+        &mut c,
+        &pod,
+        &cfg,
+        container_config("b", &["sleep", "2222"]),
+    )
+    .await;
+    let r = exec(&mut c, &a, &["cat", "/proc/1/cmdline"], 10)
+        .await
+        .unwrap();
+    let init = String::from_utf8_lossy(&r.stdout).replace('\0', " ");
+    assert!(init.contains("trap"), "PID 1 is the holder: {init:?}");
+    let r = exec(&mut c, &b, &["ps", "-o", "args"], 10).await.unwrap();
+    let ps = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        ps.contains("sleep 1111") && ps.contains("sleep 2222"),
+        "{ps}"
+    );
+
+    // TARGET: a container in another pod's container's PID namespace
+    // (here a pod of its own PID per container).
+    let mut cfg2 = pod_config("target", &rig.log_dir("target"), 0);
+    cfg2.port_mappings.clear();
+    let pod2 = run_pod(&mut c, &cfg2).await;
+    let t1 = create_start(
+        &mut c,
+        &pod2,
+        &cfg2,
+        container_config("t1", &["sleep", "3333"]),
+    )
+    .await;
+    let mut t2cfg = container_config("t2", &["sleep", "4444"]);
+    t2cfg.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            namespace_options: Some(with_pid(cri::NamespaceMode::Target, &t1)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let t2 = create_start(&mut c, &pod2, &cfg2, t2cfg).await;
+    let r = exec(&mut c, &t2, &["ps", "-o", "args"], 10).await.unwrap();
+    let ps = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        ps.contains("sleep 3333") && ps.contains("sleep 4444"),
+        "{ps}"
+    );
+    // Without namespace options, a container's processes are its own.
+    let r = exec(&mut c, &t1, &["cat", "/proc/1/cmdline"], 10)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "sleep\x003333\x00");
+
+    for p in [&pod, &pod2] {
+        c.runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: p.to_string(),
+            })
+            .await
+            .expect("StopPodSandbox");
+    }
+    assert_eq!(
+        container_status(&mut c, &a).await.state,
+        cri::ContainerState::ContainerExited as i32
+    );
+    for p in [&pod, &pod2] {
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: p.to_string(),
+            })
+            .await
+            .expect("RemovePodSandbox");
+    }
+    let tasks = rig.d.berthd.ctr_ok(&["-n", "k8s.io", "tasks", "ls", "-q"]);
+    assert!(tasks.trim().is_empty(), "{tasks}");
+    let snaps = rig.d.berthd.ctr_ok(&["-n", "k8s.io", "snapshots", "ls"]);
+    assert!(!snaps.contains("Active"), "{snaps}");
+    rig.assert_clean(&[&pod, &pod2]);
 }

@@ -45,7 +45,7 @@ fn read_user_db(mounts: &[berth_snapshotter::Mount], scratch: &Path) -> UserDb {
 
 /// Facts about the host the spec needs (capability bounding set, the
 /// oom_score_adj floor).
-fn host_facts(restrict_oom: bool) -> HostFacts {
+pub(super) fn host_facts(restrict_oom: bool) -> HostFacts {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let floor = restrict_oom
         .then(|| {
@@ -61,7 +61,7 @@ fn host_facts(restrict_oom: bool) -> HostFacts {
     }
 }
 
-fn image_config(c: &berth_api::oci::ImageConfig) -> ImageConfig {
+pub(super) fn image_config(c: &berth_api::oci::ImageConfig) -> ImageConfig {
     let e = c.config.clone().unwrap_or_default();
     ImageConfig {
         entrypoint: e.entrypoint.unwrap_or_default(),
@@ -72,10 +72,19 @@ fn image_config(c: &berth_api::oci::ImageConfig) -> ImageConfig {
     }
 }
 
-/// How a container of pod `m` gets its namespaces (PID: the pod's mode;
-/// a shared PID namespace without a holder process is the container's
-/// own, see the README).
-fn namespaces(m: &SandboxMetadata, c: &cri::ContainerConfig) -> Namespaces {
+/// The namespace options of container `c` of pod `m` (the pod's unless it
+/// gives its own).
+fn own_ns_options(m: &SandboxMetadata, c: &cri::ContainerConfig) -> cri::NamespaceOption {
+    c.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_else(|| ns_options(&m.config))
+}
+
+/// How a container of pod `m` gets its namespaces: the pod's network, IPC
+/// and UTS, and `pid` (see [`Cri::container_pid_ns`]).
+fn namespaces(m: &SandboxMetadata, pid: Ns) -> Namespaces {
     let join = |p: &str| {
         if p.is_empty() {
             Ns::Host
@@ -83,22 +92,11 @@ fn namespaces(m: &SandboxMetadata, c: &cri::ContainerConfig) -> Namespaces {
             Ns::Join(PathBuf::from(p))
         }
     };
-    let pod = ns_options(&m.config);
-    let own = c
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.clone())
-        .unwrap_or(pod.clone());
     Namespaces {
         network: join(&m.netns_path),
         ipc: join(&m.ipc_path),
         uts: join(&m.uts_path),
-        pid: if own.pid == cri::NamespaceMode::Node as i32 {
-            Ns::Host
-        } else {
-            Ns::Private
-        },
+        pid,
     }
 }
 
@@ -117,6 +115,8 @@ struct NewContainer<'a> {
     image_name: &'a str,
     /// the snapshotter of its rootfs
     snapshotter: &'a str,
+    /// its PID namespace
+    pid: &'a Ns,
 }
 
 impl Cri {
@@ -157,6 +157,9 @@ impl Cri {
                 format!("image {image_name:?} not found"),
             )
         })?;
+        let pid = self
+            .container_pid_ns(&pod, &own_ns_options(&pod, &config))
+            .await?;
         let pod_md = pod.config.metadata.clone().unwrap_or_default();
         let id = new_id();
         let name = metadata::container_name(&cmd, &pod_md);
@@ -182,6 +185,7 @@ impl Cri {
             return Err(fail(e.kind(), e));
         }
         let new = NewContainer {
+            pid: &pid,
             id: &id,
             name: &name,
             pod: &pod,
@@ -264,13 +268,14 @@ impl Cri {
             image,
             image_name,
             snapshotter,
+            pid,
         } = *new;
         let scratch = self.inner.deps.state.join("cri").join("tmp").join(id);
         let users = tokio::task::spawn_blocking(move || read_user_db(&mounts, &scratch))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         let img = image_config(&image.config);
-        let ns = namespaces(pod, &config);
+        let ns = namespaces(pod, pid.clone());
         let dir = PathBuf::from(&pod.state_dir);
         let pod_files = PodFiles {
             hosts: dir.join("hosts"),

@@ -23,6 +23,7 @@ mod image_resolve;
 mod image_service;
 mod images;
 pub mod metadata;
+mod pid_holder;
 mod runtime_info;
 mod runtime_service;
 mod sandbox_run;

@@ -8,7 +8,7 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::helpers::fail;
-use super::metadata::{self, SandboxMetadata};
+use super::metadata::{self, PidHolder, SandboxMetadata};
 use super::state::Error as StoreError;
 use super::{Cri, NAMESPACE};
 
@@ -52,6 +52,9 @@ impl Cri {
         for r in futures::future::join_all(stops).await {
             r?;
         }
+        if matches!(m.pid_holder, PidHolder::Pause { .. }) {
+            self.stop_holder(&m.id).await?;
+        }
         if !m.network.is_empty() {
             let netns = (!m.netns_path.is_empty()).then(|| m.netns_path.clone().into());
             self.detach_pod(&m.id, &m.network, netns).await?;
@@ -94,6 +97,9 @@ impl Cri {
             self.remove_container_by_id(&c.id).await?;
         }
         self.release_pod(&m, true).await;
+        if matches!(m.pid_holder, PidHolder::Pause { .. }) {
+            self.remove_holder(&m.id).await;
+        }
         match self.inner.deps.containers.delete(NAMESPACE, &m.id).await {
             Ok(()) => {}
             Err(e) if e.kind() == berth_api::ErrorKind::NotFound => {}
