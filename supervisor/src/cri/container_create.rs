@@ -10,10 +10,11 @@ use berth_api::ErrorKind;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
-use super::convert::{self, HostFacts, ImageConfig, Namespaces, Ns, PodFiles, UserDb};
+use super::convert::{self, Namespaces, Ns, PodFiles, UserDb};
 use super::helpers::{fail, new_id, now_ns};
 use super::metadata::{self, ContainerMetadata, SandboxMetadata};
 use super::sandbox_run::ns_options;
+use super::spec_inputs::{host_facts, image_config};
 use super::{Cri, NAMESPACE};
 use crate::snapshots::NewSnapshot;
 
@@ -41,35 +42,6 @@ fn read_user_db(mounts: &[berth_snapshotter::Mount], scratch: &Path) -> UserDb {
     };
     let _ = std::fs::remove_dir(scratch);
     db
-}
-
-/// Facts about the host the spec needs (capability bounding set, the
-/// oom_score_adj floor).
-pub(super) fn host_facts(restrict_oom: bool) -> HostFacts {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let floor = restrict_oom
-        .then(|| {
-            std::fs::read_to_string("/proc/self/oom_score_adj")
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-        })
-        .flatten();
-    HostFacts {
-        bounding_caps: convert::security::bounding_set_from_status(&status),
-        oom_score_adj_floor: floor,
-        host_devices: Vec::new(),
-    }
-}
-
-pub(super) fn image_config(c: &berth_api::oci::ImageConfig) -> ImageConfig {
-    let e = c.config.clone().unwrap_or_default();
-    ImageConfig {
-        entrypoint: e.entrypoint.unwrap_or_default(),
-        cmd: e.cmd.unwrap_or_default(),
-        env: e.env.unwrap_or_default(),
-        working_dir: e.working_dir.unwrap_or_default(),
-        user: e.user.unwrap_or_default(),
-    }
 }
 
 /// The namespace options of container `c` of pod `m` (the pod's unless it

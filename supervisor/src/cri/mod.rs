@@ -29,6 +29,7 @@ mod runtime_service;
 mod sandbox_run;
 mod sandbox_status;
 mod sandbox_stop;
+mod spec_inputs;
 pub mod state;
 mod stats;
 

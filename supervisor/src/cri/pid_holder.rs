@@ -175,8 +175,8 @@ impl Cri {
             hostname: dir.join("hostname"),
             shm: None,
         };
-        let img = super::container_create::image_config(&image.config);
-        let host = super::container_create::host_facts(self.config().restrict_oom_score_adj);
+        let img = super::spec_inputs::image_config(&image.config);
+        let host = super::spec_inputs::host_facts(self.config().restrict_oom_score_adj);
         let hostname = m.config.hostname.clone();
         let inputs = convert::ContainerInputs {
             id: &m.id,
