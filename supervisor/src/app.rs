@@ -159,10 +159,13 @@ impl App {
                 content: content.clone(),
                 transfers: transfers.clone(),
                 leases: leases.clone(),
+                events: events.clone(),
                 root: config.root.clone(),
                 state: config.state.clone(),
             },
         )?;
+        let source = cri.clone();
+        metrics.cri().set_source(move || source.figures());
         Ok(Self {
             cri,
             namespaces: Namespaces::new(store.clone(), snapshots.clone()),
@@ -211,8 +214,10 @@ impl App {
         }
     }
 
-    /// Starts the background collector, until `stop`.
+    /// Starts the background collector and the CRI's event follower,
+    /// until `stop`.
     pub fn start(&self, stop: CancellationToken) {
+        self.cri.spawn(stop.clone());
         self.gc.spawn(stop);
     }
 }

@@ -10,13 +10,15 @@
 //! Modules, lower ones used by higher ones only: [`paths`] (binaries,
 //! target dir); [`process`] (liveness, waiting for a condition); [`cli`]
 //! (running `ctr` and `berthctl`, parsing what they print, preconditions);
-//! [`cleanup`]; [`daemon`] ([`Berthd`]); [`images`] (the test images,
-//! built once per run); [`grpc`] (direct calls, leases); [`events`]
-//! (syncing with a background event subscriber); [`tmux`] (a terminal
-//! of a known size); [`registry`].
+//! [`cleanup`]; [`cni_host`] (what CNI plugins leave in the nat table);
+//! [`daemon`] ([`Berthd`]); [`images`] (the test images, built once per
+//! run); [`grpc`] (direct calls, leases); [`events`] (syncing with a
+//! background event subscriber); [`tmux`] (a terminal of a known size);
+//! [`registry`]; [`cri`] (a CRI client and a berthd with a pod network).
 
 pub mod cleanup;
 pub mod cli;
+pub mod cni_host;
 pub mod cri;
 pub mod daemon;
 pub mod events;

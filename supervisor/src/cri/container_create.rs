@@ -10,10 +10,11 @@ use berth_api::ErrorKind;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
-use super::convert::{self, HostFacts, ImageConfig, Namespaces, Ns, PodFiles, UserDb};
+use super::convert::{self, Namespaces, Ns, PodFiles, UserDb};
 use super::helpers::{fail, new_id, now_ns};
 use super::metadata::{self, ContainerMetadata, SandboxMetadata};
 use super::sandbox_run::ns_options;
+use super::spec_inputs::{host_facts, image_config};
 use super::{Cri, NAMESPACE};
 use crate::snapshots::NewSnapshot;
 
@@ -43,38 +44,19 @@ fn read_user_db(mounts: &[berth_snapshotter::Mount], scratch: &Path) -> UserDb {
     db
 }
 
-/// Facts about the host the spec needs (capability bounding set, the
-/// oom_score_adj floor).
-fn host_facts(restrict_oom: bool) -> HostFacts {
-    let floor = restrict_oom
-        .then(|| {
-            std::fs::read_to_string("/proc/self/oom_score_adj")
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-        })
-        .flatten();
-    HostFacts {
-        bounding_caps: berth_api::caps::host_bounding_set(),
-        oom_score_adj_floor: floor,
-        host_devices: Vec::new(),
-    }
+/// The namespace options of container `c` of pod `m` (the pod's unless it
+/// gives its own).
+fn own_ns_options(m: &SandboxMetadata, c: &cri::ContainerConfig) -> cri::NamespaceOption {
+    c.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_else(|| ns_options(&m.config))
 }
 
-fn image_config(c: &berth_api::oci::ImageConfig) -> ImageConfig {
-    let e = c.config.clone().unwrap_or_default();
-    ImageConfig {
-        entrypoint: e.entrypoint.unwrap_or_default(),
-        cmd: e.cmd.unwrap_or_default(),
-        env: e.env.unwrap_or_default(),
-        working_dir: e.working_dir.unwrap_or_default(),
-        user: e.user.unwrap_or_default(),
-    }
-}
-
-/// How a container of pod `m` gets its namespaces (PID: the pod's mode;
-/// a shared PID namespace without a holder process is the container's
-/// own, see the README).
-fn namespaces(m: &SandboxMetadata, c: &cri::ContainerConfig) -> Namespaces {
+/// How a container of pod `m` gets its namespaces: the pod's network, IPC
+/// and UTS, and `pid` (see [`Cri::container_pid_ns`]).
+fn namespaces(m: &SandboxMetadata, pid: Ns) -> Namespaces {
     let join = |p: &str| {
         if p.is_empty() {
             Ns::Host
@@ -82,23 +64,31 @@ fn namespaces(m: &SandboxMetadata, c: &cri::ContainerConfig) -> Namespaces {
             Ns::Join(PathBuf::from(p))
         }
     };
-    let pod = ns_options(&m.config);
-    let own = c
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.clone())
-        .unwrap_or(pod.clone());
     Namespaces {
         network: join(&m.netns_path),
         ipc: join(&m.ipc_path),
         uts: join(&m.uts_path),
-        pid: if own.pid == cri::NamespaceMode::Node as i32 {
-            Ns::Host
-        } else {
-            Ns::Private
-        },
+        pid,
     }
+}
+
+/// What a CreateContainer has settled before it makes anything.
+#[derive(Clone, Copy)]
+struct NewContainer<'a> {
+    /// the new id
+    id: &'a str,
+    /// the reserved unique name
+    name: &'a str,
+    /// its pod
+    pod: &'a SandboxMetadata,
+    /// the image, resolved in `k8s.io`
+    image: &'a super::image_resolve::Resolved,
+    /// the image as the kubelet named it
+    image_name: &'a str,
+    /// the snapshotter of its rootfs
+    snapshotter: &'a str,
+    /// its PID namespace
+    pid: &'a Ns,
 }
 
 impl Cri {
@@ -139,6 +129,9 @@ impl Cri {
                 format!("image {image_name:?} not found"),
             )
         })?;
+        let pid = self
+            .container_pid_ns(&pod, &own_ns_options(&pod, &config))
+            .await?;
         let pod_md = pod.config.metadata.clone().unwrap_or_default();
         let id = new_id();
         let name = metadata::container_name(&cmd, &pod_md);
@@ -163,18 +156,16 @@ impl Cri {
             stores.containers.release(&name, &id);
             return Err(fail(e.kind(), e));
         }
-        let made = self
-            .create_leased(
-                &id,
-                &name,
-                &pod,
-                config,
-                &image,
-                &image_name,
-                &snapshotter,
-                &lease,
-            )
-            .await;
+        let new = NewContainer {
+            pid: &pid,
+            id: &id,
+            name: &name,
+            pod: &pod,
+            image: &image,
+            image_name: &image_name,
+            snapshotter: &snapshotter,
+        };
+        let made = self.create_leased(&new, config, &lease).await;
         if let Err(e) = leases.delete(NAMESPACE, &lease, false).await {
             tracing::warn!(id, error = %e, "dropping the create lease");
         }
@@ -182,19 +173,18 @@ impl Cri {
     }
 
     /// CreateContainer's part under its lease.
-    #[allow(clippy::too_many_arguments)]
     async fn create_leased(
         &self,
-        id: &str,
-        name: &str,
-        pod: &SandboxMetadata,
+        new: &NewContainer<'_>,
         config: cri::ContainerConfig,
-        image: &super::image_resolve::Resolved,
-        image_name: &str,
-        snapshotter: &str,
         lease: &str,
     ) -> Result<cri::CreateContainerResponse, Status> {
-        let (id, name, snapshotter) = (id.to_string(), name.to_string(), snapshotter.to_string());
+        let (id, name, snapshotter) = (
+            new.id.to_string(),
+            new.name.to_string(),
+            new.snapshotter.to_string(),
+        );
+        let (image, image_name) = (new.image, new.image_name);
         let stores = &self.inner.stores;
         let snaps = &self.inner.deps.snapshots;
         let mounts = match snaps
@@ -219,22 +209,11 @@ impl Cri {
                 ));
             }
         };
-        let made = self
-            .create_record(
-                &id,
-                &name,
-                pod,
-                config,
-                image,
-                image_name,
-                mounts,
-                &snapshotter,
-            )
-            .await;
-        match made {
+        match self.create_record(new, config, mounts).await {
             Ok(meta) => {
-                stores.containers.put(&id, meta);
-                tracing::info!(id, name, pod = pod.id, "container created");
+                let meta = stores.containers.put(&id, meta);
+                tracing::info!(id, name, pod = new.pod.id, "container created");
+                self.emit(&meta, cri::ContainerEventType::ContainerCreatedEvent);
                 Ok(cri::CreateContainerResponse { container_id: id })
             }
             Err(e) => {
@@ -247,24 +226,28 @@ impl Cri {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The spec and record of a container whose rootfs is `mounts`.
     async fn create_record(
         &self,
-        id: &str,
-        name: &str,
-        pod: &SandboxMetadata,
+        new: &NewContainer<'_>,
         config: cri::ContainerConfig,
-        image: &super::image_resolve::Resolved,
-        image_name: &str,
         mounts: Vec<berth_snapshotter::Mount>,
-        snapshotter: &str,
     ) -> Result<ContainerMetadata, Status> {
+        let NewContainer {
+            id,
+            name,
+            pod,
+            image,
+            image_name,
+            snapshotter,
+            pid,
+        } = *new;
         let scratch = self.inner.deps.state.join("cri").join("tmp").join(id);
         let users = tokio::task::spawn_blocking(move || read_user_db(&mounts, &scratch))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         let img = image_config(&image.config);
-        let ns = namespaces(pod, &config);
+        let ns = namespaces(pod, pid.clone());
         let dir = PathBuf::from(&pod.state_dir);
         let pod_files = PodFiles {
             hosts: dir.join("hosts"),
@@ -323,6 +306,7 @@ impl Cri {
             created_at: now_ns(),
             snapshotter: snapshotter.to_string(),
             started_at: 0,
+            oom_killed: false,
         };
         self.inner
             .deps

@@ -15,10 +15,9 @@ use super::helpers::{fail, now_ns};
 use super::metadata::{self, ContainerMetadata};
 use super::state::Error as StoreError;
 use super::{Cri, NAMESPACE};
-use crate::tasks::{self, CreateTask, Kill, LogFile, Status as TaskStatus};
+use crate::tasks::{self, CreateTask, LogFile, Stop};
 
 const SIGTERM: u32 = 15;
-const SIGKILL: u32 = 9;
 
 /// How long to wait for the processes to go after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -108,28 +107,32 @@ impl Cri {
             }
             return Err(fail(e.kind(), e));
         }
-        let mut started = (*m).clone();
-        started.started_at = now_ns();
-        self.save_container(started).await?;
+        let now = now_ns();
+        self.update_container(&m.id, |c| c.started_at = now).await?;
         tracing::info!(id = m.id, "container started");
         Ok(cri::StartContainerResponse {})
     }
 
-    /// Persists `m` and puts it in the store.
-    async fn save_container(&self, m: ContainerMetadata) -> Result<(), Status> {
+    /// Changes container `id` by `f` in the store, then persists what the
+    /// store holds (one writer at a time, each writing the latest, so a
+    /// start and an OOM event never lose each other's change). Nothing to
+    /// do for a container that is gone.
+    pub(super) async fn update_container(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerMetadata),
+    ) -> Result<(), Status> {
+        let stores = &self.inner.stores;
+        if stores.containers.update(id, f).is_none() {
+            return Ok(());
+        }
+        let _one = self.inner.persist.lock().await;
+        let Ok(m) = stores.containers.get(id) else {
+            return Ok(());
+        };
         let rec = metadata::container_record(&m, Vec::new(), &m.snapshotter);
-        self.inner
-            .deps
-            .containers
-            .update(
-                NAMESPACE,
-                rec,
-                &[format!("extensions.{}", metadata::CONTAINER_EXTENSION)],
-            )
+        self.save_extension(rec, metadata::CONTAINER_EXTENSION)
             .await
-            .map_err(|e| fail(e.kind(), e))?;
-        self.inner.stores.containers.put(&m.id.clone(), m);
-        Ok(())
     }
 
     pub(super) async fn stop_container(
@@ -152,67 +155,20 @@ impl Cri {
     /// Stops the container's task: the stop signal, `timeout` seconds,
     /// then SIGKILL to every process. Nothing to do without a running task.
     pub(super) async fn stop_container_by_id(&self, id: &str, timeout: i64) -> Result<(), Status> {
-        let tasks = self.tasks();
-        if !tasks.exists(NAMESPACE, id) {
-            return Ok(());
-        }
-        match tasks.state(NAMESPACE, id, "").await {
-            Ok(p) if p.status == TaskStatus::Stopped => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(fail(e.kind(), e)),
-        }
-        if timeout > 0 {
-            let sent = tasks
-                .kill(
-                    NAMESPACE,
-                    id,
-                    Kill {
-                        signal: self.stop_signal(),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            match sent {
-                Ok(()) => {
-                    let wait = tasks.wait(NAMESPACE, id, "");
-                    if tokio::time::timeout(Duration::from_secs(timeout as u64), wait)
-                        .await
-                        .is_ok()
-                    {
-                        tracing::info!(id, "container stopped");
-                        return Ok(());
-                    }
-                    tracing::info!(id, timeout, "container still running: SIGKILL");
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(fail(e.kind(), e)),
-            }
-        }
-        match tasks
-            .kill(
-                NAMESPACE,
-                id,
-                Kill {
-                    signal: SIGKILL,
-                    all: true,
-                    ..Default::default()
-                },
-            )
+        let how = Stop {
+            signal: self.stop_signal(),
+            grace: Duration::from_secs(timeout.max(0) as u64),
+            kill_wait: KILL_WAIT,
+        };
+        let graceful = self
+            .tasks()
+            .stop(NAMESPACE, id, how)
             .await
-        {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(fail(e.kind(), e)),
+            .map_err(|e| fail(e.kind(), e))?;
+        if graceful {
+            tracing::info!(id, "container stopped");
         }
-        match tokio::time::timeout(KILL_WAIT, tasks.wait(NAMESPACE, id, "")).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(fail(e.kind(), e)),
-            Err(_) => Err(fail(
-                ErrorKind::DeadlineExceeded,
-                format!("container {id}: still running {KILL_WAIT:?} after SIGKILL"),
-            )),
-        }
+        Ok(())
     }
 
     pub(super) async fn remove_container(
@@ -259,7 +215,9 @@ impl Cri {
         let stores = &self.inner.stores;
         stores.containers.remove(&m.id);
         stores.containers.release(&m.name, &m.id);
+        self.inner.cpu_samples.forget(&m.id);
         tracing::info!(id = m.id, "container removed");
+        self.emit(&m, cri::ContainerEventType::ContainerDeletedEvent);
         Ok(())
     }
 

@@ -1,5 +1,7 @@
 //! ContainerStatus and ListContainers: the CRI metadata with the task's
-//! state (created, running, exited with its code and time).
+//! state (created, running, exited with its code, time and reason:
+//! `OOMKilled` when the kernel's OOM killer ended it, as the shim's OOM
+//! event says, else `Completed` or `Error`).
 
 use std::collections::HashMap;
 
@@ -19,12 +21,21 @@ struct Observed {
     reason: String,
 }
 
+/// Why a container exited, as the CRI says it.
+fn exit_reason(code: u32, oom_killed: bool) -> &'static str {
+    match (code, oom_killed) {
+        (0, _) => "Completed",
+        (_, true) => "OOMKilled",
+        _ => "Error",
+    }
+}
+
 fn observe(m: &ContainerMetadata, p: Option<&Process>) -> Observed {
     let exited = |code: u32, at: i64| Observed {
         state: cri::ContainerState::ContainerExited,
         exit_code: code as i32,
         finished_at: at,
-        reason: if code == 0 { "Completed" } else { "Error" }.into(),
+        reason: exit_reason(code, m.oom_killed).into(),
     };
     match p {
         None if m.started_at == 0 => Observed {
@@ -59,6 +70,35 @@ fn observe(m: &ContainerMetadata, p: Option<&Process>) -> Observed {
     }
 }
 
+/// The CRI status of container `m` whose init process is `p`.
+pub(super) fn status_of(m: &ContainerMetadata, p: Option<&Process>) -> cri::ContainerStatus {
+    let o = observe(m, p);
+    let c = &m.config;
+    cri::ContainerStatus {
+        id: m.id.clone(),
+        metadata: c.metadata.clone(),
+        state: o.state as i32,
+        created_at: m.created_at,
+        started_at: m.started_at,
+        finished_at: o.finished_at,
+        exit_code: o.exit_code,
+        image: c.image.clone(),
+        image_ref: m.image_ref.clone(),
+        reason: o.reason,
+        message: String::new(),
+        labels: c.labels.clone(),
+        annotations: c.annotations.clone(),
+        mounts: c.mounts.clone(),
+        log_path: m.log_path.clone(),
+        resources: c.linux.as_ref().map(|l| cri::ContainerResources {
+            linux: l.resources.clone(),
+            windows: None,
+        }),
+        image_id: m.image_id.clone(),
+        user: None,
+    }
+}
+
 impl Cri {
     pub(super) async fn container_status(
         &self,
@@ -66,31 +106,7 @@ impl Cri {
     ) -> Result<cri::ContainerStatusResponse, Status> {
         let m = self.get_container(&req.container_id)?;
         let p = self.inner.deps.tasks.state(NAMESPACE, &m.id, "").await.ok();
-        let o = observe(&m, p.as_ref());
-        let c = &m.config;
-        let status = cri::ContainerStatus {
-            id: m.id.clone(),
-            metadata: c.metadata.clone(),
-            state: o.state as i32,
-            created_at: m.created_at,
-            started_at: m.started_at,
-            finished_at: o.finished_at,
-            exit_code: o.exit_code,
-            image: c.image.clone(),
-            image_ref: m.image_ref.clone(),
-            reason: o.reason,
-            message: String::new(),
-            labels: c.labels.clone(),
-            annotations: c.annotations.clone(),
-            mounts: c.mounts.clone(),
-            log_path: m.log_path.clone(),
-            resources: c.linux.as_ref().map(|l| cri::ContainerResources {
-                linux: l.resources.clone(),
-                windows: None,
-            }),
-            image_id: m.image_id.clone(),
-            user: None,
-        };
+        let status = status_of(&m, p.as_ref());
         let mut info = HashMap::new();
         if req.verbose {
             let v = serde_json::json!({
@@ -108,20 +124,46 @@ impl Cri {
         })
     }
 
-    pub(super) async fn list_containers(
-        &self,
-        req: cri::ListContainersRequest,
-    ) -> Result<cri::ListContainersResponse, Status> {
-        let f = req.filter.unwrap_or_default();
-        let known: HashMap<String, Process> = self
-            .inner
+    /// The statuses of pod `pod`'s containers, from the tasks' known
+    /// states (no shim is asked).
+    pub(super) fn pod_container_statuses(&self, pod: &str) -> Vec<cri::ContainerStatus> {
+        let known = self.known_tasks();
+        self.pod_containers(pod)
+            .iter()
+            .map(|m| status_of(m, known.get(&m.id)))
+            .collect()
+    }
+
+    /// Every task of `k8s.io` as berthd knows it, by container id.
+    pub(super) fn known_tasks(&self) -> HashMap<String, Process> {
+        self.inner
             .deps
             .tasks
             .list(NAMESPACE, &[])
             .unwrap_or_default()
             .into_iter()
             .map(|p| (p.container_id.clone(), p))
-            .collect();
+            .collect()
+    }
+
+    /// The containers of the store by CRI state.
+    pub(super) fn container_states(&self) -> Vec<cri::ContainerState> {
+        let known = self.known_tasks();
+        self.inner
+            .stores
+            .containers
+            .list()
+            .iter()
+            .map(|m| observe(m, known.get(&m.id)).state)
+            .collect()
+    }
+
+    pub(super) async fn list_containers(
+        &self,
+        req: cri::ListContainersRequest,
+    ) -> Result<cri::ListContainersResponse, Status> {
+        let f = req.filter.unwrap_or_default();
+        let known = self.known_tasks();
         let containers = self
             .inner
             .stores

@@ -29,6 +29,29 @@ pub(super) fn to_ns(t: std::time::SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+impl super::Cri {
+    /// Writes the metadata extension `extension` of record `rec` (a pod's
+    /// or a container's); a record that is gone is fine.
+    pub(super) async fn save_extension(
+        &self,
+        rec: crate::store::containers::Container,
+        extension: &str,
+    ) -> Result<(), Status> {
+        let paths = [format!("extensions.{extension}")];
+        let res = self
+            .inner
+            .deps
+            .containers
+            .update(super::NAMESPACE, rec, &paths)
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(fail(e.kind(), e)),
+        }
+    }
+}
+
 /// Whether `labels` has every pair of `selector`.
 pub(super) fn labels_match(
     selector: &std::collections::HashMap<String, String>,

@@ -125,6 +125,10 @@ pub struct ContainerMetadata {
     /// Start time, ns since the epoch (0: never started).
     #[serde(default)]
     pub started_at: i64,
+    /// Whether the kernel's OOM killer struck in its cgroup (the shim's
+    /// OOM event): an exit that is not 0 is then `OOMKilled`.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// containerd's unique sandbox name.
@@ -319,6 +323,7 @@ pub(crate) mod tests {
             created_at: 7,
             snapshotter: "overlayfs".into(),
             started_at: 0,
+            oom_killed: false,
         };
         let rec = container_record(&cm, b"{}".to_vec(), "overlayfs");
         crate::store::containers::validate(&rec).expect("a valid containerd record");

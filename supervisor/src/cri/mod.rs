@@ -14,19 +14,24 @@ mod container_create;
 pub use container_create::CREATE_LEASE_PREFIX;
 mod container_run;
 mod container_status;
+mod container_update;
 pub mod convert;
+mod events;
 mod exec_sync;
 mod helpers;
 mod image_resolve;
 mod image_service;
 mod images;
 pub mod metadata;
+mod pid_holder;
 mod runtime_info;
 mod runtime_service;
 mod sandbox_run;
 mod sandbox_status;
 mod sandbox_stop;
+mod spec_inputs;
 pub mod state;
+mod stats;
 
 use std::sync::{Arc, Mutex};
 
@@ -59,6 +64,12 @@ struct Inner {
     networks: crate::network::Networks,
     /// Pods and containers, rebuilt from the metadata store at start.
     stores: state::Stores,
+    /// One writer of container metadata at a time (each writes the latest).
+    persist: tokio::sync::Mutex<()>,
+    /// The last CPU sample of each container and pod (for CPU rates).
+    cpu_samples: stats::CpuSamples,
+    /// CRI container events, to every GetContainerEvents caller.
+    events: tokio::sync::broadcast::Sender<k8s_cri::v1::ContainerEventResponse>,
 }
 
 /// The domain services the CRI calls, handed over by the composition root.
@@ -78,6 +89,8 @@ pub struct Deps {
     pub transfers: crate::registry::inflight::Transfers,
     /// Leases (a container's rootfs is held by one while it is created).
     pub leases: crate::leases::Leases,
+    /// The event bus (task starts, exits and OOMs).
+    pub events: crate::events::Events,
     /// berthd's persistent root.
     pub root: std::path::PathBuf,
     /// berthd's state dir.
@@ -107,6 +120,9 @@ impl Cri {
                 pod_cidr: Mutex::new(String::new()),
                 networks,
                 stores,
+                persist: tokio::sync::Mutex::new(()),
+                cpu_samples: Default::default(),
+                events: events::channel(),
             }),
         })
     }
@@ -119,6 +135,25 @@ impl Cri {
     /// `runtime.v1.ImageService`, ready to add to the router.
     pub fn image_server(&self) -> ImageServiceServer<Self> {
         ImageServiceServer::new(self.clone())
+    }
+
+    /// The CRI's pods and containers by state, for the metrics.
+    pub fn figures(&self) -> crate::metrics::CriFigures {
+        let mut f = crate::metrics::CriFigures::default();
+        for p in self.inner.stores.sandboxes.list() {
+            let s = if p.ready { "ready" } else { "notready" };
+            *f.pods.entry(s.to_string()).or_default() += 1;
+        }
+        for s in self.container_states() {
+            let s = match s {
+                k8s_cri::v1::ContainerState::ContainerCreated => "created",
+                k8s_cri::v1::ContainerState::ContainerRunning => "running",
+                k8s_cri::v1::ContainerState::ContainerExited => "exited",
+                k8s_cri::v1::ContainerState::ContainerUnknown => "unknown",
+            };
+            *f.containers.entry(s.to_string()).or_default() += 1;
+        }
+        f
     }
 
     fn config(&self) -> &CriConfig {

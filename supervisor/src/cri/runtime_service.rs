@@ -2,8 +2,6 @@
 //! per-RPC files; no logic here. Calls not wired yet answer Unimplemented
 //! with a message naming them.
 
-use std::pin::Pin;
-
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
@@ -11,12 +9,9 @@ use tonic::{Request, Response, Status};
 use super::helpers::{not_served, streaming_not_served};
 use super::Cri;
 
-type EventStream =
-    Pin<Box<dyn futures::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl RuntimeService for Cri {
-    type GetContainerEventsStream = EventStream;
+    type GetContainerEventsStream = super::events::EventStream;
 
     async fn version(
         &self,
@@ -126,9 +121,11 @@ impl RuntimeService for Cri {
 
     async fn update_container_resources(
         &self,
-        _req: Request<cri::UpdateContainerResourcesRequest>,
+        req: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        Err(not_served("UpdateContainerResources"))
+        Ok(Response::new(
+            Cri::update_container_resources(self, req.into_inner()).await?,
+        ))
     }
 
     async fn reopen_container_log(
@@ -170,30 +167,38 @@ impl RuntimeService for Cri {
 
     async fn container_stats(
         &self,
-        _req: Request<cri::ContainerStatsRequest>,
+        req: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(not_served("ContainerStats"))
+        Ok(Response::new(
+            Cri::container_stats(self, req.into_inner()).await?,
+        ))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<cri::ListContainerStatsRequest>,
+        req: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        Err(not_served("ListContainerStats"))
+        Ok(Response::new(
+            Cri::list_container_stats(self, req.into_inner()).await?,
+        ))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<cri::PodSandboxStatsRequest>,
+        req: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        Err(not_served("PodSandboxStats"))
+        Ok(Response::new(
+            Cri::pod_sandbox_stats(self, req.into_inner()).await?,
+        ))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<cri::ListPodSandboxStatsRequest>,
+        req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        Err(not_served("ListPodSandboxStats"))
+        Ok(Response::new(
+            Cri::list_pod_sandbox_stats(self, req.into_inner()).await?,
+        ))
     }
 
     async fn update_runtime_config(
@@ -245,6 +250,6 @@ impl RuntimeService for Cri {
         &self,
         _req: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(not_served("GetContainerEvents"))
+        Ok(Response::new(self.container_events()))
     }
 }

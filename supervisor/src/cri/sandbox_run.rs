@@ -68,6 +68,10 @@ struct Made {
     netns: Option<PathBuf>,
     podns: PodNamespaces,
     network: Option<String>,
+    /// the PID namespace holder's rootfs (and maybe task)
+    holder: bool,
+    /// the pod's record
+    record: bool,
 }
 
 impl Cri {
@@ -244,7 +248,8 @@ impl Cri {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         };
-        let meta = SandboxMetadata {
+        let shared_pid = super::pid_holder::wants_shared_pid(&config);
+        let mut meta = SandboxMetadata {
             id: id.to_string(),
             name: name.to_string(),
             config,
@@ -259,20 +264,64 @@ impl Cri {
             network: network_name,
             ready: true,
         };
-        let spec = sandbox_spec(&meta);
         let image = self.config().sandbox_image.clone();
-        self.inner
-            .deps
-            .containers
-            .create(NAMESPACE, metadata::sandbox_record(&meta, spec, &image))
+        if !shared_pid {
+            let spec = sandbox_spec(&meta);
+            self.inner
+                .deps
+                .containers
+                .create(NAMESPACE, metadata::sandbox_record(&meta, spec, &image))
+                .await
+                .map_err(|e| fail(e.kind(), e))?;
+            return Ok(meta);
+        }
+        // A shared PID namespace: the sandbox image's process holds it,
+        // as the pod's own task; its rootfs is held by a lease until the
+        // record names it.
+        meta.pid_holder = PidHolder::Pause {
+            task: id.to_string(),
+        };
+        let leases = &self.inner.deps.leases;
+        let lease = format!("{}{id}", super::CREATE_LEASE_PREFIX);
+        leases
+            .create(NAMESPACE, &lease, Default::default())
             .await
             .map_err(|e| fail(e.kind(), e))?;
+        made.holder = true;
+        let recorded = async {
+            let (spec, snapshotter) = self.holder_spec(&meta, &lease).await?;
+            let mut rec = metadata::sandbox_record(&meta, spec, &image);
+            rec.snapshotter = snapshotter.clone();
+            rec.snapshot_key = id.to_string();
+            self.inner
+                .deps
+                .containers
+                .create(NAMESPACE, rec)
+                .await
+                .map_err(|e| fail(e.kind(), e))?;
+            Ok::<_, Status>(snapshotter)
+        }
+        .await;
+        if let Err(e) = leases.delete(NAMESPACE, &lease, false).await {
+            tracing::warn!(id, error = %e, "dropping the holder's create lease");
+        }
+        let snapshotter = recorded?;
+        made.record = true;
+        self.start_holder(&meta, &snapshotter).await?;
         Ok(meta)
     }
 
     /// Undoes what a run made (network, namespaces, files), in reverse.
     /// Each step is idempotent and logged on failure.
     async fn undo(&self, id: &str, made: Made) {
+        if made.holder {
+            self.remove_holder(id).await;
+        }
+        if made.record {
+            if let Err(e) = self.inner.deps.containers.delete(NAMESPACE, id).await {
+                tracing::warn!(id, error = %e, "removing the record of a failed pod");
+            }
+        }
         if let Some(net) = &made.network {
             self.detach_pod(id, net, made.netns.clone()).await.ok();
         }

@@ -29,6 +29,25 @@ fn network_status(m: &SandboxMetadata) -> Option<cri::PodSandboxNetworkStatus> {
     })
 }
 
+/// The CRI status of pod `m`.
+pub(super) fn pod_status_of(m: &SandboxMetadata) -> cri::PodSandboxStatus {
+    cri::PodSandboxStatus {
+        id: m.id.clone(),
+        metadata: m.config.metadata.clone(),
+        state: state(m) as i32,
+        created_at: m.created_at,
+        network: network_status(m),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace {
+                options: Some(ns_options(&m.config)),
+            }),
+        }),
+        labels: m.config.labels.clone(),
+        annotations: m.config.annotations.clone(),
+        runtime_handler: m.runtime_handler.clone(),
+    }
+}
+
 impl Cri {
     pub(super) async fn pod_sandbox_status(
         &self,
@@ -43,21 +62,7 @@ impl Cri {
                 super::state::Error::NotFound { .. } => pod_not_found(&req.pod_sandbox_id),
                 e => Status::invalid_argument(e.to_string()),
             })?;
-        let status = cri::PodSandboxStatus {
-            id: m.id.clone(),
-            metadata: m.config.metadata.clone(),
-            state: state(&m) as i32,
-            created_at: m.created_at,
-            network: network_status(&m),
-            linux: Some(cri::LinuxPodSandboxStatus {
-                namespaces: Some(cri::Namespace {
-                    options: Some(ns_options(&m.config)),
-                }),
-            }),
-            labels: m.config.labels.clone(),
-            annotations: m.config.annotations.clone(),
-            runtime_handler: m.runtime_handler.clone(),
-        };
+        let status = pod_status_of(&m);
         let mut info = HashMap::new();
         if req.verbose {
             let v = serde_json::json!({
@@ -74,7 +79,7 @@ impl Cri {
         Ok(cri::PodSandboxStatusResponse {
             status: Some(status),
             info,
-            containers_statuses: Vec::new(),
+            containers_statuses: self.pod_container_statuses(&m.id),
             timestamp: super::helpers::now_ns(),
         })
     }

@@ -8,7 +8,7 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::helpers::fail;
-use super::metadata::{self, SandboxMetadata};
+use super::metadata::{self, PidHolder, SandboxMetadata};
 use super::state::Error as StoreError;
 use super::{Cri, NAMESPACE};
 
@@ -44,8 +44,16 @@ impl Cri {
     /// Stops the pod's containers, tears its network down and marks it not
     /// ready, persistently. Safe to repeat.
     async fn stop_pod(&self, m: &SandboxMetadata) -> Result<(), Status> {
-        for c in self.pod_containers(&m.id) {
-            self.stop_container_by_id(&c.id, POD_STOP_GRACE).await?;
+        // All at once: each gets the whole grace period, not a share.
+        let containers = self.pod_containers(&m.id);
+        let stops = containers
+            .iter()
+            .map(|c| self.stop_container_by_id(&c.id, POD_STOP_GRACE));
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+        if matches!(m.pid_holder, PidHolder::Pause { .. }) {
+            self.stop_holder(&m.id).await?;
         }
         if !m.network.is_empty() {
             let netns = (!m.netns_path.is_empty()).then(|| m.netns_path.clone().into());
@@ -65,16 +73,8 @@ impl Cri {
     /// store.
     async fn save_pod(&self, m: SandboxMetadata) -> Result<(), Status> {
         let rec = metadata::sandbox_record(&m, Vec::new(), "");
-        self.inner
-            .deps
-            .containers
-            .update(
-                NAMESPACE,
-                rec,
-                &[format!("extensions.{}", metadata::SANDBOX_EXTENSION)],
-            )
-            .await
-            .map_err(|e| fail(e.kind(), e))?;
+        self.save_extension(rec, metadata::SANDBOX_EXTENSION)
+            .await?;
         self.inner.stores.sandboxes.put(&m.id.clone(), m);
         Ok(())
     }
@@ -97,6 +97,9 @@ impl Cri {
             self.remove_container_by_id(&c.id).await?;
         }
         self.release_pod(&m, true).await;
+        if matches!(m.pid_holder, PidHolder::Pause { .. }) {
+            self.remove_holder(&m.id).await;
+        }
         match self.inner.deps.containers.delete(NAMESPACE, &m.id).await {
             Ok(()) => {}
             Err(e) if e.kind() == berth_api::ErrorKind::NotFound => {}
@@ -105,6 +108,7 @@ impl Cri {
         let stores = &self.inner.stores;
         stores.sandboxes.remove(&m.id);
         stores.sandboxes.release(&m.name, &m.id);
+        self.inner.cpu_samples.forget(&m.id);
         tracing::info!(id = m.id, "pod sandbox removed");
         Ok(cri::RemovePodSandboxResponse {})
     }

@@ -129,6 +129,20 @@ impl<T> Index<T> {
         }
     }
 
+    /// Changes the object `id` (exact) by `f` under the lock, so two
+    /// changes never undo each other; the new value, or None if unknown.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut T)) -> Option<Arc<T>>
+    where
+        T: Clone,
+    {
+        let mut g = self.write();
+        let cur = g.by_id.get_mut(id)?;
+        let mut next = (**cur).clone();
+        f(&mut next);
+        *cur = Arc::new(next);
+        Some(cur.clone())
+    }
+
     /// Removes `id`, returning it if it was there.
     pub fn remove(&self, id: &str) -> Option<Arc<T>> {
         self.write().by_id.remove(id)
@@ -210,6 +224,9 @@ mod tests {
         );
         ix.release("web", "abc123");
         ix.reserve("web", "abd456").unwrap();
+        assert_eq!(*ix.update("abd456", |v| *v += 40).unwrap(), 42);
+        assert_eq!(*ix.get("abd456").unwrap(), 42);
+        assert!(ix.update("abd", |_| {}).is_none(), "exact ids only");
         assert_eq!(*ix.remove("abc123").unwrap(), 1);
         assert_eq!(ix.list().len(), 1);
     }
@@ -237,6 +254,7 @@ mod tests {
             created_at: 1,
             snapshotter: "overlayfs".into(),
             started_at: 0,
+            oom_killed: false,
         };
         crate::store::containers::create(
             &store,

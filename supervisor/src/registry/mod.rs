@@ -35,6 +35,9 @@ pub struct Options {
     pub insecure: Vec<String>,
     /// Extra CA certificate (PEM) trusted per host, on top of the system roots.
     pub ca_files: BTreeMap<String, PathBuf>,
+    /// containerd's `hosts.toml` directory (`registry_config_path`): where
+    /// each registry host is really reached.
+    pub hosts_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -43,6 +46,7 @@ impl Options {
         Self {
             insecure: config.insecure_registries.clone(),
             ca_files: config.registry_ca_files.clone(),
+            hosts_dir: Some(config.registry_config_path.clone()),
         }
     }
 }

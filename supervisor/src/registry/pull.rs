@@ -104,6 +104,7 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
         &req.credentials,
         req.plain_http,
         &deps.options,
+        remote::Purpose::Pull,
     )?);
     tracing::info!(namespace = ns, reference = %name, platform = %req.platform, "pull started");
 

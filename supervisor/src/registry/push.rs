@@ -190,7 +190,13 @@ pub async fn push(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
         &req.reference
     };
     let reference = remote::parse_reference(remote_ref)?;
-    let remote = Remote::new(reference, &req.credentials, req.plain_http, &deps.options)?;
+    let remote = Remote::new(
+        reference,
+        &req.credentials,
+        req.plain_http,
+        &deps.options,
+        remote::Purpose::Push,
+    )?;
     let name = remote.reference().whole();
     tracing::info!(namespace = ns, image = %req.image, reference = %name, "push started");
     remote.login(oci_client::RegistryOperation::Push).await?;

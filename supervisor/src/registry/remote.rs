@@ -20,6 +20,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 use berth_api::oci::{Descriptor, DocumentError, ACCEPTED_MANIFESTS, MAX_DOCUMENT_SIZE};
 
+use super::hosts::{self, Endpoint};
 use super::{Credentials, Error, Options, Result};
 
 /// A byte stream of one blob, as the registry sends it.
@@ -28,8 +29,61 @@ pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 /// A registry repository reached with one caller's credentials.
 pub struct Remote {
     client: Client,
+    /// The reference on the host really reached (a mirror's, from
+    /// hosts.toml, or the one asked for).
     reference: Reference,
+    /// The registry host the caller named.
+    origin: String,
     auth: RegistryAuth,
+}
+
+/// What a session is for: the hosts.toml capability an endpoint needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// resolve and pull
+    Pull,
+    /// push
+    Push,
+}
+
+/// `r` on registry host `host` instead of its own.
+fn on_host(r: &Reference, host: &str) -> Reference {
+    let (host, repo) = (host.to_string(), r.repository().to_string());
+    match (r.tag(), r.digest()) {
+        (Some(t), Some(d)) => Reference::with_tag_and_digest(host, repo, t.into(), d.into()),
+        (None, Some(d)) => Reference::with_digest(host, repo, d.into()),
+        (t, None) => Reference::with_tag(host, repo, t.unwrap_or("latest").into()),
+    }
+}
+
+/// The hosts.toml endpoint for `registry` and `purpose`: the first entry
+/// with the capabilities it needs (mirrors come before the server). None
+/// without a hosts.toml for the registry (nor a `_default` one).
+fn endpoint(opts: &Options, registry: &str, purpose: Purpose) -> Result<Option<Endpoint>> {
+    let Some(dir) = &opts.hosts_dir else {
+        return Ok(None);
+    };
+    let Some(list) = hosts::load(dir, registry)
+        .map_err(|e| Error::InvalidArgument(format!("registry hosts for {registry}: {e}")))?
+    else {
+        return Ok(None);
+    };
+    let fits = |e: &Endpoint| match purpose {
+        Purpose::Pull => e.capabilities.pull && e.capabilities.resolve,
+        Purpose::Push => e.capabilities.push,
+    };
+    let found = list.into_iter().find(fits);
+    if found.is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "registry hosts for {registry}: no host may be used to {}",
+            if purpose == Purpose::Pull {
+                "pull"
+            } else {
+                "push"
+            }
+        )));
+    }
+    Ok(found)
 }
 
 /// rustls needs a process-wide crypto provider; we use ring.
@@ -58,18 +112,38 @@ pub fn parse_reference(s: &str) -> Result<Reference> {
 }
 
 impl Remote {
-    /// A session for `reference`: plain HTTP when `plain_http` or when the
-    /// host is listed in `opts.insecure`, else TLS with the system roots
-    /// plus the host's CA file from `opts.ca_files`.
+    /// A session for `reference`, for `purpose`. Where the registry has a
+    /// hosts.toml under `opts.hosts_dir`, its first endpoint fit for the
+    /// purpose is reached instead, with that entry's scheme, `skip_verify`
+    /// and CA files (request headers and path overrides are not sent:
+    /// the registry client has no place for them). Else plain HTTP when
+    /// `plain_http` or when the host is listed in `opts.insecure`, else TLS
+    /// with the system roots plus the host's CA file from `opts.ca_files`.
     pub fn new(
         reference: Reference,
         creds: &Credentials,
         plain_http: bool,
         opts: &Options,
+        purpose: Purpose,
     ) -> Result<Self> {
         install_crypto();
+        let origin = reference.registry().to_string();
+        let ep = endpoint(opts, &origin, purpose)?;
+        let reference = match &ep {
+            Some(e) if e.host != origin => {
+                tracing::debug!(
+                    registry = origin,
+                    host = e.host,
+                    "registry reached through hosts.toml"
+                );
+                on_host(&reference, &e.host)
+            }
+            _ => reference,
+        };
         let host = reference.registry().to_string();
-        let insecure = plain_http || opts.insecure.contains(&host);
+        let insecure = plain_http
+            || opts.insecure.contains(&host)
+            || ep.as_ref().is_some_and(Endpoint::is_plain_http);
         let mut config = ClientConfig {
             protocol: if insecure {
                 ClientProtocol::Http
@@ -83,7 +157,17 @@ impl Remote {
             user_agent: concat!("berthd/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
-        if let Some(path) = opts.ca_files.get(&host) {
+        let mut cas: Vec<&std::path::Path> = opts
+            .ca_files
+            .get(&host)
+            .map(|p| p.as_path())
+            .into_iter()
+            .collect();
+        if let Some(e) = &ep {
+            config.accept_invalid_certificates = e.skip_verify;
+            cas.extend(e.ca.iter().map(|p| p.as_path()));
+        }
+        for path in cas {
             let data = std::fs::read(path).map_err(|e| {
                 Error::InvalidArgument(format!("CA file {} for {host}: {e}", path.display()))
             })?;
@@ -106,6 +190,7 @@ impl Remote {
         Ok(Self {
             client,
             reference,
+            origin,
             auth,
         })
     }
@@ -115,9 +200,10 @@ impl Remote {
         &self.reference
     }
 
-    /// The registry host as the reference names it.
+    /// The registry host as the caller's reference names it (not the
+    /// mirror reached).
     pub fn host(&self) -> &str {
-        self.reference.registry()
+        &self.origin
     }
 
     /// Authenticates for `op` (answers a bearer challenge with the

@@ -25,6 +25,9 @@ pub enum Error {
     /// not supported by berthd
     #[error("{0}")]
     Unimplemented(String),
+    /// a process did not end in the time given
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// the shim could not be started or reached
     #[error("shim: {0}")]
     Launch(String),
@@ -81,6 +84,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             Error::Unimplemented(_) => ErrorKind::Unimplemented,
+            Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
             Error::Shim { kind, .. } => *kind,
             Error::Store(e) => e.kind(),
             Error::Filter(e) => e.kind(),

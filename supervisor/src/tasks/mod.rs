@@ -6,7 +6,7 @@
 //! domain API every adapter calls (the containerd Tasks service today, the
 //! CRI next): create with a container's spec, start, kill, exec, wait,
 //! delete, state, list, pause/resume, update, pids, metrics, pty resize,
-//! stdin close. One file per verb adds to `impl Tasks`; none of them, nor
+//! stdin close, and stop (signal, grace, SIGKILL). One file per verb adds to `impl Tasks`; none of them, nor
 //! an adapter, sees the shim's wire types: [`shim`] is the one seam.
 //!
 //! A process's state is a [`Status`] with guards (`can_start`, ...) that
@@ -38,6 +38,7 @@ mod shim;
 mod start;
 mod state;
 mod stats;
+mod stop;
 mod table;
 mod task;
 mod update;
@@ -49,5 +50,6 @@ pub use error::Error;
 pub use exec::ExecProcess;
 pub use kill::Kill;
 pub use process::{Exit, Guard, Process, ProcessInfo, Refusal, Status};
+pub use stop::Stop;
 pub use table::{Config, Deps, Tasks};
 pub use task::DEAD_SHIM_STATUS;
