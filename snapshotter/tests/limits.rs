@@ -1,9 +1,11 @@
 //! Hardening (issue 19): resource limits of layer apply and snapshot
 //! chains, GNU sparse files, refused xattrs, and bounded echoes.
 //!
-//! This binary lowers its own soft RLIMIT_NOFILE to [`FD_LIMIT`], so a
-//! layer apply that held one fd per directory level or per lower layer
-//! fails here with EMFILE.
+//! The fd-bound tests run in a child process of this binary that lowers
+//! its own soft RLIMIT_NOFILE to [`FD_LIMIT`] and runs only that test, so
+//! a layer apply that held one fd per directory level or per lower layer
+//! fails with EMFILE, while the fds of tests running beside it in the
+//! parent (a 1024-level tree, sparse files) never count against the limit.
 
 mod common;
 
@@ -22,10 +24,33 @@ const NS: &str = "default";
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const FD_LIMIT: u64 = 128;
 
-fn limit_fds() {
+/// Set in the child that runs one fd-bound test.
+const FEW_FDS_CHILD: &str = "BERTH_LIMITS_FEW_FDS_CHILD";
+
+/// Runs `body` under RLIMIT_NOFILE [`FD_LIMIT`] in a child process that
+/// runs only test `name` (this binary again, filtered to it), so the
+/// limit counts this test's fds alone; panics when the child fails or
+/// ran no test.
+fn with_few_fds(name: &str, body: impl FnOnce()) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-    setrlimit(Resource::RLIMIT_NOFILE, FD_LIMIT.min(hard), hard).expect("setrlimit");
+    if std::env::var_os(FEW_FDS_CHILD).is_some() {
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        setrlimit(Resource::RLIMIT_NOFILE, FD_LIMIT.min(hard), hard).expect("setrlimit");
+        body();
+        return;
+    }
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([name, "--exact", "--include-ignored", "--test-threads=1"])
+        .env(FEW_FDS_CHILD, "1")
+        .output()
+        .expect("running the test in a child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} under RLIMIT_NOFILE {FD_LIMIT}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A tar with long names (GNU long-name entries), as real tools write them.
@@ -80,7 +105,13 @@ fn deep_trees_hold_few_fds_and_deeper_ones_are_refused() {
     if !need_root() {
         return;
     }
-    limit_fds();
+    with_few_fds(
+        "deep_trees_hold_few_fds_and_deeper_ones_are_refused",
+        deep_trees,
+    );
+}
+
+fn deep_trees() {
     let dir = tempfile::tempdir().unwrap();
     let s = Snapshotter::open(dir.path(), Backend::Overlay).unwrap();
     base(&s);
@@ -328,7 +359,13 @@ fn long_chains_hold_few_fds_and_stop_at_max_layers() {
     if !need_root() {
         return;
     }
-    limit_fds();
+    with_few_fds(
+        "long_chains_hold_few_fds_and_stop_at_max_layers",
+        long_chains,
+    );
+}
+
+fn long_chains() {
     let dir = tempfile::tempdir().unwrap();
     let s = Snapshotter::open(dir.path(), Backend::Overlay).unwrap();
     // Layer 0 has d/ (0750); the others are empty.

@@ -94,14 +94,14 @@ impl Lease {
         &self.id
     }
 
-    /// Prepares active snapshot `key` on `parent` (default snapshotter)
+    /// Prepares active snapshot `key` on `parent` (overlayfs)
     /// under this lease.
     pub fn prepare_snapshot(&self, key: &str, parent: &str) -> Vec<berth_api::types::Mount> {
         runtime().block_on(async {
             let mut c = spb::snapshots_client::SnapshotsClient::new(channel(&self.addr).await);
             c.prepare(request(
                 spb::PrepareSnapshotRequest {
-                    snapshotter: String::new(),
+                    snapshotter: "overlayfs".into(),
                     key: key.into(),
                     parent: parent.into(),
                     labels: Default::default(),
@@ -116,14 +116,14 @@ impl Lease {
         })
     }
 
-    /// Creates read-only view `key` of `parent` (default snapshotter) under
+    /// Creates read-only view `key` of `parent` (overlayfs) under
     /// this lease.
     pub fn view_snapshot(&self, key: &str, parent: &str) -> Vec<berth_api::types::Mount> {
         runtime().block_on(async {
             let mut c = spb::snapshots_client::SnapshotsClient::new(channel(&self.addr).await);
             c.view(request(
                 spb::ViewSnapshotRequest {
-                    snapshotter: String::new(),
+                    snapshotter: "overlayfs".into(),
                     key: key.into(),
                     parent: parent.into(),
                     labels: Default::default(),

@@ -1,7 +1,8 @@
 //! Hardening (issue 19) of the gRPC server against a real berthd: any
 //! `:authority` on the unix socket (item 7), 16 MiB messages both ways with
 //! ResourceExhausted above (item 8), and connections that never send the
-//! HTTP/2 preface are closed (item 13).
+//! HTTP/2 preface are closed, and a Snapshots call must name its
+//! snapshotter (item 13).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -255,4 +256,55 @@ async fn messages_up_to_16_mib_and_resource_exhausted_above() {
         .await
         .expect("get after the refusals");
     assert_eq!(one.into_inner().container.unwrap().id, "five");
+}
+
+/// Item 13: a Snapshots call naming no snapshotter is InvalidArgument
+/// "snapshotter argument missing", as containerd answers; berthctl names
+/// overlayfs when given none, so its snapshot commands still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshotter_must_be_named() {
+    use berth_api::services::snapshots::v1::snapshots_client::SnapshotsClient;
+    use berth_api::services::snapshots::v1::{
+        ListSnapshotsRequest, PrepareSnapshotRequest, StatSnapshotRequest,
+    };
+    let d = Berthd::start();
+    let mut c = SnapshotsClient::new(channel(&d.address()).await);
+    let missing = |e: tonic::Status| {
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert_eq!(e.message(), "snapshotter argument missing");
+    };
+    missing(
+        c.stat(with_ns(StatSnapshotRequest {
+            snapshotter: String::new(),
+            key: "k".into(),
+        }))
+        .await
+        .expect_err("stat without a snapshotter"),
+    );
+    missing(
+        c.prepare(with_ns(PrepareSnapshotRequest {
+            snapshotter: String::new(),
+            key: "k".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("prepare without a snapshotter"),
+    );
+    missing(
+        c.list(with_ns(ListSnapshotsRequest::default()))
+            .await
+            .expect_err("list without a snapshotter"),
+    );
+    // Named, the same calls answer as usual.
+    let e = c
+        .stat(with_ns(StatSnapshotRequest {
+            snapshotter: "overlayfs".into(),
+            key: "k".into(),
+        }))
+        .await
+        .expect_err("no such snapshot");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    let d2 = &d;
+    let ls = tokio::task::block_in_place(|| d2.berthctl_ok(&["snapshots", "ls", "-q"]));
+    assert_eq!(ls.trim(), "");
 }

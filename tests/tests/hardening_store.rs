@@ -1,7 +1,9 @@
 //! Hardening (issue 19) of what berthd keeps on disk, against a real
 //! berthd: blobs gone bad are never handed on (item 6), blob files a crash
 //! left without a record are reclaimed (item 5), specs and metadata are
-//! readable by root only (item 4).
+//! readable by root only (item 4), descriptors that lie about sizes and
+//! images deeper than overlayfs stacks are refused up front (items 13,
+//! 10).
 
 use std::path::{Path, PathBuf};
 
@@ -252,4 +254,136 @@ fn importing_a_text_file_does_not_echo_it() {
     assert!(!err.contains("root:x:0"), "{err}");
     let log = d.log();
     assert!(!log.contains("SECRET-GECOS"), "daemon log echoes it: {log}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// Writes an OCI layout tar of one image `name` with `layers` copies of
+/// an empty layer; `index_size` replaces the size index.json gives the
+/// manifest. Returns the tar's path (under `dir`).
+fn oci_archive(dir: &Path, name: &str, layers: usize, index_size: Option<u64>) -> String {
+    let root = dir.join("layout");
+    let blobs = root.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> String {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let layer = put(&[0u8; 1024]); // an empty tar
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": vec![layer.clone(); layers]},
+    })
+    .to_string();
+    let config_digest = put(config.as_bytes());
+    let layer_desc = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": layer, "size": 1024,
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": vec![layer_desc; layers],
+    })
+    .to_string();
+    let manifest_digest = put(manifest.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": index_size.unwrap_or(manifest.len() as u64),
+            "annotations": {"io.containerd.image.name": name},
+        }],
+    })
+    .to_string();
+    std::fs::write(root.join("index.json"), index).unwrap();
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let out = dir.join("image.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out.to_string_lossy().into_owned()
+}
+
+/// Item 13: an index that gives its manifest a size of 2^62 bytes is
+/// refused (InvalidArgument, both sizes named), and no image is recorded;
+/// the same archive with the true size imports.
+#[test]
+fn import_refuses_a_descriptor_size_that_lies() {
+    let d = Berthd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "docker.io/test/liar:1";
+    let tar = oci_archive(dir.path(), name, 1, Some(1 << 62));
+    let err = d.berthctl_fails(&["images", "import", "--no-unpack", &tar]);
+    assert!(err.contains("InvalidArgument"), "{err}");
+    assert!(err.contains(&(1u64 << 62).to_string()), "{err}");
+    assert!(err.len() < 1024, "{err}");
+    assert_eq!(d.berthctl_ok(&["images", "ls", "-q"]).trim(), "");
+
+    let dir = tempfile::tempdir().unwrap();
+    let tar = oci_archive(dir.path(), name, 1, None);
+    d.berthctl_ok(&["images", "import", "--no-unpack", &tar]);
+    assert_eq!(d.berthctl_ok(&["images", "ls", "-q"]).trim(), name);
+}
+
+/// Item 10: an image of more layers than overlayfs stacks (500) is
+/// refused up front, InvalidArgument, on import and on pull: no
+/// snapshot is made and the registry is asked for no blob.
+#[test]
+fn images_over_500_layers_are_refused_up_front() {
+    let d = Berthd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = oci_archive(dir.path(), "docker.io/test/deep:501", 501, None);
+    let started = std::time::Instant::now();
+    let err = d.berthctl_fails(&["images", "import", &tar]);
+    assert!(err.contains("InvalidArgument"), "{err}");
+    assert!(
+        err.contains("501 layers") && err.contains("at most 500"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(d.berthctl_ok(&["images", "ls", "-q"]).trim(), "");
+    assert_eq!(d.berthctl_ok(&["snapshots", "ls", "-q"]).trim(), "");
+
+    let layer = format!("sha256:{}", sha256_hex(&[0u8; 1024]));
+    let layer_desc = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": layer, "size": 1024,
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{}", sha256_hex(b"{}")), "size": 2},
+        "layers": vec![layer_desc; 501],
+    })
+    .to_string();
+    let fake = berth_tests::registry::FakeRegistry::serve_manifest(
+        "deep:501",
+        manifest.into_bytes(),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let pull = berth_tests::registry::pull_of(&fake.reference("deep:501"));
+    let err = berth_tests::registry::pull(&d.address(), &pull).unwrap_err();
+    assert_eq!(err.0, tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.1.contains("at most 500"), "{}", err.1);
+    let asked = fake.requests();
+    assert!(
+        !asked.iter().any(|r| r.contains("/blobs/")),
+        "no blob fetched: {asked:?}"
+    );
+    assert_eq!(d.berthctl_ok(&["snapshots", "ls", "-q"]).trim(), "");
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::registry_progress::{Bars, Direction};
 use super::Ctx;
 use crate::error::{Error, Result, RpcContext};
+use crate::workflows::create::DEFAULT_SNAPSHOTTER;
 
 /// Registry access flags shared by pull and push.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,8 +41,8 @@ pub struct PullArgs {
     /// platform, os/arch[/variant] (default: the daemon's)
     #[arg(long)]
     pub platform: Option<String>,
-    /// snapshotter to unpack into (default: the daemon's)
-    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = "")]
+    /// snapshotter to unpack into
+    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = DEFAULT_SNAPSHOTTER)]
     pub snapshotter: String,
     /// fetch content only
     #[arg(long)]

@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::Ctx;
 use crate::error::{Error, Result, RpcContext};
+use crate::workflows::create::DEFAULT_SNAPSHOTTER;
 
 /// Bytes per import message.
 const CHUNK: usize = 1 << 20;
@@ -25,8 +26,8 @@ pub struct ImportArgs {
     /// keep every platform's content (only the chosen one is unpacked)
     #[arg(long)]
     pub all_platforms: bool,
-    /// snapshotter to unpack into (default: the daemon's)
-    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = "")]
+    /// snapshotter to unpack into
+    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = DEFAULT_SNAPSHOTTER)]
     pub snapshotter: String,
     /// prefix for images the archive names only by tag
     #[arg(long, default_value = "")]

@@ -10,7 +10,7 @@ use super::Ctx;
 use crate::error::Result;
 use crate::labels::{parse_labels, wire_labels};
 use crate::spec::RunSpec;
-use crate::workflows::create::{CreateOptions, DEFAULT_RUNTIME};
+use crate::workflows::create::{CreateOptions, DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER};
 
 /// `run` and `containers create` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,7 +59,7 @@ pub struct RunArgs {
     #[arg(long, default_value = DEFAULT_RUNTIME)]
     pub runtime: String,
     /// snapshotter: overlayfs or native
-    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = "overlayfs")]
+    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = DEFAULT_SNAPSHOTTER)]
     pub snapshotter: String,
     /// platform of the image to run (default: this machine's)
     #[arg(long)]

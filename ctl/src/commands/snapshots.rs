@@ -10,13 +10,14 @@ use super::{for_each, Ctx, Done};
 use crate::error::{Result, RpcContext};
 use crate::labels::{label_paths, parse_labels, wire_labels};
 use crate::output::{age, human_size, labels_cell, rfc3339, sorted_labels, Row};
+use crate::workflows::create::DEFAULT_SNAPSHOTTER;
 
-/// Snapshot commands; `--snapshotter` picks the snapshotter (the daemon's
-/// default when absent).
+/// Snapshot commands; `--snapshotter` picks the snapshotter
+/// ([`DEFAULT_SNAPSHOTTER`] when absent, as berthd needs one named).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// snapshotter: overlayfs or native (default: the daemon's)
-    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = "", global = true)]
+    /// snapshotter: overlayfs or native
+    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = DEFAULT_SNAPSHOTTER, global = true)]
     pub snapshotter: String,
     /// what to do
     #[command(subcommand)]

@@ -19,6 +19,11 @@ use crate::spec::{self, RunSpec, Users};
 /// The runtime berthd maps to berth-shim.
 pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
 
+/// The snapshotter berthctl names when given none (`--snapshotter`,
+/// `BERTH_SNAPSHOTTER`), as `ctr` names `overlayfs`: berthd, like
+/// containerd, refuses a Snapshots call that names none.
+pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
+
 /// What to create. `spec.id` is the container id, `spec.namespace` is
 /// filled from the client.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +36,7 @@ pub struct CreateOptions {
     pub runtime: String,
     /// OCI runtime binary for this container: runc, crun or a path
     pub runtime_binary: Option<String>,
-    /// snapshotter (berthd's default when empty)
+    /// snapshotter ([`DEFAULT_SNAPSHOTTER`] when empty)
     pub snapshotter: String,
     /// platform of the image to run (this machine's when None)
     pub platform: Option<String>,
@@ -41,6 +46,16 @@ pub struct CreateOptions {
 
 /// Creates the container described by `o`.
 pub async fn create(client: &Client, o: &CreateOptions) -> Result<()> {
+    let filled;
+    let o = if o.snapshotter.is_empty() {
+        filled = CreateOptions {
+            snapshotter: DEFAULT_SNAPSHOTTER.into(),
+            ..o.clone()
+        };
+        &filled
+    } else {
+        o
+    };
     let id = o.spec.id.as_str();
     berth_api::identifiers::validate("container id", id)
         .map_err(|e| Error::Input(e.to_string()))?;
@@ -64,12 +79,7 @@ pub async fn create(client: &Client, o: &CreateOptions) -> Result<()> {
         .with_context(|| {
             format!(
                 "image {:?} is not unpacked in snapshotter {:?} (snapshot {chain})",
-                o.image,
-                if o.snapshotter.is_empty() {
-                    "default"
-                } else {
-                    &o.snapshotter
-                }
+                o.image, o.snapshotter
             )
         })?;
     let image_user = resolved.config.config.as_ref().and_then(|c| c.user.clone());

@@ -140,7 +140,8 @@ impl Cri {
             .containers
             .reserve(&name, &id)
             .map_err(|e| Status::already_exists(e.to_string()))?;
-        let snapshotter = match self.inner.deps.snapshots.resolve("") {
+        let snapshots = &self.inner.deps.snapshots;
+        let snapshotter = match snapshots.resolve(snapshots.default_name()) {
             Ok((s, _)) => s,
             Err(e) => {
                 stores.containers.release(&name, &id);

@@ -202,8 +202,11 @@ async fn run(
         return Err(Error::Invalid("archive: no named image in it".into()));
     }
     let want = opts.platform.clone().unwrap_or_else(Platform::host);
-    let mut names = Vec::new();
+    // Every image is checked (sizes, layer counts, platforms) before any
+    // layer is unpacked.
+    let mut resolved = Vec::new();
     for (name, target) in &named {
+        check_size(deps, ns, &format!("image {name}"), target)?;
         let d = target.digest.clone();
         let manifests =
             resolve(deps, ns, &d, &target.media_type, &want, opts.all_platforms).await?;
@@ -213,6 +216,10 @@ async fn run(
                 want.os, want.architecture
             )));
         }
+        resolved.push((name, manifests));
+    }
+    let mut names = Vec::new();
+    for (name, manifests) in resolved {
         if opts.no_unpack {
             continue;
         }
@@ -368,6 +375,25 @@ async fn store_small(
     Ok(Descriptor::new(media_type, d, bytes.len() as i64))
 }
 
+/// Checks that `desc` (named by `what` in the error) gives its blob's
+/// true size: a descriptor that lies about it (a 2^62-byte "manifest")
+/// is the archive's fault, InvalidArgument, and would otherwise reach
+/// image records and every client that trusts a descriptor's size.
+fn check_size(deps: &Deps, ns: &str, what: &str, desc: &Descriptor) -> Result<(), Error> {
+    let d = &desc.digest;
+    let info = deps
+        .content
+        .info(ns, d)
+        .map_err(|_| Error::Invalid(format!("{what}: {d} absent from the archive")))?;
+    if u64::try_from(desc.size).ok() != Some(info.size) {
+        return Err(Error::Invalid(format!(
+            "{what}: descriptor of {d} gives {} bytes, the blob has {}",
+            desc.size, info.size
+        )));
+    }
+    Ok(())
+}
+
 /// Walks `target` to its image manifests, labelling parents with their
 /// children (`containerd.io/gc.ref.content.*`) so collection keeps them.
 /// Returns the manifests to keep with their platforms (None when the target
@@ -409,6 +435,7 @@ async fn resolve(
                 if deps.content.info(ns, &md).is_err() {
                     continue; // not in the archive: another platform
                 }
+                check_size(deps, ns, &format!("index {d}"), m)?;
                 deps.unpacker
                     .set_label(
                         ns,
@@ -422,16 +449,13 @@ async fn resolve(
         } else {
             let m: Manifest = serde_json::from_value(probe)
                 .map_err(|e| Error::Invalid(format!("manifest {d}: {e}")))?;
+            unpack::check_layer_count(&format!("manifest {d}"), m.layers.len())
+                .map_err(Error::Invalid)?;
             for l in &m.layers {
-                let ld = &l.digest;
-                deps.content.info(ns, ld).map_err(|_| {
-                    Error::Invalid(format!("manifest {d}: layer {ld} absent from the archive"))
-                })?;
+                check_size(deps, ns, &format!("manifest {d}: layer"), l)?;
             }
             let cd = &m.config.digest;
-            deps.content.info(ns, cd).map_err(|_| {
-                Error::Invalid(format!("manifest {d}: config {cd} absent from the archive"))
-            })?;
+            check_size(deps, ns, &format!("manifest {d}: config"), &m.config)?;
             let u = &deps.unpacker;
             u.set_label(
                 ns,

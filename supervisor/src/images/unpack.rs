@@ -60,6 +60,23 @@ pub struct Unpacker {
     gc: Gc,
 }
 
+/// Most layers an image may have: a container on it mounts one lower
+/// directory per layer, and overlayfs stacks at most 500
+/// (`OVL_MAX_STACK`, [`berth_snapshotter::MAX_LAYERS`]). Import, pull and
+/// unpack refuse a deeper image before they fetch or unpack any layer.
+pub const MAX_IMAGE_LAYERS: usize = berth_snapshotter::MAX_LAYERS;
+
+/// Refuses an image manifest (`what`) of more than [`MAX_IMAGE_LAYERS`]
+/// layers; the message is for the caller's InvalidArgument.
+pub fn check_layer_count(what: &str, layers: usize) -> Result<(), String> {
+    if layers > MAX_IMAGE_LAYERS {
+        return Err(format!(
+            "{what} has {layers} layers: an image may have at most {MAX_IMAGE_LAYERS} (overlayfs stacks no more lower directories)"
+        ));
+    }
+    Ok(())
+}
+
 /// Largest manifest/config/index document read into memory.
 const MAX_DOC: u64 = 8 << 20;
 
@@ -88,9 +105,19 @@ impl Unpacker {
         }
     }
 
-    /// The canonical name of snapshotter `name` ("" = default).
+    /// The canonical name of snapshotter `name`; "" is the configured
+    /// default (berthd's own import and pull, like containerd's Transfer
+    /// service, unpack into the default when none is named).
     pub fn resolve(&self, name: &str) -> Result<String, Error> {
-        Ok(self.snapshots.resolve(name)?.0)
+        Ok(self.snapshots.resolve(self.or_default(name))?.0)
+    }
+
+    fn or_default<'a>(&'a self, name: &'a str) -> &'a str {
+        if name.is_empty() {
+            self.snapshots.default_name()
+        } else {
+            name
+        }
     }
 
     /// Sets one label on a content blob, under a GC guard.
@@ -122,9 +149,11 @@ impl Unpacker {
         manifest: &Digest,
         snapshotter: &str,
     ) -> Result<Digest, Error> {
-        let (sn_name, backend) = self.snapshots.resolve(snapshotter)?;
+        let (sn_name, backend) = self.snapshots.resolve(self.or_default(snapshotter))?;
         let m: Manifest = serde_json::from_slice(&read_doc(&self.content, ns, manifest).await?)
             .map_err(|e| Error::Invalid(format!("manifest {manifest}: {e}")))?;
+        check_layer_count(&format!("manifest {manifest}"), m.layers.len())
+            .map_err(Error::Invalid)?;
         let config_digest = m.config.digest.clone();
         let config: ImageConfig =
             serde_json::from_slice(&read_doc(&self.content, ns, &config_digest).await?)

@@ -210,6 +210,10 @@ impl Leased<'_> {
             }
         };
 
+        // Too many layers to mount: refused before any is fetched.
+        crate::images::unpack::check_layer_count(&format!("manifest {m_digest}"), layers.len())
+            .map_err(Error::InvalidArgument)?;
+
         // 3. Config, then layers in parallel; unpacked in order as they land.
         progress.add(
             &config.digest.to_string(),

@@ -1,7 +1,7 @@
 //! containerd.services.snapshots.v1.Snapshots over [`Snapshots`], as
 //! rust-extensions' `wrap.rs` does it: unwrap the request, call the
 //! domain, wrap the reply. The snapshotter is the request's `snapshotter`
-//! field (empty: the configured default); a `containerd-lease` header
+//! field (empty: InvalidArgument, as containerd); a `containerd-lease` header
 //! names the lease what a call creates joins.
 
 use std::pin::Pin;

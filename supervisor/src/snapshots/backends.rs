@@ -57,7 +57,8 @@ impl Snapshotters {
         })
     }
 
-    /// The name used when a request names none.
+    /// The configured default: what berthd's own image calls (import,
+    /// pull, CRI) use when their caller names no snapshotter.
     pub fn default_name(&self) -> &str {
         &self.default
     }
@@ -67,9 +68,13 @@ impl Snapshotters {
         self.by_name.keys().cloned().collect()
     }
 
-    /// Resolves a request's snapshotter name ("" = default).
+    /// Resolves a request's snapshotter name. An empty name is refused
+    /// ([`Error::Missing`]), as containerd's snapshots service does: a
+    /// client of the Snapshots API always names its snapshotter.
     pub fn resolve(&self, name: &str) -> Result<(String, Arc<Snapshotter>), Error> {
-        let name = if name.is_empty() { &self.default } else { name };
+        if name.is_empty() {
+            return Err(Error::Missing);
+        }
         let sn = self
             .by_name
             .get(name)
@@ -115,7 +120,8 @@ mod tests {
     async fn resolves_names_and_reports_namespaces() {
         let dir = tempfile::tempdir().unwrap();
         let s = Snapshotters::open(dir.path(), "overlayfs").unwrap();
-        assert_eq!(s.resolve("").unwrap().0, "overlayfs");
+        assert!(matches!(s.resolve(""), Err(Error::Missing)));
+        assert_eq!(s.default_name(), "overlayfs");
         assert_eq!(s.resolve("native").unwrap().0, "native");
         assert!(matches!(s.resolve("zfs"), Err(Error::Unknown(_))));
         assert!(Snapshotters::open(&dir.path().join("x"), "btrfs").is_err());

@@ -3,6 +3,9 @@
 /// Why a snapshot call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// the request names no snapshotter (containerd's message)
+    #[error("snapshotter argument missing")]
+    Missing,
     /// the request names a snapshotter we do not serve
     #[error("snapshotter: {0:?} is not loaded (known: overlayfs, native)")]
     Unknown(String),
@@ -28,7 +31,7 @@ impl Error {
     pub fn kind(&self) -> berth_api::ErrorKind {
         use berth_api::ErrorKind as K;
         match self {
-            Error::Unknown(_) | Error::InvalidArgument(_) => K::InvalidArgument,
+            Error::Missing | Error::Unknown(_) | Error::InvalidArgument(_) => K::InvalidArgument,
             Error::Snapshot(e) => e.kind(),
             Error::Store(e) => e.kind(),
             Error::Filter(e) => e.kind(),

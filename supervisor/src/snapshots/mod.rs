@@ -7,7 +7,10 @@
 //! and berthd's own unpack (import, pull) take the same path, so a layer
 //! unpacked by berthd is announced like one a client unpacked.
 //!
-//! A snapshotter is chosen by name (empty: the configured default).
+//! A snapshotter is chosen by name; an empty one is InvalidArgument
+//! ("snapshotter argument missing", as containerd answers). berthd's own
+//! image work (import, pull, CRI) names the configured default
+//! ([`Snapshots::default_name`]) when its caller names none.
 
 mod backends;
 mod error;
@@ -43,7 +46,7 @@ pub struct Deps {
 /// A snapshot to prepare or view.
 #[derive(Debug, Clone, Default)]
 pub struct NewSnapshot {
-    /// Snapshotter name ("" = default).
+    /// Snapshotter name.
     pub snapshotter: String,
     /// The new snapshot's key.
     pub key: String,
@@ -107,8 +110,13 @@ impl Snapshots {
         &self.backends
     }
 
-    /// Resolves a snapshotter name ("" = default) to its canonical name
-    /// and kind; InvalidArgument for one we do not serve.
+    /// The configured default snapshotter's name.
+    pub fn default_name(&self) -> &str {
+        self.backends.default_name()
+    }
+
+    /// Resolves a snapshotter name to its canonical name and kind;
+    /// InvalidArgument for an empty one or one we do not serve.
     pub fn resolve(&self, name: &str) -> Result<(String, Backend)> {
         let (name, sn) = self.backends.resolve(name)?;
         Ok((name, sn.backend()))
