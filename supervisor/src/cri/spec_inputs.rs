@@ -2,7 +2,7 @@
 //! from besides the CRI configs: facts about the host and the image's
 //! config as `convert` takes them.
 
-use super::convert::{self, HostFacts, ImageConfig};
+use super::convert::{HostFacts, ImageConfig};
 
 /// Facts about the host the spec needs (capability bounding set, the
 /// oom_score_adj floor).
