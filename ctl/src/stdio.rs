@@ -115,21 +115,38 @@ impl Drop for Fifos {
 }
 
 /// Copy threads between our stdio and a process's fifos.
+///
+/// Output fifos are opened `O_RDWR` on the caller's thread before the
+/// process starts: that never blocks, and it keeps the pipe (and whatever
+/// the process wrote into it) alive however late a copy thread is
+/// scheduled and however early the shim closes its end — a pipe whose last
+/// holder closes takes its buffered bytes with it. Holding a write end
+/// ourselves means the fifo never reports EOF, so the end is ours to call:
+/// [`Attached::drain`], once the process is gone, makes each thread copy
+/// what is buffered and stop.
 pub struct Attached {
-    outputs: Vec<oneshot::Receiver<()>>,
+    outputs: Vec<Output>,
     /// fires once when our stdin reached its end and its fifo was closed
     pub stdin_closed: mpsc::Receiver<()>,
+}
+
+/// One output copy thread: dropping `stop` tells it the writers are gone.
+struct Output {
+    stop: std::io::PipeWriter,
+    done: oneshot::Receiver<()>,
 }
 
 impl Attached {
     /// Starts copying. Empty paths are skipped.
     pub fn start(stdin: &str, stdout: &str, stderr: &str) -> Self {
         let mut outputs = Vec::new();
-        if !stdout.is_empty() {
-            outputs.push(copy_out(PathBuf::from(stdout), false));
-        }
-        if !stderr.is_empty() {
-            outputs.push(copy_out(PathBuf::from(stderr), true));
+        for (path, is_stderr) in [(stdout, false), (stderr, true)] {
+            if let Some(o) = (!path.is_empty())
+                .then(|| copy_out(Path::new(path), is_stderr))
+                .flatten()
+            {
+                outputs.push(o);
+            }
         }
         let (tx, rx) = mpsc::channel(1);
         if !stdin.is_empty() {
@@ -146,61 +163,81 @@ impl Attached {
         }
     }
 
-    /// Waits (at most `limit`) for the output fifos to reach their end, so
-    /// output written just before the exit is not lost.
+    /// Once the process has exited (everything it wrote is in the fifos):
+    /// copies what is buffered and stops, waiting at most `limit` (our own
+    /// stdout may be slow).
     pub async fn drain(self, limit: std::time::Duration) {
-        let all = futures::future::join_all(self.outputs);
+        let all = futures::future::join_all(self.outputs.into_iter().map(|o| {
+            drop(o.stop);
+            o.done
+        }));
         let _ = tokio::time::timeout(limit, all).await;
     }
 }
 
-/// Opens an output fifo for reading now, on the caller's thread: the copy
-/// thread may be scheduled late on a loaded machine, and a fifo whose
-/// last holder (the shim, at Delete) closed it before any reader opened it
-/// takes its buffered output with it. Opening non-blocking never waits for
-/// a writer (the shim holds one from Create on); reads then block again.
-fn open_output(path: &Path) -> Option<std::fs::File> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    use std::os::fd::AsRawFd;
+/// Opens output fifo `path` and copies it to our stdout or stderr in a
+/// thread until told to stop; None when the fifo cannot be opened.
+fn copy_out(path: &Path, stderr: bool) -> Option<Output> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = OpenOptions::new()
+    let fifo = OpenOptions::new()
         .read(true)
+        .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .ok()?;
-    let flags = OFlag::from_bits_truncate(fcntl(f.as_raw_fd(), FcntlArg::F_GETFL).ok()?);
-    fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).ok()?;
-    Some(f)
-}
-
-fn copy_out(path: PathBuf, stderr: bool) -> oneshot::Receiver<()> {
-    let (tx, rx) = oneshot::channel();
-    let file = open_output(&path);
+    let (stop_rx, stop) = std::io::pipe().ok()?;
+    let (tx, done) = oneshot::channel();
     std::thread::spawn(move || {
-        if let Some(mut f) = file {
-            let mut buf = vec![0u8; 32 << 10];
-            loop {
-                let n = match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                    Ok(n) => n,
-                };
-                let ok = if stderr {
-                    let mut e = std::io::stderr().lock();
-                    e.write_all(&buf[..n]).and_then(|()| e.flush())
-                } else {
-                    let mut o = std::io::stdout().lock();
-                    o.write_all(&buf[..n]).and_then(|()| o.flush())
-                };
-                if ok.is_err() {
-                    break;
-                }
-            }
-        }
+        let _ = copy_until_stopped(fifo, &stop_rx, stderr);
         let _ = tx.send(());
     });
-    rx
+    Some(Output { stop, done })
+}
+
+/// Copies while waiting on both the fifo and the stop pipe; once stopped,
+/// copies what the fifo still holds.
+fn copy_until_stopped(
+    mut fifo: std::fs::File,
+    stop: &std::io::PipeReader,
+    stderr: bool,
+) -> std::io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut buf = vec![0u8; 32 << 10];
+    let emit = |b: &[u8]| -> std::io::Result<()> {
+        if stderr {
+            let mut e = std::io::stderr().lock();
+            e.write_all(b).and_then(|()| e.flush())
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(b).and_then(|()| o.flush())
+        }
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let stopped = fds[1].any().unwrap_or(true);
+        // Read until the fifo is empty (EAGAIN): after a stop that is all.
+        loop {
+            match fifo.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => emit(&buf[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if stopped {
+            return Ok(());
+        }
+    }
 }
 
 /// Copies our stdin into the fifo until our stdin ends, then closes it.
