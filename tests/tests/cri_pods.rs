@@ -825,6 +825,28 @@ async fn pods_survive_kill9_of_berthd_and_reach_each_other() {
         .containers;
     assert_eq!(list.len(), 3);
     assert_eq!(pod_status(&mut c, &a).await.network.unwrap().ip, ip_a);
+    // A container made after the restart joins the pod's namespaces and
+    // files, which the restart left alone.
+    let late = create_start(
+        &mut c,
+        &b,
+        &cfg_b,
+        container_config("late", &["sleep", "3600"]),
+    )
+    .await;
+    assert!(get_from(&mut c, &late, &ip_a).await.contains("hello-berth"));
+    let r = exec(&mut c, &late, &["cat", "/etc/resolv.conf"], 10)
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("nameserver 10.90.7.53"),
+        "{r:?}"
+    );
+    let log = rig.d.berthd.log();
+    assert!(
+        !log.contains("orphan bundle") && !log.contains("orphan mount"),
+        "the restart took CRI files for orphans:\n{log}"
+    );
     http_get(&format!("127.0.0.1:{port}"));
     assert!(get_from(&mut c, &client, &ip_a)
         .await
@@ -1002,7 +1024,7 @@ fn with_pid(mode: cri::NamespaceMode, target: &str) -> cri::NamespaceOption {
 #[ignore = "needs root"]
 async fn shared_and_target_pid_namespaces() {
     berth_tests::requires_root(&["runc", "ctr", "ip", "umoci", "tar"]);
-    let rig = Rig::with_config(
+    let mut rig = Rig::with_config(
         "bcri11",
         "10.90.11.0/24",
         "",
@@ -1045,6 +1067,26 @@ async fn shared_and_target_pid_namespaces() {
     let ps = String::from_utf8_lossy(&r.stdout);
     assert!(
         ps.contains("sleep 1111") && ps.contains("sleep 2222"),
+        "{ps}"
+    );
+    // The holder outlives a kill -9 of berthd: a container made after the
+    // restart joins the same PID namespace.
+    rig.d.berthd.kill9();
+    rig.d.berthd.restart();
+    let mut c = rig.client().await;
+    let late = create_start(
+        &mut c,
+        &pod,
+        &cfg,
+        container_config("late", &["sleep", "5555"]),
+    )
+    .await;
+    let r = exec(&mut c, &late, &["ps", "-o", "args"], 10)
+        .await
+        .unwrap();
+    let ps = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        ps.contains("sleep 1111") && ps.contains("sleep 5555"),
         "{ps}"
     );
 

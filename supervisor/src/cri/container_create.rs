@@ -243,7 +243,7 @@ impl Cri {
             snapshotter,
             pid,
         } = *new;
-        let scratch = self.inner.deps.state.join("cri").join("tmp").join(id);
+        let scratch = self.state_dir().join("tmp").join(id);
         let users = tokio::task::spawn_blocking(move || read_user_db(&mounts, &scratch))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;

@@ -134,6 +134,25 @@ impl Cri {
             .collect()
     }
 
+    /// The containers whose id and pod id start with `id` and `pod` (empty:
+    /// any) and whose labels have every pair of `labels`: the CRI's
+    /// container filters.
+    pub(super) fn containers_matching(
+        &self,
+        id: &str,
+        pod: &str,
+        labels: &HashMap<String, String>,
+    ) -> Vec<std::sync::Arc<ContainerMetadata>> {
+        self.inner
+            .stores
+            .containers
+            .list()
+            .into_iter()
+            .filter(|m| m.id.starts_with(id) && m.sandbox_id.starts_with(pod))
+            .filter(|m| labels_match(labels, &m.config.labels))
+            .collect()
+    }
+
     /// Every task of `k8s.io` as berthd knows it, by container id.
     pub(super) fn known_tasks(&self) -> HashMap<String, Process> {
         self.inner
@@ -165,14 +184,8 @@ impl Cri {
         let f = req.filter.unwrap_or_default();
         let known = self.known_tasks();
         let containers = self
-            .inner
-            .stores
-            .containers
-            .list()
+            .containers_matching(&f.id, &f.pod_sandbox_id, &f.label_selector)
             .into_iter()
-            .filter(|m| f.id.is_empty() || m.id.starts_with(&f.id))
-            .filter(|m| f.pod_sandbox_id.is_empty() || m.sandbox_id.starts_with(&f.pod_sandbox_id))
-            .filter(|m| labels_match(&f.label_selector, &m.config.labels))
             .filter_map(|m| {
                 let o = observe(&m, known.get(&m.id));
                 if f.state.as_ref().is_some_and(|s| s.state != o.state as i32) {

@@ -88,13 +88,7 @@ impl Cri {
         process["args"] = serde_json::json!(req.cmd);
         process["terminal"] = serde_json::json!(false);
         let exec_id = format!("exec-{}", uuid::Uuid::new_v4().simple());
-        let dir: PathBuf = self
-            .inner
-            .deps
-            .state
-            .join("cri")
-            .join("exec")
-            .join(&exec_id);
+        let dir: PathBuf = self.state_dir().join("exec").join(&exec_id);
         std::fs::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
         let result = self
             .exec_in(&m.id, &exec_id, &dir, process, req.timeout)

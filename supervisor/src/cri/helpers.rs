@@ -60,6 +60,42 @@ pub(super) fn labels_match(
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// How long the caller waits (its `grpc-timeout`), less a margin so that
+/// berthd answers DeadlineExceeded before the transport's own timer
+/// answers Cancelled (tonic's code for an expired `grpc-timeout`, where
+/// gRPC and the CRI's tests want DeadlineExceeded).
+pub(super) fn caller_deadline(meta: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    let v = meta.get("grpc-timeout")?.to_str().ok()?;
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    let nanos = match unit {
+        "H" => n.checked_mul(3_600_000_000_000)?,
+        "M" => n.checked_mul(60_000_000_000)?,
+        "S" => n.checked_mul(1_000_000_000)?,
+        "m" => n.checked_mul(1_000_000)?,
+        "u" => n.checked_mul(1_000)?,
+        "n" => n,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_nanos(nanos - nanos / 10))
+}
+
+/// `call`, ended with DeadlineExceeded once `deadline` (if any) passes.
+pub(super) async fn within<T>(
+    deadline: Option<std::time::Duration>,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match deadline {
+        None => call.await,
+        Some(d) => tokio::time::timeout(d, call).await.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "{what}: the caller's deadline passed"
+            )))
+        }),
+    }
+}
+
 /// The answer of an RPC berthd does not serve yet, naming it.
 pub(super) fn not_served(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by berthd yet"))
@@ -77,6 +113,46 @@ pub(super) fn streaming_not_served(rpc: &str) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_deadlines_from_grpc_timeout() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        assert_eq!(caller_deadline(&m), None);
+        m.insert("grpc-timeout", "100m".parse().unwrap());
+        assert_eq!(
+            caller_deadline(&m),
+            Some(std::time::Duration::from_millis(90))
+        );
+        m.insert("grpc-timeout", "2S".parse().unwrap());
+        assert_eq!(
+            caller_deadline(&m),
+            Some(std::time::Duration::from_millis(1800))
+        );
+        m.insert("grpc-timeout", "x".parse().unwrap());
+        assert_eq!(caller_deadline(&m), None);
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_deadline_exceeded() {
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            Ok::<_, Status>(())
+        };
+        let e = within(
+            Some(std::time::Duration::from_millis(10)),
+            "PullImage",
+            slow,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(
+            within(None, "x", async { Ok::<_, Status>(1) })
+                .await
+                .unwrap(),
+            1
+        );
+    }
 
     #[test]
     fn unimplemented_answers_name_the_call() {

@@ -29,6 +29,17 @@ pub(super) struct Resolved {
     pub size: u64,
 }
 
+/// The repository of an image name: without its digest and tag
+/// (`host:5000/a/b:1` → `host:5000/a/b`).
+pub(super) fn repo_of(name: &str) -> &str {
+    let name = name.split('@').next().unwrap_or(name);
+    let last = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match name[last..].rfind(':') {
+        Some(i) => &name[..last + i],
+        None => name,
+    }
+}
+
 /// `busybox` → `docker.io/library/busybox:latest`, `a/b:1` →
 /// `docker.io/a/b:1`; full references are left alone.
 pub(super) fn normalize(reference: &str) -> String {
@@ -108,6 +119,12 @@ impl Cri {
         let by_name = all
             .iter()
             .find(|i| i.name == wanted || i.name == reference)
+            .or_else(|| {
+                // A repo digest (`repo@sha256:…`) of an image recorded by tag.
+                let (repo, digest) = wanted.split_once('@')?;
+                all.iter()
+                    .find(|i| repo_of(&i.name) == repo && i.target.digest == *digest)
+            })
             .cloned();
         let (first, config_id) = match by_name {
             Some(img) => {
@@ -169,7 +186,15 @@ impl Cri {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{normalize, repo_of};
+
+    #[test]
+    fn repositories_of_names() {
+        assert_eq!(repo_of("host:5000/a/b:1"), "host:5000/a/b");
+        assert_eq!(repo_of("host:5000/a/b"), "host:5000/a/b");
+        assert_eq!(repo_of("docker.io/a/b@sha256:00"), "docker.io/a/b");
+        assert_eq!(repo_of("docker.io/a/b:1@sha256:00"), "docker.io/a/b");
+    }
 
     #[test]
     fn short_names_are_docker_hub_ones() {

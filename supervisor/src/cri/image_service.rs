@@ -31,8 +31,10 @@ impl ImageService for Cri {
         &self,
         req: Request<cri::PullImageRequest>,
     ) -> Result<Response<cri::PullImageResponse>, Status> {
+        let deadline = super::helpers::caller_deadline(req.metadata());
+        let pull = Cri::pull_image(self, req.into_inner());
         Ok(Response::new(
-            Cri::pull_image(self, req.into_inner()).await?,
+            super::helpers::within(deadline, "PullImage", pull).await?,
         ))
     }
 

@@ -56,11 +56,7 @@ fn to_cri_image(r: &Resolved, pinned: bool) -> cri::Image {
             repo_digests.push(rec.name.clone());
         } else {
             repo_tags.push(rec.name.clone());
-            let repo = rec
-                .name
-                .rsplit_once(':')
-                .map(|(a, _)| a)
-                .unwrap_or(&rec.name);
+            let repo = super::image_resolve::repo_of(&rec.name);
             repo_digests.push(format!("{repo}@{}", rec.target.digest));
         }
     }

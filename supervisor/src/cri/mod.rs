@@ -45,6 +45,9 @@ use crate::containers::Containers;
 /// which tools such as `ctr -n k8s.io` and `nerdctl -n k8s.io` rely on).
 pub const NAMESPACE: &str = "k8s.io";
 
+/// The CRI's dir under berthd's state dir (see [`Cri::state_dir`]).
+pub const STATE_DIR: &str = ".cri";
+
 /// The CRI API version served.
 pub const API_VERSION: &str = "v1";
 
@@ -154,6 +157,13 @@ impl Cri {
             *f.containers.entry(s.to_string()).or_default() += 1;
         }
         f
+    }
+
+    /// The CRI's own dir under berthd's state dir: `STATE/.cri` (a name no
+    /// containerd namespace can have, so the tasks' bundle scan and orphan
+    /// sweep at start-up never take it for theirs).
+    pub(super) fn state_dir(&self) -> std::path::PathBuf {
+        self.inner.deps.state.join(STATE_DIR)
     }
 
     fn config(&self) -> &CriConfig {

@@ -77,17 +77,17 @@ struct Made {
 impl Cri {
     /// The dir of pod network namespaces.
     pub(super) fn netns_dir(&self) -> PathBuf {
-        self.inner.deps.state.join("netns")
+        self.state_dir().join("netns")
     }
 
     /// The dir of pod UTS and IPC namespaces.
     pub(super) fn podns_dir(&self) -> PathBuf {
-        self.inner.deps.state.join("cri").join("podns")
+        self.state_dir().join("podns")
     }
 
     /// The pod's own dir (its files).
     pub(super) fn pod_dir(&self, id: &str) -> PathBuf {
-        self.inner.deps.state.join("cri").join("pods").join(id)
+        self.state_dir().join("pods").join(id)
     }
 
     pub(super) async fn run_pod_sandbox(

@@ -9,83 +9,17 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use berth_api::cgroups;
-use berth_api::type_urls::{CGROUPS_V1_METRICS, CGROUPS_V2_METRICS};
 use k8s_cri::v1 as cri;
-use prost::Message;
 use tonic::Status;
 
 use super::helpers::{labels_match, now_ns};
 use super::metadata::ContainerMetadata;
 use super::sandbox_run::pod_not_found;
 use super::{Cri, NAMESPACE};
+use crate::tasks::{decode_metrics, CgroupFigures as Cgroup};
 
 /// How long a stats call waits for a shim's answer.
 const STATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// One cgroup's figures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Cgroup {
-    cpu_ns: u64,
-    usage: u64,
-    working_set: u64,
-    limit: Option<u64>,
-    rss: u64,
-    page_faults: u64,
-    major_page_faults: u64,
-    pids: u64,
-}
-
-impl std::ops::AddAssign for Cgroup {
-    fn add_assign(&mut self, o: Self) {
-        self.cpu_ns += o.cpu_ns;
-        self.usage += o.usage;
-        self.working_set += o.working_set;
-        self.limit = None;
-        self.rss += o.rss;
-        self.page_faults += o.page_faults;
-        self.major_page_faults += o.major_page_faults;
-        self.pids += o.pids;
-    }
-}
-
-/// containerd's cgroup v1 or v2 metrics as one cgroup's figures. The
-/// working set is the usage less the inactive file cache (the kubelet's
-/// and cAdvisor's rule).
-fn decode(any: &prost_types::Any) -> Option<Cgroup> {
-    // cgroup v1 says "no limit" with the largest page-aligned i64.
-    let limit = |l: u64| (l > 0 && l < (1 << 62)).then_some(l);
-    if any.type_url == CGROUPS_V1_METRICS {
-        let m = cgroups::v1::Metrics::decode(any.value.as_slice()).ok()?;
-        let mem = m.memory.unwrap_or_default();
-        let usage = mem.usage.unwrap_or_default();
-        Some(Cgroup {
-            cpu_ns: m.cpu.and_then(|c| c.usage).map(|u| u.total).unwrap_or(0),
-            usage: usage.usage,
-            working_set: usage.usage.saturating_sub(mem.total_inactive_file),
-            limit: limit(usage.limit),
-            rss: mem.total_rss,
-            page_faults: mem.total_pg_fault,
-            major_page_faults: mem.total_pg_maj_fault,
-            pids: m.pids.map(|p| p.current).unwrap_or(0),
-        })
-    } else if any.type_url == CGROUPS_V2_METRICS {
-        let m = cgroups::v2::Metrics::decode(any.value.as_slice()).ok()?;
-        let mem = m.memory.unwrap_or_default();
-        Some(Cgroup {
-            cpu_ns: m.cpu.map(|c| c.usage_usec * 1000).unwrap_or(0),
-            usage: mem.usage,
-            working_set: mem.usage.saturating_sub(mem.inactive_file),
-            limit: limit(mem.usage_limit),
-            rss: mem.anon,
-            page_faults: mem.pgfault,
-            major_page_faults: mem.pgmajfault,
-            pids: m.pids.map(|p| p.current).unwrap_or(0),
-        })
-    } else {
-        None
-    }
-}
 
 fn u64v(value: u64) -> Option<cri::UInt64Value> {
     Some(cri::UInt64Value { value })
@@ -119,7 +53,10 @@ impl Cri {
         let filter = [format!("id=={id:?}")];
         let ask = self.inner.deps.tasks.metrics(NAMESPACE, &filter);
         match tokio::time::timeout(STATS_TIMEOUT, ask).await {
-            Ok(Ok(mut list)) => list.pop().and_then(|(_, any)| any).and_then(|a| decode(&a)),
+            Ok(Ok(mut list)) => list
+                .pop()
+                .and_then(|(_, any)| any)
+                .and_then(|a| decode_metrics(&a)),
             Ok(Err(e)) => {
                 tracing::debug!(id, error = %e, "cri stats: no cgroup figures");
                 None
@@ -205,16 +142,7 @@ impl Cri {
         req: cri::ListContainerStatsRequest,
     ) -> Result<cri::ListContainerStatsResponse, Status> {
         let f = req.filter.unwrap_or_default();
-        let picked: Vec<_> = self
-            .inner
-            .stores
-            .containers
-            .list()
-            .into_iter()
-            .filter(|m| f.id.is_empty() || m.id.starts_with(&f.id))
-            .filter(|m| f.pod_sandbox_id.is_empty() || m.sandbox_id.starts_with(&f.pod_sandbox_id))
-            .filter(|m| labels_match(&f.label_selector, &m.config.labels))
-            .collect();
+        let picked = self.containers_matching(&f.id, &f.pod_sandbox_id, &f.label_selector);
         let stats = futures::future::join_all(picked.iter().map(|m| self.stats_of(m))).await;
         Ok(cri::ListContainerStatsResponse {
             stats: stats.into_iter().map(|(s, _)| s).collect(),
@@ -295,60 +223,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn v1_figures_and_the_working_set() {
-        let m = cgroups::v1::Metrics {
-            cpu: Some(cgroups::v1::CpuStat {
-                usage: Some(cgroups::v1::CpuUsage {
-                    total: 5_000,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            memory: Some(cgroups::v1::MemoryStat {
-                total_inactive_file: 300,
-                total_rss: 700,
-                usage: Some(cgroups::v1::MemoryEntry {
-                    usage: 1000,
-                    limit: 9_223_372_036_854_771_712,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            pids: Some(cgroups::v1::PidsStat {
-                current: 3,
-                limit: 0,
-            }),
-            ..Default::default()
+    fn available_memory_is_the_limit_less_the_working_set() {
+        let cg = Cgroup {
+            working_set: 700,
+            limit: Some(1000),
+            ..Cgroup::default()
         };
-        let any = prost_types::Any {
-            type_url: CGROUPS_V1_METRICS.into(),
-            value: m.encode_to_vec(),
-        };
-        let cg = decode(&any).unwrap();
-        assert_eq!(
-            (
-                cg.cpu_ns,
-                cg.usage,
-                cg.working_set,
-                cg.rss,
-                cg.pids,
-                cg.limit
-            ),
-            (5_000, 1000, 700, 700, 3, None)
-        );
-        let mem = Cri::memory(
-            1,
-            &Cgroup {
-                limit: Some(1000),
-                ..cg
-            },
-        );
+        let mem = Cri::memory(1, &cg);
         assert_eq!(mem.available_bytes.unwrap().value, 300);
-        let other = prost_types::Any {
-            type_url: "x".into(),
-            value: vec![],
-        };
-        assert_eq!(decode(&other), None);
+        assert_eq!(mem.working_set_bytes.unwrap().value, 700);
+        let no_limit = Cri::memory(1, &Cgroup::default());
+        assert_eq!(no_limit.available_bytes, None);
     }
 
     #[test]

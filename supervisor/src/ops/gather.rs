@@ -9,9 +9,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use berth_api::cgroups;
-use prost::Message;
-
 use crate::metrics::{ContainerFigures, CriFigures, Figures};
 use crate::tasks::Status;
 use crate::App;
@@ -108,35 +105,14 @@ async fn containers(app: &App, running: Vec<(String, String)>) -> Vec<ContainerF
 
 /// containerd's cgroups v1 or v2 metrics as the figures berthd exports.
 fn decode(any: &prost_types::Any) -> Option<ContainerFigures> {
-    use berth_api::type_urls::{CGROUPS_V1_METRICS, CGROUPS_V2_METRICS};
-    // cgroup v1 reports "no limit" as the largest page-aligned i64.
-    let limit = |l: u64| (l > 0 && l < (1 << 62)).then_some(l);
-    if any.type_url == CGROUPS_V1_METRICS {
-        let m = cgroups::v1::Metrics::decode(any.value.as_slice()).ok()?;
-        let usage = m.memory.as_ref().and_then(|m| m.usage.as_ref());
-        Some(ContainerFigures {
-            cpu_seconds: m
-                .cpu
-                .and_then(|c| c.usage)
-                .map(|u| u.total as f64 / 1e9)
-                .unwrap_or(0.0),
-            memory_bytes: usage.map(|u| u.usage).unwrap_or(0),
-            memory_limit_bytes: usage.and_then(|u| limit(u.limit)),
-            pids: m.pids.map(|p| p.current).unwrap_or(0),
-            ..ContainerFigures::default()
-        })
-    } else if any.type_url == CGROUPS_V2_METRICS {
-        let m = cgroups::v2::Metrics::decode(any.value.as_slice()).ok()?;
-        Some(ContainerFigures {
-            cpu_seconds: m.cpu.map(|c| c.usage_usec as f64 / 1e6).unwrap_or(0.0),
-            memory_bytes: m.memory.as_ref().map(|m| m.usage).unwrap_or(0),
-            memory_limit_bytes: m.memory.as_ref().and_then(|m| limit(m.usage_limit)),
-            pids: m.pids.map(|p| p.current).unwrap_or(0),
-            ..ContainerFigures::default()
-        })
-    } else {
-        None
-    }
+    let c = crate::tasks::decode_metrics(any)?;
+    Some(ContainerFigures {
+        cpu_seconds: c.cpu_ns as f64 / 1e9,
+        memory_bytes: c.usage,
+        memory_limit_bytes: c.limit,
+        pids: c.pids,
+        ..ContainerFigures::default()
+    })
 }
 
 /// Distinct blobs and their bytes (a blob recorded in two namespaces is
@@ -192,6 +168,8 @@ fn cri_records(app: &App) -> CriFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::cgroups;
+    use prost::Message;
 
     #[test]
     fn cgroup_figures_decode() {

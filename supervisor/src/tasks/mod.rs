@@ -50,6 +50,7 @@ pub use error::Error;
 pub use exec::ExecProcess;
 pub use kill::Kill;
 pub use process::{Exit, Guard, Process, ProcessInfo, Refusal, Status};
+pub use stats::{decode_metrics, CgroupFigures};
 pub use stop::Stop;
 pub use table::{Config, Deps, Tasks};
 pub use task::DEAD_SHIM_STATUS;

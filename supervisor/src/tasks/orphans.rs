@@ -1,7 +1,7 @@
 //! Orphans found at start-up outside any bundle: runtime state under
-//! `<state>/.runc/<ns>/<id>` whose bundle is gone, mounts under the state
-//! dir that no bundle owns, and shim sockets under `<state>/.s` that no
-//! shim listens on. Each is cleaned up and logged with one line; none is
+//! `<state>/.runc/<ns>/<id>` whose bundle is gone, mounts in the tasks'
+//! part of the state dir (namespace dirs, `.trash`) that no bundle owns,
+//! and shim sockets under `<state>/.s` that no shim listens on. Each is cleaned up and logged with one line; none is
 //! silently kept. Runs after the bundles were recovered, so every bundle
 //! still present belongs to a live or stopped task.
 
@@ -70,6 +70,7 @@ fn mounts(state: &Path) {
         .filter_map(|l| l.split(' ').nth(4))
         .map(|m| PathBuf::from(super::bundle::unescape(m)))
         .filter(|p| p.starts_with(state) && p.as_path() != state)
+        .filter(|p| tasks_own(state, p))
         .filter(|p| !owned_by_bundle(state, p))
         .collect();
     orphans.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
@@ -83,6 +84,21 @@ fn mounts(state: &Path) {
 }
 
 /// Whether `m` lies under `<state>/<ns>/<id>/rootfs` of an existing bundle.
+/// Whether `m` is in a part of the state dir the tasks keep: a namespace's
+/// bundles, or the trash of deleted ones. Other modules keep their own
+/// dirs beside them under names no namespace can have (the CRI's `.cri`:
+/// pods' namespaces bind-mounted there must outlive berthd's restarts).
+fn tasks_own(state: &Path, m: &Path) -> bool {
+    let Ok(rel) = m.strip_prefix(state) else {
+        return false;
+    };
+    let Some(first) = rel.components().next() else {
+        return false;
+    };
+    let first = first.as_os_str().to_string_lossy();
+    first == ".trash" || berth_api::identifiers::validate("namespace", &first).is_ok()
+}
+
 fn owned_by_bundle(state: &Path, m: &Path) -> bool {
     let Ok(rel) = m.strip_prefix(state) else {
         return false;
@@ -99,6 +115,17 @@ fn owned_by_bundle(state: &Path, m: &Path) -> bool {
 }
 
 /// Sockets under `<state>/.s` that refuse connections (their shim is gone).
+#[cfg(test)]
+#[test]
+fn the_tasks_sweep_only_their_own_dirs() {
+    let s = Path::new("/state");
+    assert!(tasks_own(s, Path::new("/state/default/c1/rootfs")));
+    assert!(tasks_own(s, Path::new("/state/.trash/x/rootfs")));
+    assert!(!tasks_own(s, Path::new("/state/.cri/netns/cri-1")));
+    assert!(!tasks_own(s, Path::new("/state/.cri")));
+    assert!(!tasks_own(s, Path::new("/elsewhere/default")));
+}
+
 fn sockets(state: &Path) {
     let Ok(rd) = std::fs::read_dir(state.join(".s")) else {
         return;
