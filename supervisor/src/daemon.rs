@@ -24,6 +24,9 @@ use crate::{app, services, App, Config};
 /// How long in-flight calls may run after a stop was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the last metadata flush may take at shutdown.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Why berthd could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -160,7 +163,14 @@ impl Daemon {
         };
         let _ = fs::remove_file(&cfg.address);
         ttrpc.stop().await;
-        app.store.flush().await?;
+        // Bounded like the drain: a flush that cannot finish (a disk that
+        // fails every write) must not keep berthd from stopping.
+        match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, app.store.flush()).await {
+            Ok(r) => r?,
+            Err(_) => tracing::error!(
+                "metadata flush did not finish within {FINAL_FLUSH_TIMEOUT:?}; stopping anyway"
+            ),
+        }
         tracing::info!("berthd stopped");
         result
     }

@@ -262,7 +262,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         Daemon::new(config)
@@ -270,7 +270,12 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             .run(shutdown)
             .await
             .map_err(anyhow::Error::from)
-    })?;
+    });
+    // A blocking call stuck in the kernel or in a wedged library (a
+    // write to a full disk) must not keep berthd from exiting: dropping
+    // the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
     Ok(())
 }
 

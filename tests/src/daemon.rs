@@ -15,6 +15,8 @@ use crate::paths::bin;
 pub struct Berthd {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Where root and state live: `dir`, or a filesystem mounted in it.
+    data: PathBuf,
     /// Extra flags passed at every (re)start.
     pub extra_args: Vec<String>,
 }
@@ -31,13 +33,49 @@ impl Berthd {
             .prefix("berth-e2e-")
             .tempdir()
             .expect("temp dir");
+        let data = dir.path().to_path_buf();
         let mut d = Self {
             dir,
             child: None,
+            data,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.spawn();
         d
+    }
+
+    /// Starts berthd with root and state on a tmpfs of `mb` MiB of its
+    /// own (mounted at [`Berthd::data`]; needs root), its socket and log
+    /// outside it. Dropping the daemon unmounts it.
+    pub fn start_on_tmpfs(mb: u64) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let data = dir.path().join("fs");
+        std::fs::create_dir(&data).expect("tmpfs mount point");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &data,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={mb}m,mode=0700").as_str()),
+        )
+        .expect("mount tmpfs");
+        let mut d = Self {
+            dir,
+            child: None,
+            data,
+            extra_args: Vec::new(),
+        };
+        d.spawn();
+        d
+    }
+
+    /// The directory holding root and state (a tmpfs of its own after
+    /// [`Berthd::start_on_tmpfs`]).
+    pub fn data(&self) -> &Path {
+        &self.data
     }
 
     /// The temp dir holding root, state and socket.
@@ -46,11 +84,11 @@ impl Berthd {
     }
     /// `--root`.
     pub fn root(&self) -> PathBuf {
-        self.dir().join("root")
+        self.data.join("root")
     }
     /// `--state`.
     pub fn state(&self) -> PathBuf {
-        self.dir().join("state")
+        self.data.join("state")
     }
     /// `--address`.
     pub fn address(&self) -> PathBuf {

@@ -322,6 +322,20 @@ impl Snapshotter {
     /// FailedPrecondition if it has children. The record is gone (durably)
     /// before the directory is deleted.
     pub fn remove(&self, ns: &str, key: &str) -> Result<()> {
+        let gone = self.detach(ns, key)?;
+        if let Err(e) = fs::remove_dir_all(&gone) {
+            tracing::warn!(path = %gone.display(), error = %e, "snapshot dir left for cleanup");
+        }
+        Ok(())
+    }
+
+    /// Removes `key`'s record (durably) and moves its directory aside, as
+    /// [`remove`](Self::remove) does, but leaves deleting the directory
+    /// to the caller: returns its path. Cheap whatever the snapshot's
+    /// size, so a collector can detach under its lock and delete the
+    /// trees after releasing it. A directory never deleted (a crash) goes
+    /// with the next [`cleanup`](Self::cleanup), as it has no record.
+    pub fn detach(&self, ns: &str, key: &str) -> Result<PathBuf> {
         let g = self.guard()?;
         let rec = self.get(ns, key)?;
         if self.db.scan_prefix(child_prefix(ns, key)).next().is_some() {
@@ -341,11 +355,7 @@ impl Snapshotter {
         let gone = self.snapshots_dir().join(format!("rm-{}", rec.id));
         let renamed = fs::rename(&dir, &gone);
         drop(g);
-        let target = if renamed.is_ok() { &gone } else { &dir };
-        if let Err(e) = fs::remove_dir_all(target) {
-            tracing::warn!(path = %target.display(), error = %e, "snapshot dir left for cleanup");
-        }
-        Ok(())
+        Ok(if renamed.is_ok() { gone } else { dir })
     }
 
     /// Updates labels of `info.name`. `fieldpaths` empty or `labels`

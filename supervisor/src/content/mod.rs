@@ -6,6 +6,8 @@
 //! blobs/sha256/<hex>        committed blobs, read-only, shared by all namespaces
 //! ingest/<key>/             one in-progress write, key = sha256(ns + "/" + ref)
 //!     data ref ns total expected startedat
+//! trash/<hex>-<n>           blobs a collection took, deleted after it
+//!                           released its guard (emptied at start-up)
 //! ```
 //!
 //! Which namespace holds which digest is metadata (`store::content`): a blob
@@ -96,6 +98,9 @@ impl Info {
 /// serialised, different digests rarely contend.
 const STRIPES: usize = 64;
 
+/// Tells apart the trash names of one digest taken more than once.
+static TRASH_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 struct Inner {
     root: PathBuf,
     store: Store,
@@ -135,7 +140,12 @@ impl ContentStore {
     /// namespace records (see `orphans`).
     pub fn open(root: &Path, store: Store) -> Result<Self> {
         let root = root.join("content");
-        for dir in [root.join("blobs/sha256"), root.join("ingest")] {
+        // Blobs a collection moved aside but did not get to unlink.
+        let trash = root.join("trash");
+        if trash.exists() {
+            fs::remove_dir_all(&trash).map_err(io("emptying", &trash))?;
+        }
+        for dir in [root.join("blobs/sha256"), root.join("ingest"), trash] {
             fs::create_dir_all(&dir).map_err(io("creating directory", &dir))?;
         }
         ingest::clean_partial(&root.join("ingest"))?;
@@ -270,6 +280,25 @@ impl ContentStore {
     /// and the blob file once no namespace records it. Durable once this
     /// returns.
     pub async fn delete(&self, ns: &str, digest: &Digest) -> Result<()> {
+        if let Some(path) = self.detach(ns, digest).await? {
+            blocking(move || match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io("removing blob", &path)(e)),
+            })
+            .await?;
+            tracing::debug!(digest = %digest, "blob removed");
+        }
+        Ok(())
+    }
+
+    /// Deletes the record as [`delete`](Self::delete) does but, when no
+    /// namespace records the blob any more, only moves its file into
+    /// `trash/` and returns that path for the caller to remove: a rename,
+    /// cheap whatever the size, so a collection holds its guard for
+    /// milliseconds and unlinks after releasing it. A new commit of the
+    /// same digest then lands in `blobs/` untouched by that unlink.
+    pub async fn detach(&self, ns: &str, digest: &Digest) -> Result<Option<PathBuf>> {
         let _guard = self.digest_lock(digest).lock().await;
         let key = digest.to_string();
         if !records::remove(&self.inner.store, ns, &key)? {
@@ -287,17 +316,21 @@ impl ContentStore {
         }
         // The record's removal must be durable before the bytes go.
         self.inner.store.flush().await?;
-        if !records::referenced(&self.inner.store, &key)? {
-            let path = self.blob_path(digest);
-            blocking(move || match fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io("removing blob", &path)(e)),
-            })
-            .await?;
-            tracing::debug!(digest = %digest, "blob removed");
+        if records::referenced(&self.inner.store, &key)? {
+            return Ok(None);
         }
-        Ok(())
+        let path = self.blob_path(digest);
+        let trash = self.inner.root.join("trash").join(format!(
+            "{}-{}",
+            digest.hex(),
+            TRASH_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        blocking(move || match fs::rename(&path, &trash) {
+            Ok(()) => Ok(Some(trash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("moving blob to trash", &path)(e)),
+        })
+        .await
     }
 
     /// Opens the blob of `digest` for reading; NotFound unless `ns` records

@@ -98,6 +98,11 @@ impl Writer {
         if data.is_empty() {
             return Ok(());
         }
+        // Refused before a byte is written, so the ingest stays whole and
+        // resumable once space is freed.
+        self.cs
+            .store()
+            .room_for_content(&self.dir, data.len() as u64)?;
         let mut st = self.take()?;
         let path = self.dir.join("data");
         let st = blocking(move || {

@@ -15,8 +15,17 @@
 //! # Why a collection never removes something still referenced
 //!
 //! One collection runs at a time: it holds the write side of an
-//! [`RwLock`] for its whole run (mark *and* sweep). Every call that adds or
-//! moves a reference — image create/update/delete, snapshot
+//! [`RwLock`] for its mark and for the sweep of *records*: a dead
+//! snapshot's record goes and its directory is renamed aside
+//! (`Snapshotter::detach`), a dead blob's record goes and its file is
+//! renamed into the content store's trash (`ContentStore::detach`). Only
+//! after releasing the guard does it delete those trees and files, the
+//! slow part (seconds for a large image), so writers wait milliseconds
+//! (the guard's hold is the `berth_gc_pause_seconds` metric). Nothing can
+//! reach a detached directory or trashed file: neither has a record, and
+//! a new commit of the same digest or chain lands at a new path.
+//!
+//! Every call that adds or moves a reference — image create/update/delete, snapshot
 //! prepare/view/commit/remove/update, the import's lease bookkeeping and
 //! label updates — holds the read side ([`Gc::hold`]) for the short metadata
 //! step only, never across a long copy. So during a run the reference graph
@@ -215,14 +224,18 @@ impl Gc {
 
     /// One full collection, now. Waits for a running one to finish.
     pub async fn run(&self) -> Result<Stats, Error> {
-        let _excl = self.lock.write().await;
+        let excl = self.lock.write().await;
         let started = std::time::Instant::now();
-        let stats = collect(&self.deps).await?;
+        let (stats, detached) = collect(&self.deps).await?;
+        drop(excl);
         let held = started.elapsed();
+        // The slow part, with writers free to go on.
+        delete_detached(detached).await;
         if let Some(r) = &self.report {
             r.run(stats.content, stats.snapshots, stats.leases, held);
         }
-        let elapsed_ms = held.as_millis() as u64;
+        let pause_ms = held.as_millis() as u64;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         // Runs follow every delete: one that removed nothing is routine
         // and would flood INFO under load.
         if stats.removed_any() {
@@ -231,6 +244,7 @@ impl Gc {
                 snapshots = stats.snapshots,
                 leases = stats.leases,
                 orphans = stats.orphans,
+                pause_ms,
                 elapsed_ms,
                 "garbage collection done"
             );
@@ -239,6 +253,7 @@ impl Gc {
                 content = 0,
                 snapshots = 0,
                 leases = 0,
+                pause_ms,
                 elapsed_ms,
                 "garbage collection done"
             );
@@ -316,7 +331,36 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Join(e.to_string()))??)
 }
 
-async fn collect(deps: &Deps) -> Result<Stats, Error> {
+/// Deletes what a collection detached (snapshot directories, trashed
+/// blob files), on the blocking pool; a failure is logged, and what is
+/// left goes at the next start-up (snapshotter cleanup, content trash).
+async fn delete_detached(paths: Vec<std::path::PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let r = tokio::task::spawn_blocking(move || {
+        for p in paths {
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(path = %p.display(), error = %e, "gc: not deleted"),
+            }
+        }
+    })
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "gc: deleting detached paths failed");
+    }
+}
+
+/// Mark and sweep under the caller's write guard; returns what it did and
+/// the paths it detached, to delete after the guard is released.
+async fn collect(deps: &Deps) -> Result<(Stats, Vec<std::path::PathBuf>), Error> {
     let mut stats = Stats::default();
     // 1. Candidates, before any root is read.
     let (_, first, _) = graph(deps).await?;
@@ -363,7 +407,8 @@ async fn collect(deps: &Deps) -> Result<Stats, Error> {
         .into_iter()
         .filter(|n| !live.contains(n))
         .collect();
-    stats.snapshots = sweep_snapshots(deps, &snaps, &dead).await?;
+    let mut detached = Vec::new();
+    stats.snapshots = sweep_snapshots(deps, &snaps, &dead, &mut detached).await?;
     // Clients' content writes (the Content service) record a blob and then
     // add it to their lease without our guard; a record listed as a
     // candidate may have joined its lease since. Read leases again.
@@ -373,8 +418,9 @@ async fn collect(deps: &Deps) -> Result<Stats, Error> {
             continue;
         }
         if let Node::Content { ns, digest } = n {
-            if records::delete_content(deps, ns, digest).await? {
+            if let Some(trashed) = records::delete_content(deps, ns, digest).await? {
                 stats.content += 1;
+                detached.extend(trashed);
             }
         }
     }
@@ -384,7 +430,7 @@ async fn collect(deps: &Deps) -> Result<Stats, Error> {
     stats.orphans = tokio::task::spawn_blocking(move || content.remove_orphan_blobs())
         .await
         .map_err(|e| Error::Join(e.to_string()))??;
-    Ok(stats)
+    Ok((stats, detached))
 }
 
 /// What live leases hold right now (expired ones are skipped, not deleted).
@@ -421,11 +467,13 @@ fn expired(lease: &leases::Lease, now: SystemTime) -> bool {
     }
 }
 
-/// Removes dead snapshots, children before parents. Returns how many.
+/// Removes dead snapshots' records, children before parents, their
+/// directories moved aside into `detached`. Returns how many.
 async fn sweep_snapshots(
     deps: &Deps,
     snaps: &[Snap],
     dead: &HashSet<Node>,
+    detached: &mut Vec<std::path::PathBuf>,
 ) -> Result<usize, Error> {
     let mut pending: Vec<&Snap> = snaps.iter().filter(|s| dead.contains(&s.node)).collect();
     let mut removed = 0;
@@ -452,9 +500,12 @@ async fn sweep_snapshots(
             let Some(sn) = deps.snapshotters.get(&snapshotter) else {
                 continue;
             };
-            let r = blocking(sn, move |sn| sn.remove(&ns, &key)).await;
+            let r = blocking(sn, move |sn| sn.detach(&ns, &key)).await;
             match r {
-                Ok(()) => removed += 1,
+                Ok(dir) => {
+                    removed += 1;
+                    detached.push(dir);
+                }
                 Err(e) => tracing::warn!(node = ?s.node, error = %e, "gc: snapshot not removed"),
             }
         }

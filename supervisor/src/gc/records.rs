@@ -17,15 +17,21 @@ pub(super) async fn content(deps: &Deps) -> Result<Vec<(String, String, Labels)>
         .collect())
 }
 
-/// Removes the content record `digest` of `ns` (and the blob when no
-/// namespace holds it any more). False when it was already gone.
-pub(super) async fn delete_content(deps: &Deps, ns: &str, digest: &str) -> Result<bool, Error> {
+/// Removes the content record `digest` of `ns`; when no namespace holds
+/// the blob any more its file is moved to the trash. None when the
+/// record was already gone; else the trashed file, if any, to delete
+/// after the collection releases its guard.
+pub(super) async fn delete_content(
+    deps: &Deps,
+    ns: &str,
+    digest: &str,
+) -> Result<Option<Option<std::path::PathBuf>>, Error> {
     let Ok(d) = digest.parse::<berth_api::Digest>() else {
-        return Ok(false);
+        return Ok(None);
     };
-    match deps.content.delete(ns, &d).await {
-        Ok(()) => Ok(true),
-        Err(crate::content::Error::NotFound(_)) => Ok(false),
+    match deps.content.detach(ns, &d).await {
+        Ok(trashed) => Ok(Some(trashed)),
+        Err(crate::content::Error::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -23,8 +23,12 @@ pub(crate) fn id_of(key: &[u8], ns: &str) -> String {
     String::from_utf8_lossy(&key[ns.len() + 1..]).into_owned()
 }
 
-pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    Ok(serde_json::to_vec(v)?)
+/// A record's bytes, once the disk has room to write them (see
+/// [`super::Store::room_for`]).
+pub(crate) fn encode<T: Serialize>(store: &super::Store, v: &T) -> Result<Vec<u8>> {
+    let bytes = serde_json::to_vec(v)?;
+    store.room_for(bytes.len() as u64)?;
+    Ok(bytes)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {

@@ -133,10 +133,11 @@ pub async fn create(store: &Store, ns: &str, mut c: Container) -> Result<Contain
     let now = SystemTime::now();
     c.created_at = now;
     c.updated_at = now;
-    let prev =
-        store
-            .tree(TREE)?
-            .compare_and_swap(ns_key(ns, &c.id), None::<&[u8]>, Some(encode(&c)?))?;
+    let prev = store.tree(TREE)?.compare_and_swap(
+        ns_key(ns, &c.id),
+        None::<&[u8]>,
+        Some(encode(store, &c)?),
+    )?;
     if prev.is_err() {
         return Err(Error::AlreadyExists {
             kind: "container",
@@ -177,7 +178,7 @@ pub async fn update(store: &Store, ns: &str, c: Container, paths: &[String]) -> 
         let raw = t.get(&key)?.ok_or_else(|| abort(not_found(&c.id)))?;
         let mut cur: Container = decode(&raw).map_err(abort)?;
         apply(&mut cur, &c, paths).map_err(abort)?;
-        t.insert(key.as_slice(), encode(&cur).map_err(abort)?)?;
+        t.insert(key.as_slice(), encode(store, &cur).map_err(abort)?)?;
         Ok(cur)
     })?;
     store.flush().await?;

@@ -41,7 +41,7 @@ pub fn insert_new(store: &Store, ns: &str, digest: &str, rec: &Record) -> Result
     let prev = store.tree(TREE)?.compare_and_swap(
         ns_key(ns, digest),
         None::<&[u8]>,
-        Some(encode(rec)?),
+        Some(encode(store, rec)?),
     )?;
     Ok(prev.is_ok())
 }
@@ -62,7 +62,7 @@ pub fn update(
         };
         let mut rec: Record = decode(&raw)?;
         f(&mut rec)?;
-        let swapped = tree.compare_and_swap(&key, Some(raw), Some(encode(&rec)?))?;
+        let swapped = tree.compare_and_swap(&key, Some(raw), Some(encode(store, &rec)?))?;
         if swapped.is_ok() {
             return Ok(Some(rec));
         }

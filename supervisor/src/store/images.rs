@@ -89,7 +89,7 @@ pub async fn create(store: &Store, ns: &str, mut img: Image) -> Result<Image> {
     let prev = store.tree(TREE)?.compare_and_swap(
         ns_key(ns, &img.name),
         None::<&[u8]>,
-        Some(encode(&img)?),
+        Some(encode(store, &img)?),
     )?;
     if prev.is_err() {
         return Err(Error::AlreadyExists {
@@ -175,7 +175,7 @@ pub async fn update(store: &Store, ns: &str, incoming: Image, paths: &[String]) 
         }
         img.updated_at = SystemTime::now();
         validate(&img)?;
-        let swapped = tree.compare_and_swap(&key, Some(raw), Some(encode(&img)?))?;
+        let swapped = tree.compare_and_swap(&key, Some(raw), Some(encode(store, &img)?))?;
         if swapped.is_ok() {
             store.flush().await?;
             return Ok(img);

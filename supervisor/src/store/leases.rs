@@ -104,10 +104,11 @@ pub async fn create(store: &Store, ns: &str, id: &str, labels: Labels) -> Result
         created_at: SystemTime::now(),
         labels,
     };
-    let prev =
-        store
-            .tree(TREE)?
-            .compare_and_swap(ns_key(ns, id), None::<&[u8]>, Some(encode(&lease)?))?;
+    let prev = store.tree(TREE)?.compare_and_swap(
+        ns_key(ns, id),
+        None::<&[u8]>,
+        Some(encode(store, &lease)?),
+    )?;
     if prev.is_err() {
         return Err(Error::AlreadyExists {
             kind: "lease",

@@ -3,6 +3,19 @@
 //! Records are JSON values in one tree per kind; namespaced records are keyed
 //! `"{namespace}/{id}"` (namespaces cannot contain `/`). Every mutating call
 //! flushes before it returns, so what a client was told is durable.
+//!
+//! # A full disk
+//!
+//! sled (0.34) does not survive a failed log write: the error is kept as
+//! the database's global error for good, writers waiting on the failed
+//! buffer may never wake, and only a new instance (after every handle of
+//! the old one is dropped and its file lock released) works again. So
+//! berthd never lets sled meet ENOSPC through its own writes: a record is
+//! written only when the filesystem has room for it twice over plus
+//! [`META_HEADROOM`] ([`Store::room_for`]), and blob writes stop
+//! [`CONTENT_RESERVE`] short of full ([`Store::room_for_content`]). Each
+//! refusal is ResourceExhausted naming the free and needed bytes, nothing
+//! is half-written, and the next write after space is freed succeeds.
 
 mod codec;
 pub mod containers;
@@ -52,6 +65,18 @@ pub enum Error {
     /// a record could not be (de)serialised
     #[error("metadata record encoding: {0}")]
     Codec(#[from] serde_json::Error),
+    /// the filesystem lacks room for a write (checked before writing)
+    #[error("disk full: {needed} bytes needed, {free} free under {path}{why}")]
+    DiskFull {
+        /// bytes the write needs, its margin included
+        needed: u64,
+        /// bytes free for berthd
+        free: u64,
+        /// the directory checked
+        path: String,
+        /// what the margin is for
+        why: &'static str,
+    },
     /// the database holds a newer layout than this berthd understands
     #[error("metadata schema version {found} is newer than supported version {SCHEMA_VERSION}")]
     SchemaTooNew {
@@ -70,6 +95,7 @@ impl Error {
             Error::InvalidArgument(_) => K::InvalidArgument,
             Error::FailedPrecondition(_) => K::FailedPrecondition,
             Error::Db(sled::Error::Io(e)) if is_disk_full(e) => K::ResourceExhausted,
+            Error::DiskFull { .. } => K::ResourceExhausted,
             Error::Db(_) | Error::Codec(_) | Error::SchemaTooNew { .. } => K::Internal,
         }
     }
@@ -137,10 +163,25 @@ fn private_dir(dir: &Path) -> Result<()> {
 /// Result alias for store calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Free bytes a metadata write needs beyond twice its record (sled's log
+/// segments are 512 KiB; a new one may be started at any write).
+pub const META_HEADROOM: u64 = 1 << 20;
+
+/// Free bytes blob writes leave for the metadata (and for deletes, which
+/// sled also logs), so a disk filled with blobs never fails a record.
+pub const CONTENT_RESERVE: u64 = 8 << 20;
+
+/// Bytes free to unprivileged writers on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(s.blocks_available() * s.fragment_size())
+}
+
 /// The open metadata database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    path: std::sync::Arc<std::path::PathBuf>,
 }
 
 impl Store {
@@ -168,7 +209,42 @@ impl Store {
             }
         }
         db.flush()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            path: std::sync::Arc::new(path),
+        })
+    }
+
+    fn check_room(&self, dir: &Path, needed: u64, why: &'static str) -> Result<()> {
+        // A filesystem we cannot ask is left to the write itself.
+        let Ok(free) = free_bytes(dir) else {
+            return Ok(());
+        };
+        if free < needed {
+            return Err(Error::DiskFull {
+                needed,
+                free,
+                path: dir.display().to_string(),
+                why,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the database's filesystem has room for a record of
+    /// `bytes`: twice that plus [`META_HEADROOM`] free, else
+    /// [`Error::DiskFull`] (ResourceExhausted) before sled is touched.
+    pub fn room_for(&self, bytes: u64) -> Result<()> {
+        let needed = bytes.saturating_mul(2).saturating_add(META_HEADROOM);
+        self.check_room(&self.path, needed, "")
+    }
+
+    /// Whether `dir` (in the content store) has room for `bytes` more of
+    /// a blob while leaving [`CONTENT_RESERVE`] free for the metadata;
+    /// [`Error::DiskFull`] otherwise.
+    pub fn room_for_content(&self, dir: &Path, bytes: u64) -> Result<()> {
+        let needed = bytes.saturating_add(CONTENT_RESERVE);
+        self.check_room(dir, needed, " (berthd keeps 8 MiB free for its metadata)")
     }
 
     /// A named tree (one per record kind).

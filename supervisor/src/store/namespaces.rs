@@ -27,7 +27,8 @@ pub async fn create(store: &Store, ns: Namespace) -> Result<Namespace> {
     check_name(&ns.name)?;
     labels::validate(&ns.labels)?;
     let tree = store.tree(TREE)?;
-    let prev = tree.compare_and_swap(ns.name.as_bytes(), None::<&[u8]>, Some(encode(&ns)?))?;
+    let prev =
+        tree.compare_and_swap(ns.name.as_bytes(), None::<&[u8]>, Some(encode(store, &ns)?))?;
     if prev.is_err() {
         return Err(Error::AlreadyExists {
             kind: "namespace",
@@ -51,7 +52,7 @@ pub async fn ensure(store: &Store, name: &str) -> Result<()> {
         labels: Labels::new(),
     };
     // Losing the race to another creator is fine.
-    let _ = tree.compare_and_swap(name.as_bytes(), None::<&[u8]>, Some(encode(&ns)?))?;
+    let _ = tree.compare_and_swap(name.as_bytes(), None::<&[u8]>, Some(encode(store, &ns)?))?;
     Ok(())
 }
 
@@ -87,7 +88,7 @@ pub async fn update(store: &Store, ns: Namespace, paths: &[String]) -> Result<Na
             },
         };
         labels::apply_mask(&mut cur.labels, &ns.labels, paths, &[]).map_err(abort)?;
-        t.insert(ns.name.as_bytes(), encode(&cur).map_err(abort)?)?;
+        t.insert(ns.name.as_bytes(), encode(store, &cur).map_err(abort)?)?;
         Ok(cur)
     })?;
     store.flush().await?;
