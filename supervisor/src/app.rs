@@ -187,13 +187,14 @@ impl App {
     }
 
     /// Reattaches to the shims of a previous run and drops the leases of
-    /// imports and pulls it left (before serving); a collection then
-    /// reclaims what only they held.
+    /// imports and CRI creates it left (before serving); a collection then
+    /// reclaims what only they held. Pull leases stay: a retried pull
+    /// resumes from the blobs they hold, and they expire by themselves
+    /// (24 h, as containerd's).
     pub async fn recover(&self) {
         self.tasks.recover().await;
         let prefixes = [
             crate::images::import::LEASE_PREFIX,
-            crate::registry::pull::LEASE_PREFIX,
             crate::cri::CREATE_LEASE_PREFIX,
         ];
         match crate::store::leases::delete_with_prefix(&self.store, &prefixes).await {
