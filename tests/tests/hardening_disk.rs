@@ -117,6 +117,8 @@ fn create_container(d: &Berthd, id: &str, spec_bytes: usize) -> Result<(), tonic
 /// Every kind of write a client makes, each one expected to succeed.
 fn every_write_works(d: &Berthd, round: &str) {
     d.berthctl_ok(&["leases", "create", "--id", &format!("l-{round}")]);
+    d.berthctl_ok(&["snapshots", "prepare", &format!("s-{round}")]);
+    d.berthctl_ok(&["snapshots", "rm", &format!("s-{round}")]);
     d.berthctl_ok(&["namespaces", "create", &format!("ns-{round}")]);
     let o = put(d, &format!("blob-{round}"), &noise(20 << 20));
     assert!(o.status.success(), "{round}: ingest: {}", stderr(&o));
@@ -158,9 +160,13 @@ fn a_full_disk_refuses_writes_until_space_is_freed_and_never_wedges() {
     // Filled to the last byte from outside berthd: each write refused
     // (not hung), reads answer.
     fill(&filler, 0);
+    // Removals too (sled logs them): a failed log write would poison
+    // the database for good, as would a snapshotter's.
     for args in [
         &["leases", "create", "--id", "full"][..],
         &["namespaces", "create", "full"][..],
+        &["leases", "rm", "small"][..],
+        &["snapshots", "prepare", "full-snap"][..],
     ] {
         let started = Instant::now();
         let err = d.berthctl_fails(args);

@@ -477,6 +477,10 @@ async fn sweep_snapshots(
 ) -> Result<usize, Error> {
     let mut pending: Vec<&Snap> = snaps.iter().filter(|s| dead.contains(&s.node)).collect();
     let mut removed = 0;
+    if !pending.is_empty() {
+        // The snapshotters' databases must not meet a full disk either.
+        deps.store.room_for(0)?;
+    }
     while !pending.is_empty() {
         let parents: HashSet<&Node> = pending
             .iter()

@@ -110,6 +110,13 @@ impl Snapshots {
         &self.backends
     }
 
+    /// Whether the disk has room for a snapshotter write: each snapshotter
+    /// keeps its records in a sled database under berthd's root, which a
+    /// failed write would wedge for good (see [`crate::store`]).
+    fn room(&self) -> Result<()> {
+        Ok(self.deps.store.room_for(0)?)
+    }
+
     /// The configured default snapshotter's name.
     pub fn default_name(&self) -> &str {
         self.backends.default_name()
@@ -157,6 +164,7 @@ impl Snapshots {
         } = new;
         check_labels(&labels)?;
         let (name, _) = self.backends.resolve(&snapshotter)?;
+        self.room()?;
         crate::store::namespaces::ensure(&self.deps.store, ns).await?;
         let _hold = self.deps.gc.hold().await;
         self.lease_locked(ns, lease, &name, &key).await?;
@@ -189,6 +197,7 @@ impl Snapshots {
     ) -> Result<()> {
         check_labels(&labels)?;
         let (sn, _) = self.backends.resolve(snapshotter)?;
+        self.room()?;
         let _hold = self.deps.gc.hold().await;
         self.lease_locked(ns, lease, &sn, name).await?;
         let event = SnapshotCommit {
@@ -209,6 +218,7 @@ impl Snapshots {
         let event = SnapshotRemove {
             key: key.to_string(),
         };
+        self.room()?;
         {
             let _hold = self.deps.gc.hold().await;
             let (ns2, key) = (ns.to_string(), key.to_string());
@@ -224,6 +234,7 @@ impl Snapshots {
     /// Stacks the parentless active snapshot `key` onto the committed
     /// `parent` (berthd's parallel unpack; see the snapshotter's `rebase`).
     pub async fn rebase(&self, ns: &str, snapshotter: &str, key: &str, parent: &str) -> Result<()> {
+        self.room()?;
         let _hold = self.deps.gc.hold().await;
         let (ns2, key, parent) = (ns.to_string(), key.to_string(), parent.to_string());
         self.backends
@@ -296,6 +307,7 @@ impl Snapshots {
         paths: Vec<String>,
     ) -> Result<Info> {
         check_labels(&labels)?;
+        self.room()?;
         let now = std::time::SystemTime::now();
         let info = Info {
             name,

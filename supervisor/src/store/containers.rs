@@ -238,6 +238,7 @@ fn apply(cur: &mut Container, c: &Container, paths: &[String]) -> Result<()> {
 pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
     berth_api::identifiers::validate("id", id)
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    store.room_for(0)?;
     if store.tree(TREE)?.remove(ns_key(ns, id))?.is_none() {
         return Err(not_found(id));
     }

@@ -72,6 +72,7 @@ pub fn update(
 
 /// Removes the record; true when there was one.
 pub fn remove(store: &Store, ns: &str, digest: &str) -> Result<bool> {
+    store.room_for(0)?;
     Ok(store.tree(TREE)?.remove(ns_key(ns, digest))?.is_some())
 }
 

@@ -187,6 +187,7 @@ pub async fn update(store: &Store, ns: &str, incoming: Image, paths: &[String]) 
 /// Deletes an image; NotFound if it does not exist.
 pub async fn delete(store: &Store, ns: &str, name: &str) -> Result<Image> {
     check_name(name)?;
+    store.room_for(0)?;
     let raw = store
         .tree(TREE)?
         .remove(ns_key(ns, name))?

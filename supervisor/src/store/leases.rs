@@ -122,6 +122,7 @@ pub async fn create(store: &Store, ns: &str, id: &str, labels: Labels) -> Result
 /// Deletes a lease and its resource list; what it held becomes collectable.
 pub async fn delete(store: &Store, ns: &str, id: &str) -> Result<()> {
     check_id(id)?;
+    store.room_for(0)?;
     if store.tree(TREE)?.remove(ns_key(ns, id))?.is_none() {
         return Err(Error::NotFound {
             kind: "lease",
@@ -195,6 +196,7 @@ fn resource_key(ns: &str, lease: &str, r: &Resource) -> Vec<u8> {
 pub async fn add_resource(store: &Store, ns: &str, lease: &str, r: Resource) -> Result<()> {
     check_resource(&r)?;
     get(store, ns, lease)?;
+    store.room_for(0)?;
     store
         .tree(RESOURCES)?
         .insert(resource_key(ns, lease, &r), &[])?;
@@ -206,6 +208,7 @@ pub async fn add_resource(store: &Store, ns: &str, lease: &str, r: Resource) -> 
 pub async fn delete_resource(store: &Store, ns: &str, lease: &str, r: Resource) -> Result<()> {
     check_resource(&r)?;
     get(store, ns, lease)?;
+    store.room_for(0)?;
     store.tree(RESOURCES)?.remove(resource_key(ns, lease, &r))?;
     store.flush().await?;
     Ok(())

@@ -11,8 +11,11 @@
 //! buffer may never wake, and only a new instance (after every handle of
 //! the old one is dropped and its file lock released) works again. So
 //! berthd never lets sled meet ENOSPC through its own writes: a record is
-//! written only when the filesystem has room for it twice over plus
-//! [`META_HEADROOM`] ([`Store::room_for`]), and blob writes stop
+//! written (or removed: sled logs a removal too) only when the
+//! filesystem has room for it twice over plus [`META_HEADROOM`]
+//! ([`Store::room_for`]); the snapshots service asks the same before
+//! each snapshotter write (its own sled database lives under the same
+//! root), and blob writes stop
 //! [`CONTENT_RESERVE`] short of full ([`Store::room_for_content`]). Each
 //! refusal is ResourceExhausted naming the free and needed bytes, nothing
 //! is half-written, and the next write after space is freed succeeds.

@@ -109,6 +109,7 @@ pub async fn delete(store: &Store, name: &str, snapshots_in_use: bool) -> Result
             "namespace {name:?} must be empty, but it still has snapshots"
         )));
     }
+    store.room_for(0)?;
     let removed = store.tree(TREE)?.remove(name)?;
     if removed.is_none() {
         return Err(Error::NotFound {
