@@ -231,6 +231,135 @@ impl Drop for SharedChains {
 mod tests {
     use super::*;
 
+    fn ipt(args: &[&str]) {
+        let out = Command::new("iptables").args(args).output().unwrap();
+        assert!(out.status.success(), "iptables {args:?}: {out:?}");
+    }
+
+    /// What portmap makes for one pod of network `net`: the shared chains
+    /// and their jumps, a per-pod DNAT chain and the jump to it.
+    fn portmap_add(net: &str, pod: &str) {
+        for c in SHARED_CHAINS {
+            let _ = Command::new("iptables")
+                .args(["-t", "nat", "-N", c])
+                .output();
+        }
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "CNI-HOSTPORT-DNAT",
+        ]);
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "CNI-HOSTPORT-DNAT",
+        ]);
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "CNI portfwd requiring masquerade",
+            "-j",
+            "CNI-HOSTPORT-MASQ",
+        ]);
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            "CNI-HOSTPORT-MASQ",
+            "-m",
+            "mark",
+            "--mark",
+            "0x2000/0x2000",
+            "-j",
+            "MASQUERADE",
+        ]);
+        ipt(&["-t", "nat", "-N", "CNI-DN-test1"]);
+        let comment = format!("dnat name: \"{net}\" id: \"{pod}\"");
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            "CNI-DN-test1",
+            "-p",
+            "tcp",
+            "--dport",
+            "8080",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "10.90.250.2:80",
+        ]);
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            "CNI-HOSTPORT-DNAT",
+            "-p",
+            "tcp",
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-m",
+            "multiport",
+            "--dports",
+            "8080",
+            "-j",
+            "CNI-DN-test1",
+        ]);
+    }
+
+    /// In a network namespace of its own (so no other user's nat table
+    /// is touched): a network's leftovers go, then the last guard deletes
+    /// the shared chains it saw made.
+    #[test]
+    #[ignore = "needs root"]
+    fn leftovers_and_shared_chains_are_deleted_in_a_private_netns() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(NEWNET)");
+            let guard = SharedChains::guard();
+            assert!(SharedChains::existed_before().is_empty());
+            portmap_add("net-t", "pod1");
+            let (owned, rules) = network_leftovers("net-t");
+            assert_eq!(
+                owned.iter().map(String::as_str).collect::<Vec<_>>(),
+                ["CNI-DN-test1"]
+            );
+            assert_eq!(rules.len(), 1, "{rules:?}");
+            remove_network_leftovers("net-t");
+            let t = nat_table();
+            assert!(!t.contains("CNI-DN-test1"), "{t}");
+            assert!(chains(&t).contains("CNI-HOSTPORT-DNAT"), "{t}");
+            drop(guard);
+            let t = nat_table();
+            assert!(!t.contains("CNI-"), "shared chains left:\n{t}");
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn saved_rules_split_like_a_shell() {
         let l = r#"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"net-b\" id: \"abc\"" -m multiport --dports 80 -j CNI-DN-1"#;
