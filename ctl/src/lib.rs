@@ -62,7 +62,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Leases(cmd) => commands::leases::run(&ctx, cmd).await?,
         Command::Images(cmd) => commands::images::run(&ctx, cmd).await?,
         Command::Snapshots(args) => commands::snapshots::run(&ctx, args).await?,
-        Command::Run(cmd) => return commands::run::run(&ctx, *cmd).await,
+        Command::Run(args) => return commands::engine_run::run(&ctx, *args).await,
+        Command::Create(args) => commands::engine_run::create(&ctx, *args).await?,
+        Command::Start { containers } => commands::engine::start(&ctx, containers).await?,
+        Command::Stop(a) => commands::engine::stop(&ctx, a).await?,
+        Command::Restart(a) => commands::engine::restart(&ctx, a).await?,
+        Command::Kill { signal, containers } => {
+            commands::engine::kill(&ctx, signal, containers).await?
+        }
+        Command::Rm {
+            force,
+            volumes,
+            containers,
+        } => commands::engine::rm(&ctx, force, volumes, containers).await?,
+        Command::Wait { containers } => commands::engine::wait(&ctx, containers).await?,
+        Command::Ps(a) => commands::engine::run_ps(&ctx, a).await?,
+        Command::Logs(a) => commands::engine::logs(&ctx, a).await?,
+        Command::Inspect { containers } => commands::engine::inspect(&ctx, containers).await?,
+        Command::Network(cmd) => commands::network::run(&ctx, cmd).await?,
         Command::Containers(cmd) => return commands::containers::run(&ctx, cmd).await,
         Command::Tasks(cmd) => return commands::tasks::run(&ctx, cmd).await,
         Command::Events(args) => commands::events::run(&ctx, args).await?,

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 /// Cleans the orphans under `state`; `default_runtime` deletes leftover
 /// runtime state.
-pub(super) async fn clean(state: &Path, default_runtime: &str) {
+pub(super) async fn clean(state: &Path, default_runtime: &str, foreign: &[PathBuf]) {
     runtime_state(state, default_runtime).await;
     let state = state.to_path_buf();
+    let foreign = foreign.to_vec();
     let _ = tokio::task::spawn_blocking(move || {
-        mounts(&state);
+        mounts(&state, &foreign);
         sockets(&state);
     })
     .await;
@@ -60,8 +61,10 @@ async fn runtime_state(state: &Path, runtime: &str) {
     }
 }
 
-/// Mounts at or below `state` that no existing bundle's `rootfs` holds.
-fn mounts(state: &Path) {
+/// Mounts at or below `state` that no existing bundle's `rootfs` holds,
+/// outside the `foreign` dirs (other modules' mounts, such as network
+/// namespaces, live there).
+fn mounts(state: &Path, foreign: &[PathBuf]) {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };
@@ -70,6 +73,7 @@ fn mounts(state: &Path) {
         .filter_map(|l| l.split(' ').nth(4))
         .map(|m| PathBuf::from(super::bundle::unescape(m)))
         .filter(|p| p.starts_with(state) && p.as_path() != state)
+        .filter(|p| !foreign.iter().any(|f| p.starts_with(f)))
         .filter(|p| !owned_by_bundle(state, p))
         .collect();
     orphans.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
