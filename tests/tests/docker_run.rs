@@ -591,3 +591,96 @@ fn networks_and_bad_input() {
     rig.assert_clean(&ids);
     drop(busy);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn run_flags_short_names_and_removal_on_exit() {
+    let rig = Rig::new(5);
+    let d = &rig.d;
+    // Short names are Docker Hub's: busybox is docker.io/library/busybox:latest.
+    d.berthctl_ok(&["images", "tag", IMAGE, "docker.io/library/busybox:latest"]);
+
+    // The foreground run: output, exit code, --rm; flags reach the process.
+    let out = d
+        .berthctl_cmd(&[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "-e",
+            "A=1",
+            "-e",
+            "FROM_CLIENT",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "-m",
+            "64m",
+            "--hostname",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A $FROM_CLIENT $(pwd) $(id -un) $(hostname); \
+             cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null \
+             || cat /sys/fs/cgroup/memory.max; echo oops >&2; exit 7",
+        ])
+        .env("FROM_CLIENT", "fc")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stdout}{stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("1 fc /tmp nobody box"), "{stdout}");
+    assert_eq!(lines.next(), Some("67108864"), "{stdout}");
+    assert_eq!(stderr, "oops\n");
+    assert!(rig.ps().is_empty(), "--rm left {:?}", rig.ps());
+
+    // --entrypoint replaces the image's; a generated name; create + start.
+    let id = d
+        .berthctl_ok(&[
+            "create",
+            "--network",
+            "none",
+            "--entrypoint",
+            "/bin/echo",
+            "busybox",
+            "from-entrypoint",
+        ])
+        .trim()
+        .to_string();
+    let row = rig.row(rig.ps()[0]["name"].as_str().unwrap());
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["state"], "created");
+    assert_eq!(row["status"], "Created");
+    let name = row["name"].as_str().unwrap().to_string();
+    assert!(
+        name.contains('_') && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        "{name}"
+    );
+    d.berthctl_ok(&["start", &name]);
+    assert_eq!(d.berthctl_ok(&["wait", &name]).trim(), "0");
+    assert_eq!(d.berthctl_ok(&["logs", &name]), "from-entrypoint\n");
+    d.berthctl_ok(&["rm", &id[..8]]);
+
+    // Detached --rm: berthd removes it when it exits.
+    d.berthctl_ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "brief",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    eventually("brief removed on exit", 20, || rig.ps().is_empty());
+    let records = d.ctr_ok(&["containers", "ls", "-q"]);
+    assert!(records.trim().is_empty(), "{records}");
+}
