@@ -116,6 +116,8 @@ pub enum Command {
     Ps(engine::PsArgs),
     /// Print a container's output
     Logs(engine::LogsArgs),
+    /// Attach to a container's output and stdin (detach: Ctrl-P Ctrl-Q)
+    Attach(engine_run::AttachArgs),
     /// Show containers' configuration and state as JSON
     Inspect {
         /// names, IDs or ID prefixes

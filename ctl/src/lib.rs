@@ -78,6 +78,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Wait { containers } => commands::engine::wait(&ctx, containers).await?,
         Command::Ps(a) => commands::engine::run_ps(&ctx, a).await?,
         Command::Logs(a) => commands::engine::logs(&ctx, a).await?,
+        Command::Attach(a) => return commands::engine_run::attach(&ctx, a).await,
         Command::Inspect { containers } => commands::engine::inspect(&ctx, containers).await?,
         Command::Network(cmd) => commands::network::run(&ctx, cmd).await?,
         Command::Containers(cmd) => return commands::containers::run(&ctx, cmd).await,

@@ -684,3 +684,74 @@ fn run_flags_short_names_and_removal_on_exit() {
     let records = d.ctr_ok(&["containers", "ls", "-q"]);
     assert!(records.trim().is_empty(), "{records}");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn run_it_detach_keys_and_attach_in_tmux() {
+    use berth_tests::tmux::Tmux;
+    requires_root(&["tmux"]);
+    let rig = Rig::new(6);
+    let d = &rig.d;
+    let run = |args: &str| {
+        format!(
+            "BERTH_ADDRESS={} {} {args}; echo EXIT=$?; sleep 30",
+            d.address().display(),
+            berth_tests::bin("berthctl").display()
+        )
+    };
+    // run -it: a terminal of this size, TERM set; Ctrl-P Ctrl-Q detaches.
+    let tmux = Tmux::start(
+        d.dir(),
+        "it",
+        100,
+        20,
+        &run(&format!("run -it --name tt --network none {IMAGE} sh")),
+    );
+    tmux.wait_screen("/ #");
+    tmux.keys("stty size; echo $TERM; echo mark-$((40+2))");
+    let s = tmux.wait_screen("mark-42");
+    assert!(s.contains("20 100") && s.contains("xterm"), "{s}");
+    assert!(tmux
+        .cmd(&["send-keys", "-t", "tty", "C-p", "C-q"])
+        .status
+        .success());
+    tmux.wait_screen("EXIT=0");
+    assert_eq!(rig.row("tt")["state"], "running", "detach stopped it");
+    drop(tmux);
+
+    // attach: the same shell; its exit code becomes attach's.
+    let tmux = Tmux::start(d.dir(), "at", 120, 30, &run("attach tt"));
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.keys("echo back-$((40+3))");
+    tmux.wait_screen("back-43");
+    tmux.keys("exit 3");
+    tmux.wait_screen("EXIT=3");
+    let row = rig.row("tt");
+    assert!(
+        row["status"].as_str().unwrap().starts_with("Exited (3) "),
+        "{row}"
+    );
+
+    // -i without a terminal: stdin through, its end closes the container's.
+    let mut c = d
+        .berthctl_cmd(&[
+            "run",
+            "-i",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "sh",
+            "-c",
+            "tr a-z A-Z",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
+    d.berthctl_ok(&["rm", "tt"]);
+}

@@ -124,12 +124,18 @@ pub struct RunArgs {
     /// remove the container when it exits (with -d: berthd removes it)
     #[arg(long)]
     pub rm: bool,
-    /// keep stdin open (not served yet)
+    /// keep stdin open and forward berthctl's
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// a terminal (not served yet)
+    /// a terminal (TERM set, this terminal's size)
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// the keys that detach from a foreground run (it runs on)
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// forward signals to the container (without a terminal)
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     /// the container
     #[command(flatten)]
     pub create: CreateArgs,
@@ -419,18 +425,34 @@ pub async fn create(ctx: &Ctx, args: CreateArgs) -> Result<()> {
     )
 }
 
-/// `run`: create, start; detached, print the ID; else follow the output
-/// until it exits and exit with its code (removing it with `--rm`).
+/// Removes a container a `run` made and could not start: run is one
+/// step (create + start keeps it, as Docker does).
+async fn remove_unstarted(ctx: &Ctx, id: &str) {
+    let _ = ctx
+        .client
+        .engine()
+        .remove(pb::RemoveRequest {
+            container: id.to_string(),
+            force: true,
+            volumes: false,
+        })
+        .await;
+}
+
+/// `run`: create, start; detached, print the ID; else stay attached
+/// (stdin with -i, a terminal with -t) until it exits, with its exit code,
+/// or until the detach keys.
 pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
-    if args.interactive || args.tty {
-        return Err(Error::Input(
-            "run -i/-t: attach is not served by berthd yet; run with -d and use `berthctl logs -f`"
-                .into(),
-        ));
+    let detach_keys = engine::parse_detach_keys(&args.detach_keys)?;
+    let mut req = args.create.request(args.rm)?;
+    if let Some(c) = req.config.as_mut() {
+        c.open_stdin = args.interactive;
+        c.tty = args.tty;
+        if let Some((w, h)) = args.tty.then(crate::tty::size).flatten() {
+            c.tty_width = w.into();
+            c.tty_height = h.into();
+        }
     }
-    // Detached, berthd removes it on exit; in the foreground berthctl
-    // does, after reading the exit code.
-    let req = args.create.request(args.rm && args.detach)?;
     let created = create_with_progress(ctx, req).await?;
     if args.detach {
         let started = ctx
@@ -443,17 +465,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("start container {}", created.name));
         if let Err(e) = started {
-            // run is one step: a container that could not start is not
-            // left behind (create + start keeps it, as Docker does).
-            let _ = ctx
-                .client
-                .engine()
-                .remove(pb::RemoveRequest {
-                    container: created.id.clone(),
-                    force: true,
-                    volumes: false,
-                })
-                .await;
+            remove_unstarted(ctx, &created.id).await;
             return Err(e);
         }
         ctx.out.object(
@@ -462,24 +474,68 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let code = engine::run_foreground(&ctx.client, &created.id).await;
-    if args.rm {
-        let removed = ctx
-            .client
-            .engine()
-            .remove(pb::RemoveRequest {
-                container: created.id.clone(),
-                force: true,
-                volumes: false,
-            })
-            .await
-            .with_context(|| format!("remove container {}", created.name));
-        if let Err(e) = removed {
-            eprintln!("berthctl: {e}");
+    let opts = engine::AttachOptions {
+        stdin: args.interactive,
+        tty: args.tty,
+        start: true,
+        detach_keys,
+        sig_proxy: args.sig_proxy,
+    };
+    match engine::attach(&ctx.client, &created.id, &opts).await {
+        Ok(engine::AttachEnd::Exited(code)) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+        Ok(engine::AttachEnd::Detached) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            if matches!(&e, crate::error::Error::Rpc { what, .. } if what.starts_with("start container"))
+            {
+                remove_unstarted(ctx, &created.id).await;
+            }
+            Err(e)
         }
     }
-    let code = code?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `attach` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttachArgs {
+    /// do not forward stdin
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// the keys that detach (the container runs on)
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// forward signals to the container (without a terminal)
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// the container
+    pub container: String,
+}
+
+/// `attach`: follows a container's output (and feeds its stdin) until it
+/// stops or the detach keys; exits with its code.
+pub async fn attach(ctx: &Ctx, a: AttachArgs) -> Result<ExitCode> {
+    let info = ctx
+        .client
+        .engine()
+        .inspect(pb::InspectRequest {
+            container: a.container.clone(),
+        })
+        .await
+        .with_context(|| format!("inspect container {:?}", a.container))?
+        .into_inner();
+    let doc: serde_json::Value = serde_json::from_str(&info.json).unwrap_or_default();
+    let tty = doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let open_stdin = doc["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let opts = engine::AttachOptions {
+        stdin: open_stdin && !a.no_stdin,
+        tty,
+        start: false,
+        detach_keys: engine::parse_detach_keys(&a.detach_keys)?,
+        sig_proxy: a.sig_proxy,
+    };
+    match engine::attach(&ctx.client, &info.id, &opts).await? {
+        engine::AttachEnd::Exited(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+        engine::AttachEnd::Detached => Ok(ExitCode::SUCCESS),
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::namespace;
 use super::registry::{credentials, pull_progress};
 use crate::engine::{
-    self, ContainerConfig, CreateRequest, DeviceSpec, Engine, LogEntry, LogOptions, LogQuery,
-    LogStream, MountSpec, PortSpec, PullPolicy, Record, RestartPolicy, Status as CStatus, Ulimit,
+    self, AttachInput, AttachOutput, ContainerConfig, CreateRequest, DeviceSpec, Engine, LogEntry,
+    LogOptions, LogQuery, LogStream, MountSpec, PortSpec, PullPolicy, Record, RestartPolicy,
+    Status as CStatus, Ulimit,
 };
 
 /// The Containers service.
@@ -448,11 +449,53 @@ impl Containers for ContainersService {
 
     async fn attach(
         &self,
-        _req: Request<Streaming<pb::AttachRequest>>,
+        req: Request<Streaming<pb::AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        Err(Status::unimplemented(
-            "attach is not served yet: use logs -f (and tasks attach for a task of your own)",
-        ))
+        let ns = namespace(&req)?;
+        let mut incoming = req.into_inner();
+        let first = incoming.message().await?;
+        let Some(pb::AttachRequest {
+            msg: Some(pb::attach_request::Msg::Start(start)),
+        }) = first
+        else {
+            return Err(invalid("attach", "the first message must be start"));
+        };
+        let (in_tx, in_rx) = mpsc::channel(16);
+        let out = self
+            .engine
+            .attach(&ns, &start.container, start.stdin, start.logs, in_rx)?;
+        // The client's messages, until it goes away (which only detaches).
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = incoming.message().await {
+                let input = match m.msg {
+                    Some(pb::attach_request::Msg::Stdin(b)) => AttachInput::Stdin(b),
+                    Some(pb::attach_request::Msg::CloseStdin(_)) => AttachInput::CloseStdin,
+                    Some(pb::attach_request::Msg::Resize(r)) => {
+                        let (w, h) = tty(r.width, r.height).unwrap_or((0, 0));
+                        AttachInput::Resize(w, h)
+                    }
+                    _ => continue,
+                };
+                if in_tx.send(input).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let s = ReceiverStream::new(out);
+        Ok(Response::new(Box::pin(futures::StreamExt::map(s, |o| {
+            Ok(pb::AttachResponse {
+                msg: Some(match o {
+                    AttachOutput::Ready(id) => pb::attach_response::Msg::Ready(id),
+                    AttachOutput::Output(v) => pb::attach_response::Msg::Output(wire_entries(v)),
+                    AttachOutput::Exit { code, removed } => {
+                        pb::attach_response::Msg::Exit(pb::AttachExit {
+                            exit_code: code,
+                            removed,
+                        })
+                    }
+                }),
+            })
+        }))))
     }
 
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
