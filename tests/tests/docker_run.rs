@@ -538,6 +538,41 @@ fn networks_and_bad_input() {
     assert!(text.contains("10.91.40."), "{text}");
     assert!(rig.ps().iter().all(|r| r["name"] != "cli"), "--rm left it");
 
+    // network connect: a running container on the default network gets
+    // a second interface on appnet, and its peers there find it by name.
+    d.berthctl_ok(&["run", "-d", "--name", "late", IMAGE, "sleep", "1000"]);
+    let ip = d.berthctl_ok(&["network", "connect", "appnet", "late"]);
+    assert!(ip.trim().starts_with("10.91.40."), "{ip}");
+    let nets = &rig.inspect("late")["NetworkSettings"]["Networks"];
+    assert!(
+        nets.get("appnet").is_some() && nets.get("bridge").is_some(),
+        "{nets}"
+    );
+    let ping = |target: &str| {
+        d.berthctl(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            IMAGE,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "3",
+            target,
+        ])
+        .status
+        .code()
+    };
+    assert_eq!(ping("late"), Some(0));
+    let e = d.berthctl_fails(&["network", "connect", "appnet", "late"]);
+    assert!(e.contains("AlreadyExists"), "{e}");
+    d.berthctl_ok(&["network", "disconnect", "appnet", "late"]);
+    assert_ne!(ping("late"), Some(0), "late still on appnet");
+    let late = rig.row("late")["id"].as_str().unwrap().to_string();
+    d.berthctl_ok(&["rm", "-f", "late"]);
+
     // In use: refused; after rm, removed with its bridge.
     let e = d.berthctl_fails(&["network", "rm", "appnet"]);
     assert!(e.contains("in use"), "{e}");
@@ -582,7 +617,7 @@ fn networks_and_bad_input() {
     let ids: Vec<String> = left
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
-        .chain([srv])
+        .chain([srv, late])
         .collect();
     for id in &ids {
         let _ = d.berthctl(&["rm", "-f", id]);

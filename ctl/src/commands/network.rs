@@ -1,4 +1,4 @@
-//! `berthctl network create|ls|inspect|rm|prune`: berthd's own networks
+//! `berthctl network create|ls|inspect|rm|prune|connect|disconnect`: berthd's own networks
 //! (Docker's bridge driver over CNI).
 
 use berth_api::berth_networks::v1 as pb;
@@ -59,6 +59,20 @@ pub enum Cmd {
     },
     /// Remove every user network no container is on
     Prune,
+    /// Connect a container to a network (at once when it runs)
+    Connect {
+        /// the network
+        network: String,
+        /// the container: name, ID or ID prefix
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// the network
+        network: String,
+        /// the container: name, ID or ID prefix
+        container: String,
+    },
 }
 
 /// A network as listed.
@@ -202,6 +216,41 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<()> {
                 }
             })
             .await
+        }
+        Cmd::Connect { network, container } => {
+            let r = ctx
+                .client
+                .networks()
+                .connect_container(pb::ConnectRequest {
+                    network: network.clone(),
+                    container: container.clone(),
+                    aliases: vec![],
+                })
+                .await
+                .with_context(|| format!("connect {container:?} to network {network:?}"))?
+                .into_inner();
+            ctx.out.object(
+                &serde_json::json!({"network": network, "container": container, "ip": r.ip}),
+                |_| {
+                    if r.ip.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}\n", r.ip)
+                    }
+                },
+            )
+        }
+        Cmd::Disconnect { network, container } => {
+            ctx.client
+                .networks()
+                .disconnect_container(pb::DisconnectRequest {
+                    network: network.clone(),
+                    container: container.clone(),
+                    force: false,
+                })
+                .await
+                .with_context(|| format!("disconnect {container:?} from network {network:?}"))?;
+            Ok(())
         }
         Cmd::Prune => {
             let removed = ctx

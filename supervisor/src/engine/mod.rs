@@ -34,6 +34,7 @@
 //!   snapshot, record, task, attachment or port).
 
 mod attach;
+mod connect;
 mod create;
 mod error;
 mod files;

@@ -153,19 +153,25 @@ impl Networks for NetworksService {
 
     async fn connect_container(
         &self,
-        _req: Request<pb::ConnectRequest>,
+        req: Request<pb::ConnectRequest>,
     ) -> Result<Response<pb::ConnectResponse>, Status> {
-        Err(Status::unimplemented(
-            "network connect is not served yet: give --network at run or create",
-        ))
+        let ns = super::namespace(&req)?;
+        let r = req.into_inner();
+        let ip = self.engine.connect(&ns, &r.container, &r.network).await?;
+        Ok(Response::new(pb::ConnectResponse {
+            ip: ip.map(|i| i.to_string()).unwrap_or_default(),
+        }))
     }
 
     async fn disconnect_container(
         &self,
-        _req: Request<pb::DisconnectRequest>,
+        req: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
-        Err(Status::unimplemented(
-            "network disconnect is not served yet",
-        ))
+        let ns = super::namespace(&req)?;
+        let r = req.into_inner();
+        self.engine
+            .disconnect(&ns, &r.container, &r.network)
+            .await?;
+        Ok(Response::new(pb::DisconnectResponse {}))
     }
 }
