@@ -118,6 +118,37 @@ pub enum Command {
     Logs(engine::LogsArgs),
     /// Attach to a container's output and stdin (detach: Ctrl-P Ctrl-Q)
     Attach(engine_run::AttachArgs),
+    /// Freeze every process of containers
+    Pause {
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers
+    Unpause {
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's processes
+    Top {
+        /// name, ID or ID prefix
+        container: String,
+    },
+    /// Show containers' resource use (CPU, memory, network, block I/O)
+    Stats {
+        /// one sample, then exit
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// names, IDs or ID prefixes (default: every running one)
+        containers: Vec<String>,
+    },
+    /// Remove every stopped container (Docker's `container prune`)
+    Prune {
+        /// label=KEY[=VAL], until=DURATION (repeatable)
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+    },
     /// Show containers' configuration and state as JSON
     Inspect {
         /// names, IDs or ID prefixes

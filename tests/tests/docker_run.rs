@@ -790,3 +790,61 @@ fn run_it_detach_keys_and_attach_in_tmux() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
     d.berthctl_ok(&["rm", "tt"]);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn pause_top_stats_kill_and_prune() {
+    let rig = Rig::new(7);
+    let d = &rig.d;
+    d.berthctl_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--network",
+        "none",
+        "-m",
+        "32m",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let top = d.berthctl_ok(&["top", "busy"]);
+    assert!(top.contains("PID") && top.contains("sleep 1000"), "{top}");
+    let stats = d.json(&["stats", "--no-stream", "busy"]);
+    assert_eq!(stats[0]["name"], "busy", "{stats}");
+    assert_eq!(stats[0]["memory_limit"], 32 << 20, "{stats}");
+    assert!(stats[0]["pids"].as_u64().unwrap() >= 1, "{stats}");
+    d.berthctl_ok(&["pause", "busy"]);
+    let row = rig.row("busy");
+    assert_eq!(row["state"], "paused");
+    assert!(
+        row["status"].as_str().unwrap().ends_with("(Paused)"),
+        "{row}"
+    );
+    d.berthctl_ok(&["unpause", "busy"]);
+    assert_eq!(rig.row("busy")["state"], "running");
+    d.berthctl_ok(&["kill", "-s", "TERM", "busy"]);
+    // sleep as PID 1 ignores SIGTERM; SIGKILL ends it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rig.row("busy")["state"], "running");
+    d.berthctl_ok(&["kill", "busy"]);
+    assert_eq!(d.berthctl_ok(&["wait", "busy"]).trim(), "137");
+    d.berthctl_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stays",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let pruned = d.berthctl_ok(&["prune"]);
+    assert_eq!(pruned.lines().count(), 1, "{pruned}");
+    let left: Vec<Value> = rig.ps();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["name"], "stays");
+    d.berthctl_ok(&["rm", "-f", "stays"]);
+}

@@ -433,6 +433,148 @@ pub async fn run_ps(ctx: &Ctx, a: PsArgs) -> Result<()> {
     ps(ctx, a).await
 }
 
+/// `pause` and `unpause`.
+pub async fn pause(ctx: &Ctx, pause: bool, containers: Vec<String>) -> Result<()> {
+    for_each(ctx, &containers, |c| {
+        let c = c.clone();
+        async move {
+            let what = format!(
+                "{} container {c:?}",
+                if pause { "pause" } else { "unpause" }
+            );
+            if pause {
+                ctx.client
+                    .engine()
+                    .pause(pb::PauseRequest {
+                        container: c.clone(),
+                    })
+                    .await
+                    .context(what)?;
+            } else {
+                ctx.client
+                    .engine()
+                    .unpause(pb::UnpauseRequest {
+                        container: c.clone(),
+                    })
+                    .await
+                    .context(what)?;
+            }
+            Ok(Done::named("container", &c))
+        }
+    })
+    .await
+}
+
+/// `top`: the container's processes.
+pub async fn top(ctx: &Ctx, container: String) -> Result<()> {
+    let t = ctx
+        .client
+        .engine()
+        .top(pb::TopRequest {
+            container: container.clone(),
+        })
+        .await
+        .with_context(|| format!("top of container {container:?}"))?
+        .into_inner();
+    if ctx.out.json() {
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = t
+            .processes
+            .iter()
+            .map(|r| {
+                t.titles
+                    .iter()
+                    .cloned()
+                    .zip(r.fields.iter().map(|f| serde_json::Value::from(f.clone())))
+                    .collect()
+            })
+            .collect();
+        return ctx.out.json_value(&rows);
+    }
+    let titles: Vec<&str> = t.titles.iter().map(String::as_str).collect();
+    let rows: Vec<Vec<String>> = t.processes.into_iter().map(|r| r.fields).collect();
+    write_stdout(&render_table(&titles, &rows))
+}
+
+/// `stats`: one sample per running container (`--no-stream`), or a new
+/// table every second.
+pub async fn stats(ctx: &Ctx, no_stream: bool, containers: Vec<String>) -> Result<()> {
+    let mut s = ctx
+        .client
+        .engine()
+        .stats(pb::StatsRequest {
+            containers,
+            stream: !no_stream,
+        })
+        .await
+        .context("container stats")?
+        .into_inner();
+    while let Some(batch) = s.message().await.context("container stats")? {
+        if ctx.out.json() {
+            let rows: Vec<serde_json::Value> = batch
+                .stats
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "id": c.id, "name": c.name, "cpu_percent": c.cpu_percent,
+                        "memory_usage": c.memory_usage, "memory_limit": c.memory_limit,
+                        "net_rx_bytes": c.net_rx_bytes, "net_tx_bytes": c.net_tx_bytes,
+                        "block_read_bytes": c.block_read_bytes,
+                        "block_write_bytes": c.block_write_bytes, "pids": c.pids,
+                    })
+                })
+                .collect();
+            ctx.out.json_value(&rows)?;
+            continue;
+        }
+        let size = |n: u64| crate::output::human_size(n as i64);
+        let rows: Vec<Vec<String>> = batch
+            .stats
+            .iter()
+            .map(|c| {
+                vec![
+                    c.id.chars().take(12).collect(),
+                    c.name.clone(),
+                    format!("{:.2}%", c.cpu_percent),
+                    format!("{} / {}", size(c.memory_usage), size(c.memory_limit)),
+                    format!("{} / {}", size(c.net_rx_bytes), size(c.net_tx_bytes)),
+                    format!(
+                        "{} / {}",
+                        size(c.block_read_bytes),
+                        size(c.block_write_bytes)
+                    ),
+                    c.pids.to_string(),
+                ]
+            })
+            .collect();
+        write_stdout(&render_table(
+            &[
+                "CONTAINER ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "NET I/O",
+                "BLOCK I/O",
+                "PIDS",
+            ],
+            &rows,
+        ))?;
+    }
+    Ok(())
+}
+
+/// `container prune`: removes every stopped container; their IDs.
+pub async fn prune(ctx: &Ctx, filters: Vec<String>) -> Result<()> {
+    let removed = ctx
+        .client
+        .engine()
+        .prune(pb::PruneRequest { filters })
+        .await
+        .context("prune containers")?
+        .into_inner()
+        .removed;
+    ctx.out.lines(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
