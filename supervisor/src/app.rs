@@ -248,6 +248,7 @@ impl App {
             crate::images::import::LEASE_PREFIX,
             crate::registry::pull::LEASE_PREFIX,
             crate::cri::CREATE_LEASE_PREFIX,
+            crate::engine::CREATE_LEASE_PREFIX,
         ];
         match crate::store::leases::delete_with_prefix(&self.store, &prefixes).await {
             Ok(gone) if gone.is_empty() => {}

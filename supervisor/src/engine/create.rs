@@ -22,6 +22,9 @@ use crate::store::containers::{AnyRec, Container, Runtime};
 
 /// The runtime every engine container runs under.
 const RUNTIME: &str = "io.containerd.runc.v2";
+/// Leases holding a half-made container's snapshot; one left by a crash
+/// is deleted at start-up (the GC then takes what only it held).
+pub const CREATE_LEASE_PREFIX: &str = "berth.create.";
 /// The containerd label holding the engine's name of a container.
 pub(crate) const NAME_LABEL: &str = "berth.name";
 
@@ -176,7 +179,7 @@ impl Engine {
             armed: true,
         };
         let result = async {
-            let lease = format!("berth.create.{id}");
+            let lease = format!("{CREATE_LEASE_PREFIX}{id}");
             let mut labels = crate::store::labels::Labels::new();
             labels.insert(
                 berth_api::lease::EXPIRE_LABEL.to_string(),

@@ -62,7 +62,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 pub use attach::{AttachInput, AttachOutput};
-pub use create::{CreateRequest, Created};
+pub use create::{CreateRequest, Created, CREATE_LEASE_PREFIX};
 pub use error::Error;
 pub use image::normalise_reference;
 pub use logs::{LogEntry, LogQuery, LogStream};
