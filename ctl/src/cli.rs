@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    containers, content, events, images, leases, namespaces, run, snapshots, tasks,
+    containers, content, engine, engine_run, events, images, leases, namespaces, network,
+    snapshots, tasks,
 };
 use crate::output::Format;
 
@@ -70,8 +71,93 @@ pub enum Command {
     /// Manage snapshots
     #[command(visible_alias = "snapshot")]
     Snapshots(snapshots::Args),
-    /// Create a container from an image and run it
-    Run(Box<run::RunCmd>),
+    /// Run a command in a new container (Docker's shape: run [OPTIONS] IMAGE [COMMAND...])
+    Run(Box<engine_run::RunArgs>),
+    /// Create a new container without starting it (Docker's shape)
+    Create(Box<engine_run::CreateArgs>),
+    /// Start stopped containers (a new task on the same container)
+    Start {
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop running containers (the stop signal, then SIGKILL after -t)
+    Stop(engine::StopArgs),
+    /// Restart containers
+    Restart(engine::StopArgs),
+    /// Send a signal to containers' main processes
+    Kill {
+        /// the signal, by name or number
+        #[arg(short = 's', long, default_value = "SIGKILL")]
+        signal: String,
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers (-f: also running ones)
+    Rm {
+        /// kill a running container first
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// anonymous volumes too
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to stop; print their exit codes
+    Wait {
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers (Docker's shape; `containers ls` lists containerd's records)
+    Ps(engine::PsArgs),
+    /// Print a container's output
+    Logs(engine::LogsArgs),
+    /// Attach to a container's output and stdin (detach: Ctrl-P Ctrl-Q)
+    Attach(engine_run::AttachArgs),
+    /// Freeze every process of containers
+    Pause {
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers
+    Unpause {
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's processes
+    Top {
+        /// name, ID or ID prefix
+        container: String,
+    },
+    /// Show containers' resource use (CPU, memory, network, block I/O)
+    Stats {
+        /// one sample, then exit
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// names, IDs or ID prefixes (default: every running one)
+        containers: Vec<String>,
+    },
+    /// Remove every stopped container (Docker's `container prune`)
+    Prune {
+        /// label=KEY[=VAL], until=DURATION (repeatable)
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+    },
+    /// Show containers' configuration and state as JSON
+    Inspect {
+        /// names, IDs or ID prefixes
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Manage berthd's networks
+    #[command(subcommand)]
+    Network(network::Cmd),
     /// Manage containers
     #[command(subcommand, visible_alias = "container")]
     Containers(containers::Cmd),

@@ -162,6 +162,14 @@ impl Client {
         registry, berth_api::berth_images::v1::registry_client, RegistryClient
     );
     service_client!(
+        /// berth.containers.v1.Containers (the Docker-style workflow)
+        engine, berth_api::berth_containers::v1::containers_client, ContainersClient
+    );
+    service_client!(
+        /// berth.networks.v1.Networks (berthd's own networks)
+        networks, berth_api::berth_networks::v1::networks_client, NetworksClient
+    );
+    service_client!(
         /// containerd.services.introspection.v1.Introspection
         introspection, services::introspection::v1::introspection_client, IntrospectionClient
     );

@@ -137,6 +137,16 @@ mod generated {
         }
     }
     pub mod berth {
+        pub mod containers {
+            pub mod v1 {
+                generated!("berth.containers.v1");
+            }
+        }
+        pub mod networks {
+            pub mod v1 {
+                generated!("berth.networks.v1");
+            }
+        }
         pub mod images {
             pub mod v1 {
                 generated!("berth.images.v1");
@@ -150,10 +160,14 @@ mod generated {
     }
 }
 
+/// Berth's Docker-style container workflow (`berth.containers.v1`).
+pub use generated::berth::containers as berth_containers;
 /// Berth's own image services (`berth.images.v1`): registry pull/push.
 pub use generated::berth::images;
 /// Berth's image transfer service (`berth.images.v1`): server-side import/export.
 pub use generated::berth::images as berth_images;
+/// Berth's networks (`berth.networks.v1`).
+pub use generated::berth::networks as berth_networks;
 pub use generated::berth::shim;
 pub use generated::containerd::services;
 pub use generated::containerd::types;

@@ -275,6 +275,12 @@ pub struct ExecConfig {
     /// Stop signal.
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// Ports the image declares (`"80/tcp": {}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// Paths the image declares as volumes (`"/data": {}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 /// `rootfs` of an image config.

@@ -13,12 +13,14 @@ use tokio_util::sync::CancellationToken;
 use crate::containers::{self, Containers};
 use crate::content::ContentStore;
 use crate::cri::{self, Cri};
+use crate::engine::{self, Engine};
 use crate::events::Events;
 use crate::gc::{self, Gc};
 use crate::images::{self, Archives, Differ, Images, Unpacker};
 use crate::leases::Leases;
 use crate::metrics::Metrics;
 use crate::namespaces::Namespaces;
+use crate::netman::{self, NetworkManager};
 use crate::registry::{self, inflight::Transfers};
 use crate::snapshots::{self, Snapshots, Snapshotters};
 use crate::store::{self, Store};
@@ -37,9 +39,17 @@ pub enum Error {
     /// the content store failed to open
     #[error(transparent)]
     Content(#[from] crate::content::Error),
+    /// a `[network]` key is not a CIDR
+    #[error("[network]: {0}")]
+    Network(String),
     /// the CRI's records could not be read
     #[error("loading the CRI's pods and containers: {0}")]
     Cri(#[from] crate::containers::Error),
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, Error> {
+    s.parse()
+        .map_err(|_| Error::Network(format!("{s:?} is not a CIDR")))
 }
 
 /// berthd's domain services, built once and shared by every adapter.
@@ -74,6 +84,11 @@ pub struct App {
     pub tasks: Tasks,
     /// The Kubernetes CRI adapter, over the services above.
     pub cri: Cri,
+    /// berthd's own networks (Docker's bridge driver over CNI).
+    pub networks: NetworkManager,
+    /// The Docker-style container workflow (names, logs, restart
+    /// policies, networks and published ports).
+    pub engine: Engine,
     /// The persistent root.
     pub root: std::path::PathBuf,
     /// The metrics registry: services report through handles taken from
@@ -128,7 +143,7 @@ impl App {
             store: store.clone(),
             options: registry::Options::from_config(config),
             images: images.clone(),
-            unpacker,
+            unpacker: unpacker.clone(),
             metrics: metrics.pull(),
         });
         let tasks = Tasks::new(
@@ -136,6 +151,12 @@ impl App {
                 state: config.state.clone(),
                 address: config.address.clone(),
                 default_runtime: config.runtime_binary.clone(),
+                // Pods' and containers' network namespaces, the CRI's pod
+                // namespaces, berthd's networks and the engine's fifos.
+                foreign: ["netns", "cri", "networks", "engine"]
+                    .iter()
+                    .map(|d| config.state.join(d))
+                    .collect(),
             },
             tasks::Deps {
                 store: store.clone(),
@@ -166,8 +187,42 @@ impl App {
         )?;
         let source = cri.clone();
         metrics.cri().set_source(move || source.figures());
+        let networks = NetworkManager::new(
+            netman::Options {
+                conf_dir: config.root.join("networks").join("conf"),
+                cache_dir: config.state.join("networks").join("cache"),
+                ipam_dir: config.state.join("networks").join("ipam"),
+                bin_dirs: config.cri.cni_bin_dirs.clone(),
+                default_bridge: config.network.default_bridge.clone(),
+                default_subnet: parse_net(&config.network.default_subnet)?,
+                pool: parse_net(&config.network.subnet_pool)?,
+            },
+            store.clone(),
+        );
+        let engine = Engine::new(
+            engine::Config {
+                root: config.root.clone(),
+                state: config.state.clone(),
+                default_network: netman::DEFAULT_NETWORK.into(),
+                default_snapshotter: config.default_snapshotter.clone(),
+            },
+            engine::Deps {
+                store: store.clone(),
+                images: images.clone(),
+                content: content.clone(),
+                snapshots: snapshots.clone(),
+                unpacker,
+                transfers: transfers.clone(),
+                containers: containers.clone(),
+                tasks: tasks.clone(),
+                leases: leases.clone(),
+                networks: networks.clone(),
+            },
+        );
         Ok(Self {
             cri,
+            networks,
+            engine,
             namespaces: Namespaces::new(store.clone(), snapshots.clone()),
             leases,
             differ: Differ::new(content.clone(), config.root.clone()),
@@ -193,9 +248,11 @@ impl App {
     /// (24 h, as containerd's).
     pub async fn recover(&self) {
         self.tasks.recover().await;
+        self.engine.recover().await;
         let prefixes = [
             crate::images::import::LEASE_PREFIX,
             crate::cri::CREATE_LEASE_PREFIX,
+            crate::engine::CREATE_LEASE_PREFIX,
         ];
         match crate::store::leases::delete_with_prefix(&self.store, &prefixes).await {
             Ok(gone) if gone.is_empty() => {}

@@ -54,6 +54,31 @@ pub struct Config {
     pub metrics_address: String,
     /// The Kubernetes CRI (`[cri]`).
     pub cri: CriConfig,
+    /// berthd's own (Docker-style) networks (`[network]`).
+    pub network: NetworkConfig,
+}
+
+/// The `[network]` table: berthd's own bridge networks (`berthctl network`,
+/// `berthctl run --network`). Plugins come from `[cri] cni_bin_dirs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The bridge device of the default network `bridge`.
+    pub default_bridge: String,
+    /// The default network's subnet.
+    pub default_subnet: String,
+    /// Where `network create` without `--subnet` takes a free /24 from.
+    pub subnet_pool: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            default_bridge: "berth0".into(),
+            default_subnet: "172.30.0.0/16".into(),
+            subnet_pool: "172.31.0.0/16".into(),
+        }
+    }
 }
 
 /// The `[cri]` table: what the Kubernetes CRI adapter needs.
@@ -126,6 +151,7 @@ impl Default for Config {
             grpc: Grpc::default(),
             metrics_address: String::new(),
             cri: CriConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -278,6 +304,17 @@ impl Config {
                     self.metrics_address
                 ),
             ));
+        }
+        for (key, v) in [
+            ("network.default_subnet", &self.network.default_subnet),
+            ("network.subnet_pool", &self.network.subnet_pool),
+        ] {
+            if v.parse::<ipnet::IpNet>().is_err() {
+                return Err(Error::invalid(
+                    key,
+                    format!("{v:?}: expected a CIDR such as 172.30.0.0/16"),
+                ));
+            }
         }
         for (host, file) in &self.registry_ca_files {
             if let Err(e) = std::fs::File::open(file) {

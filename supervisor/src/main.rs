@@ -357,10 +357,13 @@ mod tests {
             }
         }
         let cmd = Cli::command();
-        // The [cri] table is file-only, as the README says.
+        // The [cri] and [network] tables are file-only, as the README says.
         let readme = include_str!("../../README.md");
         for key in keys {
-            if let Some(sub) = key.strip_prefix("cri.") {
+            if let Some(sub) = key
+                .strip_prefix("cri.")
+                .or_else(|| key.strip_prefix("network."))
+            {
                 assert!(
                     readme.contains(&format!("`{sub}`")),
                     "file-only key {key} is not named in the README"

@@ -19,7 +19,15 @@ fn berthctl_pull_run_push_pull_back() {
     let ls = d.berthctl_ok(&["images", "ls", "-q"]);
     assert!(ls.lines().any(|l| l == reference), "{ls}");
     let id = format!("r1-{}", std::process::id());
-    let out = d.berthctl_ok(&["run", "--rm", &reference, &id, "echo", "pulled-and-ran"]);
+    let out = d.berthctl_ok(&[
+        "containers",
+        "run",
+        "--rm",
+        &reference,
+        &id,
+        "echo",
+        "pulled-and-ran",
+    ]);
     assert_eq!(out, "pulled-and-ran\n");
     let info = d.json(&["images", "inspect", &reference]);
     if let Some(chain) = pulled["chain_id"].as_str().filter(|c| !c.is_empty()) {
@@ -83,6 +91,14 @@ fn berthctl_pull_with_htpasswd_auth() {
     ]);
     assert_eq!(pulled["name"], reference.as_str());
     let id = format!("a1-{}", std::process::id());
-    let out = d.berthctl_ok(&["run", "--rm", &reference, &id, "echo", "authed"]);
+    let out = d.berthctl_ok(&[
+        "containers",
+        "run",
+        "--rm",
+        &reference,
+        &id,
+        "echo",
+        "authed",
+    ]);
     assert_eq!(out, "authed\n");
 }

@@ -73,7 +73,16 @@ fn json_fields_are_snake_case_with_one_type_each() {
     requires_root(&["runc"]);
     let d = Berthd::start();
     import_busybox(&d);
-    d.berthctl_ok(&["run", "-d", "--null-io", IMAGE, "j1", "sleep", "60"]);
+    d.berthctl_ok(&[
+        "containers",
+        "run",
+        "-d",
+        "--null-io",
+        IMAGE,
+        "j1",
+        "sleep",
+        "60",
+    ]);
     d.berthctl_ok(&["containers", "create", IMAGE, "j2"]);
 
     let mut outputs: Vec<(String, Value)> = Vec::new();

@@ -190,6 +190,7 @@ fn bundle_files_are_private() {
     d.berthctl_ok(&["images", "import", &archive("busybox", "oci-gzip")]);
     let id = format!("secret-{}", std::process::id());
     d.berthctl_ok(&[
+        "containers",
         "run",
         "-d",
         "--null-io",

@@ -146,7 +146,16 @@ fn metrics_move_when_a_container_runs() {
     ];
     assert_eq!(m.sum("grpc_server_handled_total", &starts), 0.0);
 
-    d.berthctl_ok(&["run", "-d", "--null-io", IMAGE, "m1", "sleep", "60"]);
+    d.berthctl_ok(&[
+        "containers",
+        "run",
+        "-d",
+        "--null-io",
+        IMAGE,
+        "m1",
+        "sleep",
+        "60",
+    ]);
     let m = scrape(addr);
     assert_eq!(m.sum("berth_tasks", &running), 1.0, "{m:?}");
     assert_eq!(m.get("berth_shims", &[("namespace", "default")]), Some(1.0));
@@ -177,7 +186,16 @@ fn healthz_is_503_during_recovery_and_200_after() {
     let (mut d, _) = started();
     let tar = berth_tests::images::dir().join("busybox/oci-gzip.tar");
     d.berthctl_ok(&["images", "import", tar.to_str().unwrap()]);
-    d.berthctl_ok(&["run", "-d", "--null-io", IMAGE, "h1", "sleep", "120"]);
+    d.berthctl_ok(&[
+        "containers",
+        "run",
+        "-d",
+        "--null-io",
+        IMAGE,
+        "h1",
+        "sleep",
+        "120",
+    ]);
     let shim: i32 = std::fs::read_to_string(d.state().join("default/h1/shim.pid"))
         .unwrap()
         .trim()

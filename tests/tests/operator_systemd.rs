@@ -127,6 +127,7 @@ fn shims_and_containers_do_not_inherit_notify_socket() {
     let tar = berth_tests::images::dir().join("busybox/oci-gzip.tar");
     d.berthctl_ok(&["images", "import", tar.to_str().unwrap()]);
     d.berthctl_ok(&[
+        "containers",
         "run",
         "-d",
         "--null-io",

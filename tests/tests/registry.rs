@@ -519,6 +519,7 @@ fn berthctl_pulls_from_the_registry_and_runs_the_image() {
     let ls = d.ctr_ok(&["images", "ls", "-q"]);
     assert!(ls.lines().any(|l| l == reference), "{ls}");
     let out = d.berthctl_ok(&[
+        "containers",
         "run",
         "--rm",
         &reference,

@@ -1,4 +1,4 @@
-//! `berthctl containers ls|info|rm|create`.
+//! `berthctl containers ls|info|rm|create|run`: containerd's records, ctr-like.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +39,9 @@ pub enum Cmd {
     },
     /// Create a container from an image without starting it
     Create(Box<super::run::RunArgs>),
+    /// Create a container from an image with the given ID and run its task
+    /// (ctr's `run IMAGE ID`; the Docker-shaped one is `berthctl run`)
+    Run(Box<super::run::RunCmd>),
 }
 
 /// One container, as listed (and, with its spec, as `info` shows it).
@@ -117,6 +120,7 @@ fn row(c: pb::Container) -> ContainerRow {
 /// Runs a container command.
 pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<std::process::ExitCode> {
     match cmd {
+        Cmd::Run(cmd) => return super::run::run(ctx, *cmd).await,
         Cmd::Ls { quiet, filters } => {
             let mut list = ctx
                 .client

@@ -4,6 +4,8 @@
 pub mod containers;
 pub mod content;
 pub mod docs;
+pub mod engine;
+pub mod engine_run;
 pub mod events;
 pub mod images;
 pub mod images_registry;
@@ -11,6 +13,7 @@ pub mod images_transfer;
 pub mod leases;
 pub mod metrics;
 pub mod namespaces;
+pub mod network;
 pub mod process;
 pub mod registry_progress;
 pub mod run;

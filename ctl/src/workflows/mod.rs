@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod containers;
 pub mod create;
+pub mod engine;
 pub mod exec;
 pub mod images;
 pub mod run;

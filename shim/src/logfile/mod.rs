@@ -268,13 +268,20 @@ async fn ready(p: &Option<pipe::Receiver>) -> std::io::Result<()> {
     }
 }
 
-/// Copies a reader (a terminal's output) into the log as `stream`.
+/// Copies a reader (a terminal's output) into the log as `stream`. A
+/// terminal is interactive: what a read leaves of an unfinished line (a
+/// shell's prompt) is written at once as a partial entry, so a client
+/// following the log sees it without waiting for a newline.
 pub async fn pump_reader<R: AsyncRead + Unpin>(mut src: R, stream: Stream, log: SharedLog) {
     let mut buf = vec![0u8; READ_BUF];
     loop {
         match src.read(&mut buf).await {
             Ok(0) | Err(_) => break, // EIO once every slave fd is closed
-            Ok(n) => with_log(&log, |l| l.write(stream, &buf[..n], SystemTime::now())),
+            Ok(n) => with_log(&log, |l| {
+                let now = SystemTime::now();
+                l.write(stream, &buf[..n], now);
+                l.finish(stream, now);
+            }),
         }
     }
     with_log(&log, |l| l.finish(stream, SystemTime::now()));

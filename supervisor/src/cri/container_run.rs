@@ -89,6 +89,8 @@ impl Cri {
         let log = (!m.log_path.is_empty()).then(|| LogFile {
             path: m.log_path.clone(),
             cri_format: true,
+            max_size: 0,
+            max_files: 0,
         });
         let create = CreateTask {
             container_id: m.id.clone(),

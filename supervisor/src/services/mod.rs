@@ -4,6 +4,8 @@
 //! [`convert`], the one error map in [`status`], the wiring (and the
 //! plugin list Introspection reports) in [`router`].
 
+pub mod berth_containers;
+pub mod berth_networks;
 pub mod containers;
 pub mod content;
 pub mod convert;

@@ -34,7 +34,7 @@ impl RegistryService {
 
 type ProgressStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn credentials(c: Option<pb::RegistryCredentials>) -> Credentials {
+pub(super) fn credentials(c: Option<pb::RegistryCredentials>) -> Credentials {
     let c = c.unwrap_or_default();
     Credentials {
         username: c.username,
@@ -91,6 +91,20 @@ fn result(p: &Progress) -> Option<pb::TransferResult> {
         platform: f.platform.clone(),
         chain_id: f.chain_id.clone(),
     })
+}
+
+/// A pull's progress as the wire carries it (also in a container
+/// create's stream).
+pub(super) fn pull_progress(p: &Progress, joined: bool) -> pb::PullProgress {
+    let (done, total) = p.totals();
+    pb::PullProgress {
+        state: state(p.phase) as i32,
+        blobs: blobs(p),
+        bytes_done: done as i64,
+        bytes_total: total as i64,
+        joined,
+        result: result(p),
+    }
 }
 
 /// Turns a progress channel into a gRPC stream: a snapshot on every
@@ -177,17 +191,7 @@ impl Registry for RegistryService {
             labels: r.labels.into_iter().collect(),
         };
         let (rx, joined) = self.transfers.pull(&ns, request);
-        Ok(Response::new(follow(rx, move |p| {
-            let (done, total) = p.totals();
-            pb::PullProgress {
-                state: state(p.phase) as i32,
-                blobs: blobs(p),
-                bytes_done: done as i64,
-                bytes_total: total as i64,
-                joined,
-                result: result(p),
-            }
-        })))
+        Ok(Response::new(follow(rx, move |p| pull_progress(p, joined))))
     }
 
     async fn push(

@@ -135,6 +135,17 @@ pub fn router<H: HealthApi>(
             registry::RegistryService::new(app.transfers.clone()),
         )
     ));
+    // Berth's Docker-style workflow and networks.
+    r = r.add_service(sized!(
+        berth_api::berth_containers::v1::containers_server::ContainersServer::new(
+            berth_containers::ContainersService::new(app.engine.clone()),
+        )
+    ));
+    r = r.add_service(sized!(
+        berth_api::berth_networks::v1::networks_server::NetworksServer::new(
+            berth_networks::NetworksService::new(app.networks.clone(), app.engine.clone()),
+        )
+    ));
     // The Kubernetes CRI, as containerd serves it: one plugin, two services.
     r = r.add_service(p.grpc("cri", sized!(app.cri.runtime_server())));
     r = r.add_service(sized!(app.cri.image_server()));

@@ -37,6 +37,8 @@ statuses!(
     crate::images::export::Error,
     crate::registry::Error,
     crate::tasks::Error,
+    crate::engine::Error,
+    crate::netman::Error,
 );
 
 impl From<&crate::registry::Error> for Status {

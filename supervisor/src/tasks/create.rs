@@ -56,6 +56,10 @@ pub struct LogFile {
     pub path: String,
     /// The kubelet's CRI format (else Docker's json-file).
     pub cri_format: bool,
+    /// json-file: rotate before the file passes this many bytes (0: never).
+    pub max_size: u64,
+    /// json-file: how many files are kept (`PATH`, `PATH.1`, ...).
+    pub max_files: u32,
 }
 
 /// The runtime binary and options for a Create, combined as containerd
@@ -257,8 +261,8 @@ impl Launch<'_> {
                     } else {
                         sp::LogFormat::JsonFile as i32
                     },
-                    max_size: 0,
-                    max_files: 0,
+                    max_size: l.max_size,
+                    max_files: l.max_files,
                 }),
             })
             .await;

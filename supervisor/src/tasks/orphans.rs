@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 /// Cleans the orphans under `state`; `default_runtime` deletes leftover
 /// runtime state.
-pub(super) async fn clean(state: &Path, default_runtime: &str) {
+pub(super) async fn clean(state: &Path, default_runtime: &str, foreign: &[PathBuf]) {
     runtime_state(state, default_runtime).await;
     let state = state.to_path_buf();
+    let foreign = foreign.to_vec();
     let _ = tokio::task::spawn_blocking(move || {
-        mounts(&state);
+        mounts(&state, &foreign);
         sockets(&state);
     })
     .await;
@@ -60,8 +61,10 @@ async fn runtime_state(state: &Path, runtime: &str) {
     }
 }
 
-/// Mounts at or below `state` that no existing bundle's `rootfs` holds.
-fn mounts(state: &Path) {
+/// Mounts at or below `state` that no existing bundle's `rootfs` holds,
+/// outside the `foreign` dirs (other modules' mounts, such as network
+/// namespaces, live there).
+fn mounts(state: &Path, foreign: &[PathBuf]) {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };
@@ -71,6 +74,7 @@ fn mounts(state: &Path) {
         .map(|m| PathBuf::from(super::bundle::unescape(m)))
         .filter(|p| p.starts_with(state) && p.as_path() != state)
         .filter(|p| tasks_own(state, p))
+        .filter(|p| !foreign.iter().any(|f| p.starts_with(f)))
         .filter(|p| !owned_by_bundle(state, p))
         .collect();
     orphans.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
@@ -83,7 +87,6 @@ fn mounts(state: &Path) {
     }
 }
 
-/// Whether `m` lies under `<state>/<ns>/<id>/rootfs` of an existing bundle.
 /// Whether `m` is in a part of the state dir the tasks keep: a namespace's
 /// bundles, or the trash of deleted ones. Other modules keep their own
 /// dirs beside them under names no namespace can have (the CRI's `.cri`:
@@ -99,6 +102,7 @@ fn tasks_own(state: &Path, m: &Path) -> bool {
     first == ".trash" || berth_api::identifiers::validate("namespace", &first).is_ok()
 }
 
+/// Whether `m` lies under `<state>/<ns>/<id>/rootfs` of an existing bundle.
 fn owned_by_bundle(state: &Path, m: &Path) -> bool {
     let Ok(rel) = m.strip_prefix(state) else {
         return false;
@@ -114,7 +118,6 @@ fn owned_by_bundle(state: &Path, m: &Path) -> bool {
         .exists()
 }
 
-/// Sockets under `<state>/.s` that refuse connections (their shim is gone).
 #[cfg(test)]
 #[test]
 fn the_tasks_sweep_only_their_own_dirs() {
@@ -126,6 +129,7 @@ fn the_tasks_sweep_only_their_own_dirs() {
     assert!(!tasks_own(s, Path::new("/elsewhere/default")));
 }
 
+/// Sockets under `<state>/.s` that refuse connections (their shim is gone).
 fn sockets(state: &Path) {
     let Ok(rd) = std::fs::read_dir(state.join(".s")) else {
         return;

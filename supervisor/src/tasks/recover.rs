@@ -59,14 +59,17 @@ use super::task::{dead_exit, Placement, Task};
 const PARALLEL: usize = 64;
 
 /// `(namespace, id, bundle)` of every bundle under `state`.
-fn scan(state: &Path) -> Vec<(String, String, PathBuf)> {
+fn scan(state: &Path, foreign: &[PathBuf]) -> Vec<(String, String, PathBuf)> {
     let mut out = Vec::new();
     let Ok(namespaces) = std::fs::read_dir(state) else {
         return out;
     };
     for ns in namespaces.flatten() {
         let ns_name = ns.file_name().to_string_lossy().into_owned();
-        if berth_api::identifiers::validate("namespace", &ns_name).is_err() || !ns.path().is_dir() {
+        if berth_api::identifiers::validate("namespace", &ns_name).is_err()
+            || !ns.path().is_dir()
+            || foreign.contains(&ns.path())
+        {
             continue;
         }
         let Ok(ids) = std::fs::read_dir(ns.path()) else {
@@ -100,7 +103,7 @@ impl Tasks {
 async fn run(mgr: &Tasks, has_record: &(dyn Fn(&str, &str) -> bool + Sync)) {
     let state = &mgr.inner.config.state;
     bundle::empty_trash(state);
-    let found = scan(state);
+    let found = scan(state, &mgr.inner.config.foreign);
     let start = std::time::Instant::now();
     let n = found.len();
     let results: Vec<bool> = futures::stream::iter(found)
@@ -122,7 +125,12 @@ async fn run(mgr: &Tasks, has_record: &(dyn Fn(&str, &str) -> bool + Sync)) {
         elapsed_ms = start.elapsed().as_millis() as u64,
         "tasks recovered"
     );
-    super::orphans::clean(state, &mgr.inner.config.default_runtime).await;
+    super::orphans::clean(
+        state,
+        &mgr.inner.config.default_runtime,
+        &mgr.inner.config.foreign,
+    )
+    .await;
 }
 
 /// A bundle whose container record is gone: its shim (if any) is killed

@@ -29,6 +29,10 @@ pub struct Config {
     pub address: PathBuf,
     /// The OCI runtime binary used when a container's options name none.
     pub default_runtime: String,
+    /// Directories under `state` that other modules own (network
+    /// namespaces, CNI caches, fifos): never bundles, and their mounts are
+    /// not orphans, so recovery leaves them alone.
+    pub foreign: Vec<PathBuf>,
 }
 
 /// What the task service needs from the rest of berthd.

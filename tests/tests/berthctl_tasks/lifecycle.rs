@@ -21,7 +21,7 @@ fn berthctl_detached_task_lifecycle_and_events() {
     let printed = || std::fs::read_to_string(&events_out).unwrap_or_default();
     berth_tests::events::sync_subscriber(&d.address(), "/tasks/probe", printed);
 
-    d.berthctl_ok(&["run", "-d", IMAGE, &d1, "sleep", "1000"]);
+    d.berthctl_ok(&["containers", "run", "-d", IMAGE, &d1, "sleep", "1000"]);
     let t = task(&d, &d1);
     assert_eq!(t["status"], "RUNNING", "{t}");
     let pid = t["pid"].as_u64().unwrap();
@@ -132,7 +132,7 @@ fn berthctl_parallel_containers_leave_nothing_behind() {
         for id in &ids {
             let d = &d;
             s.spawn(move || {
-                d.berthctl_ok(&["run", "-d", IMAGE, id, "sleep", "1000"]);
+                d.berthctl_ok(&["containers", "run", "-d", IMAGE, id, "sleep", "1000"]);
             });
         }
     });

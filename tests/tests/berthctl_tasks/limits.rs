@@ -26,6 +26,7 @@ fn berthctl_memory_limit_oom_and_crun() {
 
     // The limit reaches the container's cgroup (cgroupfs: /<ns>/<id>).
     d.berthctl_ok(&[
+        "containers",
         "run",
         "-d",
         "--memory-limit",
@@ -50,6 +51,7 @@ fn berthctl_memory_limit_oom_and_crun() {
 
     // Allocating past it: killed, a TaskOOM event, exit status 137.
     let out = d.berthctl(&[
+        "containers",
         "run",
         "--rm",
         "--memory-limit",
@@ -95,6 +97,7 @@ fn berthctl_memory_limit_oom_and_crun() {
 
     // crun as the runtime binary for one container.
     let out = d.berthctl_ok(&[
+        "containers",
         "run",
         "--rm",
         "--runtime-binary",

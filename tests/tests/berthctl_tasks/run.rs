@@ -12,7 +12,7 @@ fn berthctl_run_foreground_exit_codes_and_stdio() {
     let t2 = unique("t2");
     let t3 = unique("t3");
     let kept = unique("kept");
-    let out = d.berthctl(&["run", "--rm", IMAGE, &t1, "echo", "hello"]);
+    let out = d.berthctl(&["containers", "run", "--rm", IMAGE, &t1, "echo", "hello"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "hello\n",
@@ -22,6 +22,7 @@ fn berthctl_run_foreground_exit_codes_and_stdio() {
     assert_eq!(out.status.code(), Some(0));
 
     let out = d.berthctl(&[
+        "containers",
         "run",
         "--rm",
         IMAGE,
@@ -36,14 +37,23 @@ fn berthctl_run_foreground_exit_codes_and_stdio() {
 
     let (code, stdout, _) = run_with_stdin(
         &d,
-        &["run", "--rm", IMAGE, &t3, "sh", "-c", "tr a-z A-Z"],
+        &[
+            "containers",
+            "run",
+            "--rm",
+            IMAGE,
+            &t3,
+            "sh",
+            "-c",
+            "tr a-z A-Z",
+        ],
         b"piped in\n",
     );
     assert_eq!(code, Some(0));
     assert_eq!(stdout, "PIPED IN\n");
 
     // Without --rm the container stays, its task is gone.
-    d.berthctl_ok(&["run", IMAGE, &kept, "true"]);
+    d.berthctl_ok(&["containers", "run", IMAGE, &kept, "true"]);
     assert_eq!(
         d.berthctl_ok(&["containers", "ls", "-q"]),
         format!("{kept}\n")
@@ -81,6 +91,7 @@ fn berthctl_run_spec_from_flags() {
         host.display()
     );
     let out = d.berthctl_ok(&[
+        "containers",
         "run",
         "--rm",
         "--env",
@@ -100,9 +111,27 @@ fn berthctl_run_spec_from_flags() {
     assert_eq!(out, format!("hi\n/tmp\n1000\n1000\nfrom the host\n{s1}\n"));
 
     // User names resolve through the image's /etc/passwd and /etc/group.
-    let out = d.berthctl_ok(&["run", "--rm", "--user", "nobody", IMAGE, &n1, "id"]);
+    let out = d.berthctl_ok(&[
+        "containers",
+        "run",
+        "--rm",
+        "--user",
+        "nobody",
+        IMAGE,
+        &n1,
+        "id",
+    ]);
     assert!(out.starts_with("uid=65534(nobody) gid=65534"), "{out}");
-    let err = d.berthctl(&["run", "--rm", "--user", "ghost", IMAGE, &n2, "id"]);
+    let err = d.berthctl(&[
+        "containers",
+        "run",
+        "--rm",
+        "--user",
+        "ghost",
+        IMAGE,
+        &n2,
+        "id",
+    ]);
     assert_eq!(err.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&err.stderr).contains("ghost"));
 
@@ -149,16 +178,36 @@ fn berthctl_run_bad_input() {
         assert!(err.contains(want), "{args:?}: want {want}: {err}");
     };
     one_line(
-        &["run", "--rm", "docker.io/nope:latest", "x1", "true"],
+        &[
+            "containers",
+            "run",
+            "--rm",
+            "docker.io/nope:latest",
+            "x1",
+            "true",
+        ],
         "NotFound",
     );
-    one_line(&["run", "--rm", IMAGE, "a/b", "true"], "container id");
     one_line(
-        &["run", "--rm", "--mount", "src=/tmp", IMAGE, "x2", "true"],
+        &["containers", "run", "--rm", IMAGE, "a/b", "true"],
+        "container id",
+    );
+    one_line(
+        &[
+            "containers",
+            "run",
+            "--rm",
+            "--mount",
+            "src=/tmp",
+            IMAGE,
+            "x2",
+            "true",
+        ],
         "--mount",
     );
     one_line(
         &[
+            "containers",
             "run",
             "--rm",
             "--runtime-binary",
@@ -169,8 +218,11 @@ fn berthctl_run_bad_input() {
         ],
         "runc",
     );
-    d.berthctl_ok(&["run", "-d", IMAGE, &dup, "sleep", "100"]);
-    one_line(&["run", "-d", IMAGE, &dup, "true"], "AlreadyExists");
+    d.berthctl_ok(&["containers", "run", "-d", IMAGE, &dup, "sleep", "100"]);
+    one_line(
+        &["containers", "run", "-d", IMAGE, &dup, "true"],
+        "AlreadyExists",
+    );
     d.berthctl_ok(&[
         "tasks",
         "exec",

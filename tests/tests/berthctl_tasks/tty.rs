@@ -1,4 +1,4 @@
-//! `berthctl run -t` on a pty in tmux: size, resize, exit status.
+//! `berthctl containers run -t` on a pty in tmux: size, resize, exit status.
 
 use berth_tests::tmux::Tmux;
 
@@ -12,7 +12,7 @@ fn berthctl_run_tty_in_tmux() {
     import_busybox(&d);
     let tty1 = unique("tty1");
     let cmd = format!(
-        "BERTH_ADDRESS={} BERTH_FIFO_DIR={} {} run --rm -t {IMAGE} {tty1} sh; echo EXIT=$?; sleep 30",
+        "BERTH_ADDRESS={} BERTH_FIFO_DIR={} {} containers run --rm -t {IMAGE} {tty1} sh; echo EXIT=$?; sleep 30",
         d.address().display(),
         d.berthctl_fifo_dir().display(),
         berth_tests::bin("berthctl").display()

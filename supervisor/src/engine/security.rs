@@ -1,0 +1,352 @@
+//! Capabilities and seccomp for a container.
+//!
+//! - Capabilities start from Docker's 14 defaults; `--cap-add ALL` takes
+//!   every capability, `--cap-drop ALL` clears the set first, then single
+//!   names are added and dropped. `--privileged` takes every capability.
+//!   Whatever was asked, the set is cut to the host's bounding set, so a
+//!   privileged container runs on a host that lacks some capability
+//!   (a capability the host does not have cannot be given anyway).
+//! - Seccomp: unless unconfined (or privileged), a default profile of our
+//!   own: every syscall is allowed except those that reach past the
+//!   container (kernel modules, reboot, clocks, mounts, namespaces,
+//!   keyrings, tracing and reading other processes' memory, BPF, perf,
+//!   swap, accounting, raw I/O ports), each allowed back when the container
+//!   holds the capability that makes it legitimate, as Docker's profile
+//!   does. A client's own profile (OCI or Docker JSON) replaces it.
+
+use serde_json::{json, Value};
+
+use super::{Error, Result};
+
+/// Capability names by number (`capabilities(7)`), as in `CapBnd`.
+pub(super) const CAPABILITIES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Docker's default capability set.
+pub(super) const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The capability names of a `CapBnd:` mask from `/proc/self/status`.
+pub(super) fn bounding_set_from_status(status: &str) -> Vec<String> {
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+/// The host's bounding set (berthd's own).
+pub(super) fn host_bounding_set() -> Vec<String> {
+    bounding_set_from_status(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+}
+
+fn canonical(name: &str) -> Result<String> {
+    let up = name.trim().to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    if !CAPABILITIES.contains(&full.as_str()) {
+        return Err(Error::InvalidArgument(format!(
+            "capability {name:?}: unknown"
+        )));
+    }
+    Ok(full)
+}
+
+/// The container's capability set; see the module doc.
+pub(super) fn capabilities(
+    add: &[String],
+    drop: &[String],
+    privileged: bool,
+    host: &[String],
+) -> Result<Vec<String>> {
+    let add: Vec<String> = add.iter().map(|c| canonical(c)).collect::<Result<_>>()?;
+    let drop: Vec<String> = drop.iter().map(|c| canonical(c)).collect::<Result<_>>()?;
+    let mut caps: Vec<String> = if privileged || add.iter().any(|c| c == "ALL") {
+        CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    } else {
+        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    };
+    if !privileged {
+        if drop.iter().any(|c| c == "ALL") {
+            caps.clear();
+        }
+        for c in add.iter().filter(|c| *c != "ALL") {
+            if !caps.contains(c) {
+                caps.push(c.clone());
+            }
+        }
+        caps.retain(|c| !drop.contains(c));
+    }
+    caps.retain(|c| host.contains(c));
+    Ok(caps)
+}
+
+/// Syscalls the default profile refuses, each with the capability that
+/// allows it back (None: refused whatever the capabilities).
+const GUARDED: &[(&str, Option<&str>)] = &[
+    ("acct", Some("CAP_SYS_PACCT")),
+    ("add_key", None),
+    ("bpf", Some("CAP_BPF")),
+    ("clock_adjtime", Some("CAP_SYS_TIME")),
+    ("clock_settime", Some("CAP_SYS_TIME")),
+    ("create_module", None),
+    ("delete_module", Some("CAP_SYS_MODULE")),
+    ("finit_module", Some("CAP_SYS_MODULE")),
+    ("fsconfig", Some("CAP_SYS_ADMIN")),
+    ("fsmount", Some("CAP_SYS_ADMIN")),
+    ("fsopen", Some("CAP_SYS_ADMIN")),
+    ("fspick", Some("CAP_SYS_ADMIN")),
+    ("get_kernel_syms", None),
+    ("get_mempolicy", Some("CAP_SYS_NICE")),
+    ("init_module", Some("CAP_SYS_MODULE")),
+    ("ioperm", Some("CAP_SYS_RAWIO")),
+    ("iopl", Some("CAP_SYS_RAWIO")),
+    ("kcmp", Some("CAP_SYS_PTRACE")),
+    ("kexec_file_load", Some("CAP_SYS_BOOT")),
+    ("kexec_load", Some("CAP_SYS_BOOT")),
+    ("keyctl", None),
+    ("lookup_dcookie", Some("CAP_SYS_ADMIN")),
+    ("mbind", Some("CAP_SYS_NICE")),
+    ("mount", Some("CAP_SYS_ADMIN")),
+    ("move_mount", Some("CAP_SYS_ADMIN")),
+    ("move_pages", Some("CAP_SYS_NICE")),
+    ("name_to_handle_at", Some("CAP_SYS_ADMIN")),
+    ("nfsservctl", None),
+    ("open_by_handle_at", Some("CAP_DAC_READ_SEARCH")),
+    ("open_tree", Some("CAP_SYS_ADMIN")),
+    ("perf_event_open", Some("CAP_PERFMON")),
+    ("pivot_root", Some("CAP_SYS_ADMIN")),
+    ("process_vm_readv", Some("CAP_SYS_PTRACE")),
+    ("process_vm_writev", Some("CAP_SYS_PTRACE")),
+    ("ptrace", Some("CAP_SYS_PTRACE")),
+    ("query_module", None),
+    ("quotactl", Some("CAP_SYS_ADMIN")),
+    ("reboot", Some("CAP_SYS_BOOT")),
+    ("request_key", None),
+    ("set_mempolicy", Some("CAP_SYS_NICE")),
+    ("setns", Some("CAP_SYS_ADMIN")),
+    ("settimeofday", Some("CAP_SYS_TIME")),
+    ("swapoff", Some("CAP_SYS_ADMIN")),
+    ("swapon", Some("CAP_SYS_ADMIN")),
+    ("syslog", Some("CAP_SYSLOG")),
+    ("umount2", Some("CAP_SYS_ADMIN")),
+    ("unshare", Some("CAP_SYS_ADMIN")),
+    ("uselib", None),
+    ("userfaultfd", None),
+    ("ustat", None),
+    ("vhangup", Some("CAP_SYS_TTY_CONFIG")),
+    ("vm86", None),
+    ("vm86old", None),
+];
+
+/// The architectures the profile covers: the host's and its 32-bit modes.
+fn architectures() -> Vec<&'static str> {
+    match std::env::consts::ARCH {
+        "x86_64" => vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "aarch64" => vec!["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "s390x" => vec!["SCMP_ARCH_S390X", "SCMP_ARCH_S390"],
+        "powerpc64" => vec!["SCMP_ARCH_PPC64LE"],
+        _ => vec![],
+    }
+}
+
+/// The default profile (OCI `linux.seccomp`) for a container holding `caps`.
+pub(super) fn default_profile(caps: &[String]) -> Value {
+    let refused: Vec<&str> = GUARDED
+        .iter()
+        .filter(|(_, cap)| cap.is_none_or(|c| !caps.iter().any(|have| have == c)))
+        .map(|(s, _)| *s)
+        .collect();
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": architectures(),
+        "syscalls": [{
+            "names": refused,
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": libc::EPERM,
+        }],
+    })
+}
+
+/// A client's profile: OCI (`defaultAction`, `syscalls[].names`) or
+/// Docker's (the same with `archMap`, `name` per rule), as OCI.
+pub(super) fn client_profile(text: &str) -> Result<Value> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidArgument(format!("seccomp profile: not JSON: {e}")))?;
+    let Some(default) = v.get("defaultAction").and_then(Value::as_str) else {
+        return Err(Error::InvalidArgument(
+            "seccomp profile: defaultAction is required".into(),
+        ));
+    };
+    let mut archs: Vec<Value> = v
+        .get("architectures")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if archs.is_empty() {
+        if let Some(map) = v.get("archMap").and_then(Value::as_array) {
+            for a in map {
+                if let Some(arch) = a.get("architecture") {
+                    archs.push(arch.clone());
+                }
+                if let Some(subs) = a.get("subArchitectures").and_then(Value::as_array) {
+                    archs.extend(subs.iter().cloned());
+                }
+            }
+        }
+    }
+    let mut rules = Vec::new();
+    for r in v
+        .get("syscalls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let mut names: Vec<Value> = r
+            .get("names")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(n) = r.get("name") {
+            names.push(n.clone());
+        }
+        let Some(action) = r.get("action") else {
+            return Err(Error::InvalidArgument(
+                "seccomp profile: a syscall rule without action".into(),
+            ));
+        };
+        let mut rule = json!({"names": names, "action": action});
+        for k in ["args", "errnoRet"] {
+            if let Some(x) = r.get(k) {
+                rule[k] = x.clone();
+            }
+        }
+        rules.push(rule);
+    }
+    Ok(json!({"defaultAction": default, "architectures": archs, "syscalls": rules}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<String> {
+        CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn capabilities_add_drop_all_and_the_host_bound() {
+        let d = capabilities(&[], &[], false, &all()).unwrap();
+        assert_eq!(d.len(), 14);
+        let c = capabilities(&["net_admin".into()], &["KILL".into()], false, &all()).unwrap();
+        assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!c.contains(&"CAP_KILL".to_string()));
+        let c = capabilities(&["CHOWN".into()], &["ALL".into()], false, &all()).unwrap();
+        assert_eq!(c, ["CAP_CHOWN"]);
+        let mut host = all();
+        host.retain(|c| c != "CAP_SYS_RESOURCE");
+        let p = capabilities(&[], &[], true, &host).unwrap();
+        assert_eq!(p.len(), 40);
+        assert!(!p.contains(&"CAP_SYS_RESOURCE".to_string()));
+        assert!(capabilities(&["NOPE".into()], &[], false, &all()).is_err());
+        assert_eq!(
+            bounding_set_from_status("Name:\tx\nCapBnd:\t0000000000000003\n"),
+            ["CAP_CHOWN", "CAP_DAC_OVERRIDE"]
+        );
+    }
+
+    #[test]
+    fn default_profile_allows_back_what_a_capability_permits() {
+        let p = default_profile(&["CAP_CHOWN".into()]);
+        let refused = p["syscalls"][0]["names"].as_array().unwrap();
+        assert!(refused.contains(&json!("mount")));
+        assert!(refused.contains(&json!("keyctl")));
+        let p = default_profile(&["CAP_SYS_ADMIN".into()]);
+        let refused = p["syscalls"][0]["names"].as_array().unwrap();
+        assert!(!refused.contains(&json!("mount")));
+        assert!(refused.contains(&json!("reboot")));
+        assert_eq!(p["defaultAction"], "SCMP_ACT_ALLOW");
+    }
+
+    #[test]
+    fn client_profiles_in_docker_form() {
+        let p = client_profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":["SCMP_ARCH_X86"]}],
+               "syscalls":[{"name":"read","action":"SCMP_ACT_ALLOW"},{"names":["write"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p["architectures"],
+            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
+        );
+        assert_eq!(p["syscalls"][0]["names"], json!(["read"]));
+        assert!(client_profile("{}").is_err());
+    }
+}
