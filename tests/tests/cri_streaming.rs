@@ -310,3 +310,82 @@ async fn exec_and_port_forward_over_spdy() {
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::NotFound, "{bad:?}");
 }
+
+/// Kubernetes' own client (crictl, client-go's SPDY) against berthd's
+/// streaming server, when `CRICTL` names a crictl binary (the conformance
+/// kit's, ../shared/cri/bin/crictl); skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
+async fn crictl_exec_and_port_forward() {
+    let Ok(crictl) = std::env::var("CRICTL") else {
+        eprintln!("CRICTL unset: skipped");
+        return;
+    };
+    berth_tests::requires_root(&["runc", "ctr", "ip", "iptables-save"]);
+    let rig = Rig::new("bcri15", "10.90.15.0/24");
+    let mut c = rig.client().await;
+    let port = free_port();
+    let logs = rig.log_dir("kube");
+    let pod_cfg = pod_config("kube", &logs, port);
+    let pod = run_pod(&mut c, &pod_cfg).await;
+    let httpd = create_start(
+        &mut c,
+        &pod,
+        &pod_cfg,
+        container_config(
+            "httpd",
+            &["sh", "-c", "mkdir -p /www && echo hello-berth > /www/index.html && exec httpd -f -p 80 -h /www"],
+        ),
+    )
+    .await;
+    http_get(&format!("127.0.0.1:{port}"));
+    let endpoint = format!("unix://{}", rig.d.berthd.address().display());
+    let run = |args: &[&str], stdin: &[u8]| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(&crictl)
+            .args(["-r", &endpoint, "--timeout", "30s"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("crictl");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(
+        &["exec", &httpd, "sh", "-c", "echo out; echo err >&2; exit 3"],
+        b"",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n", "{out:?}");
+    // crictl reads the code from the v4 Status and exits 1 saying so.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("err\n"), "{out:?}");
+    assert!(stderr.contains("exit code 3"), "{out:?}");
+    assert!(!out.status.success(), "{out:?}");
+    let out = run(&["exec", "-i", &httpd, "cat"], b"piped through\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "piped through\n",
+        "{out:?}"
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    let local = free_port();
+    let mut pf = std::process::Command::new(&crictl)
+        .args([
+            "-r",
+            &endpoint,
+            "port-forward",
+            &pod,
+            &format!("{local}:80"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("crictl port-forward");
+    let body = http_get(&format!("127.0.0.1:{local}"));
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(body.contains("hello-berth"));
+}
