@@ -288,6 +288,37 @@ async fn exec_and_port_forward_over_spdy() {
         .expect("Exec after a bad session");
     assert!(r.into_inner().url.starts_with("http://127.0.0.1:"));
 
+    // 50 sessions leave no fd, exec process or fifo dir behind.
+    let pid = rig.d.berthd.pid();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    for i in 0..50 {
+        let url = c
+            .runtime
+            .exec(exec_url(&["echo", &format!("n{i}")], false, false))
+            .await
+            .expect("Exec")
+            .into_inner()
+            .url;
+        let mut s = Client::connect(&url, V4).expect("upgrade");
+        let _error = s.open(&[("streamtype", "error")]);
+        let stdout = s.open(&[("streamtype", "stdout")]);
+        let stderr = s.open(&[("streamtype", "stderr")]);
+        let got = s.collect(Duration::from_secs(30));
+        assert_eq!(got[&stdout].0, format!("n{i}\n").into_bytes());
+        assert!(got.get(&stderr).is_none_or(|g| g.0.is_empty()));
+    }
+    berth_tests::cri::eventually("berthd's fds back to their count", || fds() <= before + 2);
+    let exec_dir = rig.d.berthd.state().join(".cri/exec");
+    let left: Vec<_> = std::fs::read_dir(&exec_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "exec dirs left: {left:?}");
+
     // Unknown containers and pods are refused before any URL.
     let bad = c
         .runtime
