@@ -318,3 +318,55 @@ fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec() -> Pending {
+        Pending::Exec(cri::ExecRequest {
+            container_id: "c".into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn tokens_are_single_use_of_their_kind_and_expire() {
+        let t = Tokens::default();
+        assert!(t.issue(exec()).is_err(), "no URL before the server listens");
+        t.base.set("http://127.0.0.1:1".into()).unwrap();
+        let url = t.issue(exec()).unwrap();
+        let token = url.rsplit('/').next().unwrap().to_string();
+        assert_eq!(token.len(), 48);
+        assert!(url.starts_with("http://127.0.0.1:1/exec/"));
+        assert!(t.take("portforward", &token).is_none(), "another kind");
+        // The wrong-kind attempt used it up as well: nothing is retried.
+        assert!(t.take("exec", &token).is_none());
+
+        let url = t.issue(exec()).unwrap();
+        let token = url.rsplit('/').next().unwrap().to_string();
+        assert!(t.take("exec", &token).is_some());
+        assert!(t.take("exec", &token).is_none(), "second use");
+        assert!(t.take("exec", "garbage").is_none());
+
+        let url = t.issue(exec()).unwrap();
+        let token = url.rsplit('/').next().unwrap().to_string();
+        if let Some(old) = Instant::now().checked_sub(TOKEN_TTL + Duration::from_secs(1)) {
+            t.pending.lock().unwrap().get_mut(&token).unwrap().1 = old;
+            assert!(t.take("exec", &token).is_none(), "expired");
+        }
+        let a = t.issue(exec()).unwrap();
+        let b = t.issue(exec()).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn streams_rules() {
+        assert!(check_streams(true, true, true, true).is_err());
+        assert!(check_streams(false, false, false, false).is_err());
+        assert!(check_streams(true, true, true, false).is_ok());
+        assert!(check_streams(false, false, true, true).is_ok());
+    }
+}
