@@ -276,6 +276,9 @@ impl App {
     /// until `stop`.
     pub fn start(&self, stop: CancellationToken) {
         self.cri.spawn(stop.clone());
+        if let Err(e) = self.cri.spawn_streaming(stop.clone()) {
+            tracing::error!(error = %e, "cri: the streaming server cannot listen; exec and port-forward will fail");
+        }
         self.gc.spawn(stop);
     }
 }

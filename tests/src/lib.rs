@@ -27,6 +27,7 @@ pub mod images;
 pub mod paths;
 pub mod process;
 pub mod registry;
+pub mod spdy;
 pub mod tmux;
 
 pub use cleanup::{kill_containers_under, kill_shims_under, unmount_under};

@@ -101,12 +101,10 @@ pub(super) fn not_served(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by berthd yet"))
 }
 
-/// The answer of the streaming calls (Exec, Attach, PortForward) until
-/// berthd runs a streaming server.
+/// The answer of the streaming calls berthd does not serve yet (Attach).
 pub(super) fn streaming_not_served(rpc: &str) -> Status {
     Status::unimplemented(format!(
-        "{rpc}: berthd has no CRI streaming server yet (exec, attach and port-forward); \
-         ExecSync works for commands that need no stream"
+        "{rpc}: berthd's CRI streaming server serves exec and port-forward, not attach yet"
     ))
 }
 
@@ -159,8 +157,8 @@ mod tests {
         let s = not_served("CheckpointContainer");
         assert_eq!(s.code(), tonic::Code::Unimplemented);
         assert!(s.message().contains("CheckpointContainer"));
-        let s = streaming_not_served("Exec");
+        let s = streaming_not_served("Attach");
         assert_eq!(s.code(), tonic::Code::Unimplemented);
-        assert!(s.message().starts_with("Exec:"));
+        assert!(s.message().starts_with("Attach:"));
     }
 }

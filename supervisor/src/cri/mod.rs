@@ -32,6 +32,7 @@ mod sandbox_stop;
 mod spec_inputs;
 pub mod state;
 mod stats;
+pub mod streaming;
 
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +74,8 @@ struct Inner {
     cpu_samples: stats::CpuSamples,
     /// CRI container events, to every GetContainerEvents caller.
     events: tokio::sync::broadcast::Sender<k8s_cri::v1::ContainerEventResponse>,
+    /// The streaming server's URLs handed out and not used yet.
+    tokens: streaming::Tokens,
 }
 
 /// The domain services the CRI calls, handed over by the composition root.
@@ -126,6 +129,7 @@ impl Cri {
                 persist: tokio::sync::Mutex::new(()),
                 cpu_samples: Default::default(),
                 events: events::channel(),
+                tokens: Default::default(),
             }),
         })
     }

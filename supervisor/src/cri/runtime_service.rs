@@ -146,9 +146,9 @@ impl RuntimeService for Cri {
 
     async fn exec(
         &self,
-        _req: Request<cri::ExecRequest>,
+        req: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(streaming_not_served("Exec"))
+        Ok(Response::new(Cri::exec(self, req.into_inner()).await?))
     }
 
     async fn attach(
@@ -160,9 +160,11 @@ impl RuntimeService for Cri {
 
     async fn port_forward(
         &self,
-        _req: Request<cri::PortForwardRequest>,
+        req: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(streaming_not_served("PortForward"))
+        Ok(Response::new(
+            Cri::port_forward(self, req.into_inner()).await?,
+        ))
     }
 
     async fn container_stats(
