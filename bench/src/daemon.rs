@@ -72,6 +72,8 @@ pub(crate) struct Daemon {
     binary: PathBuf,
     child: Option<Child>,
     shims: BTreeSet<i32>,
+    /// Set once the CRI workloads turned the daemon's CRI on.
+    pub(crate) cri: Option<crate::crihost::CriHost>,
 }
 
 impl Daemon {
@@ -92,11 +94,12 @@ impl Daemon {
             binary: binary.to_path_buf(),
             child: None,
             shims: BTreeSet::new(),
+            cri: None,
         };
         if kind == Kind::Containerd {
             fs::write(
                 d.dir.join("config.toml"),
-                containerd_config(&d.dir, &d.sock),
+                containerd_config(&d.dir, &d.sock, None),
             )?;
         }
         d.spawn()?;
@@ -114,6 +117,8 @@ impl Daemon {
         let (root, state) = (self.dir.join("root"), self.dir.join("state"));
         if self.kind == Kind::Containerd {
             cmd.arg("--config").arg(self.dir.join("config.toml"));
+        } else if self.cri.is_some() {
+            cmd.arg("--config").arg(self.dir.join("berthd.toml"));
         }
         cmd.arg("--root")
             .arg(&root)
@@ -187,6 +192,17 @@ impl Daemon {
             .arg(&self.sock)
             .arg("--namespace")
             .arg(&self.namespace);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// A `ctr` command against this daemon in namespace `ns`.
+    pub(crate) fn ctr_ns(&self, ns: &str) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.sock)
+            .arg("--namespace")
+            .arg(ns);
         c.stdin(Stdio::null());
         c
     }
@@ -277,23 +293,32 @@ impl Daemon {
     /// delete --force` of every container left in containerd's runc root for
     /// our namespace (berthd's runc root is its own business).
     fn force_delete_runc_leftovers(&self) {
-        let root = PathBuf::from("/run/containerd/runc").join(&self.namespace);
-        let Ok(entries) = fs::read_dir(&root) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let id = e.file_name();
-            eprintln!(
-                "berth-bench: runc delete --force {} (left behind)",
-                id.to_string_lossy()
-            );
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&root)
-                .args(["delete", "--force"])
-                .arg(&id)
-                .output();
+        force_delete_in(&PathBuf::from("/run/containerd/runc").join(&self.namespace));
+    }
+
+    /// Restart the daemon with its CRI on: a CNI network of its own
+    /// (`host`), the given sandbox image, runc state under its directory.
+    /// Nothing happens when it is on already.
+    pub(crate) fn enable_cri(&mut self, host: crate::crihost::CriHost) -> Result<()> {
+        if self.cri.is_some() {
+            return Ok(());
         }
+        self.remove_all_containers();
+        host.write_conflist(&self.dir.join("net.d"))?;
+        match self.kind {
+            Kind::Containerd => fs::write(
+                self.dir.join("config.toml"),
+                containerd_config(&self.dir, &self.sock, Some(&host.sandbox_image)),
+            )?,
+            Kind::Berthd => fs::write(
+                self.dir.join("berthd.toml"),
+                berthd_cri_config(&self.dir, &host.sandbox_image),
+            )?,
+        }
+        self.cri = Some(host);
+        self.stop(Signal::SIGTERM);
+        self.spawn()?;
+        Ok(())
     }
 
     /// PIDs of all tasks in the namespace, from `ctr tasks ls`.
@@ -306,6 +331,26 @@ impl Daemon {
             .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
             .filter(|p| *p > 0)
             .collect()
+    }
+}
+
+/// `runc delete --force` of every container left in runc root `root`.
+fn force_delete_in(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let id = e.file_name();
+        eprintln!(
+            "berth-bench: runc delete --force {} (left behind)",
+            id.to_string_lossy()
+        );
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force"])
+            .arg(&id)
+            .output();
     }
 }
 
@@ -333,6 +378,9 @@ impl Drop for Daemon {
             // Containers outlive their daemon: bring it back to remove them.
             let _ = self.spawn();
         }
+        if self.cri.is_some() {
+            crate::crihost::remove_pods(self);
+        }
         self.remove_all_containers();
         self.force_delete_runc_leftovers();
         self.stop(Signal::SIGTERM);
@@ -344,6 +392,16 @@ impl Drop for Daemon {
         }
         remove_namespace_dirs(&self.namespace);
         unmount_under(&self.dir);
+        if let Some(host) = self.cri.take() {
+            // Shims of pods the daemon could not remove (their command
+            // line names this daemon's socket), then the host side.
+            crate::crihost::kill_shims(&self.sock);
+            if self.kind == Kind::Containerd {
+                force_delete_in(&self.dir.join("runc-cri").join("k8s.io"));
+            }
+            unmount_under(&self.dir);
+            host.clean_host();
+        }
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("berth-bench: could not remove {}: {e}", self.dir.display());
         }
@@ -401,15 +459,49 @@ fn unescape(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// containerd 1.6 config: everything under `dir`, no CRI, overlayfs.
-fn containerd_config(dir: &Path, sock: &Path) -> String {
+/// containerd 1.6 config: everything under `dir`, overlayfs; no CRI, or
+/// (with a sandbox image) the CRI with its CNI confs in `dir/net.d`,
+/// Debian's plugins, network namespaces and runc state under `dir`.
+fn containerd_config(dir: &Path, sock: &Path, cri_sandbox: Option<&str>) -> String {
     let d = dir.display();
     let s = sock.display();
+    let (disabled, cri) = match cri_sandbox {
+        None => (
+            r#"["io.containerd.grpc.v1.cri"]"#.to_string(),
+            String::new(),
+        ),
+        Some(image) => (
+            "[]".to_string(),
+            format!(
+                r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{image}"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "runc"
+        Root = "{d}/runc-cri"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/net.d"
+    max_conf_num = 1
+"#
+            ),
+        ),
+    };
     format!(
         r#"version = 2
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = {disabled}
 
 [grpc]
   address = "{s}"
@@ -425,7 +517,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
-"#
+{cri}"#
+    )
+}
+
+/// berthd's config file for the CRI workloads (root, state and socket stay
+/// flags): the same CNI dir, plugins and sandbox image as containerd's.
+fn berthd_cri_config(dir: &Path, sandbox_image: &str) -> String {
+    format!(
+        r#"[cri]
+sandbox_image = "{sandbox_image}"
+cni_bin_dirs = ["/usr/lib/cni"]
+cni_conf_dir = "{}/net.d"
+restrict_oom_score_adj = true
+"#,
+        dir.display()
     )
 }
 
@@ -447,9 +553,22 @@ mod tests {
 
     #[test]
     fn config_names_private_paths() {
-        let c = containerd_config(Path::new("/t/x"), Path::new("/t/x/c.sock"));
+        let c = containerd_config(Path::new("/t/x"), Path::new("/t/x/c.sock"), None);
         assert!(c.contains("root = \"/t/x/root\""));
-        assert!(c.contains("io.containerd.grpc.v1.cri"));
+        assert!(c.contains("disabled_plugins = [\"io.containerd.grpc.v1.cri\"]"));
         assert!(c.contains("address = \"/t/x/c.sock.ttrpc\""));
+        assert!(!c.contains("sandbox_image"));
+    }
+
+    #[test]
+    fn cri_config_keeps_everything_private() {
+        let c = containerd_config(Path::new("/t/x"), Path::new("/t/x/c.sock"), Some("p:1"));
+        assert!(c.contains("disabled_plugins = []"));
+        assert!(c.contains("sandbox_image = \"p:1\""));
+        assert!(c.contains("conf_dir = \"/t/x/net.d\""));
+        assert!(c.contains("Root = \"/t/x/runc-cri\""));
+        let b = berthd_cri_config(Path::new("/t/y"), "p:1");
+        assert!(b.contains("cni_conf_dir = \"/t/y/net.d\""));
+        assert!(b.contains("sandbox_image = \"p:1\""));
     }
 }

@@ -229,6 +229,72 @@ pub(crate) fn bundle(dir: &Path, busybox: &Archive) -> Result<PathBuf> {
     Ok(bundle)
 }
 
+/// The sandbox image both daemons' CRI runs: a pause stand-in made once
+/// (into `cache/pause-image/pause.tar`) from the busybox archive with
+/// umoci, as the CRI tests make theirs: PID 1 is busybox `sh` waiting on a
+/// `sleep` (two processes where the real pause has one), ending on SIGTERM.
+pub(crate) const PAUSE_REF: &str = "docker.io/berthbench/pause:busybox";
+
+pub(crate) fn pause(cache: &Path, busybox: &Archive) -> Result<Archive> {
+    let dir = cache.join("pause-image");
+    let tar = dir.join("pause.tar");
+    let archive = Archive {
+        file: tar.clone(),
+        reference: PAUSE_REF.into(),
+        unpacked_bytes: busybox.unpacked_bytes,
+    };
+    if tar.is_file() {
+        return Ok(archive);
+    }
+    fs::create_dir_all(&dir)?;
+    let work = tempfile::tempdir_in(&dir)?;
+    let layout = work.path().join("layout");
+    fs::create_dir_all(&layout)?;
+    sh(Command::new("tar")
+        .arg("-xf")
+        .arg(&busybox.file)
+        .arg("-C")
+        .arg(&layout))?;
+    let index_path = layout.join("index.json");
+    let index: Value = serde_json::from_slice(&fs::read(&index_path)?)?;
+    let tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .context("busybox index.json has no ref.name")?
+        .to_owned();
+    sh(Command::new("umoci").args([
+        "config",
+        "--image",
+        &format!("{}:{tag}", layout.display()),
+        "--tag",
+        "pause",
+        "--clear",
+        "config.cmd",
+        "--config.entrypoint",
+        "sh",
+        "--config.entrypoint",
+        "-c",
+        "--config.entrypoint",
+        "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done",
+    ]))?;
+    let mut index: Value = serde_json::from_slice(&fs::read(&index_path)?)?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .context("index.json manifests")?;
+    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "pause");
+    let m = manifests.first_mut().context("umoci made no pause tag")?;
+    m["annotations"]["io.containerd.image.name"] = PAUSE_REF.into();
+    fs::write(&index_path, serde_json::to_vec(&index)?)?;
+    let partial = dir.join("pause.tar.partial");
+    sh(Command::new("tar")
+        .arg("-cf")
+        .arg(&partial)
+        .arg("-C")
+        .arg(&layout)
+        .arg("."))?;
+    fs::rename(&partial, &tar)?;
+    Ok(archive)
+}
+
 fn blob_path(digest: &str) -> String {
     format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
 }

@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
 
+mod cri;
+mod crihost;
 mod daemon;
 mod fixtures;
 mod interrupt;
@@ -32,7 +34,7 @@ struct Args {
     /// Untimed warm-up runs before the timed ones.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Only these workloads (comma-separated): content,import,pull,latency,parallel,memory,recovery.
+    /// Only these workloads (comma-separated): content,import,pull,latency,parallel,memory,recovery,pod-start,pod-memory,pod-parallel.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Skip these workloads (comma-separated).
@@ -86,10 +88,28 @@ struct Args {
     /// Content ingest size in MiB.
     #[arg(long, default_value_t = 256)]
     ingest_mib: u64,
+    /// Pods timed one after another in pod-start (the median is shown).
+    #[arg(long, default_value_t = 20)]
+    pod_runs: usize,
+    /// Idle pods per run in pod-memory.
+    #[arg(long, default_value_t = 10)]
+    idle_pods: usize,
+    /// Pods started at once in pod-parallel.
+    #[arg(long, default_value_t = 50)]
+    pods_parallel: usize,
 }
 
-const ALL: [&str; 7] = [
-    "content", "import", "pull", "latency", "parallel", "memory", "recovery",
+const ALL: [&str; 10] = [
+    "content",
+    "import",
+    "pull",
+    "latency",
+    "parallel",
+    "memory",
+    "recovery",
+    "pod-start",
+    "pod-memory",
+    "pod-parallel",
 ];
 
 /// Removes the run's temp dir last: unmounts anything left below it first.
@@ -197,6 +217,7 @@ fn main() -> Result<()> {
         "machine": machine,
         "settings": {"loadavg_at_start": load, "runs": args.runs, "warmup": args.warmup, "drop_caches": !args.no_drop_caches, "latency_runs": args.latency_runs,
                      "parallel": args.parallel, "idle": args.idle, "recovery": args.recovery, "ingest_mib": args.ingest_mib,
+                     "pod_runs": args.pod_runs, "idle_pods": args.idle_pods, "pods_parallel": args.pods_parallel,
                      "import_image": ctx.import.as_ref().map(|(_, _, s)| s.clone())},
         "floor_ms": floors_json,
         "rows": report::rows_json(&rows),
@@ -241,6 +262,10 @@ fn prepare(
         random_blobs: Vec::new(),
         import: None,
         busybox: None,
+        pause: None,
+        pod_runs: args.pod_runs.max(1),
+        idle_pods: args.idle_pods.max(1),
+        pods_parallel: args.pods_parallel.max(1),
         pull_ref: None,
         berthctl: None,
         crun: None,
@@ -288,13 +313,26 @@ fn prepare(
         }
     }
     let mut floors = Vec::new();
-    if ["latency", "parallel", "memory", "recovery"]
+    let pods = ["pod-start", "pod-memory", "pod-parallel"]
         .iter()
-        .any(|w| has(w))
+        .any(|w| has(w));
+    if pods
+        || ["latency", "parallel", "memory", "recovery"]
+            .iter()
+            .any(|w| has(w))
     {
         match fixtures::busybox(repo, cache) {
             Ok(b) => ctx.busybox = Some(b),
             Err(e) => ctx.missing.push(("busybox image", format!("{e:#}"))),
+        }
+    }
+    if pods {
+        match ctx.busybox.as_ref().map(|bb| fixtures::pause(cache, bb)) {
+            Some(Ok(p)) => ctx.pause = Some(p),
+            Some(Err(e)) => ctx.missing.push(("pause image", format!("{e:#}"))),
+            None => ctx
+                .missing
+                .push(("pause image", "no busybox image to make it from".into())),
         }
     }
     if has("latency") {

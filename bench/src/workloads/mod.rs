@@ -13,6 +13,7 @@ pub(crate) mod containers;
 pub(crate) mod content;
 pub(crate) mod images;
 pub(crate) mod memory;
+pub(crate) mod pods;
 
 /// One figure in the report.
 #[derive(Clone, Debug, Serialize)]
@@ -44,6 +45,14 @@ pub(crate) struct Ctx {
     pub(crate) random_blobs: Vec<(PathBuf, String)>,
     pub(crate) import: Option<(Archive, Archive, String)>,
     pub(crate) busybox: Option<Archive>,
+    /// The CRI workloads' sandbox image (a pause stand-in).
+    pub(crate) pause: Option<Archive>,
+    /// Pods timed one after another in the pod-start workload.
+    pub(crate) pod_runs: usize,
+    /// Idle pods per run in the pod-memory workload.
+    pub(crate) idle_pods: usize,
+    /// Pods started at once in the pod-parallel workload.
+    pub(crate) pods_parallel: usize,
     pub(crate) pull_ref: Option<String>,
     /// berthctl, for berthd's server-side pull.
     pub(crate) berthctl: Option<PathBuf>,
@@ -81,6 +90,10 @@ pub(crate) fn all(ctx: &Ctx) -> Vec<Workload> {
         containers::parallel_workload(ctx),
         memory::memory_workload(ctx),
         memory::recovery_workload(ctx),
+        // Last: these turn the daemons' CRI on (a restart with a new config).
+        pods::start_workload(ctx),
+        pods::memory_workload(ctx),
+        pods::parallel_workload(ctx),
     ]
 }
 
