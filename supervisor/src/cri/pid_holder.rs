@@ -115,11 +115,11 @@ impl Cri {
         lease: &str,
     ) -> Result<(Vec<u8>, String), Status> {
         let image = self.sandbox_image().await?;
-        let (snapshotter, _) = self
-            .inner
-            .deps
-            .snapshots
-            .resolve("")
+        // The default snapshotter, named: the Snapshots domain refuses an
+        // empty name since issue 19.
+        let snapshots = &self.inner.deps.snapshots;
+        let (snapshotter, _) = snapshots
+            .resolve(snapshots.default_name())
             .map_err(|e| fail(e.kind(), e))?;
         self.inner
             .deps
@@ -265,7 +265,8 @@ impl Cri {
         if let Err(e) = self.stop_holder(id).await {
             tracing::warn!(id, error = %e, "stopping a pod's PID namespace holder");
         }
-        if let Ok((snapshotter, _)) = self.inner.deps.snapshots.resolve("") {
+        let snapshots = &self.inner.deps.snapshots;
+        if let Ok((snapshotter, _)) = snapshots.resolve(snapshots.default_name()) {
             match self
                 .inner
                 .deps
