@@ -102,7 +102,7 @@ async fn version_status_and_runtime_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streaming_calls_say_they_are_not_served() {
+async fn streaming_calls_check_their_request_and_attach_is_not_served() {
     let d = CriDaemon::start(CONFIG);
     let mut c = d.client().await;
     let e = c
@@ -113,13 +113,34 @@ async fn streaming_calls_say_they_are_not_served() {
             ..Default::default()
         })
         .await
-        .expect_err("Exec is not served");
-    assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("streaming"), "{e:?}");
+        .expect_err("Exec without a stream");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    let e = c
+        .runtime
+        .exec(cri::ExecRequest {
+            container_id: "x".into(),
+            cmd: vec!["sh".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("Exec in an unknown container");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     let e = c
         .runtime
         .port_forward(cri::PortForwardRequest::default())
         .await
-        .expect_err("PortForward is not served");
+        .expect_err("PortForward of an unknown pod");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let e = c
+        .runtime
+        .attach(cri::AttachRequest {
+            container_id: "x".into(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("Attach is not served");
     assert_eq!(e.code(), tonic::Code::Unimplemented);
+    assert!(e.message().contains("attach"), "{e:?}");
 }
