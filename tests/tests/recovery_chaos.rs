@@ -373,13 +373,22 @@ fn chaos_kill9_during_lifecycles() {
         ctr.until(&["containers", "delete", &id], &["not found"]);
     }
     assert!(ctr.tasks().expect("tasks ls").is_empty());
-    let leaked: Vec<i32> = shims
-        .lock()
-        .unwrap()
-        .iter()
-        .copied()
-        .filter(|p| is_our_shim(*p))
-        .collect();
+    // A shim exits on its own after its task's Delete returned (as
+    // containerd's): give the last ones a moment before calling one leaked.
+    let leaked = || -> Vec<i32> {
+        shims
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|p| is_our_shim(*p))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !leaked().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let leaked = leaked();
     assert!(leaked.is_empty(), "leaked shims: {leaked:?}");
     let bundles: Vec<_> = std::fs::read_dir(state.join(&ctr.ns))
         .into_iter()
