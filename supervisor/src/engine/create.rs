@@ -14,7 +14,7 @@ use super::error::blocking;
 use super::image::{self, PullArgs};
 use super::model::{ContainerConfig, PullPolicy, Record, RestartPolicy, State, Status};
 use super::users::Users;
-use super::{files, names, ports, records, security, spec, stop, Engine, Error, Result, Slot};
+use super::{files, names, ports, records, spec, stop, Engine, Error, Result, Slot};
 use crate::netman::{self, Kind};
 use crate::registry::{Credentials, Progress};
 use crate::snapshots::NewSnapshot;
@@ -221,7 +221,7 @@ impl Engine {
                 files::write_initial(&d, &h, host_network)?;
                 let users = Users::read(&mounts);
                 let user = users.resolve(&user)?;
-                let host_caps = security::host_bounding_set();
+                let host_caps = berth_api::caps::host_bounding_set();
                 spec::build(&spec::SpecInputs {
                     namespace: &ns2,
                     id: &id2,

@@ -14,138 +14,34 @@
 //!   holds the capability that makes it legitimate, as Docker's profile
 //!   does. A client's own profile (OCI or Docker JSON) replaces it.
 
+use berth_api::caps;
 use serde_json::{json, Value};
 
 use super::{Error, Result};
 
-/// Capability names by number (`capabilities(7)`), as in `CapBnd`.
-pub(super) const CAPABILITIES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// Docker's default capability set.
-pub(super) const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// The capability names of a `CapBnd:` mask from `/proc/self/status`.
-pub(super) fn bounding_set_from_status(status: &str) -> Vec<String> {
-    let mask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(u64::MAX);
-    CAPABILITIES
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1u64 << i) != 0)
-        .map(|(_, c)| c.to_string())
-        .collect()
-}
-
-/// The host's bounding set (berthd's own).
-pub(super) fn host_bounding_set() -> Vec<String> {
-    bounding_set_from_status(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
-}
-
-fn canonical(name: &str) -> Result<String> {
-    let up = name.trim().to_ascii_uppercase();
-    if up == "ALL" {
-        return Ok(up);
-    }
-    let full = if up.starts_with("CAP_") {
-        up
-    } else {
-        format!("CAP_{up}")
-    };
-    if !CAPABILITIES.contains(&full.as_str()) {
-        return Err(Error::InvalidArgument(format!(
-            "capability {name:?}: unknown"
-        )));
-    }
-    Ok(full)
-}
-
-/// The container's capability set; see the module doc.
+/// The container's capability set ([`berth_api::caps::resolve`]; every
+/// name is checked even when `privileged` ignores them).
 pub(super) fn capabilities(
     add: &[String],
     drop: &[String],
     privileged: bool,
     host: &[String],
 ) -> Result<Vec<String>> {
-    let add: Vec<String> = add.iter().map(|c| canonical(c)).collect::<Result<_>>()?;
-    let drop: Vec<String> = drop.iter().map(|c| canonical(c)).collect::<Result<_>>()?;
-    let mut caps: Vec<String> = if privileged || add.iter().any(|c| c == "ALL") {
-        CAPABILITIES.iter().map(|c| c.to_string()).collect()
-    } else {
-        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    let unknown = |e: caps::UnknownCapability| {
+        Error::InvalidArgument(format!("capability {:?}: unknown", e.0))
     };
-    if !privileged {
-        if drop.iter().any(|c| c == "ALL") {
-            caps.clear();
+    for name in add.iter().chain(drop) {
+        if !name.trim().eq_ignore_ascii_case("ALL") {
+            caps::canonical(name).map_err(unknown)?;
         }
-        for c in add.iter().filter(|c| *c != "ALL") {
-            if !caps.contains(c) {
-                caps.push(c.clone());
-            }
-        }
-        caps.retain(|c| !drop.contains(c));
     }
-    caps.retain(|c| host.contains(c));
-    Ok(caps)
+    let none: &[String] = &[];
+    let (add, drop) = if privileged {
+        (none, none)
+    } else {
+        (add, drop)
+    };
+    caps::resolve(privileged, add, drop, host).map_err(unknown)
 }
 
 /// Syscalls the default profile refuses, each with the capability that
@@ -298,7 +194,7 @@ mod tests {
     use super::*;
 
     fn all() -> Vec<String> {
-        CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        caps::ALL.iter().map(|c| c.to_string()).collect()
     }
 
     #[test]
@@ -317,7 +213,7 @@ mod tests {
         assert!(!p.contains(&"CAP_SYS_RESOURCE".to_string()));
         assert!(capabilities(&["NOPE".into()], &[], false, &all()).is_err());
         assert_eq!(
-            bounding_set_from_status("Name:\tx\nCapBnd:\t0000000000000003\n"),
+            caps::bounding_set_from_status("Name:\tx\nCapBnd:\t0000000000000003\n"),
             ["CAP_CHOWN", "CAP_DAC_OVERRIDE"]
         );
     }

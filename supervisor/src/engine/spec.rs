@@ -398,10 +398,7 @@ mod tests {
     }
 
     fn build_with(c: &ContainerConfig, netns: Option<&Path>) -> Result<Value> {
-        let host: Vec<String> = security::CAPABILITIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let host: Vec<String> = berth_api::caps::ALL.iter().map(|s| s.to_string()).collect();
         build(&SpecInputs {
             namespace: "default",
             id: "abc",
