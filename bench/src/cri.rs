@@ -11,7 +11,7 @@ use k8s_cri::v1 as api;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::daemon::SideError;
+use crate::side::SideError;
 
 /// `runtime.v1.RuntimeService` on one connection (cheap to clone: clones
 /// share the connection).

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::daemon::{Daemon, Kind};
+use crate::side::Kind;
 
 /// One daemon's CRI network and cgroup parent, with what the host had
 /// before it (so only what the run made is removed).
@@ -131,8 +131,8 @@ impl CriHost {
 
 /// Stop and remove every pod of the daemon through its CRI (CNI DEL frees
 /// the veth, lease and rules of each), within a minute.
-pub(crate) fn remove_pods(d: &Daemon) {
-    let sock = d.sock.clone();
+pub(crate) fn remove_pods(kind: Kind, sock: &Path) {
+    let sock = sock.to_path_buf();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,9 +152,9 @@ pub(crate) fn remove_pods(d: &Daemon) {
     });
     match res {
         Ok(Ok(0)) => {}
-        Ok(Ok(n)) => eprintln!("berth-bench: removed {n} pods left on {}", d.kind.name()),
-        Ok(Err(e)) => eprintln!("berth-bench: removing {}'s pods: {e}", d.kind.name()),
-        Err(_) => eprintln!("berth-bench: removing {}'s pods timed out", d.kind.name()),
+        Ok(Ok(n)) => eprintln!("berth-bench: removed {n} pods left on {}", kind.name()),
+        Ok(Err(e)) => eprintln!("berth-bench: removing {}'s pods: {e}", kind.name()),
+        Err(_) => eprintln!("berth-bench: removing {}'s pods timed out", kind.name()),
     }
 }
 
@@ -175,7 +175,7 @@ pub(crate) fn processes() -> Vec<Proc> {
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
-            let ppid = crate::daemon::parent_pid(pid)?;
+            let ppid = crate::procfs::parent_pid(pid)?;
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             Some(Proc {

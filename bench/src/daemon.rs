@@ -16,46 +16,8 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Which implementation a daemon is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Berthd,
-    Containerd,
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::Berthd => "berthd",
-            Kind::Containerd => "containerd",
-        }
-    }
-}
-
-/// Why one side of a measurement has no figure.
-#[derive(Clone, Debug)]
-pub(crate) enum SideError {
-    /// The capability is not there yet (berthd answered Unimplemented, or a
-    /// prerequisite is missing). Printed as "skipped: ...".
-    Skipped(String),
-    /// The workload ran and failed.
-    Failed(String),
-}
-
-impl std::fmt::Display for SideError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SideError::Skipped(m) => write!(f, "skipped: {m}"),
-            SideError::Failed(m) => write!(f, "failed: {m}"),
-        }
-    }
-}
-
-impl From<anyhow::Error> for SideError {
-    fn from(e: anyhow::Error) -> Self {
-        SideError::Failed(format!("{e:#}"))
-    }
-}
+pub(crate) use crate::procfs::parent_pid;
+pub(crate) use crate::side::{Kind, SideError};
 
 /// A ctr failure whose stderr says the server lacks the method or service.
 pub(crate) fn is_unimplemented(stderr: &str) -> bool {
@@ -379,7 +341,7 @@ impl Drop for Daemon {
             let _ = self.spawn();
         }
         if self.cri.is_some() {
-            crate::crihost::remove_pods(self);
+            crate::crihost::remove_pods(self.kind, &self.sock);
         }
         self.remove_all_containers();
         self.force_delete_runc_leftovers();
@@ -425,13 +387,6 @@ fn remove_namespace_dirs(namespace: &str) {
             }
         }
     }
-}
-
-/// The parent PID of `pid` (the shim, for a container's init process).
-pub(crate) fn parent_pid(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Lazily unmount every mount point at or below `dir`, deepest first.
@@ -543,12 +498,6 @@ mod tests {
     fn unimplemented_is_recognised() {
         assert!(is_unimplemented("ctr: rpc error: code = Unimplemented desc = unknown service containerd.services.tasks.v1.Tasks"));
         assert!(!is_unimplemented("ctr: not found"));
-    }
-
-    #[test]
-    fn parent_of_self_is_known() {
-        let me = std::process::id() as i32;
-        assert_eq!(parent_pid(me), Some(nix::unistd::getppid().as_raw()));
     }
 
     #[test]

@@ -16,7 +16,9 @@ mod crihost;
 mod daemon;
 mod fixtures;
 mod interrupt;
+mod procfs;
 mod report;
+mod side;
 mod stats;
 mod workloads;
 

@@ -1,6 +1,6 @@
 //! The composition root: builds berthd's domain services from its config
 //! and wires each to the narrow set of neighbours it needs. Nothing else
-//! knows how they are wired; the adapters (`services/`) get the finished
+//! knows how they are wired; the gRPC adapters get the finished
 //! [`App`] and call into it.
 //!
 //! Build order follows the arrows: metadata and blobs first, the

@@ -17,9 +17,10 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{self, App};
 use crate::ops::{self, Health, Phase};
 use crate::systemd::Notifier;
-use crate::{app, services, App, Config};
+use crate::{services, Config};
 
 /// How long in-flight calls may run after a stop was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

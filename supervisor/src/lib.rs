@@ -7,6 +7,7 @@
 //! [`tasks`], over [`gc`], [`events`] and the metadata [`store`].
 
 pub mod app;
+pub mod build_info;
 pub mod config;
 pub mod containers;
 pub mod content;
@@ -36,6 +37,4 @@ pub mod tasks;
 pub mod transport;
 pub mod ttrpc;
 
-pub use app::App;
 pub use config::Config;
-pub use daemon::Daemon;

@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use berth_supervisor::config::{self, LogFormat};
+use berth_supervisor::daemon::Daemon;
 use berth_supervisor::systemd::Notifier;
-use berth_supervisor::{observability, Config, Daemon};
+use berth_supervisor::{observability, Config};
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 

@@ -21,7 +21,7 @@ impl Cri {
             // answers the same constant.
             version: "0.1.0".into(),
             runtime_name: RUNTIME_NAME.into(),
-            runtime_version: format!("v{}", crate::services::version::VERSION),
+            runtime_version: format!("v{}", crate::build_info::VERSION),
             runtime_api_version: API_VERSION.into(),
         }
     }

@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use crate::app::App;
 use crate::metrics::{ContainerFigures, CriFigures, Figures};
 use crate::tasks::Status;
-use crate::App;
 
 /// How long one container's cgroup figures may take.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);

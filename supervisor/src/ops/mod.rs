@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::App;
+use crate::app::App;
 
 /// Where berthd is in its life, as `/healthz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

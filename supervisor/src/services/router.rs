@@ -10,8 +10,8 @@ use tower::layer::util::{Identity, Stack};
 
 use super::introspection::{IntrospectionService, PluginInfo};
 use super::rpc_log::RpcLogLayer;
+use crate::app::App;
 use crate::transport::MessageSizeLayer;
-use crate::App;
 
 /// The plugins registered so far, in registration order.
 #[derive(Default)]
