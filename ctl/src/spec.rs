@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use berth_api::oci::ExecConfig;
 
 /// PATH for images that set none.
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use berth_api::oci::{merge_env, DEFAULT_PATH};
 /// CFS period used for `--cpus`.
 const CPU_PERIOD: u64 = 100_000;
 
@@ -223,38 +223,17 @@ pub fn parse_mount(s: &str) -> Result<Mount> {
 }
 
 /// The process arguments: ENTRYPOINT + CMD, where the command line's args
-/// replace CMD and `--entrypoint` replaces ENTRYPOINT (dropping CMD).
+/// replace CMD and `--entrypoint` replaces ENTRYPOINT (dropping CMD;
+/// `--entrypoint ""` leaves none).
 pub fn args(image: &ExecConfig, run: &RunSpec) -> Vec<String> {
-    let entrypoint: Vec<String> = match &run.entrypoint {
-        Some(e) if e.is_empty() => Vec::new(),
-        Some(e) => vec![e.clone()],
-        None => image.entrypoint.clone().unwrap_or_default(),
-    };
-    let cmd = if !run.args.is_empty() {
-        run.args.clone()
-    } else if run.entrypoint.is_some() {
-        Vec::new()
-    } else {
-        image.cmd.clone().unwrap_or_default()
-    };
-    entrypoint.into_iter().chain(cmd).collect()
-}
-
-/// Merges `KEY=value` lists: later keys replace earlier ones in place.
-pub fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for e in base.iter().chain(extra) {
-        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
-        if let Some(slot) = out
-            .iter_mut()
-            .find(|x| x.split_once('=').map(|(k, _)| k).unwrap_or(x) == key)
-        {
-            *slot = e.clone();
+    let entrypoint: Option<Vec<String>> = run.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            Vec::new()
         } else {
-            out.push(e.clone());
+            vec![e.clone()]
         }
-    }
-    out
+    });
+    image.process_args(entrypoint.as_deref(), &run.args)
 }
 
 /// Builds the spec for `run` from the image config.
@@ -267,14 +246,7 @@ pub fn build(image: &ExecConfig, run: &RunSpec, users: &Users) -> Result<Spec> {
                 .into(),
         ));
     }
-    let image_env = image
-        .env
-        .clone()
-        .unwrap_or_else(|| vec![DEFAULT_PATH.to_string()]);
-    let mut env = merge_env(&image_env, &run.env);
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, DEFAULT_PATH.into());
-    }
+    let mut env = image.process_env(&run.env);
     if run.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }

@@ -283,6 +283,58 @@ pub struct ExecConfig {
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
+/// PATH for images that set none (Docker's and containerd's default).
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ExecConfig {
+    /// The process arguments Docker's way: an `entrypoint` given replaces
+    /// the image's ENTRYPOINT and drops its CMD; non-empty `cmd` replaces CMD.
+    pub fn process_args(&self, entrypoint: Option<&[String]>, cmd: &[String]) -> Vec<String> {
+        let entry = match entrypoint {
+            Some(e) => e.to_vec(),
+            None => self.entrypoint.clone().unwrap_or_default(),
+        };
+        let cmd = if !cmd.is_empty() {
+            cmd.to_vec()
+        } else if entrypoint.is_some() {
+            Vec::new()
+        } else {
+            self.cmd.clone().unwrap_or_default()
+        };
+        entry.into_iter().chain(cmd).collect()
+    }
+
+    /// The environment from the image's (or PATH alone when it sets none)
+    /// with `extra` merged over it, PATH defaulted when still missing.
+    pub fn process_env(&self, extra: &[String]) -> Vec<String> {
+        let image = self
+            .env
+            .clone()
+            .unwrap_or_else(|| vec![DEFAULT_PATH.to_string()]);
+        let mut env = merge_env(&image, extra);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.into());
+        }
+        env
+    }
+}
+
+/// Merges `KEY=value` lists: a later key replaces an earlier one in place,
+/// new keys are appended (a bare `KEY` counts as a key).
+pub fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
+    fn key(e: &str) -> &str {
+        e.split_once('=').map(|(k, _)| k).unwrap_or(e)
+    }
+    let mut out: Vec<String> = Vec::new();
+    for e in base.iter().chain(extra) {
+        match out.iter_mut().find(|x| key(x) == key(e)) {
+            Some(slot) => *slot = e.clone(),
+            None => out.push(e.clone()),
+        }
+    }
+    out
+}
+
 /// `rootfs` of an image config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootFs {
@@ -517,5 +569,57 @@ mod tests {
         assert_eq!(c[0], a);
         assert_eq!(c[1], Digest::of(format!("{a} {b}").as_bytes()));
         assert!(chain_ids(&[]).is_empty());
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn process_args_follow_dockers_rules() {
+        let image = ExecConfig {
+            entrypoint: Some(strings(&["/entry"])),
+            cmd: Some(strings(&["serve", "-v"])),
+            ..Default::default()
+        };
+        assert_eq!(
+            image.process_args(None, &[]),
+            strings(&["/entry", "serve", "-v"])
+        );
+        assert_eq!(
+            image.process_args(None, &strings(&["x"])),
+            strings(&["/entry", "x"])
+        );
+        // A new entrypoint drops the image's CMD; an empty one leaves none.
+        let sh = strings(&["sh"]);
+        assert_eq!(image.process_args(Some(&sh), &[]), sh);
+        assert_eq!(
+            image.process_args(Some(&[]), &strings(&["ls"])),
+            strings(&["ls"])
+        );
+    }
+
+    #[test]
+    fn env_merges_by_key_in_place_and_defaults_path() {
+        let merged = merge_env(
+            &strings(&["A=1", "B=2", "C"]),
+            &strings(&["B=3", "C=4", "D=5"]),
+        );
+        assert_eq!(merged, strings(&["A=1", "B=3", "C=4", "D=5"]));
+        let none = ExecConfig::default();
+        assert_eq!(
+            none.process_env(&strings(&["X=1"])),
+            strings(&[DEFAULT_PATH, "X=1"])
+        );
+        let own = ExecConfig {
+            env: Some(strings(&["HOME=/root"])),
+            ..Default::default()
+        };
+        assert_eq!(own.process_env(&[]), strings(&[DEFAULT_PATH, "HOME=/root"]));
+        let path = strings(&["PATH=/bin"]);
+        assert_eq!(
+            own.process_env(&path),
+            strings(&["HOME=/root", "PATH=/bin"])
+        );
     }
 }

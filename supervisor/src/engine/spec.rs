@@ -15,9 +15,6 @@ use super::model::{ContainerConfig, DeviceSpec, MountSpec};
 use super::users::SpecUser;
 use super::{security, Error, Result};
 
-/// PATH for images that set none.
-pub(super) const DEFAULT_PATH: &str =
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// CFS period used for `--cpus`.
 const CPU_PERIOD: u64 = 100_000;
 /// The least memory limit runc can start a container under (Docker's).
@@ -42,35 +39,7 @@ pub(super) struct SpecInputs<'a> {
 /// The process arguments: ENTRYPOINT + CMD, where the config's cmd
 /// replaces CMD and its entrypoint replaces ENTRYPOINT (dropping CMD).
 pub(super) fn args(image: &ExecConfig, c: &ContainerConfig) -> Vec<String> {
-    let entrypoint = match &c.entrypoint {
-        Some(e) => e.clone(),
-        None => image.entrypoint.clone().unwrap_or_default(),
-    };
-    let cmd = if !c.cmd.is_empty() {
-        c.cmd.clone()
-    } else if c.entrypoint.is_some() {
-        Vec::new()
-    } else {
-        image.cmd.clone().unwrap_or_default()
-    };
-    entrypoint.into_iter().chain(cmd).collect()
-}
-
-/// Merges `KEY=value` lists: later keys replace earlier ones in place.
-pub(super) fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for e in base.iter().chain(extra) {
-        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
-        if let Some(slot) = out
-            .iter_mut()
-            .find(|x| x.split_once('=').map(|(k, _)| k).unwrap_or(x) == key)
-        {
-            *slot = e.clone();
-        } else {
-            out.push(e.clone());
-        }
-    }
-    out
+    image.process_args(c.entrypoint.as_deref(), &c.cmd)
 }
 
 fn rlimit_name(name: &str) -> Result<String> {
@@ -195,15 +164,7 @@ pub(super) fn build(i: &SpecInputs<'_>) -> Result<Value> {
             "no command: the image has no ENTRYPOINT or CMD; give one after the image".into(),
         ));
     }
-    let image_env = i
-        .image
-        .env
-        .clone()
-        .unwrap_or_else(|| vec![DEFAULT_PATH.to_string()]);
-    let mut env = merge_env(&image_env, &c.env);
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, DEFAULT_PATH.into());
-    }
+    let mut env = i.image.process_env(&c.env);
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.push(format!("HOSTNAME={}", i.hostname));
     }

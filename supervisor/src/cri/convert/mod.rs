@@ -47,7 +47,8 @@ pub mod annotations {
 }
 
 /// PATH for images that set none.
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use berth_api::oci::merge_env;
+pub use berth_api::oci::DEFAULT_PATH;
 
 /// What kind of failure a conversion is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,26 +252,16 @@ pub fn process_args(
 /// The environment: `HOSTNAME`, the image's, then the CRI's, each later
 /// value replacing an earlier one of the same name; PATH defaulted.
 pub fn process_env(hostname: &str, image: &[String], cri_env: &[cri::KeyValue]) -> Vec<String> {
-    let mut env: Vec<String> = Vec::new();
-    let mut set = |kv: String| {
-        let key = kv.split('=').next().unwrap_or("").to_string();
-        match env
-            .iter_mut()
-            .find(|e| e.split('=').next() == Some(key.as_str()))
-        {
-            Some(slot) => *slot = kv,
-            None => env.push(kv),
-        }
+    let first: Vec<String> = if hostname.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("HOSTNAME={hostname}")]
     };
-    if !hostname.is_empty() {
-        set(format!("HOSTNAME={hostname}"));
-    }
-    for e in image {
-        set(e.clone());
-    }
-    for kv in cri_env {
-        set(format!("{}={}", kv.key, kv.value));
-    }
+    let cri: Vec<String> = cri_env
+        .iter()
+        .map(|kv| format!("{}={}", kv.key, kv.value))
+        .collect();
+    let mut env = merge_env(&merge_env(&first, image), &cri);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.to_string());
     }
