@@ -148,6 +148,7 @@ impl Shim for ShimService {
     async fn start(&self, req: Request<pb::ProcessRequest>) -> Reply<pb::StartResponse> {
         let (task, exec_id) = (self.task.clone(), req.into_inner().exec_id);
         let pid = to_the_end(async move { task.start(&exec_id).await }).await?;
+        crate::sys::release_freed_memory();
         ok(pb::StartResponse { pid })
     }
 
