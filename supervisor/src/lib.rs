@@ -35,6 +35,7 @@ pub mod systemd;
 pub mod tasks;
 pub mod transport;
 pub mod ttrpc;
+pub mod volumes;
 
 pub use app::App;
 pub use config::Config;
