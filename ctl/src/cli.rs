@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    containers, content, engine, engine_run, events, images, leases, namespaces, network,
-    snapshots, tasks,
+    containers, content, engine, engine_run, events, files, images, leases, namespaces, network,
+    snapshots, tasks, volume,
 };
 use crate::output::Format;
 
@@ -158,6 +158,23 @@ pub enum Command {
     /// Manage berthd's networks
     #[command(subcommand)]
     Network(network::Cmd),
+    /// Create an image from a container's changes
+    Commit(files::CommitArgs),
+    /// List the paths a container added (A), changed (C) or deleted (D)
+    Diff {
+        /// name, ID or ID prefix
+        container: String,
+    },
+    /// Copy between a container and the host: NAME:/PATH DEST, SRC NAME:/PATH ('-': a tar stream)
+    Cp {
+        /// NAME:/PATH, a host path, or - (a tar on stdin)
+        src: String,
+        /// NAME:/PATH, a host path, or - (a tar on stdout)
+        dst: String,
+    },
+    /// Manage berthd's volumes
+    #[command(subcommand)]
+    Volume(volume::Cmd),
     /// Manage containers
     #[command(subcommand, visible_alias = "container")]
     Containers(containers::Cmd),

@@ -170,6 +170,14 @@ impl Client {
         networks, berth_api::berth_networks::v1::networks_client, NetworksClient
     );
     service_client!(
+        /// berth.containers.v1.ContainerFiles (commit, diff, cp)
+        files, berth_api::berth_containers::v1::container_files_client, ContainerFilesClient
+    );
+    service_client!(
+        /// berth.volumes.v1.Volumes (berthd's volumes)
+        volumes, berth_api::berth_volumes::v1::volumes_client, VolumesClient
+    );
+    service_client!(
         /// containerd.services.introspection.v1.Introspection
         introspection, services::introspection::v1::introspection_client, IntrospectionClient
     );

@@ -147,6 +147,11 @@ mod generated {
                 generated!("berth.networks.v1");
             }
         }
+        pub mod volumes {
+            pub mod v1 {
+                generated!("berth.volumes.v1");
+            }
+        }
         pub mod images {
             pub mod v1 {
                 generated!("berth.images.v1");
@@ -169,6 +174,8 @@ pub use generated::berth::images as berth_images;
 /// Berth's networks (`berth.networks.v1`).
 pub use generated::berth::networks as berth_networks;
 pub use generated::berth::shim;
+/// Berth's volumes (`berth.volumes.v1`).
+pub use generated::berth::volumes as berth_volumes;
 pub use generated::containerd::services;
 pub use generated::containerd::types;
 /// Task status and process types (`containerd.v1.types`).

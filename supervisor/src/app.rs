@@ -25,6 +25,7 @@ use crate::registry::{self, inflight::Transfers};
 use crate::snapshots::{self, Snapshots, Snapshotters};
 use crate::store::{self, Store};
 use crate::tasks::{self, Tasks};
+use crate::volumes::Volumes;
 use crate::Config;
 
 /// Why the domain could not be built.
@@ -89,6 +90,8 @@ pub struct App {
     /// The Docker-style container workflow (names, logs, restart
     /// policies, networks and published ports).
     pub engine: Engine,
+    /// berthd's volumes (Docker's local driver).
+    pub volumes: Volumes,
     /// The persistent root.
     pub root: std::path::PathBuf,
     /// The metrics registry: services report through handles taken from
@@ -199,6 +202,8 @@ impl App {
             },
             store.clone(),
         );
+        let differ = Differ::new(content.clone(), config.root.clone());
+        let volumes = Volumes::new(config.root.join("volumes"), store.clone());
         let engine = Engine::new(
             engine::Config {
                 root: config.root.clone(),
@@ -217,15 +222,18 @@ impl App {
                 tasks: tasks.clone(),
                 leases: leases.clone(),
                 networks: networks.clone(),
+                volumes: volumes.clone(),
+                differ: differ.clone(),
             },
         );
         Ok(Self {
             cri,
             networks,
             engine,
+            volumes,
             namespaces: Namespaces::new(store.clone(), snapshots.clone()),
             leases,
-            differ: Differ::new(content.clone(), config.root.clone()),
+            differ,
             store,
             events,
             gc,
@@ -253,6 +261,7 @@ impl App {
             crate::images::import::LEASE_PREFIX,
             crate::cri::CREATE_LEASE_PREFIX,
             crate::engine::CREATE_LEASE_PREFIX,
+            crate::engine::COMMIT_LEASE_PREFIX,
         ];
         match crate::store::leases::delete_with_prefix(&self.store, &prefixes).await {
             Ok(gone) if gone.is_empty() => {}

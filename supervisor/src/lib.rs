@@ -36,5 +36,6 @@ pub mod systemd;
 pub mod tasks;
 pub mod transport;
 pub mod ttrpc;
+pub mod volumes;
 
 pub use config::Config;

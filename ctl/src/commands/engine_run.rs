@@ -96,9 +96,12 @@ pub struct CreateArgs {
     /// a host device HOST[:CONTAINER[:PERMS]] (repeatable)
     #[arg(long)]
     pub device: Vec<String>,
-    /// a bind mount HOST:CONTAINER[:ro] (repeatable)
+    /// a volume NAME:/PATH[:ro], an anonymous one /PATH, or a bind /HOST:/PATH[:ro] (repeatable)
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,
+    /// a mount type=volume|bind|tmpfs,src=,dst=[,readonly] (repeatable)
+    #[arg(long = "mount")]
+    pub mounts: Vec<String>,
     /// platform of the image (default: this machine's)
     #[arg(long)]
     pub platform: Option<String>,
@@ -307,29 +310,10 @@ impl CreateArgs {
             .collect();
         let mut mounts = Vec::new();
         for v in &self.volumes {
-            let parts: Vec<&str> = v.split(':').collect();
-            let (source, target, readonly) = match parts.as_slice() {
-                [s, t] => (*s, *t, false),
-                [s, t, "ro"] => (*s, *t, true),
-                [s, t, "rw"] => (*s, *t, false),
-                _ => {
-                    return Err(Error::Input(format!(
-                        "volume {v:?}: expected /HOST:/CONTAINER[:ro] (named volumes are not served yet)"
-                    )))
-                }
-            };
-            if !source.starts_with('/') {
-                return Err(Error::Input(format!(
-                    "volume {v:?}: the host side must be an absolute path"
-                )));
-            }
-            mounts.push(pb::Mount {
-                r#type: "bind".into(),
-                source: source.into(),
-                target: target.into(),
-                readonly,
-                options: vec![],
-            });
+            mounts.push(parse_volume(v)?);
+        }
+        for m in &self.mounts {
+            mounts.push(parse_mount(m)?);
         }
         let memory = match &self.memory {
             Some(m) => parse_size("memory", m)?,
@@ -396,6 +380,85 @@ impl CreateArgs {
             ..Default::default()
         })
     }
+}
+
+/// `-v`: `/PATH` (an anonymous volume), `NAME:/PATH[:OPTS]` (a named
+/// volume) or `HOST:/PATH[:OPTS]` (a bind: a host side with a `/` or a
+/// leading `.`; berthd refuses a relative one); OPTS: ro, rw, nocopy.
+fn parse_volume(v: &str) -> Result<pb::Mount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, target, opts) = match parts.as_slice() {
+        [t] => ("", *t, ""),
+        [s, t] => (*s, *t, ""),
+        [s, t, o] => (*s, *t, *o),
+        _ => {
+            return Err(Error::Input(format!(
+                "volume {v:?}: expected [NAME|/HOST:]/PATH[:ro]"
+            )))
+        }
+    };
+    let mut m = pb::Mount {
+        r#type: if source.is_empty()
+            || !(source.contains('/') || source.starts_with('.') || source.starts_with('~'))
+        {
+            "volume"
+        } else {
+            "bind"
+        }
+        .into(),
+        source: source.into(),
+        target: target.into(),
+        ..Default::default()
+    };
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => m.readonly = true,
+            "rw" => m.readonly = false,
+            "nocopy" => m.options.push("nocopy".into()),
+            "z" | "Z" => {}
+            other => {
+                return Err(Error::Input(format!(
+                    "volume {v:?}: unknown option {other:?} (ro, rw, nocopy)"
+                )))
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// `--mount type=volume|bind|tmpfs,src=,dst=[,readonly][,volume-nocopy][,tmpfs-size=]`.
+fn parse_mount(spec: &str) -> Result<pb::Mount> {
+    let mut m = pb::Mount {
+        r#type: "volume".into(),
+        ..Default::default()
+    };
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "type" => m.r#type = v.to_string(),
+            "src" | "source" => m.source = v.to_string(),
+            "dst" | "destination" | "target" => m.target = v.to_string(),
+            "readonly" | "ro" => m.readonly = matches!(v, "" | "true" | "1"),
+            "volume-nocopy" => m.options.push("nocopy".into()),
+            "tmpfs-size" => m.options.push(format!("size={v}")),
+            "tmpfs-mode" => m.options.push(format!("mode={v}")),
+            "bind-propagation" => m.options.push(v.to_string()),
+            _ => {
+                return Err(Error::Input(format!(
+                    "mount {spec:?}: unknown field {k:?} (type, src, dst, readonly, volume-nocopy, tmpfs-size, tmpfs-mode, bind-propagation)"
+                )))
+            }
+        }
+    }
+    if !matches!(m.r#type.as_str(), "volume" | "bind" | "tmpfs") {
+        return Err(Error::Input(format!(
+            "mount {spec:?}: type must be volume, bind or tmpfs"
+        )));
+    }
+    if m.target.is_empty() {
+        return Err(Error::Input(format!("mount {spec:?}: dst is required")));
+    }
+    Ok(m)
 }
 
 /// Creates the container, drawing the pull's progress on stderr.

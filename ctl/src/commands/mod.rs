@@ -7,6 +7,7 @@ pub mod docs;
 pub mod engine;
 pub mod engine_run;
 pub mod events;
+pub mod files;
 pub mod images;
 pub mod images_registry;
 pub mod images_transfer;
@@ -20,6 +21,7 @@ pub mod run;
 pub mod snapshots;
 pub mod tasks;
 pub mod version;
+pub mod volume;
 
 use crate::client::Client;
 use crate::error::{Error, Result};

@@ -80,6 +80,7 @@ struct Undo {
     lease: Option<String>,
     dir: Option<std::path::PathBuf>,
     record: bool,
+    volumes: bool,
     armed: bool,
 }
 
@@ -92,6 +93,9 @@ impl Undo {
             }
             if let Some(sn) = self.snapshot.take() {
                 let _ = deps.snapshots.remove(&self.ns, &sn, &self.id).await;
+            }
+            if self.volumes {
+                self.engine.release_volumes(&self.ns, &self.id, true).await;
             }
             if let Some(dir) = self.dir.take() {
                 let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
@@ -176,6 +180,7 @@ impl Engine {
             lease: None,
             dir: None,
             record: false,
+            volumes: false,
             armed: true,
         };
         let result = async {
@@ -208,10 +213,14 @@ impl Engine {
             } else {
                 c.user.clone()
             };
+            undo.volumes = true;
+            let spec_mounts = self.attach_volumes(ns, &id, &mut c, &exec, &mounts).await?;
+            let mut cc = c.clone();
+            cc.mounts = spec_mounts;
             let (d, h, cc, ex, ns2, id2, nsp) = (
                 dir.clone(),
                 hostname.clone(),
-                c.clone(),
+                cc,
                 exec.clone(),
                 ns.to_string(),
                 id.clone(),

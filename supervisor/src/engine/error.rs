@@ -44,6 +44,9 @@ pub enum Error {
     /// a network failed
     #[error(transparent)]
     Network(#[from] crate::netman::Error),
+    /// a volume failed
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::Error),
     /// the CNI module failed (network namespaces)
     #[error(transparent)]
     Cni(#[from] crate::network::Error),
@@ -80,6 +83,7 @@ impl Error {
             Error::Unpack(e) => e.kind(),
             Error::Network(e) => e.kind(),
             Error::Cni(e) => e.kind(),
+            Error::Volume(e) => e.kind(),
             Error::Store(e) => e.kind(),
             Error::Io { .. } | Error::Internal(_) => ErrorKind::Internal,
         }

@@ -34,10 +34,14 @@
 //!   snapshot, record, task, attachment or port).
 
 mod attach;
+mod changes;
+mod commit;
 mod connect;
+mod copy;
 mod create;
 mod error;
 mod files;
+mod fsdiff;
 mod image;
 mod logs;
 mod model;
@@ -47,6 +51,8 @@ mod ports;
 mod records;
 mod recover;
 mod remove;
+mod rootfs;
+mod rootfs_sys;
 mod security;
 mod spec;
 mod start;
@@ -54,6 +60,7 @@ mod stats;
 mod stop;
 mod users;
 mod view;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -62,8 +69,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 pub use attach::{AttachInput, AttachOutput};
+pub use commit::{CommitRequest, Committed, COMMIT_LEASE_PREFIX};
 pub use create::{CreateRequest, Created, CREATE_LEASE_PREFIX};
 pub use error::Error;
+pub use fsdiff::FsChange;
 pub use image::normalise_reference;
 pub use logs::{LogEntry, LogQuery, LogStream};
 pub use model::{
@@ -125,6 +134,10 @@ pub struct Deps {
     pub leases: Leases,
     /// Networks.
     pub networks: NetworkManager,
+    /// Volumes.
+    pub volumes: crate::volumes::Volumes,
+    /// Layer diffs (commit).
+    pub differ: crate::images::Differ,
 }
 
 /// The engine. Cheap to clone.
@@ -168,6 +181,8 @@ pub(crate) struct Slot {
     removing: std::sync::atomic::AtomicBool,
     /// The last restart back-off.
     backoff: Mutex<std::time::Duration>,
+    /// Its removal takes its anonymous volumes too (`rm -v`).
+    remove_volumes: std::sync::atomic::AtomicBool,
 }
 
 impl Slot {
@@ -188,6 +203,7 @@ impl Slot {
             stdin: Mutex::new(None),
             removing: Default::default(),
             backoff: Mutex::new(std::time::Duration::ZERO),
+            remove_volumes: Default::default(),
         })
     }
 
@@ -216,6 +232,10 @@ impl Engine {
 
     fn deps(&self) -> &Deps {
         &self.inner.deps
+    }
+
+    fn differ(&self) -> &crate::images::Differ {
+        &self.inner.deps.differ
     }
 
     fn cfg(&self) -> &Config {

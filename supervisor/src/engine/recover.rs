@@ -32,6 +32,7 @@ impl Engine {
                 .insert((ns.clone(), slot.id.clone()), Arc::clone(&slot));
             slots.push(slot);
         }
+        self.forget_volume_users(&slots).await;
         let mut resumed = 0usize;
         for slot in slots {
             let rec = slot.record();

@@ -109,6 +109,8 @@ impl Engine {
         })
         .await;
         records::delete(&deps.store, ns, id).await?;
+        let anonymous = rec.config.auto_remove || slot.remove_volumes.load(Ordering::SeqCst);
+        self.release_volumes(ns, id, anonymous).await;
         self.slots().remove(&(ns.to_string(), id.to_string()));
         let mark = *slot.run.borrow();
         slot.run.send_replace(RunMark {

@@ -369,7 +369,10 @@ impl Containers for ContainersService {
     ) -> Result<Response<pb::RemoveResponse>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let id = self.engine.remove(&ns, &r.container, r.force).await?;
+        let id = self
+            .engine
+            .remove_with_volumes(&ns, &r.container, r.force, r.volumes)
+            .await?;
         Ok(Response::new(pb::RemoveResponse { id }))
     }
 

@@ -5,7 +5,9 @@
 //! plugin list Introspection reports) in [`router`].
 
 pub mod berth_containers;
+pub mod berth_files;
 pub mod berth_networks;
+pub mod berth_volumes;
 pub mod containers;
 pub mod content;
 pub mod convert;

@@ -146,6 +146,16 @@ pub fn router<H: HealthApi>(
             berth_networks::NetworksService::new(app.networks.clone(), app.engine.clone()),
         )
     ));
+    r = r.add_service(sized!(
+        berth_api::berth_containers::v1::container_files_server::ContainerFilesServer::new(
+            berth_files::FilesService::new(app.engine.clone()),
+        )
+    ));
+    r = r.add_service(sized!(
+        berth_api::berth_volumes::v1::volumes_server::VolumesServer::new(
+            berth_volumes::VolumesService::new(app.volumes.clone(), app.engine.clone()),
+        )
+    ));
     // The Kubernetes CRI, as containerd serves it: one plugin, two services.
     r = r.add_service(p.grpc("cri", sized!(app.cri.runtime_server())));
     r = r.add_service(sized!(app.cri.image_server()));

@@ -39,6 +39,7 @@ statuses!(
     crate::tasks::Error,
     crate::engine::Error,
     crate::netman::Error,
+    crate::volumes::Error,
 );
 
 impl From<&crate::registry::Error> for Status {
