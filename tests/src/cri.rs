@@ -81,7 +81,8 @@ pub struct CriRig {
     pub d: CriDaemon,
     /// The bridge's name.
     pub bridge: String,
-    /// Dropped last: deletes the shared portmap chains this process made.
+    /// Dropped last: the host-wide rule for CNI's shared chains
+    /// (see `cni_host`).
     _chains: crate::cni_host::SharedChains,
 }
 
