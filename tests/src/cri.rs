@@ -351,6 +351,26 @@ pub async fn run_pod(c: &mut CriClient, cfg: &cri::PodSandboxConfig) -> String {
         .pod_sandbox_id
 }
 
+/// StopPodSandbox of `pod` (its containers end, its network goes).
+pub async fn stop_pod(c: &mut CriClient, pod: &str) {
+    c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .expect("StopPodSandbox");
+}
+
+/// RemovePodSandbox of `pod`.
+pub async fn remove_pod(c: &mut CriClient, pod: &str) {
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
 /// The pod's status.
 pub async fn pod_status(c: &mut CriClient, pod: &str) -> cri::PodSandboxStatus {
     c.runtime
