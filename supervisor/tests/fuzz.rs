@@ -43,6 +43,35 @@ fn fuzz_reference() {
     );
 }
 
+/// `WWW-Authenticate` values as a registry (or anything on the network
+/// path) sends them on a 401, read by every pull: any bytes give
+/// challenges with a scheme and named parameters, never a panic.
+#[test]
+fn fuzz_www_authenticate() {
+    use berth_supervisor::registry::challenge::parse_challenges;
+    let seeds = [
+        r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#,
+        r#"Basic realm="Registry Realm", Bearer realm=x, service = "s\"q""#,
+        r#"Bearer realm="open"#,
+        "=x, ,=,\"",
+    ];
+    engine::run(
+        "www_authenticate",
+        seeds.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        |input| {
+            let Ok(s) = std::str::from_utf8(input) else {
+                return;
+            };
+            for c in parse_challenges(s) {
+                assert!(!c.scheme.is_empty(), "{s:?}");
+                assert!(!c.scheme.contains([' ', ',', '=', '"']), "{s:?}");
+                assert!(c.params.iter().all(|(k, _)| !k.is_empty()), "{s:?}");
+                assert!(c.params.len() <= s.len(), "{s:?}");
+            }
+        },
+    );
+}
+
 /// SPDY frames as the CRI streaming server reads them from a client
 /// (issue 14): any bytes decode to frames or a refusal, never a panic, and
 /// the decoder never holds more than the frame and header-block limits.

@@ -1,18 +1,18 @@
 //! What CNI plugins leave on the host, found and removed: the portmap
 //! plugin's shared nat chains (`CNI-HOSTPORT-DNAT`, `-MASQ`, `-SETMARK`)
 //! and the jumps to them from `PREROUTING`, `OUTPUT` and `POSTROUTING`,
-//! which it makes on its first ADD and never removes; and the per-pod
-//! chains (`CNI-DN-…`) and rules of one network, which a test that failed
-//! before its pods were removed leaves.
+//! and the firewall plugin's filter chains (`CNI-FORWARD`, `CNI-ADMIN`)
+//! and the jump from `FORWARD`, which they make on their first ADD and
+//! never remove; and the per-pod chains (`CNI-DN-…`) and rules of one
+//! network, which a test that failed before its pods were removed leaves.
 //!
-//! [`SharedChains`] records at start which shared chains exist; when the
-//! last guard of the process goes (also on a panic), it deletes the ones
-//! that were not there before, unless some pod (of any process) still has
-//! a port mapped through them. Nothing else on the machine is touched.
+//! [`SharedChains`] is one rule for every test process of the host (test
+//! binaries run in parallel): the chains that did not exist when the
+//! first of them began are deleted when the last of them ends, unless
+//! some pod still uses them. Nothing else on the machine is touched.
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Mutex;
 
 /// The chains every portmap ADD shares.
 pub const SHARED_CHAINS: [&str; 3] = [
@@ -23,11 +23,7 @@ pub const SHARED_CHAINS: [&str; 3] = [
 
 /// The nat table, as `iptables-save` prints it (empty if it cannot run).
 pub fn nat_table() -> String {
-    Command::new("iptables-save")
-        .args(["-t", "nat"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+    saved("nat")
 }
 
 /// The chain names of a saved table.
@@ -83,41 +79,15 @@ fn chain_and_target(args: &[String]) -> (Option<&str>, Option<&str>) {
     (after("-A"), after("-j"))
 }
 
-/// Deletes a saved rule (`-A ...` becomes `-D ...`).
+/// Deletes a saved rule of the nat table (`-A ...` becomes `-D ...`).
 fn delete_rule(args: &[String]) {
-    let mut del: Vec<String> = vec!["-t".into(), "nat".into()];
-    del.extend(args.iter().map(|a| {
-        if a == "-A" {
-            "-D".to_string()
-        } else {
-            a.clone()
-        }
-    }));
-    let _ = Command::new("iptables").args(&del).output();
+    delete_rule_in("nat", args);
 }
 
 /// Deletes the chains `names` of the nat table: every jump to them, then
 /// their rules, then the chains.
 pub fn delete_chains(names: &BTreeSet<String>) {
-    if names.is_empty() {
-        return;
-    }
-    for line in nat_table().lines().filter(|l| l.starts_with("-A ")) {
-        let args = rule_args(line);
-        if chain_and_target(&args).1.is_some_and(|t| names.contains(t)) {
-            delete_rule(&args);
-        }
-    }
-    for n in names {
-        let _ = Command::new("iptables")
-            .args(["-t", "nat", "-F", n])
-            .output();
-    }
-    for n in names {
-        let _ = Command::new("iptables")
-            .args(["-t", "nat", "-X", n])
-            .output();
-    }
+    delete_chains_in("nat", names);
 }
 
 /// The per-pod chains of CNI network `network` (those holding a rule
@@ -160,205 +130,63 @@ pub fn remove_network_leftovers(network: &str) {
     delete_chains(&owned);
 }
 
-struct Live {
-    guards: usize,
-    before: BTreeSet<String>,
+/// The chains of the filter table the firewall plugin shares (jumped to
+/// from `FORWARD`; `CNI-ADMIN` from `CNI-FORWARD`).
+pub const FIREWALL_CHAINS: [&str; 2] = ["CNI-FORWARD", "CNI-ADMIN"];
+
+/// The saved `table` (empty if `iptables-save` cannot run).
+fn saved(table: &str) -> String {
+    Command::new("iptables-save")
+        .args(["-t", table])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
-static LIVE: Mutex<Live> = Mutex::new(Live {
-    guards: 0,
-    before: BTreeSet::new(),
-});
-
-/// Records which shared portmap chains exist while the first guard of
-/// the process is made; the last one dropped deletes those that did not.
-pub struct SharedChains(());
-
-impl SharedChains {
-    /// A guard; the first of the process records the shared chains.
-    pub fn guard() -> Self {
-        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-        if live.guards == 0 {
-            let have = chains(&nat_table());
-            live.before = SHARED_CHAINS
-                .iter()
-                .filter(|c| have.contains(**c))
-                .map(|c| c.to_string())
-                .collect();
+/// Deletes a saved rule of `table` (`-A ...` becomes `-D ...`).
+fn delete_rule_in(table: &str, args: &[String]) {
+    let mut del: Vec<String> = vec!["-t".into(), table.into()];
+    del.extend(args.iter().map(|a| {
+        if a == "-A" {
+            "-D".to_string()
+        } else {
+            a.clone()
         }
-        live.guards += 1;
-        SharedChains(())
-    }
+    }));
+    let _ = Command::new("iptables").args(&del).output();
+}
 
-    /// The shared chains that existed before this process's first guard.
-    pub fn existed_before() -> BTreeSet<String> {
-        LIVE.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .before
-            .clone()
+/// Deletes the chains `names` of `table`: every jump to them, then their
+/// rules, then the chains.
+fn delete_chains_in(table: &str, names: &BTreeSet<String>) {
+    if names.is_empty() {
+        return;
+    }
+    for line in saved(table).lines().filter(|l| l.starts_with("-A ")) {
+        let args = rule_args(line);
+        if chain_and_target(&args).1.is_some_and(|t| names.contains(t)) {
+            delete_rule_in(table, &args);
+        }
+    }
+    for n in names {
+        let _ = Command::new("iptables")
+            .args(["-t", table, "-F", n])
+            .output();
+    }
+    for n in names {
+        let _ = Command::new("iptables")
+            .args(["-t", table, "-X", n])
+            .output();
     }
 }
 
-impl Drop for SharedChains {
-    fn drop(&mut self) {
-        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-        live.guards -= 1;
-        if live.guards > 0 {
-            return;
-        }
-        let table = nat_table();
-        // A pod still mapping a port (another test's, another process's),
-        // or one being set up (its per-pod chain made first), needs them:
-        // leave them be.
-        let have = chains(&table);
-        if table
-            .lines()
-            .any(|l| l.starts_with("-A CNI-HOSTPORT-DNAT "))
-            || have.iter().any(|c| c.starts_with("CNI-DN-"))
-        {
-            return;
-        }
-        let ours: BTreeSet<String> = SHARED_CHAINS
-            .iter()
-            .map(|c| c.to_string())
-            .filter(|c| have.contains(c) && !live.before.contains(c))
-            .collect();
-        delete_chains(&ours);
-    }
-}
+mod session;
+
+pub use session::{SharedChains, SESSION_DIR};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ipt(args: &[&str]) {
-        let out = Command::new("iptables").args(args).output().unwrap();
-        assert!(out.status.success(), "iptables {args:?}: {out:?}");
-    }
-
-    /// What portmap makes for one pod of network `net`: the shared chains
-    /// and their jumps, a per-pod DNAT chain and the jump to it.
-    fn portmap_add(net: &str, pod: &str) {
-        for c in SHARED_CHAINS {
-            let _ = Command::new("iptables")
-                .args(["-t", "nat", "-N", c])
-                .output();
-        }
-        ipt(&[
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "CNI-HOSTPORT-DNAT",
-        ]);
-        ipt(&[
-            "-t",
-            "nat",
-            "-A",
-            "OUTPUT",
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "CNI-HOSTPORT-DNAT",
-        ]);
-        ipt(&[
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-m",
-            "comment",
-            "--comment",
-            "CNI portfwd requiring masquerade",
-            "-j",
-            "CNI-HOSTPORT-MASQ",
-        ]);
-        ipt(&[
-            "-t",
-            "nat",
-            "-A",
-            "CNI-HOSTPORT-MASQ",
-            "-m",
-            "mark",
-            "--mark",
-            "0x2000/0x2000",
-            "-j",
-            "MASQUERADE",
-        ]);
-        ipt(&["-t", "nat", "-N", "CNI-DN-test1"]);
-        let comment = format!("dnat name: \"{net}\" id: \"{pod}\"");
-        ipt(&[
-            "-t",
-            "nat",
-            "-A",
-            "CNI-DN-test1",
-            "-p",
-            "tcp",
-            "--dport",
-            "8080",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            "10.90.250.2:80",
-        ]);
-        ipt(&[
-            "-t",
-            "nat",
-            "-A",
-            "CNI-HOSTPORT-DNAT",
-            "-p",
-            "tcp",
-            "-m",
-            "comment",
-            "--comment",
-            &comment,
-            "-m",
-            "multiport",
-            "--dports",
-            "8080",
-            "-j",
-            "CNI-DN-test1",
-        ]);
-    }
-
-    /// In a network namespace of its own (so no other user's nat table
-    /// is touched): a network's leftovers go, then the last guard deletes
-    /// the shared chains it saw made.
-    #[test]
-    #[ignore = "needs root"]
-    fn leftovers_and_shared_chains_are_deleted_in_a_private_netns() {
-        if !nix::unistd::Uid::effective().is_root() {
-            return;
-        }
-        std::thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(NEWNET)");
-            let guard = SharedChains::guard();
-            assert!(SharedChains::existed_before().is_empty());
-            portmap_add("net-t", "pod1");
-            let (owned, rules) = network_leftovers("net-t");
-            assert_eq!(
-                owned.iter().map(String::as_str).collect::<Vec<_>>(),
-                ["CNI-DN-test1"]
-            );
-            assert_eq!(rules.len(), 1, "{rules:?}");
-            remove_network_leftovers("net-t");
-            let t = nat_table();
-            assert!(!t.contains("CNI-DN-test1"), "{t}");
-            assert!(chains(&t).contains("CNI-HOSTPORT-DNAT"), "{t}");
-            drop(guard);
-            let t = nat_table();
-            assert!(!t.contains("CNI-"), "shared chains left:\n{t}");
-        })
-        .join()
-        .unwrap();
-    }
 
     #[test]
     fn saved_rules_split_like_a_shell() {

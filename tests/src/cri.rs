@@ -81,7 +81,8 @@ pub struct CriRig {
     pub d: CriDaemon,
     /// The bridge's name.
     pub bridge: String,
-    /// Dropped last: deletes the shared portmap chains this process made.
+    /// Dropped last: the host-wide rule for CNI's shared chains
+    /// (see `cni_host`).
     _chains: crate::cni_host::SharedChains,
 }
 
@@ -348,6 +349,26 @@ pub async fn run_pod(c: &mut CriClient, cfg: &cri::PodSandboxConfig) -> String {
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id
+}
+
+/// StopPodSandbox of `pod` (its containers end, its network goes).
+pub async fn stop_pod(c: &mut CriClient, pod: &str) {
+    c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .expect("StopPodSandbox");
+}
+
+/// RemovePodSandbox of `pod`.
+pub async fn remove_pod(c: &mut CriClient, pod: &str) {
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .expect("RemovePodSandbox");
 }
 
 /// The pod's status.

@@ -28,12 +28,16 @@ struct Rig {
     d: Berthd,
     bridges: Vec<String>,
     _conf: tempfile::TempDir,
+    /// Held while the default network's portmap and firewall plugins may
+    /// make their shared chains; dropped last (see `cni_host`).
+    _chains: berth_tests::cni_host::SharedChains,
 }
 
 impl Rig {
     /// `n` picks the bridge name and the subnet 10.91.n.0/24.
     fn new(n: u8) -> Self {
         requires_root(TOOLS);
+        let chains = berth_tests::cni_host::SharedChains::guard();
         let conf = tempfile::tempdir().unwrap();
         let bridge = format!("bdk{n}-{}", std::process::id() % 100_000);
         let path = conf.path().join("config.toml");
@@ -53,6 +57,7 @@ impl Rig {
             d,
             bridges: vec![bridge],
             _conf: conf,
+            _chains: chains,
         }
     }
 

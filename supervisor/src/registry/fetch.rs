@@ -14,7 +14,7 @@ use berth_api::Digest;
 use futures::StreamExt;
 
 use super::progress::{BlobState, Reporter};
-use super::remote::Remote;
+use super::source::Source;
 use super::{Error, Result};
 use crate::content::{self, ContentStore};
 use crate::store::labels::Labels;
@@ -45,7 +45,7 @@ pub fn ingest_ref(prefix: &str, digest: &Digest) -> String {
 /// Makes `desc` present in `ns`, downloading only what is missing, and
 /// records it with `labels`. Durable once this returns.
 pub async fn fetch(
-    remote: &Remote,
+    remote: &Source,
     cs: &ContentStore,
     ns: &str,
     desc: &Descriptor,

@@ -1,9 +1,11 @@
 //! Pull and push of images over the OCI distribution API, done by berthd
 //! itself so thin clients (berthctl, the CRI endpoint) never move bytes.
 //!
-//! - [`remote`]: one registry session (the `oci-client` crate: reqwest and
-//!   rustls; anonymous, basic and bearer-token auth; plain HTTP for hosts
-//!   the config lists or when a call asks for it).
+//! - [`source`]: the pull side, our own GETs over reqwest and rustls
+//!   through every hosts.toml endpoint in order (headers, override_path,
+//!   fallback to the next endpoint; anonymous, basic and bearer-token auth).
+//! - [`remote`]: the push side (the `oci-client` crate; plain HTTP for
+//!   hosts the config lists or when a call asks for it).
 //! - [`fetch`]: one blob streamed into the content store through a stable
 //!   ingest ref, so an interrupted pull resumes where it stopped.
 //! - [`pull`] / [`push`]: the walks over manifests and indexes.
@@ -12,6 +14,7 @@
 //! Credentials come with each call and live only as long as it does: they
 //! are never logged (their `Debug` is redacted) and never stored.
 
+pub mod challenge;
 pub mod fetch;
 pub mod hosts;
 pub mod inflight;
@@ -19,6 +22,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod remote;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -15,7 +15,8 @@ use berth_api::Digest;
 
 use super::fetch::{self, Outcome};
 use super::progress::{BlobKind, BlobState, Finished, Phase, Reporter};
-use super::remote::{self, Remote};
+use super::remote;
+use super::source::Source;
 use super::{Credentials, Error, Options, Result};
 use crate::content::ContentStore;
 use crate::images::{Images, Unpacker};
@@ -69,7 +70,7 @@ pub struct Request {
     pub labels: Labels,
 }
 
-fn source_labels(remote: &Remote) -> Labels {
+fn source_labels(remote: &Source) -> Labels {
     let mut l = Labels::new();
     l.insert(
         format!("containerd.io/distribution.source.{}", remote.host()),
@@ -99,12 +100,11 @@ pub async fn pull(deps: &Deps, ns: &str, req: &Request, progress: &Reporter) -> 
             .map_err(|e| Error::InvalidArgument(e.to_string()))?,
         false => String::new(),
     };
-    let remote = Arc::new(Remote::new(
+    let remote = Arc::new(Source::new(
         reference,
         &req.credentials,
         req.plain_http,
         &deps.options,
-        remote::Purpose::Pull,
     )?);
     tracing::info!(namespace = ns, reference = %name, platform = %req.platform, "pull started");
 
@@ -146,7 +146,7 @@ impl Leased<'_> {
     async fn pull(
         &self,
         req: &Request,
-        remote: &Arc<Remote>,
+        remote: &Arc<Source>,
         name: &str,
         progress: &Reporter,
     ) -> Result<Finished> {

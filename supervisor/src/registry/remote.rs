@@ -1,4 +1,5 @@
-//! One session with one registry repository, over the `oci-client` crate.
+//! One push session with one registry repository, over the `oci-client`
+//! crate (pulls go through [`super::source`]).
 //!
 //! A [`Remote`] is made per call: `oci-client` caches credentials and
 //! tokens per client, so a fresh client per call keeps one caller's
@@ -10,15 +11,10 @@ use std::sync::Once;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use oci_client::client::{
-    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
-};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
-
-use berth_api::oci::{Descriptor, DocumentError, ACCEPTED_MANIFESTS, MAX_DOCUMENT_SIZE};
 
 use super::hosts::{self, Endpoint};
 use super::{Credentials, Error, Options, Result};
@@ -87,7 +83,7 @@ fn endpoint(opts: &Options, registry: &str, purpose: Purpose) -> Result<Option<E
 }
 
 /// rustls needs a process-wide crypto provider; we use ring.
-fn install_crypto() {
+pub(super) fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -115,8 +111,9 @@ impl Remote {
     /// A session for `reference`, for `purpose`. Where the registry has a
     /// hosts.toml under `opts.hosts_dir`, its first endpoint fit for the
     /// purpose is reached instead, with that entry's scheme, `skip_verify`
-    /// and CA files (request headers and path overrides are not sent:
-    /// the registry client has no place for them). Else plain HTTP when
+    /// and CA files (a push sends no hosts.toml headers and ignores
+    /// `override_path`: oci-client has no place for them; pulls do, see
+    /// [`super::source`]). Else plain HTTP when
     /// `plain_http` or when the host is listed in `opts.insecure`, else TLS
     /// with the system roots plus the host's CA file from `opts.ca_files`.
     pub fn new(
@@ -214,72 +211,6 @@ impl Remote {
             .await
             .map(|_| ())
             .map_err(|e| self.error(e, "authenticating"))
-    }
-
-    /// Fetches the manifest or index the reference names (`digest`:
-    /// instead, the one with that digest in the same repository). Returns
-    /// its bytes and verified digest. Larger than [`MAX_DOCUMENT_SIZE`]:
-    /// refused.
-    pub async fn manifest(&self, digest: Option<&str>) -> Result<(Bytes, berth_api::Digest)> {
-        let target = match digest {
-            Some(d) => self.reference.clone_with_digest(d.to_string()),
-            None => self.reference.clone(),
-        };
-        self.client
-            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
-            .await;
-        let (body, digest) = self
-            .client
-            .pull_manifest_raw(&target, &self.auth, ACCEPTED_MANIFESTS)
-            .await
-            .map_err(|e| self.error(e, &format!("manifest {}", target.whole())))?;
-        if body.len() as u64 > MAX_DOCUMENT_SIZE {
-            return Err(DocumentError::TooLarge {
-                size: body.len() as u64,
-                limit: MAX_DOCUMENT_SIZE,
-            }
-            .into());
-        }
-        let digest = digest
-            .parse::<berth_api::Digest>()
-            .map_err(|e| Error::Registry {
-                registry: self.host().to_string(),
-                detail: format!("manifest digest {digest:?}: {e}"),
-            })?;
-        Ok((body, digest))
-    }
-
-    /// Opens blob `desc` from byte `offset`. Returns the stream and the
-    /// offset it really starts at (0 when the registry ignored the range).
-    /// A stream from offset 0 verifies the digest as it ends.
-    pub async fn blob(&self, desc: &Descriptor, offset: u64) -> Result<(ByteStream, u64)> {
-        let od = OciDescriptor {
-            media_type: desc.media_type.clone(),
-            digest: desc.digest.to_string(),
-            size: desc.size,
-            ..OciDescriptor::default()
-        };
-        self.client
-            .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
-            .await;
-        let what = format!("blob {}", desc.digest);
-        if offset == 0 {
-            let s = self
-                .client
-                .pull_blob_stream(&self.reference, &od)
-                .await
-                .map_err(|e| self.error(e, &what))?;
-            return Ok((s.stream, 0));
-        }
-        match self
-            .client
-            .pull_blob_stream_partial(&self.reference, &od, offset, None)
-            .await
-            .map_err(|e| self.error(e, &what))?
-        {
-            BlobResponse::Full(s) => Ok((s.stream, 0)),
-            BlobResponse::Partial(s) => Ok((s.stream.boxed(), offset)),
-        }
     }
 
     /// Whether the repository holds blob `digest`.

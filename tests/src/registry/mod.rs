@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 mod checks;
 mod client;
 mod fake;
+mod mirror;
 mod throttle;
 
 pub use crate::images::{entry, strings};
 pub use checks::{assert_nothing_stored, content, files_under, pull_of};
 pub use client::{pull, pull_with, push, Failure, Outcome, Transfer};
 pub use fake::{BearerAuth, FakeRegistry};
+pub use mirror::{Mirror, Seen};
 pub use throttle::Throttle;
 
 /// The Debian binary.

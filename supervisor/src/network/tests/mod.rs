@@ -10,8 +10,9 @@
 //! (also on a failed assertion) kills the processes it started, DELs what
 //! is cached, removes its namespaces and bridge, and deletes the iptables
 //! rules and per-container chains that mention its IDs or its subnet;
-//! the plugins' shared chains (CNI-HOSTPORT-*, CNI-FORWARD, CNI-ADMIN) are
-//! left as every CNI host has them.
+//! the plugins' shared chains (CNI-HOSTPORT-*, CNI-FORWARD, CNI-ADMIN) go
+//! with the last test process of the host that held them, unless they
+//! existed before (`berth_tests::cni_host::SharedChains`).
 
 mod bridge;
 mod errors;
@@ -68,6 +69,9 @@ pub(super) struct Lab {
     ids: Mutex<Vec<String>>,
     namespaces: Mutex<Vec<PathBuf>>,
     children: Mutex<Vec<Child>>,
+    /// Held while the lab's plugins may make their shared chains; dropped
+    /// last: the last test process of the host deletes those it made.
+    _chains: berth_tests::cni_host::SharedChains,
 }
 
 impl Lab {
@@ -100,6 +104,7 @@ impl Lab {
             ids: Mutex::new(Vec::new()),
             namespaces: Mutex::new(Vec::new()),
             children: Mutex::new(Vec::new()),
+            _chains: berth_tests::cni_host::SharedChains::guard(),
         };
         // a crashed earlier run may have left our bridge or rules behind
         lab.sweep();
