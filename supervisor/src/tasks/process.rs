@@ -208,9 +208,15 @@ impl Known {
         self.lock().clone()
     }
 
-    /// A fresh answer from the shim replaces what was known.
+    /// A fresh answer from the shim replaces what was known, except that
+    /// a stopped process stays stopped: a State answer sent before the
+    /// exit can arrive after the exit event was noted (and published).
     pub(super) fn remember(&self, state: Process) {
-        *self.lock() = state;
+        let mut known = self.lock();
+        if known.status == Status::Stopped && state.status != Status::Stopped {
+            return;
+        }
+        *known = state;
     }
 
     /// Applies a change; nothing changes a stopped process.
@@ -238,6 +244,11 @@ mod tests {
         assert_eq!(s.exited_at, Some(at));
         // A late start event (published before the exit) changes nothing.
         k.note(Change::Started);
+        assert_eq!(k.get().status, Status::Stopped);
+        // Nor does a State answer the shim sent before the exit.
+        let mut stale = Process::created("c", 7);
+        stale.status = Status::Running;
+        k.remember(stale);
         assert_eq!(k.get().status, Status::Stopped);
     }
 
