@@ -5,6 +5,7 @@
 //! Entry points: [`daemon::start`] (`berth-shim start`) and
 //! [`daemon::serve`] (the hidden `berth-shim serve`).
 
+pub mod attach;
 pub mod bundle;
 pub mod cgroup;
 pub mod console;

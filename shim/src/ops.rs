@@ -225,6 +225,31 @@ impl Task {
         }
     }
 
+    /// Joins a process's stdio beside its log file (see
+    /// [`crate::attach`]): FailedPrecondition when the shim does not copy
+    /// its output (no log file) or the output already ended.
+    pub fn attach(
+        &self,
+        exec_id: &str,
+        want: crate::attach::Want,
+        stdin: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<tokio::sync::mpsc::Receiver<crate::attach::Chunk>> {
+        let st = self.lock();
+        let p = st.proc(exec_id)?;
+        let point =
+            p.io.as_ref()
+                .and_then(|io| io.attach_point())
+                .ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                    "{}: its output does not pass through the shim (no log file): cannot attach",
+                    self.name(exec_id)
+                ))
+                })?;
+        point
+            .attach(want, stdin)
+            .map_err(|e| Error::FailedPrecondition(format!("{}: {e}", self.name(exec_id))))
+    }
+
     /// Closes a process's stdin (after what was written is copied).
     pub fn close_stdin(&self, exec_id: &str) -> Result<()> {
         let mut st = self.lock();

@@ -7,7 +7,11 @@ use berth_api::shim::v1 as pb;
 use berth_api::shim::v1::shim_server::Shim;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::attach::Want;
+use crate::logfile::Stream;
 
 use crate::error::Error;
 use crate::lifecycle::CreateOpts;
@@ -115,6 +119,11 @@ impl Shim for ShimService {
             Some(l) => Some(log_options(l, &r.stdout, &r.stderr)?),
             None => None,
         };
+        if r.open_stdin && (log.is_none() || !r.stdin.is_empty()) {
+            return Err(
+                Error::InvalidArgument("open_stdin: needs a log file and no stdin".into()).into(),
+            );
+        }
         let mut opts = CreateOpts {
             rootfs: r.rootfs,
             paths: StdioPaths {
@@ -123,6 +132,8 @@ impl Shim for ShimService {
                 stderr: r.stderr,
                 terminal: r.terminal,
                 log,
+                open_stdin: r.open_stdin,
+                stdin_once: r.stdin_once,
             },
             runtime_binary: r.runtime_binary,
             runtime_root: None,
@@ -171,7 +182,7 @@ impl Shim for ShimService {
             stdout: r.stdout,
             stderr: r.stderr,
             terminal: r.terminal,
-            log: None,
+            ..Default::default()
         };
         let task = self.task.clone();
         to_the_end(async move { task.exec(&r.exec_id, paths, spec).await }).await?;
@@ -304,4 +315,52 @@ impl Shim for ShimService {
         self.task.reopen_log()?;
         ok(())
     }
+
+    type AttachStream = AttachReplies;
+
+    async fn attach(&self, req: Request<Streaming<pb::AttachInput>>) -> Reply<AttachReplies> {
+        let mut input = req.into_inner();
+        let first = input
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("attach: no request"))?;
+        let want = Want {
+            stdin: first.stdin,
+            stdout: first.stdout,
+            stderr: first.stderr,
+        };
+        let (stdin_tx, stdin_rx) = mpsc::channel(16);
+        let output = self.task.attach(&first.exec_id, want, stdin_rx)?;
+        tokio::spawn(async move {
+            if !first.data.is_empty() && stdin_tx.send(first.data).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    m = input.message() => match m {
+                        Ok(Some(m)) => {
+                            if !m.data.is_empty() && stdin_tx.send(m.data).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) | Err(_) => return,
+                    },
+                    _ = stdin_tx.closed() => return,
+                }
+            }
+        });
+        let out = ReceiverStream::new(output).map(|c| {
+            Ok(pb::AttachOutput {
+                stream: match c.stream {
+                    Stream::Stdout => pb::AttachStream::Stdout as i32,
+                    Stream::Stderr => pb::AttachStream::Stderr as i32,
+                },
+                data: c.data,
+            })
+        });
+        ok(Box::pin(out))
+    }
 }
+
+type AttachReplies =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AttachOutput, Status>> + Send>>;

@@ -24,6 +24,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::attach::{AttachPoint, Taps};
 use crate::console::Console;
 use crate::logfile::{self, LogOptions, LogWriter, SharedLog, Stream};
 use crate::reaper::{Exit, Reaper};
@@ -78,6 +79,11 @@ pub struct StdioPaths {
     /// a log file the shim writes the output to (stdout and stderr are
     /// then empty)
     pub log: Option<LogOptions>,
+    /// the shim keeps the process's stdin open for attachers (stdin is
+    /// then empty; needs `log`)
+    pub open_stdin: bool,
+    /// with `open_stdin`: the first attach whose stdin ends closes it
+    pub stdin_once: bool,
 }
 
 enum Target {
@@ -157,12 +163,16 @@ pub struct ProcessIo {
     console: Option<Arc<Console>>,
     output_done: Option<oneshot::Receiver<()>>,
     log: Option<SharedLog>,
+    attach: Option<Arc<AttachPoint>>,
 }
 
 impl Drop for ProcessIo {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(a) = &self.attach {
+            a.taps.end();
         }
     }
 }
@@ -174,6 +184,15 @@ impl ProcessIo {
         if let Some(tx) = self.stdin_close.take() {
             let _ = tx.send(());
         }
+        if let Some(a) = &self.attach {
+            a.close_stdin();
+        }
+    }
+
+    /// Where attachers join the process; None when the shim does not
+    /// copy its output itself (no log file).
+    pub fn attach_point(&self) -> Option<&Arc<AttachPoint>> {
+        self.attach.as_ref()
     }
 
     /// Resizes the process's terminal; false when it has none.
@@ -206,6 +225,9 @@ impl ProcessIo {
     pub async fn shutdown(mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
+        }
+        if let Some(a) = &self.attach {
+            a.taps.end();
         }
         if let Some((pid, exited)) = self.logger.take() {
             let mut exited = exited;
@@ -248,7 +270,13 @@ pub async fn prepare(
     reaper: &Reaper,
 ) -> Result<Prepared, StdioError> {
     let mut io = ProcessIo::default();
+    let mut kept_stdin: Option<pipe::Sender> = None;
     let stdin = match parse("stdin", &paths.stdin)? {
+        Target::Null if paths.open_stdin => {
+            let (r, w) = std::io::pipe()?;
+            kept_stdin = Some(pipe::Sender::from_owned_fd(OwnedFd::from(w))?);
+            OwnedFd::from(r)
+        }
         Target::Null => dev_null()?,
         Target::Fifo(p) => {
             let fifo = open_stdin_fifo(&p)?;
@@ -267,7 +295,18 @@ pub async fn prepare(
         }
     };
     let (stdout, stderr) = match (&paths.log, parse("stdout", &paths.stdout)?) {
-        (Some(opts), _) => start_log(opts, &mut io)?,
+        (Some(opts), _) => {
+            let taps = Arc::new(Taps::default());
+            let stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> =
+                kept_stdin.map(|w| Box::new(w) as _);
+            io.attach = Some(AttachPoint::new(
+                taps.clone(),
+                stdin,
+                paths.stdin_once,
+                false,
+            ));
+            start_log(opts, &mut io, taps)?
+        }
         (None, Target::Binary { path, args }) => {
             let (out, err, pid, exited) = start_logger(&path, &args, id, namespace, reaper).await?;
             io.logger = Some((pid, exited));
@@ -315,11 +354,20 @@ pub fn attach_console(console: Console, paths: &StdioPaths) -> Result<ProcessIo,
     if let Some(opts) = &paths.log {
         let log = open_log(opts)?;
         io.log = Some(log.clone());
+        let taps = Arc::new(Taps::default());
+        let stdin: Option<Box<dyn AsyncWrite + Send + Unpin>> =
+            paths.open_stdin.then(|| Box::new(console.writer()) as _);
+        io.attach = Some(AttachPoint::new(
+            taps.clone(),
+            stdin,
+            paths.stdin_once,
+            true,
+        ));
         let (done_tx, done_rx) = oneshot::channel();
         io.output_done = Some(done_rx);
         let reader = console.reader();
         io.tasks.push(tokio::spawn(async move {
-            logfile::pump_reader(reader, Stream::Stdout, log).await;
+            logfile::pump_reader(reader, Stream::Stdout, log, taps).await;
             let _ = done_tx.send(());
         }));
         return Ok(io);
@@ -362,7 +410,11 @@ fn open_log(opts: &LogOptions) -> Result<SharedLog, StdioError> {
 
 /// Pipes for the container's stdout and stderr, drained into the log by a
 /// task of the shim; returns their write ends.
-fn start_log(opts: &LogOptions, io: &mut ProcessIo) -> Result<(OwnedFd, OwnedFd), StdioError> {
+fn start_log(
+    opts: &LogOptions,
+    io: &mut ProcessIo,
+    taps: Arc<Taps>,
+) -> Result<(OwnedFd, OwnedFd), StdioError> {
     let log = open_log(opts)?;
     let (out_r, out_w) = std::io::pipe()?;
     let (err_r, err_w) = std::io::pipe()?;
@@ -380,7 +432,7 @@ fn start_log(opts: &LogOptions, io: &mut ProcessIo) -> Result<(OwnedFd, OwnedFd)
     io.output_done = Some(done_rx);
     io.log = Some(log.clone());
     io.tasks.push(tokio::spawn(async move {
-        logfile::pump_pipes(out_r, err_r, log).await;
+        logfile::pump_pipes(out_r, err_r, log, taps).await;
         let _ = done_tx.send(());
     }));
     Ok((out_w.into(), err_w.into()))

@@ -99,6 +99,10 @@ pub struct CriConfig {
     pub stream_address: String,
     /// Its port; 0 picks any free port.
     pub stream_port: u16,
+    /// Serve it over TLS with a self-signed certificate made at start-up
+    /// (URLs are then `https://`; the certificate is written to
+    /// `STATE/.cri/stream.crt`).
+    pub stream_tls: bool,
 }
 
 impl Default for CriConfig {
@@ -110,6 +114,7 @@ impl Default for CriConfig {
             restrict_oom_score_adj: false,
             stream_address: "127.0.0.1".into(),
             stream_port: 0,
+            stream_tls: false,
         }
     }
 }
@@ -472,6 +477,7 @@ mod tests {
             "restrict_oom_score_adj = false",
             "stream_address = \"127.0.0.1\"",
             "stream_port = 0",
+            "stream_tls = false",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }

@@ -28,6 +28,7 @@ use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
 
+use crate::attach::Taps;
 use format::{encode, timestamp, Splitter};
 pub use format::{Format, Stream, MAX_LINE};
 
@@ -228,9 +229,14 @@ fn with_log(log: &SharedLog, f: impl FnOnce(&mut LogWriter)) {
     f(&mut log.lock().unwrap_or_else(|p| p.into_inner()));
 }
 
-/// Copies a process's stdout and stderr pipes into its log until both
-/// end.
-pub async fn pump_pipes(stdout: pipe::Receiver, stderr: pipe::Receiver, log: SharedLog) {
+/// Copies a process's stdout and stderr pipes into its log (and to its
+/// attachers) until both end; then the taps end.
+pub async fn pump_pipes(
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    log: SharedLog,
+    taps: Arc<Taps>,
+) {
     let mut buf = vec![0u8; READ_BUF];
     let mut open = [Some(stdout), Some(stderr)];
     let streams = [Stream::Stdout, Stream::Stderr];
@@ -249,6 +255,7 @@ pub async fn pump_pipes(stdout: pipe::Receiver, stderr: pipe::Receiver, log: Sha
             Ok(0) => {}
             Ok(n) => {
                 with_log(&log, |l| l.write(streams[i], &buf[..n], SystemTime::now()));
+                taps.send(streams[i], &buf[..n]);
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -258,6 +265,7 @@ pub async fn pump_pipes(stdout: pipe::Receiver, stderr: pipe::Receiver, log: Sha
         open[i] = None;
         with_log(&log, |l| l.finish(streams[i], SystemTime::now()));
     }
+    taps.end();
 }
 
 /// Resolves when the pipe is readable; never when it is closed.
@@ -272,19 +280,28 @@ async fn ready(p: &Option<pipe::Receiver>) -> std::io::Result<()> {
 /// terminal is interactive: what a read leaves of an unfinished line (a
 /// shell's prompt) is written at once as a partial entry, so a client
 /// following the log sees it without waiting for a newline.
-pub async fn pump_reader<R: AsyncRead + Unpin>(mut src: R, stream: Stream, log: SharedLog) {
+pub async fn pump_reader<R: AsyncRead + Unpin>(
+    mut src: R,
+    stream: Stream,
+    log: SharedLog,
+    taps: Arc<Taps>,
+) {
     let mut buf = vec![0u8; READ_BUF];
     loop {
         match src.read(&mut buf).await {
             Ok(0) | Err(_) => break, // EIO once every slave fd is closed
-            Ok(n) => with_log(&log, |l| {
-                let now = SystemTime::now();
-                l.write(stream, &buf[..n], now);
-                l.finish(stream, now);
-            }),
+            Ok(n) => {
+                with_log(&log, |l| {
+                    let now = SystemTime::now();
+                    l.write(stream, &buf[..n], now);
+                    l.finish(stream, now);
+                });
+                taps.send(stream, &buf[..n]);
+            }
         }
     }
     with_log(&log, |l| l.finish(stream, SystemTime::now()));
+    taps.end();
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::helpers::{fail, now_ns};
 use super::metadata::{self, ContainerMetadata};
 use super::state::Error as StoreError;
 use super::{Cri, NAMESPACE};
-use crate::tasks::{self, CreateTask, LogFile, Stop};
+use crate::tasks::{self, CreateTask, LogFile, OpenStdin, Stop};
 
 const SIGTERM: u32 = 15;
 
@@ -86,8 +86,14 @@ impl Cri {
             .mounts(NAMESPACE, &m.snapshotter, &m.id)
             .await
             .map_err(|e| fail(e.kind(), e))?;
-        let log = (!m.log_path.is_empty()).then(|| LogFile {
-            path: m.log_path.clone(),
+        // The shim copies the output itself even without a log path (to
+        // /dev/null then), so Attach can join it.
+        let log = Some(LogFile {
+            path: if m.log_path.is_empty() {
+                "/dev/null".into()
+            } else {
+                m.log_path.clone()
+            },
             cri_format: true,
             max_size: 0,
             max_files: 0,
@@ -99,8 +105,12 @@ impl Cri {
             log,
             ..Default::default()
         };
+        // A container created with stdin keeps it open for Attach.
+        let stdin = m.config.stdin.then_some(OpenStdin {
+            once: m.config.stdin_once,
+        });
         self.tasks()
-            .create(NAMESPACE, create)
+            .create_with_stdin(NAMESPACE, create, stdin)
             .await
             .map_err(|e| fail(e.kind(), e))?;
         if let Err(e) = self.tasks().start(NAMESPACE, &m.id, "").await {

@@ -74,6 +74,8 @@ pub(super) struct ExecSpec {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// The terminal's size (width, height) when the process starts.
+    pub console_size: Option<(u32, u32)>,
 }
 
 /// A started exec: its id and berthd's ends of its stdio fifos.
@@ -117,6 +119,19 @@ impl Cri {
         let mut process = oci["process"].clone();
         process["args"] = serde_json::json!(spec.cmd);
         process["terminal"] = serde_json::json!(spec.tty);
+        if let Some(p) = process.as_object_mut() {
+            match spec.console_size {
+                Some((width, height)) if spec.tty => {
+                    p.insert(
+                        "consoleSize".into(),
+                        serde_json::json!({"height": height, "width": width}),
+                    );
+                }
+                _ => {
+                    p.remove("consoleSize");
+                }
+            }
+        }
         let exec_id = format!("exec-{}", uuid::Uuid::new_v4().simple());
         let dir: PathBuf = self.state_dir().join("exec").join(&exec_id);
         std::fs::create_dir_all(&dir).map_err(|e| Status::internal(e.to_string()))?;
@@ -218,6 +233,7 @@ impl Cri {
                     stdin: false,
                     stdout: true,
                     stderr: true,
+                    console_size: None,
                 },
             )
             .await?;

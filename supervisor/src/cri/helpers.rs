@@ -101,13 +101,6 @@ pub(super) fn not_served(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by berthd yet"))
 }
 
-/// The answer of the streaming calls berthd does not serve yet (Attach).
-pub(super) fn streaming_not_served(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "{rpc}: berthd's CRI streaming server serves exec and port-forward, not attach yet"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,8 +150,5 @@ mod tests {
         let s = not_served("CheckpointContainer");
         assert_eq!(s.code(), tonic::Code::Unimplemented);
         assert!(s.message().contains("CheckpointContainer"));
-        let s = streaming_not_served("Attach");
-        assert_eq!(s.code(), tonic::Code::Unimplemented);
-        assert!(s.message().starts_with("Attach:"));
     }
 }

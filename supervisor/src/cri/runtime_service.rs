@@ -6,7 +6,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use super::helpers::{not_served, streaming_not_served};
+use super::helpers::not_served;
 use super::Cri;
 
 #[tonic::async_trait]
@@ -153,9 +153,9 @@ impl RuntimeService for Cri {
 
     async fn attach(
         &self,
-        _req: Request<cri::AttachRequest>,
+        req: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(streaming_not_served("Attach"))
+        Ok(Response::new(Cri::attach(self, req.into_inner()).await?))
     }
 
     async fn port_forward(

@@ -62,6 +62,14 @@ pub struct LogFile {
     pub max_files: u32,
 }
 
+/// A stdin the shim keeps open for attachers (CRI `stdin`,
+/// `stdin_once`); the task needs a [`LogFile`] and no stdin of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenStdin {
+    /// The first attach that ends its stdin closes the process's.
+    pub once: bool,
+}
+
 /// The runtime binary and options for a Create, combined as containerd
 /// does: for the runc shims the task's options, when given, replace the
 /// container's; for the v1 Linux runtime the container's `RuncOptions`
@@ -151,12 +159,23 @@ impl Tasks {
     /// exist): writes the bundle, launches and connects the shim, and has
     /// it create the init process. Returns the init pid.
     pub async fn create(&self, ns: &str, req: CreateTask) -> Result<u32, Error> {
+        self.create_with_stdin(ns, req, None).await
+    }
+
+    /// [`Tasks::create`], with a stdin the shim keeps open for
+    /// [`Tasks::attach`] when `stdin` is given.
+    pub async fn create_with_stdin(
+        &self,
+        ns: &str,
+        req: CreateTask,
+        stdin: Option<OpenStdin>,
+    ) -> Result<u32, Error> {
         let id = req.container_id.clone();
         berth_api::identifiers::validate("container_id", &id)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let container = crate::store::containers::get(&self.inner.deps.store, ns, &id)?;
         let reservation = self.reserve(ns, &id)?;
-        let task = Arc::new(create(&self.inner, ns, &container, req).await?);
+        let task = Arc::new(create(&self.inner, ns, &container, req, stdin).await?);
         pump::spawn(Arc::clone(&self.inner), Arc::clone(&task), 0);
         let pid = task.pid;
         reservation.fill(task);
@@ -169,6 +188,7 @@ async fn create(
     ns: &str,
     container: &Container,
     req: CreateTask,
+    stdin: Option<OpenStdin>,
 ) -> Result<Task, Error> {
     let id = container.id.as_str();
     let cfg = &inner.config;
@@ -195,7 +215,10 @@ async fn create(
         dir: &dir,
         info: &info,
     };
-    match launch.start(runc::encode_options(&options), req).await {
+    match launch
+        .start(runc::encode_options(&options), req, stdin)
+        .await
+    {
         Ok(t) => Ok(t),
         Err((e, shim_pid)) => {
             if let Some(pid) = shim_pid.or_else(|| shim::read_shim_pid(&dir)) {
@@ -223,6 +246,7 @@ impl Launch<'_> {
         &self,
         options: prost_types::Any,
         req: CreateTask,
+        stdin: Option<OpenStdin>,
     ) -> Result<Task, (Error, Option<u32>)> {
         let (inner, ns, id, dir, info) = (self.inner, self.ns, self.id, self.dir, self.info);
         let socket_dir = inner.config.state.join(".s");
@@ -264,6 +288,8 @@ impl Launch<'_> {
                     max_size: l.max_size,
                     max_files: l.max_files,
                 }),
+                open_stdin: stdin.is_some(),
+                stdin_once: stdin.is_some_and(|s| s.once),
             })
             .await;
         let created = shim::outcome(created).map_err(|e| (e.into(), shim_pid))?;

@@ -44,10 +44,11 @@ mod task;
 mod update;
 mod wait;
 
-pub use create::{CreateTask, LogFile, RUNC_RUNTIMES};
+pub use create::{CreateTask, LogFile, OpenStdin, RUNC_RUNTIMES};
 pub use delete::Deleted;
 pub use error::Error;
 pub use exec::ExecProcess;
+pub use io::{AttachOutput, Attached};
 pub use kill::Kill;
 pub use process::{Exit, Guard, Process, ProcessInfo, Refusal, Status};
 pub use stats::{decode_metrics, CgroupFigures};

@@ -9,12 +9,14 @@
 //! what it names, never what the URL's query says.
 //!
 //! Parts: `spdy.rs` (framing, no I/O), `session.rs` (a SPDY connection),
-//! `remotecommand.rs` (exec and attach), `portforward.rs`.
+//! `remotecommand.rs` (exec and attach), `portforward.rs`, `tls.rs`
+//! (`stream_tls`).
 
 mod portforward;
 mod remotecommand;
 pub mod session;
 pub mod spdy;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +34,8 @@ use super::Cri;
 
 /// How long a URL stays valid (the kubelet's default, and containerd's).
 pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// How long a client has for its TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The sub-protocols of remote command (exec, attach), best first.
 pub const REMOTECOMMAND_PROTOCOLS: &[&str] = &[
@@ -48,6 +52,8 @@ pub const PORTFORWARD_PROTOCOL: &str = "portforward.k8s.io";
 pub enum Pending {
     /// A command to run in a container.
     Exec(cri::ExecRequest),
+    /// A running container's own stdio.
+    Attach(cri::AttachRequest),
     /// Ports of a pod.
     PortForward(cri::PortForwardRequest),
 }
@@ -56,6 +62,7 @@ impl Pending {
     fn path(&self) -> &'static str {
         match self {
             Pending::Exec(_) => "exec",
+            Pending::Attach(_) => "attach",
             Pending::PortForward(_) => "portforward",
         }
     }
@@ -135,8 +142,9 @@ fn negotiate(req: &Request<Incoming>, ours: &[&str]) -> Result<String, String> {
 }
 
 impl Cri {
-    /// Starts the streaming server on `[cri] stream_address:stream_port`,
-    /// until `stop`; the address it listens on.
+    /// Starts the streaming server on `[cri] stream_address:stream_port`
+    /// (TLS with a self-signed certificate when `stream_tls`), until
+    /// `stop`; the address it listens on.
     pub fn spawn_streaming(&self, stop: CancellationToken) -> std::io::Result<SocketAddr> {
         let c = self.config();
         let addr = format!("{}:{}", c.stream_address, c.stream_port);
@@ -148,12 +156,19 @@ impl Cri {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             std::net::IpAddr::V4(ip) => ip.to_string(),
         };
+        let tls = if c.stream_tls {
+            let file = self.state_dir().join("stream.crt");
+            Some(tls::acceptor(local.ip(), &file).map_err(std::io::Error::other)?)
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let _ = self
             .inner
             .tokens
             .base
-            .set(format!("http://{host}:{}", local.port()));
-        tracing::info!(address = %local, "cri: streaming server listening");
+            .set(format!("{scheme}://{host}:{}", local.port()));
+        tracing::info!(address = %local, tls = tls.is_some(), "cri: streaming server listening");
         let cri = self.clone();
         tokio::spawn(async move {
             loop {
@@ -169,19 +184,41 @@ impl Cri {
                     },
                 };
                 let cri = cri.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let cri = cri.clone();
-                        async move { Ok::<_, std::convert::Infallible>(cri.route(req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(conn), svc)
-                        .with_upgrades()
-                        .await;
+                    match tls {
+                        None => cri.serve_http(conn).await,
+                        Some(acceptor) => {
+                            let handshake =
+                                tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(conn));
+                            match handshake.await {
+                                Ok(Ok(s)) => cri.serve_http(s).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "cri: streaming TLS handshake")
+                                }
+                                Err(_) => tracing::debug!("cri: streaming TLS handshake timed out"),
+                            }
+                        }
+                    }
                 });
             }
         });
         Ok(local)
+    }
+
+    /// Serves HTTP/1.1 (with upgrades) on one connection.
+    async fn serve_http<T>(self, conn: T)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let svc = hyper::service::service_fn(move |req| {
+            let cri = self.clone();
+            async move { Ok::<_, std::convert::Infallible>(cri.route(req)) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(conn), svc)
+            .with_upgrades()
+            .await;
     }
 
     /// One HTTP request on the streaming server.
@@ -228,6 +265,7 @@ impl Cri {
             let session = session::Session::start(io);
             match pending {
                 Pending::Exec(r) => cri.serve_exec(session, &chosen, r).await,
+                Pending::Attach(r) => cri.serve_attach(session, &chosen, r).await,
                 Pending::PortForward(r) => cri.serve_port_forward(session, r).await,
             }
         });
@@ -260,6 +298,23 @@ impl Cri {
         self.running_container(&req.container_id).await?;
         let url = self.inner.tokens.issue(Pending::Exec(req))?;
         Ok(cri::ExecResponse { url })
+    }
+
+    /// Attach: validates and answers the URL. The container's own tty
+    /// decides whether the session has one.
+    pub(super) async fn attach(
+        &self,
+        mut req: cri::AttachRequest,
+    ) -> Result<cri::AttachResponse, tonic::Status> {
+        check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+        let m = self.running_container(&req.container_id).await?;
+        req.container_id = m.id.clone();
+        req.tty = m.config.tty;
+        if req.tty {
+            req.stderr = false;
+        }
+        let url = self.inner.tokens.issue(Pending::Attach(req))?;
+        Ok(cri::AttachResponse { url })
     }
 
     /// PortForward: validates and answers the URL.
