@@ -37,6 +37,7 @@ mod attach;
 mod connect;
 mod create;
 mod error;
+mod exec;
 mod files;
 mod image;
 mod logs;
@@ -64,6 +65,7 @@ use tokio::sync::watch;
 pub use attach::{AttachInput, AttachOutput};
 pub use create::{CreateRequest, Created, CREATE_LEASE_PREFIX};
 pub use error::Error;
+pub use exec::{ExecInput, ExecOutput, ExecRequest};
 pub use image::normalise_reference;
 pub use logs::{LogEntry, LogQuery, LogStream};
 pub use model::{
