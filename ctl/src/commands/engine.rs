@@ -491,6 +491,7 @@ pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<()> {
             .unwrap_or(0),
         stdout: false,
         stderr: false,
+        coalesce: !a.timestamps,
     };
     engine::logs(&ctx.client, req, a.timestamps).await
 }

@@ -45,26 +45,42 @@ pub async fn create(
     }
 }
 
-/// Which streams a log read writes where.
+/// Writes log entries to stdout or stderr (by their streams), with their
+/// RFC 3339 times first when `timestamps`: the bytes of a run of entries
+/// of one stream in one write.
 fn write_entries(entries: &[pb::LogEntry], timestamps: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
-    for e in entries {
-        let w: &mut dyn Write = if e.stream == pb::Stream::Stderr as i32 {
-            &mut err
-        } else {
-            &mut out
-        };
-        let res = (|| {
+    let mut run: Vec<u8> = Vec::new();
+    let mut run_err = false;
+    let mut emit = |run: &mut Vec<u8>, to_err: bool| -> std::io::Result<()> {
+        if !run.is_empty() {
+            if to_err {
+                err.write_all(run)?;
+            } else {
+                out.write_all(run)?;
+            }
+            run.clear();
+        }
+        Ok(())
+    };
+    let res = (|| {
+        for e in entries {
+            let is_err = e.stream == pb::Stream::Stderr as i32;
+            if is_err != run_err {
+                emit(&mut run, run_err)?;
+                run_err = is_err;
+            }
             if timestamps {
                 let t = std::time::UNIX_EPOCH
                     + std::time::Duration::from_nanos(e.time_unix_nano.max(0) as u64);
-                write!(w, "{} ", humantime::format_rfc3339_nanos(t))?;
+                write!(run, "{} ", humantime::format_rfc3339_nanos(t))?;
             }
-            w.write_all(&e.data)
-        })();
-        res.map_err(|e| Error::io("write the log", e))?;
-    }
+            run.extend_from_slice(&e.data);
+        }
+        emit(&mut run, run_err)
+    })();
+    res.map_err(|e| Error::io("write the log", e))?;
     out.flush().map_err(|e| Error::io("write to stdout", e))?;
     err.flush().map_err(|e| Error::io("write to stderr", e))
 }

@@ -439,6 +439,7 @@ impl Containers for ContainersService {
             until: (r.until_unix_nano != 0).then_some(r.until_unix_nano),
             stdout: r.stdout,
             stderr: r.stderr,
+            coalesce: r.coalesce,
             ..Default::default()
         };
         let rx = self.engine.logs(&ns, &r.container, q, r.follow)?;
