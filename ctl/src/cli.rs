@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     containers, content, engine, engine_run, events, files, images, leases, namespaces, network,
-    snapshots, tasks, volume,
+    snapshots, system, tasks, volume,
 };
 use crate::output::Format;
 
@@ -118,6 +118,8 @@ pub enum Command {
     Logs(engine::LogsArgs),
     /// Attach to a container's output and stdin (detach: Ctrl-P Ctrl-Q)
     Attach(engine_run::AttachArgs),
+    /// Run a command in a running container (exits with its exit code)
+    Exec(engine_run::ExecArgs),
     /// Freeze every process of containers
     Pause {
         /// names, IDs or ID prefixes
@@ -151,9 +153,20 @@ pub enum Command {
     },
     /// Show containers' configuration and state as JSON
     Inspect {
+        /// a Go-template subset over each document ('{{.State.Status}}',
+        /// '{{json .Config}}', '{{index .Config.Labels "k"}}'), one line each
+        #[arg(short = 'f', long)]
+        format: Option<String>,
         /// names, IDs or ID prefixes
         #[arg(required = true)]
         containers: Vec<String>,
+    },
+    /// List a container's published ports (or the host side of one)
+    Port {
+        /// name, ID or ID prefix
+        container: String,
+        /// PORT[/PROTO]: only this container port
+        port: Option<String>,
     },
     /// Manage berthd's networks
     #[command(subcommand)]
@@ -175,6 +188,9 @@ pub enum Command {
     /// Manage berthd's volumes
     #[command(subcommand)]
     Volume(volume::Cmd),
+    /// Docker's system commands: prune
+    #[command(subcommand)]
+    System(system::Cmd),
     /// Manage containers
     #[command(subcommand, visible_alias = "container")]
     Containers(containers::Cmd),

@@ -8,7 +8,7 @@
 //! start, exec, attach, remove; plain options, no printing) → `spec`,
 //! `resolve` (images in the content store, over berth-api's OCI model), `rootfs`, `ingest` (resumable blob writes) → `client`
 //! (connection and typed service clients), `stdio`, `labels`, `output`
-//! (tables and JSON) → `error`, `tty`, `progress` (bars on stderr when it
+//! (tables and JSON), `template` (`--format`) → `error`, `tty`, `progress` (bars on stderr when it
 //! is a terminal).
 
 pub mod cli;
@@ -23,6 +23,7 @@ pub mod resolve;
 pub mod rootfs;
 pub mod spec;
 pub mod stdio;
+pub mod template;
 pub mod tty;
 pub mod workflows;
 
@@ -79,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ps(a) => commands::engine::run_ps(&ctx, a).await?,
         Command::Logs(a) => commands::engine::logs(&ctx, a).await?,
         Command::Attach(a) => return commands::engine_run::attach(&ctx, a).await,
+        Command::Exec(a) => return commands::engine_run::exec(&ctx, a).await,
         Command::Pause { containers } => commands::engine::pause(&ctx, true, containers).await?,
         Command::Unpause { containers } => commands::engine::pause(&ctx, false, containers).await?,
         Command::Top { container } => commands::engine::top(&ctx, container).await?,
@@ -87,12 +89,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             containers,
         } => commands::engine::stats(&ctx, no_stream, containers).await?,
         Command::Prune { filters } => commands::engine::prune(&ctx, filters).await?,
-        Command::Inspect { containers } => commands::engine::inspect(&ctx, containers).await?,
+        Command::Inspect { format, containers } => {
+            commands::engine::inspect(&ctx, format.as_deref(), containers).await?
+        }
+        Command::Port { container, port } => {
+            commands::engine::port(&ctx, container, port.as_deref()).await?
+        }
         Command::Network(cmd) => commands::network::run(&ctx, cmd).await?,
         Command::Volume(cmd) => commands::volume::run(&ctx, cmd).await?,
         Command::Commit(a) => commands::files::commit(&ctx, a).await?,
         Command::Diff { container } => commands::files::diff(&ctx, container).await?,
         Command::Cp { src, dst } => commands::files::cp(&ctx, src, dst).await?,
+        Command::System(cmd) => commands::system::run(&ctx, cmd).await?,
         Command::Containers(cmd) => return commands::containers::run(&ctx, cmd).await,
         Command::Tasks(cmd) => return commands::tasks::run(&ctx, cmd).await,
         Command::Events(args) => commands::events::run(&ctx, args).await?,

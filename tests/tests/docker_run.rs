@@ -853,3 +853,446 @@ fn pause_top_stats_kill_and_prune() {
     assert_eq!(left[0]["name"], "stays");
     d.berthctl_ok(&["rm", "-f", "stays"]);
 }
+
+/// The exec directories berthd still holds (none once execs ended).
+fn exec_dirs(rig: &Rig) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(rig.d.state().join("engine").join("exec"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn exec_through_berthd_codes_env_user_stdin_tty_and_all_output() {
+    let rig = Rig::new(8);
+    let d = &rig.d;
+    d.berthctl_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "--network",
+        "none",
+        "-e",
+        "KEEP=k",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+
+    // Both streams apart and the exit code.
+    let out = d.berthctl(&["exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+
+    // -e (KEY=VAL and KEY from berthctl's environment, over the
+    // container's), -w, -u.
+    let out = d
+        .berthctl_cmd(&[
+            "exec",
+            "-e",
+            "A=1",
+            "-e",
+            "FROM_CLIENT",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "ex",
+            "sh",
+            "-c",
+            "echo $A $FROM_CLIENT $KEEP $(pwd) $(id -un)",
+        ])
+        .env("FROM_CLIENT", "fc")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 fc k /tmp nobody\n");
+
+    // -i: stdin through; its end closes the process's.
+    let mut c = d
+        .berthctl_cmd(&["exec", "-i", "ex", "tr", "a-z", "A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
+
+    // Every byte of a large output, the last ones written just before the
+    // exit included.
+    let out = d.berthctl(&[
+        "exec",
+        "ex",
+        "sh",
+        "-c",
+        "head -c 8000000 /dev/zero | tr '\\0' a; echo END",
+    ]);
+    assert!(
+        out.status.success(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 8_000_004);
+    assert!(out.stdout.ends_with(b"aEND\n"));
+
+    // -t: a terminal (TERM set), the output through it.
+    let out = d.berthctl(&["exec", "-t", "ex", "sh", "-c", "tty; echo $TERM; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("xterm"),
+        "{text:?}"
+    );
+
+    // Errors: an unknown command, a relative -w, a stopped container.
+    let err = d.berthctl_fails(&["exec", "ex", "/no/such/binary"]);
+    assert!(err.contains("exec in container"), "{err}");
+    let err = d.berthctl_fails(&["exec", "-w", "tmp", "ex", "true"]);
+    assert!(err.contains("absolute"), "{err}");
+    eventually("exec dirs removed", 10, || exec_dirs(&rig).is_empty());
+    d.berthctl_ok(&["stop", "-t", "0", "ex"]);
+    let err = d.berthctl_fails(&["exec", "ex", "true"]);
+    assert!(err.contains("not running"), "{err}");
+    let err = d.berthctl_fails(&["exec", "nosuch", "true"]);
+    assert!(err.contains("no such container"), "{err}");
+    d.berthctl_ok(&["rm", "ex"]);
+}
+
+/// The busybox archive made over with `ExposedPorts` (80/tcp, 53/udp) in
+/// its config, as `docker.io/berthtest/busybox:exposed`, in `dir`.
+fn exposing_image(dir: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let tree = dir.join("layout");
+    std::fs::create_dir_all(&tree).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(berth_tests::images::busybox())
+        .arg("-C")
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let blob = |d: &str| {
+        tree.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let d = hex::encode(Sha256::digest(bytes));
+        std::fs::write(tree.join("blobs/sha256").join(&d), bytes).unwrap();
+        (format!("sha256:{d}"), bytes.len())
+    };
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(tree.join("index.json")).unwrap()).unwrap();
+    let mdesc = index["manifests"][0].clone();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(mdesc["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let mut config: Value = serde_json::from_slice(
+        &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    config["config"]["ExposedPorts"] = serde_json::json!({"80/tcp": {}, "53/udp": {}});
+    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
+    let desc = &mut index["manifests"][0];
+    desc["digest"] = md.into();
+    desc["size"] = ms.into();
+    desc["annotations"] = serde_json::json!({
+        "io.containerd.image.name": "docker.io/berthtest/busybox:exposed",
+        "org.opencontainers.image.ref.name": "exposed",
+    });
+    std::fs::write(tree.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = dir.join("exposed.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn logs_since_t_unless_stopped_publish_all_port_format_and_system_prune() {
+    let mut rig = Rig::new(9);
+
+    // logs --since/--until (RFC 3339 and relative) and -t.
+    rig.d.berthctl_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lg",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second; sleep 1000",
+    ]);
+    eventually("first line", 20, || {
+        rig.d.berthctl_ok(&["logs", "lg"]) == "first\n"
+    });
+    let between = std::time::SystemTime::now();
+    let mark = humantime::format_rfc3339_nanos(between).to_string();
+    rig.d.berthctl_ok(&["exec", "lg", "touch", "/tmp/go"]);
+    eventually("second line", 20, || {
+        rig.d.berthctl_ok(&["logs", "lg"]) == "first\nsecond\n"
+    });
+    assert_eq!(
+        rig.d.berthctl_ok(&["logs", "--since", &mark, "lg"]),
+        "second\n"
+    );
+    assert_eq!(
+        rig.d.berthctl_ok(&["logs", "--until", &mark, "lg"]),
+        "first\n"
+    );
+    assert_eq!(
+        rig.d.berthctl_ok(&["logs", "--since", "10m", "lg"]),
+        "first\nsecond\n"
+    );
+    let stamped = rig.d.berthctl_ok(&["logs", "-t", "lg"]);
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 2, "{stamped}");
+    let mut last = 0u128;
+    for (l, text) in lines.iter().zip(["first", "second"]) {
+        let (t, rest) = l.split_once(' ').unwrap();
+        assert_eq!(rest, text, "{stamped}");
+        let ns = humantime::parse_rfc3339(t)
+            .unwrap_or_else(|e| panic!("{t}: {e}"))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        assert!(ns >= last && ns <= now_ns(), "{stamped}");
+        last = ns;
+    }
+    let between_ns = between
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    assert!(last > between_ns, "second's time after the mark: {stamped}");
+    rig.d.berthctl_ok(&["rm", "-f", "lg"]);
+
+    // unless-stopped: a user's stop is remembered across a kill -9 of
+    // berthd (always comes back, unless-stopped does not); one not stopped
+    // runs on.
+    for (name, policy) in [
+        ("us", "unless-stopped"),
+        ("al", "always"),
+        ("up", "unless-stopped"),
+    ] {
+        rig.d.berthctl_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "--network",
+            "none",
+            IMAGE,
+            "sleep",
+            "1000",
+        ]);
+    }
+    rig.d.berthctl_ok(&["stop", "-t", "0", "us", "al"]);
+    let up_pid = pid_of(&rig, "up");
+    rig.d.kill9();
+    rig.d.restart();
+    eventually("always started again", 30, || {
+        rig.row("al")["state"] == "running"
+    });
+    assert_eq!(rig.row("us")["state"], "exited");
+    assert_eq!(rig.row("up")["state"], "running");
+    assert_eq!(pid_of(&rig, "up"), up_pid);
+    let fmt = rig
+        .d
+        .berthctl_ok(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "us"]);
+    assert_eq!(fmt, "unless-stopped\n");
+    // a user's start forgets the stop
+    rig.d.berthctl_ok(&["start", "us"]);
+    let us_pid = pid_of(&rig, "us");
+    berth_tests::process::sigkill(us_pid);
+    eventually("unless-stopped restarted", 30, || {
+        let r = rig.row("us");
+        r["state"] == "running" && r["pid"].as_i64().unwrap_or(0) as i32 != us_pid
+    });
+    rig.d.berthctl_ok(&["rm", "-f", "us", "al", "up"]);
+
+    // -P: every exposed port on a free host port; ps, inspect and port
+    // show them; the page answers on the TCP one.
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = exposing_image(tmp.path());
+    rig.d
+        .berthctl_ok(&["images", "import", tar.to_str().unwrap()]);
+    let exposed = "docker.io/berthtest/busybox:exposed";
+    rig.d.berthctl_ok(&[
+        "run", "-d", "--name", "pa", "-P", exposed, "sh", "-c", HTTPD,
+    ]);
+    let ports = rig.d.berthctl_ok(&["port", "pa"]);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 2, "{ports}");
+    assert!(lines[0].starts_with("53/udp -> 0.0.0.0:"), "{ports}");
+    assert!(lines[1].starts_with("80/tcp -> 0.0.0.0:"), "{ports}");
+    let host = rig.d.berthctl_ok(&["port", "pa", "80"]);
+    let hport: u16 = host.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        hport > 0 && lines[1].ends_with(&format!(":{hport}")),
+        "{ports}"
+    );
+    let gw = rig.inspect("pa")["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(gw.starts_with("10.91.9."), "{gw}");
+    http_get(&format!("{gw}:{hport}"));
+    let row = rig.row("pa");
+    assert!(
+        row["ports"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(format!("0.0.0.0:{hport}->80/tcp"))),
+        "{row}"
+    );
+    let err = rig.d.berthctl_fails(&["port", "pa", "8080"]);
+    assert!(err.contains("no public port 8080/tcp"), "{err}");
+
+    // inspect --format: field paths, json, index.
+    let f = rig.d.berthctl_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.Name}} {{json .State.Running}} {{json .HostConfig.PublishAllPorts}}",
+        "pa",
+    ]);
+    assert_eq!(f, "running /pa true true\n");
+    let f = rig.d.berthctl_ok(&[
+        "inspect",
+        "-f",
+        "{{index .NetworkSettings.Ports \"80/tcp\" | json}}",
+        "pa",
+    ]);
+    assert!(f.contains(&format!("\"HostPort\":\"{hport}\"")), "{f}");
+    let err = rig.d.berthctl_fails(&["inspect", "-f", "{{.State", "pa"]);
+    assert!(err.contains("unclosed"), "{err}");
+
+    // system prune: stopped containers, unused networks, unreferenced blobs.
+    rig.d.berthctl_ok(&["stop", "-t", "1", "pa"]);
+    let pa_id = rig.row("pa")["id"].as_str().unwrap().to_string();
+    rig.d
+        .berthctl_ok(&["network", "create", "--subnet", "10.91.209.0/24", "spnet"]);
+    let mut put = rig
+        .d
+        .berthctl_cmd(&["content", "put", "dangling-blob"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let blob = format!("unreferenced {}", now_ns());
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(blob.as_bytes())
+        .unwrap();
+    assert!(put.wait_with_output().unwrap().status.success());
+    let digest = {
+        use sha2::{Digest, Sha256};
+        format!("sha256:{}", hex::encode(Sha256::digest(blob.as_bytes())))
+    };
+    rig.d.berthctl_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keeps",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let p = rig.d.json(&["system", "prune", "-f"]);
+    assert_eq!(p["containers"], serde_json::json!([pa_id]), "{p}");
+    assert_eq!(p["networks"], serde_json::json!(["spnet"]), "{p}");
+    // The blob is gone: by this collection, or by one berthd ran on its
+    // own since (a removal schedules one), which the counts then miss.
+    let blobs = rig.d.berthctl_ok(&["content", "ls", "-q"]);
+    assert!(!blobs.contains(&digest), "{blobs}");
+    let (n, bytes) = (
+        p["blobs"].as_u64().unwrap(),
+        p["reclaimed"].as_u64().unwrap(),
+    );
+    assert!((n == 0) == (bytes == 0), "{p}");
+    let left: Vec<Value> = rig.ps();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["name"], "keeps");
+    let nets = rig.d.berthctl_ok(&["network", "ls"]);
+    assert!(!nets.contains("spnet"), "{nets}");
+    let again = rig.d.berthctl_ok(&["system", "prune", "-f"]);
+    assert!(again.contains("Total reclaimed space: 0 B"), "{again}");
+    rig.d.berthctl_ok(&["rm", "-f", "keeps"]);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ulimit_device_read_only_and_pids_limit_reach_the_process() {
+    let rig = Rig::new(10);
+    let out = rig.d.berthctl(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--device",
+        "/dev/null:/dev/xnull",
+        "--read-only",
+        "--pids-limit",
+        "20",
+        IMAGE,
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; test -c /dev/xnull && echo dev-ok; \
+         echo x > /dev/xnull && echo dev-rw; touch /rofile 2>/dev/null || echo ro-ok; \
+         cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+    ]);
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{o}{e}");
+    assert_eq!(o, "1024\n2048\ndev-ok\ndev-rw\nro-ok\n20\n", "{e}");
+    // Without the flags: the defaults (no device, a writable rootfs).
+    let out = rig.d.berthctl(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "test -e /dev/xnull || echo no-dev; touch /rwfile && echo rw-ok",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no-dev\nrw-ok\n");
+    // A bad --ulimit is refused before anything is made.
+    let err = rig
+        .d
+        .berthctl_fails(&["run", "--rm", "--ulimit", "nofile=x", IMAGE, "true"]);
+    assert!(err.contains("ulimit"), "{err}");
+    assert!(rig.ps().is_empty(), "{:?}", rig.ps());
+}

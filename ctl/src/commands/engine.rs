@@ -376,22 +376,89 @@ pub async fn wait(ctx: &Ctx, containers: Vec<String>) -> Result<()> {
     .await
 }
 
-/// `inspect`: a JSON array of the containers' documents.
-pub async fn inspect(ctx: &Ctx, containers: Vec<String>) -> Result<()> {
+/// The inspect document of container `c`.
+async fn inspect_doc(ctx: &Ctx, c: &str) -> Result<serde_json::Value> {
+    let r = ctx
+        .client
+        .engine()
+        .inspect(pb::InspectRequest {
+            container: c.to_string(),
+        })
+        .await
+        .with_context(|| format!("inspect container {c:?}"))?
+        .into_inner();
+    serde_json::from_str(&r.json)
+        .map_err(|e| Error::Protocol(format!("inspect {c:?}: bad JSON from berthd: {e}")))
+}
+
+/// `port`: `80/tcp -> 0.0.0.0:32768` lines, or the host addresses of
+/// one container port.
+pub async fn port(ctx: &Ctx, container: String, port: Option<&str>) -> Result<()> {
+    let doc = inspect_doc(ctx, &container).await?;
+    let want = port.map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut rows = Vec::new();
+    if let Some(ports) = doc["NetworkSettings"]["Ports"].as_object() {
+        let mut keys: Vec<&String> = ports.keys().collect();
+        keys.sort_by_key(|k| {
+            let (n, proto) = k.split_once('/').unwrap_or((k, ""));
+            (n.parse::<u32>().unwrap_or(0), proto.to_string())
+        });
+        for k in keys {
+            if want.as_ref().is_some_and(|w| w != k) {
+                continue;
+            }
+            for b in ports[k].as_array().into_iter().flatten() {
+                let host = format!(
+                    "{}:{}",
+                    b["HostIp"].as_str().unwrap_or("0.0.0.0"),
+                    b["HostPort"].as_str().unwrap_or("")
+                );
+                rows.push((k.clone(), host));
+            }
+        }
+    }
+    if let (Some(w), true) = (&want, rows.is_empty()) {
+        return Err(Error::Input(format!(
+            "container {container:?}: no public port {w} published"
+        )));
+    }
+    if ctx.out.json() {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(k, h)| serde_json::json!({"container_port": k, "host": h}))
+            .collect();
+        return ctx.out.json_value(&v);
+    }
+    ctx.out.lines(rows.into_iter().map(|(k, h)| {
+        if want.is_some() {
+            h
+        } else {
+            format!("{k} -> {h}")
+        }
+    }))
+}
+
+/// `inspect`: a JSON array of the containers' documents, or each
+/// rendered by `format`.
+pub async fn inspect(ctx: &Ctx, format: Option<&str>, containers: Vec<String>) -> Result<()> {
+    if let Some(f) = format {
+        let t = crate::template::Template::parse(f)?;
+        let mut out = String::new();
+        for c in &containers {
+            out.push_str(&t.render(&inspect_doc(ctx, c).await?)?);
+            out.push('\n');
+        }
+        return write_stdout(&out);
+    }
     let mut docs = Vec::new();
     for c in &containers {
-        let r = ctx
-            .client
-            .engine()
-            .inspect(pb::InspectRequest {
-                container: c.clone(),
-            })
-            .await
-            .with_context(|| format!("inspect container {c:?}"))?
-            .into_inner();
-        let doc: serde_json::Value = serde_json::from_str(&r.json)
-            .map_err(|e| Error::Protocol(format!("inspect {c:?}: bad JSON from berthd: {e}")))?;
-        docs.push(doc);
+        docs.push(inspect_doc(ctx, c).await?);
     }
     ctx.out.json_value(&docs)
 }
@@ -424,6 +491,7 @@ pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<()> {
             .unwrap_or(0),
         stdout: false,
         stderr: false,
+        coalesce: !a.timestamps,
     };
     engine::logs(&ctx.client, req, a.timestamps).await
 }

@@ -601,6 +601,57 @@ pub async fn attach(ctx: &Ctx, a: AttachArgs) -> Result<ExitCode> {
     }
 }
 
+/// `exec` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecArgs {
+    /// keep stdin open and forward berthctl's
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// a terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// environment variable KEY=VAL, or KEY to take berthctl's value (repeatable)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// the working directory (absolute)
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// user[:group], names or numbers
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// the container
+    pub container: String,
+    /// the command and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+/// `exec`: runs a command in a running container through berthd; exits
+/// with its exit code.
+pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Result<ExitCode> {
+    let mut env = Vec::new();
+    for e in &a.env {
+        if e.is_empty() || e.starts_with('=') {
+            return Err(Error::Input(format!("env {e:?}: expected KEY=VAL or KEY")));
+        }
+        env.extend(env_line(e));
+    }
+    let size = if a.tty { crate::tty::size() } else { None };
+    let start = pb::ExecStart {
+        container: a.container,
+        cmd: a.cmd,
+        env,
+        working_dir: a.workdir.unwrap_or_default(),
+        user: a.user.unwrap_or_default(),
+        tty: a.tty,
+        stdin: a.interactive,
+        tty_width: size.map(|s| s.0.into()).unwrap_or(0),
+        tty_height: size.map(|s| s.1.into()).unwrap_or(0),
+    };
+    let code = engine::exec(&ctx.client, start).await?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod process;
 pub mod registry_progress;
 pub mod run;
 pub mod snapshots;
+pub mod system;
 pub mod tasks;
 pub mod version;
 pub mod volume;

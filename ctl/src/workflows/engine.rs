@@ -45,26 +45,42 @@ pub async fn create(
     }
 }
 
-/// Which streams a log read writes where.
+/// Writes log entries to stdout or stderr (by their streams), with their
+/// RFC 3339 times first when `timestamps`: the bytes of a run of entries
+/// of one stream in one write.
 fn write_entries(entries: &[pb::LogEntry], timestamps: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
-    for e in entries {
-        let w: &mut dyn Write = if e.stream == pb::Stream::Stderr as i32 {
-            &mut err
-        } else {
-            &mut out
-        };
-        let res = (|| {
+    let mut run: Vec<u8> = Vec::new();
+    let mut run_err = false;
+    let mut emit = |run: &mut Vec<u8>, to_err: bool| -> std::io::Result<()> {
+        if !run.is_empty() {
+            if to_err {
+                err.write_all(run)?;
+            } else {
+                out.write_all(run)?;
+            }
+            run.clear();
+        }
+        Ok(())
+    };
+    let res = (|| {
+        for e in entries {
+            let is_err = e.stream == pb::Stream::Stderr as i32;
+            if is_err != run_err {
+                emit(&mut run, run_err)?;
+                run_err = is_err;
+            }
             if timestamps {
                 let t = std::time::UNIX_EPOCH
                     + std::time::Duration::from_nanos(e.time_unix_nano.max(0) as u64);
-                write!(w, "{} ", humantime::format_rfc3339_nanos(t))?;
+                write!(run, "{} ", humantime::format_rfc3339_nanos(t))?;
             }
-            w.write_all(&e.data)
-        })();
-        res.map_err(|e| Error::io("write the log", e))?;
-    }
+            run.extend_from_slice(&e.data);
+        }
+        emit(&mut run, run_err)
+    })();
+    res.map_err(|e| Error::io("write the log", e))?;
     out.flush().map_err(|e| Error::io("write to stdout", e))?;
     err.flush().map_err(|e| Error::io("write to stderr", e))
 }
@@ -325,6 +341,93 @@ pub async fn attach(client: &Client, container: &str, o: &AttachOptions) -> Resu
     };
     drop(raw);
     Ok(end)
+}
+
+/// Runs `start` in its container through berthd (stdin forwarded when
+/// `start.stdin`, raw mode and resizes when `start.tty`) until the
+/// process exits; its exit code.
+pub async fn exec(client: &Client, start: pb::ExecStart) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let what = format!("exec in container {:?}", start.container);
+    let (tty, stdin) = (start.tty, start.stdin);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ExecRequest>(16);
+    tx.send(pb::ExecRequest {
+        msg: Some(pb::exec_request::Msg::Start(start)),
+    })
+    .await
+    .map_err(|_| Error::Protocol("exec: request stream closed".into()))?;
+    let mut out = client
+        .engine()
+        .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .context(what.clone())?
+        .into_inner();
+    match out
+        .message()
+        .await
+        .context(what.clone())?
+        .and_then(|m| m.msg)
+    {
+        Some(pb::exec_response::Msg::Started(_)) => {}
+        _ => {
+            return Err(Error::Protocol(format!(
+                "{what}: berthd did not say started"
+            )))
+        }
+    }
+    let raw = tty.then(crate::tty::RawMode::enter);
+    if stdin {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 32 * 1024];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let msg = match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => pb::exec_request::Msg::CloseStdin(true),
+                    Ok(n) => pb::exec_request::Msg::Stdin(buf[..n].to_vec()),
+                };
+                let last = matches!(msg, pb::exec_request::Msg::CloseStdin(_));
+                if tx
+                    .blocking_send(pb::ExecRequest { msg: Some(msg) })
+                    .is_err()
+                    || last
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let mut winch =
+        signal(SignalKind::window_change()).map_err(|e| Error::io("install signal handler", e))?;
+    let code = loop {
+        tokio::select! {
+            m = out.message() => match m.context(what.clone())?.and_then(|m| m.msg) {
+                Some(pb::exec_response::Msg::Output(o)) => {
+                    let res = if o.stream == pb::Stream::Stderr as i32 {
+                        let mut e = std::io::stderr().lock();
+                        e.write_all(&o.data).and_then(|()| e.flush())
+                    } else {
+                        let mut w = std::io::stdout().lock();
+                        w.write_all(&o.data).and_then(|()| w.flush())
+                    };
+                    res.map_err(|e| Error::io("write the output", e))?;
+                }
+                Some(pb::exec_response::Msg::ExitCode(c)) => break c,
+                Some(pb::exec_response::Msg::Started(_)) => {}
+                None => return Err(Error::Protocol(format!("{what}: berthd ended the exec before the process exited"))),
+            },
+            _ = winch.recv(), if tty => {
+                if let Some((w, h)) = crate::tty::size() {
+                    let _ = tx.send(pb::ExecRequest {
+                        msg: Some(pb::exec_request::Msg::Resize(pb::Resize { width: w.into(), height: h.into() })),
+                    }).await;
+                }
+            }
+        }
+    };
+    drop(raw);
+    Ok(code)
 }
 
 #[cfg(test)]

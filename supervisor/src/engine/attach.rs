@@ -90,6 +90,7 @@ impl Engine {
         let q = LogQuery {
             follow_run: Some(run),
             start_offset,
+            coalesce: true,
             ..Default::default()
         };
         let (entries_tx, mut entries_rx) = mpsc::channel(4);

@@ -63,6 +63,10 @@ pub struct LogQuery {
     /// Start at this offset of the newest file (attach: its length when
     /// attaching, so only what comes next is read).
     pub start_offset: Option<u64>,
+    /// Lines of one stream in a row may become one entry (the first's
+    /// time): for clients that show no times, far fewer and larger
+    /// entries to encode and write.
+    pub coalesce: bool,
 }
 
 /// How many data bytes one batch holds at most.
@@ -229,31 +233,44 @@ fn unescape(s: &[u8], out: &mut Vec<u8>) -> Option<usize> {
     None
 }
 
-/// Parses one json-file line (without its newline).
-pub(super) fn parse_line(line: &[u8]) -> Option<LogEntry> {
+/// Parses one json-file line (without its newline): appends its data to
+/// `out` and answers its stream and time (on failure `out` is as it was).
+pub(super) fn parse_into(line: &[u8], out: &mut Vec<u8>) -> Option<(LogStream, i64)> {
     const HEAD: &[u8] = b"{\"log\":\"";
+    let mark = out.len();
     if let Some(rest) = line.strip_prefix(HEAD) {
-        let mut data = Vec::with_capacity(rest.len());
-        if let Some(used) = unescape(rest, &mut data) {
+        if let Some(used) = unescape(rest, out) {
             let rest = &rest[used..];
-            let (stream, rest) = if let Some(r) = rest.strip_prefix(b",\"stream\":\"stdout\"") {
-                (LogStream::Stdout, r)
-            } else if let Some(r) = rest.strip_prefix(b",\"stream\":\"stderr\"") {
-                (LogStream::Stderr, r)
-            } else {
-                return parse_slow(line);
+            let stream = match rest.strip_prefix(b",\"stream\":\"stdout\"") {
+                Some(r) => Some((LogStream::Stdout, r)),
+                None => rest
+                    .strip_prefix(b",\"stream\":\"stderr\"")
+                    .map(|r| (LogStream::Stderr, r)),
             };
-            if let Some(t) = rest
-                .strip_prefix(b",\"time\":\"")
-                .and_then(|r| r.strip_suffix(b"\"}"))
-            {
-                if let Some(time) = std::str::from_utf8(t).ok().and_then(parse_time) {
-                    return Some(LogEntry { stream, time, data });
+            if let Some((stream, rest)) = stream {
+                if let Some(t) = rest
+                    .strip_prefix(b",\"time\":\"")
+                    .and_then(|r| r.strip_suffix(b"\"}"))
+                {
+                    if let Some(time) = std::str::from_utf8(t).ok().and_then(parse_time) {
+                        return Some((stream, time));
+                    }
                 }
             }
         }
+        out.truncate(mark);
     }
-    parse_slow(line)
+    let e = parse_slow(line)?;
+    out.extend_from_slice(&e.data);
+    Some((e.stream, e.time))
+}
+
+/// Parses one json-file line (without its newline).
+#[cfg(test)]
+pub(super) fn parse_line(line: &[u8]) -> Option<LogEntry> {
+    let mut data = Vec::with_capacity(line.len());
+    let (stream, time) = parse_into(line, &mut data)?;
+    Some(LogEntry { stream, time, data })
 }
 
 fn parse_slow(line: &[u8]) -> Option<LogEntry> {
@@ -415,17 +432,49 @@ impl Reader<'_> {
         if line.is_empty() {
             return;
         }
-        let Some(e) = parse_line(line) else { return };
         let q = self.q;
-        let want = match e.stream {
+        // Decode into the batch's last entry when it may grow, else into
+        // a new one; a line the query does not want is cut off again.
+        let grow = q.coalesce && !self.batch.is_empty();
+        let mut fresh = Vec::new();
+        let (buf, mark) = match self.batch.last_mut() {
+            Some(last) if grow => {
+                let mark = last.data.len();
+                (&mut last.data, mark)
+            }
+            _ => {
+                fresh.reserve(line.len());
+                (&mut fresh, 0)
+            }
+        };
+        let Some((stream, time)) = parse_into(line, buf) else {
+            return;
+        };
+        let want = match stream {
             LogStream::Stdout => q.stdout || !q.stderr,
             LogStream::Stderr => q.stderr || !q.stdout,
-        };
-        if !want || q.since.is_some_and(|s| e.time < s) || q.until.is_some_and(|u| e.time >= u) {
+        } && q.since.is_none_or(|s| time >= s)
+            && q.until.is_none_or(|u| time < u);
+        let n = buf.len() - mark;
+        if !want {
+            buf.truncate(mark);
             return;
         }
-        self.batch_bytes += e.data.len();
-        self.batch.push(e);
+        if grow {
+            let last = self.batch.last_mut().expect("grow: a last entry");
+            if last.stream != stream {
+                // another stream: the bytes go to an entry of their own
+                let data = last.data.split_off(mark);
+                self.batch.push(LogEntry { stream, time, data });
+            }
+        } else {
+            self.batch.push(LogEntry {
+                stream,
+                time,
+                data: fresh,
+            });
+        }
+        self.batch_bytes += n;
         if self.batch_bytes >= BATCH_BYTES {
             self.flush();
         }
@@ -524,5 +573,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(all(errs), "3\n");
+        // coalesced: one entry per run of a stream, the same bytes
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_w, runs) = watch::channel(RunMark::default());
+        let q = LogQuery {
+            coalesce: true,
+            ..Default::default()
+        };
+        read(&p, &q, runs, tx);
+        let b = rx.try_recv().unwrap();
+        let got: Vec<(LogStream, &[u8])> =
+            b.iter().map(|e| (e.stream, e.data.as_slice())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (LogStream::Stdout, &b"1\n2\n"[..]),
+                (LogStream::Stderr, &b"3\n"[..]),
+                (LogStream::Stdout, &b"4\n5\n"[..]),
+            ]
+        );
     }
 }

@@ -15,9 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::namespace;
 use super::registry::{credentials, pull_progress};
 use crate::engine::{
-    self, AttachInput, AttachOutput, ContainerConfig, CreateRequest, DeviceSpec, Engine, LogEntry,
-    LogOptions, LogQuery, LogStream, MountSpec, PortSpec, PullPolicy, Record, RestartPolicy,
-    Status as CStatus, Ulimit,
+    self, AttachInput, AttachOutput, ContainerConfig, CreateRequest, DeviceSpec, Engine, ExecInput,
+    ExecOutput, ExecRequest, LogEntry, LogOptions, LogQuery, LogStream, MountSpec, PortSpec,
+    PullPolicy, Record, RestartPolicy, Status as CStatus, Ulimit,
 };
 
 /// The Containers service.
@@ -270,6 +270,7 @@ impl Containers for ContainersService {
     type CreateStream = RpcStream<pb::CreateProgress>;
     type LogsStream = RpcStream<pb::LogsResponse>;
     type AttachStream = RpcStream<pb::AttachResponse>;
+    type ExecStream = RpcStream<pb::ExecResponse>;
     type StatsStream = RpcStream<pb::StatsResponse>;
 
     async fn create(
@@ -441,6 +442,7 @@ impl Containers for ContainersService {
             until: (r.until_unix_nano != 0).then_some(r.until_unix_nano),
             stdout: r.stdout,
             stderr: r.stderr,
+            coalesce: r.coalesce,
             ..Default::default()
         };
         let rx = self.engine.logs(&ns, &r.container, q, r.follow)?;
@@ -496,6 +498,67 @@ impl Containers for ContainersService {
                             removed,
                         })
                     }
+                }),
+            })
+        }))))
+    }
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<pb::ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let ns = namespace(&req)?;
+        let mut incoming = req.into_inner();
+        let Some(pb::ExecRequest {
+            msg: Some(pb::exec_request::Msg::Start(start)),
+        }) = incoming.message().await?
+        else {
+            return Err(invalid("exec", "the first message must be start"));
+        };
+        let (in_tx, in_rx) = mpsc::channel(16);
+        let r = ExecRequest {
+            cmd: start.cmd,
+            env: start.env,
+            working_dir: start.working_dir,
+            user: start.user,
+            tty: start.tty,
+            stdin: start.stdin,
+            tty_size: tty(start.tty_width, start.tty_height),
+        };
+        let out = self.engine.exec(&ns, &start.container, r, in_rx).await?;
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = incoming.message().await {
+                let input = match m.msg {
+                    Some(pb::exec_request::Msg::Stdin(b)) => ExecInput::Stdin(b),
+                    Some(pb::exec_request::Msg::CloseStdin(_)) => ExecInput::CloseStdin,
+                    Some(pb::exec_request::Msg::Resize(r)) => match tty(r.width, r.height) {
+                        Some((w, h)) => ExecInput::Resize(w, h),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                if in_tx.send(input).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let s = ReceiverStream::new(out);
+        Ok(Response::new(Box::pin(futures::StreamExt::map(s, |o| {
+            Ok(pb::ExecResponse {
+                msg: Some(match o {
+                    ExecOutput::Started { exec_id, pid } => {
+                        pb::exec_response::Msg::Started(pb::ExecStarted { exec_id, pid })
+                    }
+                    ExecOutput::Output(stream, data) => {
+                        pb::exec_response::Msg::Output(pb::ExecOutput {
+                            stream: match stream {
+                                LogStream::Stdout => pb::Stream::Stdout,
+                                LogStream::Stderr => pb::Stream::Stderr,
+                            } as i32,
+                            data,
+                        })
+                    }
+                    ExecOutput::Exit(code) => pb::exec_response::Msg::ExitCode(code),
                 }),
             })
         }))))
