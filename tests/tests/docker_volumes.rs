@@ -316,3 +316,73 @@ fn wait_for(p: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+#[ignore = "needs root"]
+fn image_volumes_get_anonymous_volumes_with_the_image_content() {
+    let d = daemon();
+    // An image declaring VOLUME /data, with a file there (made by commit).
+    d.berthctl_ok(&[
+        "create",
+        "--name",
+        "seed",
+        "--network",
+        "none",
+        IMAGE,
+        "true",
+    ]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir(host.path().join("data")).unwrap();
+    std::fs::write(host.path().join("data/seed"), "from the image").unwrap();
+    d.berthctl_ok(&["cp", host.path().join("data").to_str().unwrap(), "seed:/"]);
+    d.berthctl_ok(&[
+        "commit",
+        "--change",
+        "VOLUME /data",
+        "seed",
+        "example.com/withvol:1",
+    ]);
+    d.berthctl_ok(&["rm", "seed"]);
+
+    d.berthctl_ok(&[
+        "create",
+        "--name",
+        "v1",
+        "--network",
+        "none",
+        "example.com/withvol:1",
+        "true",
+    ]);
+    let vols = volumes(&d);
+    assert_eq!(vols.len(), 1, "{vols:?}");
+    assert_eq!(vols[0]["anonymous"], true);
+    assert_eq!(vols[0]["containers"][0]["name"], "v1");
+    let name = vols[0]["name"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(data(&d, &name).join("seed")).unwrap(),
+        "from the image"
+    );
+    let inspect = d.json(&["inspect", "v1"]);
+    assert_eq!(inspect[0]["Mounts"][0]["Destination"], "/data", "{inspect}");
+    // A mount at the same path replaces the image's volume.
+    let out = d
+        .berthctl_cmd(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "mine:/data",
+            "example.com/withvol:1",
+            "cat",
+            "/data/seed",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "from the image", "{}", text(&out.stderr));
+    assert_eq!(volumes(&d).len(), 2);
+    d.berthctl_ok(&["rm", "-v", "v1"]);
+    let left: Vec<_> = volumes(&d).iter().map(|v| v["name"].clone()).collect();
+    assert_eq!(left, [Value::from("mine")]);
+}
