@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::logfile::Stream;
+use crate::logfile::format::Stream;
 
 /// Reads queued per attacher before further output is dropped for it.
 const QUEUE: usize = 64;
